@@ -89,10 +89,11 @@ def build_hetero_graph(
     attr_columns = {}
     for column in dataset.attribute_columns:
         node_type = attribute_node_type(column)
-        lists = dataset.items[column].tolist()
-        lengths = np.fromiter((len(v) if isinstance(v, (list, tuple)) else 0 for v in lists),
-                              dtype=np.int64, count=len(lists))
-        flat = [str(x) for v in lists if isinstance(v, (list, tuple)) for x in v]
+        # Lists may arrive as numpy arrays (e.g. after a Parquet round trip); both count.
+        lists = [v if isinstance(v, (list, tuple, np.ndarray)) else ()
+                 for v in dataset.items[column].tolist()]
+        lengths = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+        flat = [str(x) for v in lists for x in v]
         codes, values = pd.factorize(pd.Series(flat, dtype=object))
         item_idx = np.repeat(np.arange(len(lists)), lengths)
         pairs = np.unique(np.stack([item_idx, codes]), axis=1) if len(flat) else np.zeros((2, 0), dtype=np.int64)
@@ -237,7 +238,13 @@ def k_hop_networkx(
         ids = data[nt].node_ids
         for i in sorted(idxs):
             g.add_node(f"{nt}:{i}", node_type=nt, index=i, label=str(ids[i]))
-    seen_pairs = set()
+    # Reverse relation -> its forward relation, so an edge and its reverse fold into one while
+    # two genuine edges between the same nodes (a follows b, b follows a) both stay.
+    forward_of = {RATED_BY[1]: RATES[1], FOLLOWED_BY[1]: FOLLOWS[1]}
+    for node_type_name in getattr(data, "attr_columns", {}) or {}:
+        fwd, rev = attribute_edge_types(node_type_name)
+        forward_of[rev[1]] = fwd[1]
+    seen = set()
     for et in data.edge_types:
         s_t, rel, d_t = et
         if s_t not in keep or d_t not in keep:
@@ -247,10 +254,15 @@ def k_hop_networkx(
         attr = data[et].get("edge_attr")
         for j in np.nonzero(mask)[0]:
             u, v = f"{s_t}:{ei[0, j]}", f"{d_t}:{ei[1, j]}"
-            pair = frozenset((u, v))
-            if pair in seen_pairs:
+            if rel in forward_of:
+                key = (v, u, forward_of[rel])
+            elif rel == SIMILAR[1]:  # stored in both directions, symmetric by construction
+                key = (min(u, v), max(u, v), rel)
+            else:
+                key = (u, v, rel)
+            if key in seen:
                 continue  # reverse relation of an edge already added
-            seen_pairs.add(pair)
+            seen.add(key)
             weight = float(attr[j, 0]) if attr is not None else 1.0
             g.add_edge(u, v, relation=rel, weight=weight)
     return g

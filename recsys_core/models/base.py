@@ -64,6 +64,22 @@ class Recommender(abc.ABC):
         if tensors:
             raise ValueError(f"{self.name} stores no tensors, got {sorted(tensors)}")
 
+    def restore(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame,
+        tensors: dict[str, torch.Tensor],
+    ) -> Recommender:
+        """Rebuild a fitted model from a saved run without training.
+
+        Binds the model to ``dataset`` and its training interactions, then loads the saved
+        tensors. Models that need more than :meth:`load_state_tensors` to score (a graph, cached
+        propagation) override this and call ``super().restore(...)`` first or rebuild here.
+        """
+        self._bind(dataset, train)
+        self.load_state_tensors(tensors)
+        return self
+
     # ----------------------------------------------------------------- shared
     def _bind(self, dataset: Dataset, train: pd.DataFrame) -> None:
         """Remember the dataset and the (binary) training matrix used to exclude seen items."""
@@ -133,3 +149,31 @@ def interaction_matrix(frame: pd.DataFrame, num_users: int, num_items: int) -> s
                       shape=(num_users, num_items))
     m.data[:] = 1.0
     return m
+
+
+def check_state_tensors(
+    model_name: str,
+    tensors: dict[str, torch.Tensor],
+    expected: dict[str, tuple[int | None, ...]],
+) -> None:
+    """Strict check for :meth:`Recommender.load_state_tensors`: exact names, then shapes.
+
+    Args:
+        model_name (str): Shown in the error.
+        tensors (dict): The tensors to load.
+        expected (dict): Name -> shape; ``None`` in a shape accepts any size on that axis.
+
+    Raises:
+        ValueError: Naming the missing / unexpected tensors or the mismatched shape.
+    """
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{model_name}: state tensors do not match the model "
+                         f"(missing {missing}, unexpected {unexpected}).")
+    for key, shape in expected.items():
+        got = tuple(tensors[key].shape)
+        if len(got) != len(shape) or any(
+                s is not None and s != g for s, g in zip(shape, got, strict=True)):
+            want = tuple("*" if s is None else s for s in shape)
+            raise ValueError(f"{model_name}: tensor '{key}' has shape {got}, expected {want}.")

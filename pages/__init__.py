@@ -1,0 +1,2 @@
+"""RecScope's Streamlit pages (registered explicitly in ``app.py``) and their shared helpers
+(:mod:`pages.ui`)."""

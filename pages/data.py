@@ -1,0 +1,166 @@
+"""Data page: what is loaded (summary, plots, previews, ingestion report) and uploading new data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
+
+import streamlit as st
+
+from pages import ui
+from recsys_core import viz
+from recsys_core.errors import DataError
+
+AUTO = "(auto-detect)"
+UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "psv", "dat", "data", "item", "parquet"]
+
+
+def render() -> None:
+    st.title("Data")
+    ui.guarded(_body)
+
+
+def _body() -> None:
+    ws = ui.workspace()
+    ds = ws.dataset
+    counts_user, counts_item = viz.interaction_counts(ds)
+    st.caption(f"**{ui.md(ds.name, 60)}** from {ui.md(ws.source, 60)}. Every interaction is kept "
+               "as a positive (implicit feedback); problems found while reading are counted in "
+               "the ingestion report.")
+    cols = st.columns(6)
+    cols[0].metric("Users", f"{ds.num_users:,}")
+    cols[1].metric("Items", f"{ds.num_items:,}")
+    cols[2].metric("Interactions", f"{len(ds.interactions):,}")
+    cols[3].metric("Cold items", f"{int((counts_item == 0).sum()):,}",
+                   help="Items with metadata but no interaction: recommendable only from text.")
+    cols[4].metric("Attributes", len(ds.attribute_columns),
+                   help=", ".join(ds.attribute_columns) or "none")
+    n_edges = 0 if ds.user_edges is None else len(ds.user_edges)
+    cols[5].metric("User-user edges", f"{n_edges:,}")
+
+    overview, preview, report, upload = st.tabs(
+        ["Overview", "Preview", "Ingestion report", "Upload data"])
+    with overview:
+        left, right = st.columns(2)
+        left.plotly_chart(viz.degree_histogram_fig(counts_user, "user"), key="deg-user")
+        right.plotly_chart(viz.degree_histogram_fig(counts_item, "item"), key="deg-item")
+        left, right = st.columns(2)
+        left.plotly_chart(viz.rating_histogram_fig(ds), key="ratings")
+        right.plotly_chart(viz.activity_over_time_fig(ds), key="activity")
+        if ds.attribute_columns:
+            column = st.selectbox("Attribute", ds.attribute_columns, key="data-attr")
+            st.plotly_chart(viz.attribute_counts_fig(ds, column), key="attr-counts")
+    with preview:
+        _previews(ws)
+    with report:
+        _report(ds)
+    with upload:
+        _upload()
+
+
+def _previews(ws) -> None:
+    ds = ws.dataset
+    st.subheader("Interactions")
+    inter = ds.interactions[["user_id", "item_id", "rating", "timestamp"]]
+    st.dataframe(inter.head(1000), hide_index=True, height=260)
+    st.caption(f"First {min(1000, len(inter)):,} of {len(inter):,} rows.")
+    ui.download_csv("Download interactions (CSV)", inter, "interactions_clean.csv")
+    st.subheader("Items")
+    items = ds.items.copy()
+    for col in ds.attribute_columns:
+        items[col] = items[col].map(ui.join_values)
+    st.dataframe(items.head(1000), hide_index=True, height=260)
+    ui.download_csv("Download items (CSV)", items, "items_clean.csv")
+    if ds.user_edges is not None and len(ds.user_edges):
+        st.subheader("User-user edges")
+        st.dataframe(ds.user_edges.head(1000), hide_index=True, height=200)
+        ui.download_csv("Download user edges (CSV)", ds.user_edges, "user_edges_clean.csv")
+    st.subheader("Evaluation split")
+    st.caption(f"Models are fitted on {len(ws.train):,} interactions and evaluated on "
+               f"{len(ws.test):,} held out: 10% of each user's interactions (users with at least "
+               "5) plus every interaction of 5% of the items (the cold-item test).")
+
+
+def _report(ds) -> None:
+    report = ds.report
+    if report is None:
+        st.info("This dataset was built in code, so there is no ingestion report.")
+        return
+    to_markdown = getattr(report, "to_markdown", None)
+    if callable(to_markdown):
+        # The report escapes user-supplied names itself (file and column names).
+        st.markdown(to_markdown())
+    else:
+        st.text(str(report))
+    to_dict = getattr(report, "to_dict", None)
+    if callable(to_dict):
+        import json
+
+        st.download_button("Download report (JSON)", json.dumps(to_dict(), indent=1, default=str),
+                           file_name="ingestion_report.json", mime="application/json",
+                           icon=":material/download:")
+
+
+def _upload() -> None:
+    st.markdown("Upload your own data: **interactions** (one row per user-item event: user id, "
+                "item id, optional rating and timestamp), optional **items** (id, title, "
+                "description, categories/tags) and optional **user edges** (two user id "
+                "columns). CSV, TSV and Parquet are read; columns are detected by name and can "
+                "be set below.")
+    inter = st.file_uploader(f"Interactions (up to {ui.UPLOAD_LIMIT_MB['interactions']} MB)",
+                             type=UPLOAD_TYPES, key="up-interactions",
+                             max_upload_size=ui.UPLOAD_LIMIT_MB["interactions"])
+    items = st.file_uploader(f"Items (optional, up to {ui.UPLOAD_LIMIT_MB['items']} MB)",
+                             type=UPLOAD_TYPES, key="up-items",
+                             max_upload_size=ui.UPLOAD_LIMIT_MB["items"])
+    edges = st.file_uploader(f"User edges (optional, up to {ui.UPLOAD_LIMIT_MB['user_edges']} MB)",
+                             type=UPLOAD_TYPES, key="up-edges",
+                             max_upload_size=ui.UPLOAD_LIMIT_MB["user_edges"])
+    if inter is None:
+        st.caption("Choose an interactions file to see the column mapping.")
+        return
+    inter_source = (inter.name, inter.getvalue())
+    options = {}
+    try:
+        columns = _columns(inter_source)
+    except DataError as exc:
+        st.error(str(exc))
+        return
+    st.markdown("**Column mapping** (interactions)")
+    cols = st.columns(4)
+    for col, (role, label) in zip(cols, [("user_col", "User id"), ("item_col", "Item id"),
+                                         ("rating_col", "Rating"), ("time_col", "Timestamp")]):
+        choice = col.selectbox(label, [AUTO, *columns], key=f"map-{role}")
+        if choice != AUTO:
+            options[role] = choice
+    auto_train = st.checkbox("Train the default models right away", value=True,
+                             key="up-autotrain")
+    if st.button("Load data", type="primary", key="up-load"):
+        sources = [inter_source, (items.name, items.getvalue()) if items else None,
+                   (edges.name, edges.getvalue()) if edges else None]
+        try:
+            dataset = ui.load_files(*sources, options=tuple(sorted(options.items())))
+        except DataError as exc:
+            st.error(str(exc))
+            return
+        from recsys_core.session import prepare_workspace
+
+        ui.replace_workspace(prepare_workspace(dataset, source="upload: " + inter.name),
+                             auto_train=auto_train)
+        st.success(f"Loaded {dataset.num_users:,} users, {dataset.num_items:,} items and "
+                   f"{len(dataset.interactions):,} interactions.")
+        st.rerun()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _columns(source: tuple[str, bytes]) -> list[str]:
+    from recsys_core.ingest import DEFAULT_MAX_ROWS
+    from recsys_core.ingest.readers import sniff_table
+
+    return list(sniff_table(source, role="interactions", max_rows=DEFAULT_MAX_ROWS).columns)
+
+
+render()

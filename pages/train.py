@@ -1,0 +1,210 @@
+"""Train page: choose a model and its hyper-parameters, watch training live, compare runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
+
+import io
+import tempfile
+import zipfile
+from typing import Any
+
+import streamlit as st
+
+from pages import ui
+from recsys_core import viz
+from recsys_core.device import describe_device, pick_device
+from recsys_core.models import DEFAULT_MODEL, available_models
+from recsys_core.session import FAILED, STOPPED, model_defaults
+
+#: Arguments the form never shows: data handed over by the app or file-system options.
+HIDDEN = {"item_text_embeddings", "encoder", "template", "checkpoint_dir", "resume",
+          "show_progress", "device"}
+#: Arguments shown first; the rest go under "Advanced".
+PRIMARY = ["epochs", "time_limit", "embedding_dim", "num_layers", "conv", "heads", "lr",
+           "loss", "num_negatives", "batch_size", "reg_lambda", "patience"]
+CHOICES = {"loss": ["bpr", "bce", "softmax"], "conv": ["gat", "gcn", "sage", "gin"]}
+DESCRIPTIONS = {
+    "gnn-llm": "Graph attention network over users, items and attribute nodes; items start from "
+               "their all-MiniLM-L6-v2 text embedding, so cold items are recommendable. The "
+               "flagship.",
+    "lightgcn": "LightGCN: linear propagation of ID embeddings over the user-item graph.",
+    "mf": "Matrix factorisation trained with BPR.",
+    "ease": "EASE: closed-form item-item linear autoencoder (a very strong baseline).",
+    "pop": "Most popular items (the floor every model must beat).",
+    "text-knn": "Content only: cosine between a user's mean text embedding and each item's.",
+}
+
+
+def render() -> None:
+    st.title("Train")
+    ui.guarded(_body)
+
+
+def _body() -> None:
+    ws = ui.workspace()
+    device = describe_device(pick_device())
+    models = available_models()
+    left, right = st.columns([2, 3])
+    with left:
+        st.subheader("New run")
+        st.caption(f"Device: **{device}** (CUDA, then Apple MPS, then CPU).")
+        default = models.index(DEFAULT_MODEL) if DEFAULT_MODEL in models else 0
+        name = st.selectbox("Model", models, index=default, key="t-model")
+        st.caption(DESCRIPTIONS.get(name, ""))
+        params = _param_form(name)
+        busy = ws.training
+        if st.button("Start training", type="primary", disabled=busy, key="t-start",
+                     help="Runs in the background: switch pages freely, it keeps going."):
+            ui.start_training(ws, name, params)
+            st.rerun()
+        if busy:
+            st.caption("One run at a time: wait for the current one or stop it.")
+    with right:
+        st.subheader("Progress")
+        _live()
+    st.subheader("Runs")
+    _runs(ws)
+
+
+def _param_form(name: str) -> dict[str, Any]:
+    """Widgets for the model's constructor arguments; returns the values that differ from the
+    defaults (plus the app's time budget for the flagship)."""
+    defaults = model_defaults(name)
+    prefill = dict(ui.AUTO_FLAGSHIP_PARAMS) if name == DEFAULT_MODEL else {}
+    shown = [k for k in defaults if k not in HIDDEN]
+    primary = [k for k in PRIMARY if k in shown]
+    advanced = [k for k in shown if k not in primary]
+    values: dict[str, Any] = {}
+    for key in primary:
+        values[key] = _widget(name, key, prefill.get(key, defaults[key]))
+    if advanced:
+        with st.expander("Advanced"):
+            for key in advanced:
+                values[key] = _widget(name, key, prefill.get(key, defaults[key]))
+    return {k: v for k, v in values.items() if v != defaults[k] or k in prefill}
+
+
+def _widget(model: str, key: str, default: Any) -> Any:
+    wkey = f"t-{model}-{key}"
+    label = key.replace("_", " ")
+    if key in CHOICES:
+        options = CHOICES[key]
+        return st.selectbox(label, options, index=options.index(default) if default in options
+                            else 0, key=wkey)
+    if isinstance(default, bool):
+        return st.checkbox(label, value=default, key=wkey)
+    if isinstance(default, int):
+        return int(st.number_input(label, value=default, step=1, min_value=0, key=wkey))
+    if isinstance(default, float) or default is None:
+        value = st.number_input(label, value=default, format="%g", key=wkey,
+                                placeholder="none" if default is None else None,
+                                step=None if default is None else abs(default) / 10 or 0.1)
+        return None if value is None else float(value)
+    return st.text_input(label, value=str(default), key=wkey)
+
+
+def _live() -> None:
+    ws = st.session_state[ui.STATE_KEY]
+    if ws.job is not None:
+        _live_job()
+        return
+    last = ws.finished_jobs[-1] if ws.finished_jobs else None
+    if last is not None and last.status == FAILED:
+        st.error(last.error)
+    elif last is not None:
+        note = " (stopped early; best weights kept)" if last.status == STOPPED else ""
+        st.success(f"Finished {ui.md(last.label)} in {last.elapsed:.0f} s{note}.")
+    run = ws.runs.active
+    if run is not None and run.history:
+        st.plotly_chart(viz.training_curves_fig(run.history, f"{run.run_id}: training curves"),
+                        key="t-curves-active")
+    elif run is None:
+        st.info("No run yet: choose a model and start training.")
+    else:
+        st.caption(f"{ui.md(run.run_id)} has no training curve (it is fitted in one step).")
+
+
+@st.fragment(run_every=ui.REFRESH_SECONDS)
+def _live_job() -> None:
+    """Refreshes itself every second while the job runs; reruns the page when it ends."""
+    ws = st.session_state[ui.STATE_KEY]
+    new_runs = ws.collect()
+    job = ws.job
+    if new_runs or job is None:
+        st.rerun(scope="app")
+    st.progress(job.fraction, text=ui.md(f"{job.label} — {job.describe()}"))
+    model = job.latest.get("model")
+    history = [h for h in job.history if h.get("model") == model and h.get("epoch") is not None]
+    st.plotly_chart(viz.training_curves_fig(history, f"{model or 'model'}: live training curves"),
+                    key="t-curves-live")
+    if st.button("Stop", key="t-stop", disabled=job.stop_requested,
+                 help="Ends training at the next step and keeps the best weights so far."):
+        job.stop()
+        st.rerun(scope="fragment")
+    if job.stop_requested:
+        st.caption("Stopping…")
+
+
+def _runs(ws) -> None:
+    if not len(ws.runs):
+        st.caption("Trained models appear here; the sidebar selects the active one.")
+        return
+    summary = ws.runs.summary()
+    st.dataframe(summary, hide_index=True, column_config={
+        "recall@20": st.column_config.NumberColumn(format="%.4f"),
+        "ndcg@20": st.column_config.NumberColumn(format="%.4f")})
+    ui.download_csv("Download runs (CSV)", summary, "runs.csv")
+    curves = {r.run_id: r.history for r in ws.runs if r.history}
+    if len(curves) >= 1:
+        chosen = st.multiselect("Compare training curves", list(curves),
+                                default=list(curves)[-3:], key="t-compare")
+        if chosen:
+            st.plotly_chart(viz.compare_curves_fig({k: curves[k] for k in chosen}),
+                            key="t-compare-fig")
+    left, right = st.columns(2)
+    with left:
+        run_id = st.selectbox("Run", ws.runs.ids(), index=ws.runs.ids().index(ws.runs.active_id)
+                              if ws.runs.active_id in ws.runs else 0, key="t-run")
+        run = ws.runs.get(run_id)
+        b1, b2 = st.columns(2)
+        if b1.button("Make active", key="t-activate"):
+            ws.runs.active_id = run_id
+            st.rerun()
+        if b2.button("Remove", key="t-remove"):
+            ws.runs.remove(run_id)
+            st.rerun()
+    with right:
+        st.caption("Save a run as a folder (safetensors weights + JSON + Parquet data) for "
+                   "`python -m recsys_core recommend --run DIR`.")
+        if "zip" not in run.cache:
+            if st.button("Prepare download", key="t-zip"):
+                run.cache["zip"] = _run_zip(ws, run)
+                st.rerun()
+        else:
+            st.download_button("Download run (.zip)", run.cache["zip"],
+                               file_name=f"{run.model_name}_run.zip", mime="application/zip",
+                               icon=":material/download:", key="t-zip-dl")
+
+
+def _run_zip(ws, run) -> bytes:
+    from recsys_core.run import save_run
+
+    metrics = (run.cache.get("metrics") or {}).get("summary")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = save_run(Path(tmp) / "run", run.model, ws.dataset, ws.train, metrics=metrics,
+                       extra={"run_id": run.run_id, "fit_seconds": run.train_seconds,
+                              "device": run.device, "history": run.history})
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    zf.write(path, Path("run") / path.relative_to(out))
+        return buffer.getvalue()
+
+
+render()

@@ -1,0 +1,164 @@
+"""``python -m recsys_core train``: ingest files, fit a model, save a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ..device import describe_device, pick_device
+from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
+
+#: CLI option -> constructor argument names it may go by, in preference order.
+_OPTION_ARGUMENTS = {
+    "epochs": ("epochs", "max_epochs"),
+    "seed": ("seed",),
+    "device": ("device",),
+    "k": ("eval_k", "valid_k", "k"),
+    "text_model": ("text_model", "text_model_name_or_path"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a recommender and save it as a run directory",
+        description="Read interactions (and optional item metadata / user-user edges), fit a "
+                    "model on all of them (models with early stopping carve their own "
+                    "validation split) and save a run directory for `recommend` / `evaluate`.")
+    parser.add_argument("--interactions", required=True, metavar="FILE",
+                        help="user-item interactions (CSV/TSV/Parquet; columns auto-detected)")
+    parser.add_argument("--items", metavar="FILE",
+                        help="item metadata: id, title, description, categories/tags")
+    parser.add_argument("--user-edges", metavar="FILE", help="user-user edges (src, dst)")
+    parser.add_argument("--model", choices=list(MODEL_REGISTRY), default=DEFAULT_MODEL,
+                        help=f"model to train (default: {DEFAULT_MODEL})")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="maximum training epochs (iterative models; default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="random seed (default: 0)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
+    parser.add_argument("--user-col", metavar="NAME", help="user id column of --interactions")
+    parser.add_argument("--item-col", metavar="NAME", help="item id column of --interactions")
+    parser.add_argument("--rating-col", metavar="NAME", help="rating column of --interactions")
+    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of --interactions")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda > mps > cpu), cpu, cuda or mps (default: auto)")
+    parser.add_argument("--k", type=int, default=20, metavar="K",
+                        help="cut-off of the validation NDCG used for early stopping "
+                             "(default: 20)")
+    parser.add_argument("--text-model", metavar="NAME_OR_PATH",
+                        help="text encoder for item texts: a local model folder or a model id "
+                             "already in the local Hugging Face cache (default: bundled "
+                             "all-MiniLM-L6-v2)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..ingest import load_dataset
+    from ..run import save_run
+
+    dataset = load_dataset(args.interactions, args.items, args.user_edges,
+                           user_col=args.user_col, item_col=args.item_col,
+                           rating_col=args.rating_col, time_col=args.time_col)
+    _print_ingest_report(dataset)
+    kwargs = _model_kwargs(args)
+    model = create_model(args.model, **kwargs)
+    device = describe_device(pick_device(args.device)) if "device" in kwargs else "CPU"
+    print(f"Training {args.model} on {dataset.num_users:,} users x {dataset.num_items:,} items "
+          f"({len(dataset.interactions):,} interactions), device {device}", file=sys.stderr)
+    train = dataset.interactions
+    start = time.perf_counter()
+    with ProgressBar() as progress:
+        model.fit(dataset, train, on_progress=progress)
+    fit_seconds = time.perf_counter() - start
+    extra = {"fit_seconds": round(fit_seconds, 3), "device": device,
+             "command": ["python", "-m", "recsys_core", *sys.argv[1:]],
+             "inputs": {"interactions": str(args.interactions), "items": args.items,
+                        "user_edges": args.user_edges}}
+    history = getattr(model, "history", None)
+    if isinstance(history, list) and history:
+        extra["history"] = history
+    out = save_run(args.out, model, dataset, train, extra=extra)
+    print(f"Trained {args.model} in {fit_seconds:.1f} s; run saved to {out}")
+    print(f"Next: python -m recsys_core recommend --run {out} --k 10 --out recommendations.csv")
+    return 0
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor arguments for the chosen model from the generic CLI options."""
+    accepted = set(model_arguments(args.model))
+    kwargs: dict[str, Any] = {}
+    given = {"epochs": args.epochs, "seed": args.seed, "device": args.device, "k": args.k,
+             "text_model": args.text_model}
+    explicit = {"epochs": args.epochs is not None, "text_model": args.text_model is not None}
+    for option, value in given.items():
+        name = next((n for n in _OPTION_ARGUMENTS[option] if n in accepted), None)
+        if name is not None and value is not None:
+            kwargs[name] = value
+        elif explicit.get(option):
+            flag = "--" + option.replace("_", "-")
+            print(f"note: {flag} does not apply to the {args.model} model and is ignored.",
+                  file=sys.stderr)
+    if args.text_model is not None and "encoder" in accepted and "text_model" not in kwargs:
+        from ..text import TextEncoder
+
+        kwargs["encoder"] = TextEncoder(args.text_model, device=args.device)
+    return kwargs
+
+
+def _print_ingest_report(dataset) -> None:
+    report = getattr(dataset, "report", None)
+    if report is None:
+        return
+    summary = getattr(report, "summary", None)
+    text = summary() if callable(summary) else None
+    if text:
+        print(text, file=sys.stderr)
+
+
+class ProgressBar:
+    """A tqdm bar on stderr driven by :data:`~recsys_core.models.base.ProgressCallback` dicts.
+
+    The description follows ``stage``; the bar starts over when the fraction goes back (a new
+    phase, e.g. ``encode`` then ``train``). Epoch, loss and validation NDCG are shown when the
+    model reports them.
+    """
+
+    _STEPS = 1000
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from tqdm.auto import tqdm
+
+        stage = str(event.get("stage", "fit"))
+        if self._bar is None:
+            self._bar = tqdm(total=self._STEPS, desc=stage, file=sys.stderr,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}"
+                                        "{postfix}")
+        elif stage != self._bar.desc:
+            self._bar.set_description_str(stage, refresh=False)
+        fraction = event.get("fraction")
+        if fraction is not None:
+            target = int(round(min(max(float(fraction), 0.0), 1.0) * self._STEPS))
+            if target < self._bar.n:
+                self._bar.reset(total=self._STEPS)
+            self._bar.update(target - self._bar.n)
+        postfix = {}
+        if event.get("epoch") is not None:
+            epochs = event.get("epochs")
+            postfix["epoch"] = f"{event['epoch']}/{epochs}" if epochs else str(event["epoch"])
+        for key in ("loss", "valid_ndcg"):
+            if isinstance(event.get(key), (int, float)):
+                postfix[key] = f"{event[key]:.4f}"
+        if postfix:
+            self._bar.set_postfix(postfix, refresh=False)

@@ -1,0 +1,137 @@
+"""Short natural-language rationales grounded in an explanation's evidence.
+
+The sentence is assembled only from contributions that were computed for this (user, item)
+pair, pushed the score *up*, and are checked against the data: history items the user really
+interacted with, attribute values the recommended item (or the user's history) really has,
+sentences of the item's own description and neighbouring users. Nothing else is mentioned.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..dataset import ITEM_COL, USER_COL, Dataset
+from ..graph import attribute_node_type
+from .evidence import ATTRIBUTE, HISTORY_ITEM, NEIGHBOUR, TEXT, Explanation
+
+
+def rationale(
+    explanation: Explanation,
+    dataset: Dataset,
+    max_items: int = 2,
+    max_attributes: int = 2,
+    min_share: float = 0.05,
+) -> str:
+    """One sentence saying why the item was recommended.
+
+    Only contributions with a positive weight of at least ``min_share`` of the largest
+    positive weight count as evidence, so numerical noise never becomes a reason. History
+    items must be in the user's interactions and attribute values on the item (``"it has the
+    genre A"``) or, failing that, on the user's history items (``"you like the genre A"``).
+
+    Args:
+        explanation (Explanation): Output of any explanation method.
+        dataset (Dataset): The dataset the model was trained on (its interactions are the
+            user's history).
+        max_items (int): History items / neighbours to name at most. (default: :obj:`2`)
+        max_attributes (int): Attribute values to name at most. (default: :obj:`2`)
+        min_share (float): Smallest weight, relative to the top positive weight, that counts
+            as evidence. (default: :obj:`0.05`)
+
+    Returns:
+        str: e.g. ``'Recommended because you liked "Dune" and "Hyperion"; it has the genres
+        Sci-Fi and Space opera; its description says "A desert planet..."'``, or a sentence
+        saying that no single piece of evidence raised the score.
+    """
+    frame = explanation.contributions
+    positive = frame[frame["weight"] > 0]
+    if len(positive):
+        positive = positive[positive["weight"] >= min_share * float(positive["weight"].max())]
+    history_ids = _history_ids(dataset, explanation.user_id)
+
+    clauses = []
+    liked = positive[(positive["kind"] == HISTORY_ITEM)
+                     & positive["id"].astype(str).isin(history_ids)].head(max_items)
+    if len(liked):
+        clauses.append("you liked " + _join([f'"{label}"' for label in liked["label"]]))
+    attribute_clause = _attribute_clause(positive[positive["kind"] == ATTRIBUTE], dataset,
+                                         explanation.item_id, history_ids, max_attributes)
+    if attribute_clause:
+        clauses.append(attribute_clause)
+    text = positive[positive["kind"] == TEXT].head(1)
+    if len(text):
+        clauses.append(f'its description says "{_shorten(str(text["label"].iloc[0]))}"')
+    neighbours = positive[positive["kind"] == NEIGHBOUR].head(max_items)
+    if len(neighbours):
+        clauses.append("it is close to " + _join([str(v) for v in neighbours["label"]])
+                       + " in the graph")
+    if not clauses:
+        return (f"No single piece of evidence raised the score of item "
+                f"{explanation.item_id!r}; it comes from the model's overall preferences.")
+    return "Recommended because " + "; ".join(clauses) + "."
+
+
+def _history_ids(dataset: Dataset, user_id: str) -> set[str]:
+    inter = dataset.interactions
+    return set(inter.loc[inter[USER_COL] == str(user_id), ITEM_COL].astype(str))
+
+
+def _attribute_clause(
+    rows: pd.DataFrame,
+    dataset: Dataset,
+    item_id: str,
+    history_ids: set[str],
+    limit: int,
+) -> str:
+    columns = {attribute_node_type(c): c for c in dataset.attribute_columns}
+    items = dataset.items.set_index(dataset.items[ITEM_COL].astype(str))
+    own: dict[str, list[str]] = {}
+    liked: dict[str, list[str]] = {}
+    used = 0
+    for attr_id in rows["id"].astype(str):
+        if used >= limit:
+            break
+        node_type, _, value = attr_id.partition(":")
+        column = columns.get(node_type)
+        if column is None:
+            continue
+        if item_id in items.index and value in _values(items.at[item_id, column]):
+            own.setdefault(column, []).append(value)
+        elif any(value in _values(items.at[h, column]) for h in history_ids if h in items.index):
+            liked.setdefault(column, []).append(value)
+        else:
+            continue  # neither on the item nor in the history: not a grounded reason
+        used += 1
+    pieces = []
+    if own:
+        pieces.append("it has " + " and ".join(_noun_phrase(c, v) for c, v in own.items()))
+    if liked:
+        pieces.append("you like " + " and ".join(_noun_phrase(c, v) for c, v in liked.items()))
+    return "; ".join(pieces)
+
+
+def _values(cell) -> list[str]:
+    return [str(v) for v in cell] if isinstance(cell, (list, tuple)) else []
+
+
+def _noun_phrase(column: str, values: list[str]) -> str:
+    noun = column.replace("_", " ")
+    return f"the {noun if len(values) == 1 else _plural(noun)} {_join(values)}"
+
+
+def _plural(word: str) -> str:
+    if word.endswith("y") and not word.endswith(("ay", "ey", "oy", "uy")):
+        return word[:-1] + "ies"
+    return word if word.endswith("s") else word + "s"
+
+
+def _join(values: list[str]) -> str:
+    values = list(values)
+    if len(values) <= 1:
+        return "".join(values)
+    return ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _shorten(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "\u2026"

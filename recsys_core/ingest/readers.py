@@ -1,0 +1,449 @@
+"""Reading raw tabular files: sources, encodings, delimiters and header rows.
+
+A *source* is either a filesystem path or a ``(display_name, data)`` pair where ``data`` is
+``bytes`` or a file-like object (e.g. a Streamlit upload). The display name of a pair is only
+shown in messages, never opened. Reading happens in two steps so the caller can decide which
+columns hold ids (read as exact strings) after seeing the header: :func:`sniff_table` detects
+format, encoding, delimiter and header from the bytes, :func:`read_table` parses the whole file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from ..errors import DataError
+from .columns import is_known_column_name
+from .movielens import movielens_layout
+
+Source = str | os.PathLike | tuple[str, bytes | IO]
+
+#: Candidate delimiters in tie-break order (``::`` first: it also contains ``:``).
+DELIMITERS = ("::", "\t", ",", ";", "|")
+#: Tokens that mean "no value" in an id or attribute cell (compared lower-case).
+NULL_TOKENS = frozenset({"", "nan", "null", "none", "na", "n/a", "<na>", "nil"})
+
+_EXTENSION_DELIMITER = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".psv": "|"}
+_BINARY_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an Excel .xlsx workbook is one); export the sheet as CSV",
+    b"\x1f\x8b": "gzip-compressed; decompress it first",
+    b"%PDF": "a PDF document",
+    b"SQLite format 3": "an SQLite database; export the table as CSV",
+    b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook; export the sheet as CSV",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+}
+_PARQUET_MAGIC = b"PAR1"
+_SAMPLE_BYTES = 1 << 16
+_SAMPLE_LINES = 200
+_CHUNK = 1 << 24
+
+
+@dataclass
+class SniffedTable:
+    """What was learnt about a file before parsing it fully.
+
+    Attributes:
+        name (str): Display name (never a path to open).
+        format (str): ``"parquet"`` or ``"delimited"``.
+        columns (list[str]): Column names; ``column_1`` ... for files without a header row.
+        header (bool): Whether the first line is a header row.
+        encoding (str, optional): Text encoding used (``None`` for Parquet).
+        delimiter (str, optional): Field separator (``None`` for Parquet or single-column files).
+        sample (pandas.DataFrame): Up to 200 first data rows as strings, for column detection.
+        notes (list[str]): Facts worth a warning (e.g. an encoding fallback).
+        layout (str, optional): A recognised MovieLens layout (e.g. ``"movielens u.item"``);
+            header-less files of a known layout get its documented column names.
+    """
+
+    name: str
+    format: str
+    columns: list[str]
+    header: bool
+    encoding: str | None
+    delimiter: str | None
+    sample: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    layout: str | None = None
+    _text: str | None = field(default=None, repr=False)
+    _raw: bytes | None = field(default=None, repr=False)
+
+
+@dataclass
+class RawTable:
+    """A fully parsed file before any cleaning.
+
+    Attributes:
+        frame (pandas.DataFrame): One row per data row; id columns as strings.
+        sniffed (SniffedTable): Detection results.
+        rows_read (int): Data rows found, including rows skipped as ragged.
+        ragged_lines (list[int]): File line numbers of rows skipped for having more fields than
+            the header.
+    """
+
+    frame: pd.DataFrame
+    sniffed: SniffedTable
+    rows_read: int
+    ragged_lines: list[int]
+
+
+def source_name(source: Source) -> str:
+    """Display name of a source."""
+    if isinstance(source, tuple):
+        return str(source[0])
+    return os.fspath(source)
+
+
+def sniff_table(source: Source, *, role: str, max_rows: int) -> SniffedTable:
+    """Detect the format, encoding, delimiter and header of a file.
+
+    Args:
+        source (Source): A path or a ``(display_name, bytes | file-like)`` pair.
+        role (str): What the file is for (``"interactions"``, ``"items"`` ...); used in messages.
+        max_rows (int): Refuse files with more data rows than this, before parsing them.
+
+    Raises:
+        DataError: The file is missing, unreadable, binary, empty, or too large.
+    """
+    name = source_name(source)
+    raw = _open(source, name, role, max_rows)
+    if raw[:4] == _PARQUET_MAGIC:
+        return _sniff_parquet(name, raw, role, max_rows)
+    _reject_binary(raw, name, role)
+    text, encoding, notes = _decode(raw, name)
+    if not text.strip():
+        raise DataError(f"the {role} file is empty. Upload a file with a header row and at "
+                        "least one data row.", file=name)
+    _check_row_limit(text.count("\n") + (not text.endswith("\n")) - 1, name, role, max_rows)
+    head = _head_lines(text)
+    delimiter = sniff_delimiter(head, name)
+    sample = _parse_text("\n".join(head) + "\n", delimiter, header=False, nrows=_SAMPLE_LINES)
+    header = detect_header(sample)
+    if header:
+        columns = _unique_names([str(c).strip() for c in sample.iloc[0].tolist()])
+        sample = sample.iloc[1:].reset_index(drop=True)
+    else:
+        columns = [f"column_{j + 1}" for j in range(sample.shape[1])]
+    sample.columns = columns
+    layout = movielens_layout(role, delimiter, header, columns, sample, name)
+    if layout is not None:
+        columns = sample.columns = layout[1]
+    return SniffedTable(name=name, format="delimited", columns=list(columns), header=header,
+                        encoding=encoding, delimiter=delimiter, sample=sample, notes=notes,
+                        layout=layout and layout[0], _text=text)
+
+
+def read_table(sniffed: SniffedTable, string_columns: list[str] | None = None) -> RawTable:
+    """Parse a sniffed file completely.
+
+    Args:
+        sniffed (SniffedTable): Result of :func:`sniff_table`.
+        string_columns (list[str], optional): Columns to read as exact strings (ids); the
+            others get pandas' type inference. ``None`` reads every column as strings.
+            (default: :obj:`None`)
+
+    Raises:
+        DataError: The file cannot be parsed, or it has a header row but no data rows.
+    """
+    name = sniffed.name
+    if sniffed.format == "parquet":
+        frame = _read_parquet(sniffed)
+        rows_read, ragged = len(frame), []
+    else:
+        dtype = str if string_columns is None else dict.fromkeys(string_columns, str)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                frame = _parse_text(sniffed._text, sniffed.delimiter, header=sniffed.header,
+                                    dtype=dtype, names=sniffed.columns)
+            except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+                raise DataError(f"the file could not be parsed as a table "
+                                f"({_short(exc)}). Check that it is a delimited text file "
+                                "(CSV/TSV) with one record per line.", file=name) from exc
+        ragged = _ragged_lines(caught)
+        rows_read = len(frame) + len(ragged)
+    if rows_read == 0:
+        raise DataError("the file has a header row but no data rows. Add at least one data "
+                        "row below the header.", file=name)
+    return RawTable(frame=frame, sniffed=sniffed, rows_read=rows_read, ragged_lines=ragged)
+
+
+def describe_format(sniffed: SniffedTable) -> str:
+    """Short format name for reports (``"csv"``, ``"tsv"``, ``"movielens u.item"`` ...)."""
+    if sniffed.layout:
+        return sniffed.layout
+    if sniffed.format == "parquet":
+        return "parquet"
+    if sniffed.header and {"userId", "movieId"} <= set(sniffed.columns):
+        return "movielens ratings.csv"
+    if sniffed.header and {"movieId", "title", "genres"} <= set(sniffed.columns):
+        return "movielens movies.csv"
+    return {"\t": "tsv", ",": "csv", ";": "csv (;)", "|": "pipe-separated",
+            "::": "'::'-separated", " ": "whitespace-separated",
+            None: "single column"}[sniffed.delimiter]
+
+
+# ---------------------------------------------------------------------- detection helpers
+def sniff_delimiter(lines: list[str], name: str = "") -> str | None:
+    """The field separator that splits ``lines`` most consistently.
+
+    Quoted sections are ignored while counting. A delimiter suggested by the file extension
+    (``.csv``, ``.tsv``) wins when it is consistent on at least 90% of the lines. Returns
+    ``None`` for single-column files and ``" "`` for whitespace-separated ones.
+    """
+    stripped = [re.sub(r'"[^"]*"', '""', line) for line in lines if line.strip()]
+    if not stripped:
+        return None
+    scores = {}
+    for cand in DELIMITERS:
+        counts = [line.count(cand) for line in stripped]
+        mode, hits = Counter(counts).most_common(1)[0]
+        if mode > 0:
+            scores[cand] = hits / len(counts)
+    hinted = _EXTENSION_DELIMITER.get(Path(name).suffix.lower())
+    if hinted in scores and scores[hinted] >= 0.9:
+        return hinted
+    if scores:
+        # Highest consistency; ties go to the earlier candidate in DELIMITERS.
+        return max(scores, key=lambda c: (scores[c], -DELIMITERS.index(c)))
+    if all(len(line.split()) > 1 for line in stripped):
+        counts = Counter(len(line.split()) for line in stripped)
+        if counts.most_common(1)[0][1] / len(stripped) >= 0.9:
+            return " "
+    return None
+
+
+def detect_header(sample: pd.DataFrame) -> bool:
+    """Whether the first row of ``sample`` (all strings, no header applied) is a header row.
+
+    Evidence, strongest first: a numeric cell (header names are not numbers); a cell naming a
+    known column (``userId``, ``rating`` ...); a non-numeric cell on top of an otherwise numeric
+    column; a first-row value repeated further down its column (data repeats, names do not).
+    Without evidence a header is assumed, as in most exported tables.
+    """
+    if sample.empty:
+        return False
+    first = [str(v).strip() for v in sample.iloc[0].tolist()]
+    if any(_is_number(v) for v in first if v):
+        return False
+    if any(is_known_column_name(v) for v in first if v):
+        return True
+    rest = sample.iloc[1:]
+    for j, value in enumerate(first):
+        if not value:
+            continue
+        col = rest.iloc[:, j].astype(str).str.strip()
+        col = col[col != ""]
+        if len(col) and pd.to_numeric(col, errors="coerce").notna().mean() >= 0.9:
+            return True
+    for j, value in enumerate(first):
+        if value and (rest.iloc[:, j].astype(str).str.strip() == value).any():
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------- internals
+def _open(source: Source, name: str, role: str, max_rows: int) -> bytes:
+    """The source's bytes, refusing oversized text files before reading them whole."""
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise DataError("an uploaded source must be a (display_name, data) pair.", file=name)
+        data = source[1]
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return bytes(data)
+        if hasattr(data, "seek"):
+            try:
+                data.seek(0)
+            except (OSError, ValueError):
+                pass
+        if not hasattr(data, "read"):
+            raise DataError(f"unsupported upload of type {type(data).__name__}; pass bytes or "
+                            "a binary file-like object.", file=name)
+        content = data.read()
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        return bytes(content)
+    path = os.fspath(source)
+    if not os.path.exists(path):
+        raise DataError(f"the {role} file does not exist. Check the path.", file=name)
+    if os.path.isdir(path):
+        raise DataError(f"this is a directory, not a {role} file. Pass the file inside it "
+                        "(e.g. u.data or ratings.csv).", file=name)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+            if magic != _PARQUET_MAGIC:
+                _count_lines_streaming(handle, name, role, max_rows)
+            handle.seek(0)
+            return handle.read()
+    except OSError as exc:
+        raise DataError(f"the {role} file cannot be read ({exc.strerror or exc}). Check that "
+                        "it exists and that you have permission to read it.", file=name) from exc
+
+
+def _count_lines_streaming(handle, name: str, role: str, max_rows: int) -> None:
+    """Stop reading as soon as the line count passes the limit (never loads huge files)."""
+    handle.seek(0)
+    lines = 0
+    while chunk := handle.read(_CHUNK):
+        lines += chunk.count(b"\n")
+        if lines - 1 > max_rows:
+            _check_row_limit(lines - 1, name, role, max_rows, at_least=True)
+
+
+def _check_row_limit(rows: int, name: str, role: str, max_rows: int, at_least: bool = False) -> None:
+    if rows > max_rows:
+        more = "at least " if at_least else ""
+        raise DataError(f"the {role} file has {more}{rows:,} rows, more than the limit of "
+                        f"{max_rows:,}. Sample or filter it first, or raise the limit "
+                        "(max_rows / --max-rows) if this machine has the memory.", file=name)
+
+
+def _reject_binary(raw: bytes, name: str, role: str) -> None:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return
+    for magic, what in _BINARY_MAGIC.items():
+        if raw.startswith(magic):
+            raise DataError(f"this is not a text table: it looks like {what}. The {role} file "
+                            "must be CSV, TSV or Parquet.", file=name)
+    head = raw[:_SAMPLE_BYTES]
+    control = sum(head.count(bytes([b])) for b in (*range(0, 9), *range(14, 32)))
+    if b"\x00" in head or control > 0.01 * max(len(head), 1):
+        raise DataError(f"this looks like a binary file, not a text table. The {role} file "
+                        "must be CSV, TSV or Parquet (UTF-8 or latin-1 text).", file=name)
+
+
+def _decode(raw: bytes, name: str) -> tuple[str, str, list[str]]:
+    """Decode bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else a 1-byte fallback."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace"), "utf-8-sig", []
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16"), "utf-16", []
+        except UnicodeDecodeError as exc:
+            raise DataError("the file starts with a UTF-16 byte-order mark but is not valid "
+                            "UTF-16. Re-save it as UTF-8 CSV.", file=name) from exc
+    try:
+        return raw.decode("utf-8"), "utf-8", []
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        # cp1252 differs from latin-1 only in 0x80-0x9F (curly quotes, euro sign ...).
+        encoding = "latin-1"
+        if re.search(rb"[\x80-\x9f]", raw):
+            try:
+                text = raw.decode("cp1252")
+                encoding = "cp1252"
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+        else:
+            text = raw.decode("latin-1")
+        note = (f"not valid UTF-8 (first invalid byte on line {line}); decoded as {encoding}. "
+                "Check accented characters, or re-save the file as UTF-8.")
+        return text, encoding, [note]
+
+
+def _head_lines(text: str) -> list[str]:
+    head = text[:_SAMPLE_BYTES]
+    lines = head.splitlines()
+    if len(text) > _SAMPLE_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last one may be cut
+    return [line for line in lines if line.strip()][:_SAMPLE_LINES + 1]
+
+
+def _parse_text(text: str, delimiter: str | None, *, header: bool, dtype=str,
+                nrows: int | None = None, names: list[str] | None = None) -> pd.DataFrame:
+    # With ``names`` the header row (if any) is skipped and our cleaned names are used, so
+    # ``dtype`` can be keyed by them and rows longer than the header count as ragged.
+    kwargs = dict(header=0 if header else None, names=names, dtype=dtype,
+                  keep_default_na=False, skip_blank_lines=True, nrows=nrows, engine="c")
+    if delimiter is None:
+        # One column: a separator that never occurs keeps each line whole.
+        kwargs.update(sep="\x1e", quoting=csv.QUOTE_NONE)
+    elif delimiter == " ":
+        kwargs.update(sep=r"\s+")
+    elif delimiter in ("::", "|"):
+        # MovieLens-style files do not quote fields; titles may contain quote characters.
+        if delimiter == "::":
+            sep = next(c for c in ("\x1f", "\x1d", "\x1c") if c not in text)
+            text = text.replace("::", sep)
+        else:
+            sep = "|"
+        kwargs.update(sep=sep, quoting=csv.QUOTE_NONE)
+    else:
+        kwargs.update(sep=delimiter)
+    kwargs["on_bad_lines"] = "skip" if nrows is not None else "warn"
+    return pd.read_csv(io.StringIO(text), **kwargs)
+
+
+def _ragged_lines(caught) -> list[int]:
+    lines = []
+    for w in caught:
+        if issubclass(w.category, pd.errors.ParserWarning):
+            lines += [int(m) for m in re.findall(r"Skipping line (\d+)", str(w.message))]
+    return lines
+
+
+def _sniff_parquet(name: str, raw: bytes, role: str, max_rows: int) -> SniffedTable:
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(raw))
+        rows = meta.metadata.num_rows
+        schema = meta.schema_arrow
+    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"the file starts like Parquet but cannot be read ({_short(exc)}). "
+                        "Re-export it, or upload it as CSV.", file=name) from exc
+    _check_row_limit(rows, name, role, max_rows)
+    if rows == 0:
+        raise DataError(f"the Parquet {role} file has no rows.", file=name)
+    columns = [str(c) for c in schema.names]
+    if meta.num_row_groups:
+        sample = meta.read_row_group(0).slice(0, _SAMPLE_LINES).to_pandas()
+    else:
+        sample = pd.DataFrame(columns=columns)
+    sample.columns = columns
+    return SniffedTable(name=name, format="parquet", columns=columns, header=True, encoding=None,
+                        delimiter=None, sample=sample, _raw=raw)
+
+
+def _read_parquet(sniffed: SniffedTable) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(sniffed._raw))
+    except Exception as exc:  # see _sniff_parquet
+        raise DataError(f"the Parquet file cannot be read ({_short(exc)}).",
+                        file=sniffed.name) from exc
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: Counter = Counter()
+    out = []
+    for i, n in enumerate(names):
+        n = n or f"column_{i + 1}"
+        seen[n] += 1
+        out.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return out
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] + ("..." if len(text) > 200 else "")

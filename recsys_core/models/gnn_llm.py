@@ -1,0 +1,577 @@
+"""The flagship recommender: heterogeneous graph attention over language-model item features.
+
+Items start from a frozen sentence-encoder embedding of their text (projected to ``d``) plus a
+learnable id embedding for items seen in training; attribute nodes (genre, category, tag ...)
+have learnable embeddings; users start from nothing but a shared learnable vector (optionally
+plus a small id embedding), so a user's representation is built by attention over the items in
+their history. One convolution per relation and layer (GATv2 by default) runs over the graph of
+:func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
+LightGCN) and the score is a dot product.
+
+Because users are their history, editing the graph (removing or adding a user's edges) changes
+that user's scores without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescored an
+edited :class:`~torch_geometric.data.HeteroData`, and :meth:`GNNLLMRecommender.attention`
+returns the attention weights of every edge, layer, head and relation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import GATv2Conv, GINConv, MessagePassing, SAGEConv
+from torch_geometric.utils import degree
+
+from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
+from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, SIMILAR, build_hetero_graph
+from ..training import EmbeddingRecommender
+
+EdgeType = tuple[str, str, str]
+CONVS = ("gat", "gcn", "sage", "gin")
+
+
+class BipartiteGCNConv(MessagePassing):
+    r"""GCN propagation between two node sets:
+    :math:`\mathbf{x}'_i = \sum_{j \in \mathcal{N}(i)} \frac{1}{\sqrt{d_i d_j}} \mathbf{W}\mathbf{x}_j + \mathbf{b}`.
+
+    Args:
+        in_channels (int): Input size.
+        out_channels (int): Output size.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(aggr="add")
+        self.lin = nn.Linear(in_channels, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.lin.reset_parameters()
+
+    def forward(self, x: tuple[Tensor, Tensor], edge_index: Tensor) -> Tensor:
+        x_src, x_dst = x
+        deg_src = degree(edge_index[0], x_src.size(0)).clamp(min=1)
+        deg_dst = degree(edge_index[1], x_dst.size(0)).clamp(min=1)
+        norm = (deg_src[edge_index[0]] * deg_dst[edge_index[1]]).rsqrt()
+        out = self.propagate(edge_index, x=(x_src @ self.lin.weight.T, None), norm=norm,
+                             size=(x_src.size(0), x_dst.size(0)))
+        return out + self.lin.bias
+
+    def message(self, x_j: Tensor, norm: Tensor) -> Tensor:
+        return norm.view(-1, 1) * x_j
+
+
+def make_conv(conv: str, dim: int, heads: int, attention_dropout: float) -> MessagePassing:
+    """One relation's convolution from ``dim`` to ``dim`` features on (source, target) pairs."""
+    if conv == "gat":
+        return GATv2Conv((dim, dim), dim // heads, heads=heads, concat=True,
+                         add_self_loops=False, dropout=attention_dropout)
+    if conv == "gcn":
+        return BipartiteGCNConv(dim, dim)
+    if conv == "sage":
+        return SAGEConv((dim, dim), dim, aggr="mean")
+    if conv == "gin":
+        return GINConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)),
+                       train_eps=True)
+    raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
+
+
+def edge_key(edge_type: EdgeType) -> str:
+    """Module-dict key of an edge type (``"user__rates__item"``)."""
+    return "__".join(edge_type)
+
+
+class GNNLLMModule(nn.Module):
+    r"""Heterogeneous graph network over users, items and attribute nodes.
+
+    Layer-0 features: items :math:`\mathbf{W}_t \mathbf{t}_i + g_i \mathbf{e}_i` (frozen text
+    embedding :math:`\mathbf{t}_i` projected by a linear layer, plus an id embedding gated by
+    :math:`g_i = 1` for items with training interactions and dropped at random during
+    training); attribute nodes :math:`\mathbf{a}_v` (learnable); users a shared learnable
+    vector :math:`\mathbf{u}_0` (plus :math:`\mathbf{p}_u` when ``user_id_embedding``). Layer
+    :math:`l+1` sums one convolution per relation into each node type. Final embeddings are the
+    mean over layers (users from layer 1 on, so they are driven by their history).
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        item_text (Tensor): ``[num_items, t]`` frozen text embeddings.
+        node_counts (dict): Node count of each attribute node type.
+        edge_types (list): Edge types the model has convolutions for.
+        static_edges (dict): Edge type -> ``[2, E]`` edges that do not come from interactions
+            (attributes, user-user, text similarity).
+        embedding_dim (int): Size ``d`` of every representation. (default: :obj:`64`)
+        num_layers (int): Message-passing layers. (default: :obj:`2`)
+        conv (str): ``"gat"`` (GATv2), ``"gcn"``, ``"sage"`` or ``"gin"``. (default: :obj:`"gat"`)
+        heads (int): Attention heads (``gat``); ``d`` must be divisible by it. (default: :obj:`2`)
+        attention_dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
+        edge_dropout (float): Share of user-item edges dropped in each training pass.
+            (default: :obj:`0.1`)
+        id_dropout (float): Probability that an item's id embedding is dropped in a training
+            pass, so the text path learns to stand in for it (cold items). (default: :obj:`0.5`)
+        user_id_embedding (bool): Add a learnable per-user vector to the users' layer-0
+            features. (default: :obj:`False`)
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        item_text: Tensor,
+        node_counts: dict[str, int],
+        edge_types: list[EdgeType],
+        static_edges: dict[EdgeType, Tensor],
+        embedding_dim: int = 64,
+        num_layers: int = 2,
+        conv: str = "gat",
+        heads: int = 2,
+        attention_dropout: float = 0.0,
+        edge_dropout: float = 0.1,
+        id_dropout: float = 0.5,
+        user_id_embedding: bool = False,
+    ) -> None:
+        super().__init__()
+        if conv not in CONVS:
+            raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
+        if conv == "gat" and embedding_dim % heads:
+            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by heads ({heads}).")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
+        self.num_users, self.num_items = num_users, num_items
+        self.embedding_dim, self.num_layers, self.conv = embedding_dim, num_layers, conv
+        self.heads = heads if conv == "gat" else 1
+        self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
+        self.edge_types = [tuple(et) for et in edge_types]
+        self.update_order = ["user", "item"] + sorted(node_counts)
+        self.register_buffer("item_text", item_text.float().contiguous())
+        self.text_proj = nn.Linear(item_text.size(1), embedding_dim)
+        self.item_id = nn.Embedding(num_items, embedding_dim)
+        self.user_token = nn.Parameter(torch.empty(1, embedding_dim))
+        self.user_id = nn.Embedding(num_users, embedding_dim) if user_id_embedding else None
+        self.attributes = nn.ModuleDict({nt: nn.Embedding(max(n, 1), embedding_dim)
+                                         for nt, n in node_counts.items()})
+        self.node_counts = dict(node_counts)
+        self.convs = nn.ModuleList(
+            nn.ModuleDict({edge_key(et): make_conv(conv, embedding_dim, heads, attention_dropout)
+                           for et in self.edge_types})
+            for _ in range(num_layers))
+        self._static: dict[EdgeType, Tensor] = {}
+        for et, ei in static_edges.items():
+            self.register_buffer(f"static__{edge_key(et)}", ei.long(), persistent=False)
+            self._static[tuple(et)] = f"static__{edge_key(et)}"
+        self.register_buffer("users", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("items", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("item_warm", torch.zeros(num_items), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.text_proj.reset_parameters()
+        nn.init.normal_(self.item_id.weight, std=0.1)
+        nn.init.normal_(self.user_token, std=0.1)
+        if self.user_id is not None:
+            nn.init.normal_(self.user_id.weight, std=0.01)
+        for emb in self.attributes.values():
+            nn.init.normal_(emb.weight, std=0.1)
+        for layer in self.convs:
+            for conv in layer.values():
+                conv.reset_parameters()
+
+    # ---------------------------------------------------------------- graph
+    def set_interactions(self, users: Tensor, items: Tensor) -> None:
+        """Use these user-item pairs as ``rates`` / ``rated_by`` edges; items among them are warm."""
+        device = self.item_text.device
+        self.users, self.items = users.long().to(device), items.long().to(device)
+        warm = torch.zeros(self.num_items, device=device)
+        warm[self.items] = 1.0
+        self.item_warm = warm
+
+    def edge_index_dict(self, hidden: Tensor | None = None) -> dict[EdgeType, Tensor]:
+        """The graph of the current interactions; ``hidden`` pairs and (in training) a random
+        ``edge_dropout`` share of the pairs are left out."""
+        users, items = self.users, self.items
+        if hidden is not None or (self.training and self.edge_dropout > 0):
+            keep = torch.ones(users.numel(), dtype=torch.bool, device=users.device)
+            if self.training and self.edge_dropout > 0:
+                keep = torch.rand(users.numel(), device=users.device) >= self.edge_dropout
+            if hidden is not None:
+                keep[hidden] = False
+            users, items = users[keep], items[keep]
+        edges = {et: getattr(self, name) for et, name in self._static.items()}
+        if RATES in self.edge_types:
+            edges[RATES] = torch.stack([users, items])
+        if RATED_BY in self.edge_types:
+            edges[RATED_BY] = torch.stack([items, users])
+        return {et: edges[et] for et in self.edge_types if et in edges}
+
+    # ---------------------------------------------------------------- propagation
+    def input_features(self) -> dict[str, Tensor]:
+        """Layer-0 features of every node type."""
+        gate = self.item_warm
+        if self.training and self.id_dropout > 0:
+            gate = gate * (torch.rand_like(gate) >= self.id_dropout)
+        x = {"item": self.text_proj(self.item_text) + gate.unsqueeze(1) * self.item_id.weight}
+        user = self.user_token.expand(self.num_users, -1)
+        x["user"] = user + self.user_id.weight if self.user_id is not None else user
+        for nt, emb in self.attributes.items():
+            x[nt] = emb.weight[:self.node_counts[nt]]
+        return x
+
+    def propagate(
+        self,
+        edge_index_dict: dict[EdgeType, Tensor],
+        return_attention: bool = False,
+    ) -> tuple[Tensor, Tensor, dict[tuple[int, EdgeType], tuple[Tensor, Tensor]]]:
+        """Run every layer on ``edge_index_dict``.
+
+        Returns:
+            ``(user_emb [num_users, d], item_emb [num_items, d], attention)`` where
+            ``attention[(layer, edge_type)] = (edge_index [2, E], alpha [E, heads])`` when
+            ``return_attention`` (GATv2 only), else empty.
+        """
+        unknown = [et for et in edge_index_dict if tuple(et) not in self.edge_types]
+        if unknown:
+            raise ValueError(f"The model has no convolution for edge type(s) {unknown}; it was "
+                             f"trained with {self.edge_types}.")
+        x = self.input_features()
+        user_layers, item_layers = [], [x["item"]]
+        attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
+        want_attention = return_attention and self.conv == "gat"
+        for layer, convs in enumerate(self.convs):
+            # Users first, then items and attributes from the freshly updated users: one layer
+            # already carries history-driven user profiles into item representations.
+            new = dict(x)
+            for dst in self.update_order:
+                out = None
+                for et, edge_index in edge_index_dict.items():
+                    if et[2] != dst:
+                        continue
+                    conv = convs[edge_key(et)]
+                    pair = (new[et[0]], x[dst])
+                    if want_attention:
+                        h, (ei, alpha) = conv(pair, edge_index, return_attention_weights=True)
+                        attention[(layer, tuple(et))] = (ei, alpha)
+                    else:
+                        h = conv(pair, edge_index)
+                    out = h if out is None else out + h
+                if out is not None:
+                    new[dst] = out
+            x = new
+            user_layers.append(x["user"])
+            item_layers.append(x["item"])
+        user_emb = torch.stack(user_layers).mean(0)
+        item_emb = torch.stack(item_layers).mean(0)
+        return user_emb, item_emb, attention
+
+    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(user_emb, item_emb)`` over the current interactions (``hidden`` pairs left out)."""
+        user_emb, item_emb, _ = self.propagate(self.edge_index_dict(hidden))
+        return user_emb, item_emb
+
+
+class GNNLLMRecommender(EmbeddingRecommender):
+    r"""Graph attention over language-model item features ("gnn-llm").
+
+    See :class:`GNNLLMModule` for the network. Items are embedded once by a frozen sentence
+    encoder (:func:`recsys_core.text.encode_items`) unless embeddings are given; training uses
+    a sampled softmax with the batch's target edges hidden from message passing, and early
+    stopping on validation NDCG@K.
+
+    Args:
+        embedding_dim (int): Representation size. (default: :obj:`64`)
+        num_layers (int): Message-passing layers. (default: :obj:`2`)
+        conv (str): ``"gat"``, ``"gcn"``, ``"sage"`` or ``"gin"``. (default: :obj:`"gat"`)
+        heads (int): Attention heads. (default: :obj:`2`)
+        attention_dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
+        edge_dropout (float): Share of user-item edges dropped per training pass.
+            (default: :obj:`0.1`)
+        id_dropout (float): Chance an item's id embedding is dropped per training pass.
+            (default: :obj:`0.5`)
+        user_id_embedding (bool): Add a per-user learnable vector. (default: :obj:`False`)
+        use_attributes (bool): Include attribute nodes (genre, category ...). (default: :obj:`True`)
+        use_user_edges (bool): Include user-user edges when the data has them.
+            (default: :obj:`True`)
+        text_knn_k (int): Text-similarity neighbours per item as ``similar_to`` edges; 0 adds
+            none. (default: :obj:`0`)
+        template (str): Item text template. (default: :obj:`DEFAULT_TEXT_TEMPLATE`)
+        finetune_text_layers (int): Top transformer layers of the text encoder to fine-tune
+            jointly (0 keeps it frozen; meant for a GPU). (default: :obj:`0`)
+        item_text_embeddings (Tensor, optional): Precomputed ``[num_items, t]`` text
+            embeddings in item order (skips encoding). (default: :obj:`None`)
+        encoder (recsys_core.text.TextEncoder, optional): Encoder for item texts.
+            (default: the bundled all-MiniLM-L6-v2)
+        epochs, batch_size, lr, weight_decay, loss, num_negatives, temperature, hide_targets,
+        eval_k, patience, eval_every, valid_fraction, seed, device, amp, max_grad_norm,
+        time_limit, checkpoint_dir, resume, show_progress: See
+            :class:`~recsys_core.training.TrainConfig`.
+    """
+
+    name = "gnn-llm"
+
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        num_layers: int = 2,
+        conv: str = "gat",
+        heads: int = 2,
+        attention_dropout: float = 0.0,
+        edge_dropout: float = 0.1,
+        id_dropout: float = 0.5,
+        user_id_embedding: bool = False,
+        use_attributes: bool = True,
+        use_user_edges: bool = True,
+        text_knn_k: int = 0,
+        template: str = DEFAULT_TEXT_TEMPLATE,
+        finetune_text_layers: int = 0,
+        item_text_embeddings: Tensor | np.ndarray | None = None,
+        encoder: Any | None = None,
+        epochs: int = 300,
+        batch_size: int = 8192,
+        lr: float = 5e-3,
+        weight_decay: float = 0.0,
+        loss: str = "softmax",
+        num_negatives: int = 2048,
+        temperature: float = 1.0,
+        hide_targets: bool = True,
+        eval_k: int = 20,
+        patience: int = 10,
+        eval_every: int = 1,
+        valid_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        max_grad_norm: float | None = 10.0,
+        time_limit: float | None = None,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
+        show_progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
+            num_negatives=num_negatives, temperature=temperature, hide_targets=hide_targets,
+            eval_k=eval_k, patience=patience, eval_every=eval_every,
+            valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
+            max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
+            resume=resume, show_progress=show_progress)
+        if conv not in CONVS:
+            raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
+        self.embedding_dim, self.num_layers, self.conv = int(embedding_dim), int(num_layers), conv
+        self.heads = int(heads)
+        self.attention_dropout, self.edge_dropout = float(attention_dropout), float(edge_dropout)
+        self.id_dropout = float(id_dropout)
+        self.user_id_embedding = bool(user_id_embedding)
+        self.use_attributes, self.use_user_edges = bool(use_attributes), bool(use_user_edges)
+        self.text_knn_k = int(text_knn_k)
+        self.template = template
+        self.finetune_text_layers = int(finetune_text_layers)
+        self.encoder = encoder
+        self._given_text = item_text_embeddings
+        self.train_interactions: pd.DataFrame | None = None
+        self._text_cache: Tensor | None = None
+
+    # ---------------------------------------------------------------- building
+    def model_config(self) -> dict[str, Any]:
+        return {"embedding_dim": self.embedding_dim, "num_layers": self.num_layers,
+                "conv": self.conv, "heads": self.heads,
+                "attention_dropout": self.attention_dropout, "edge_dropout": self.edge_dropout,
+                "id_dropout": self.id_dropout, "user_id_embedding": self.user_id_embedding,
+                "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
+                "text_knn_k": self.text_knn_k, "template": self.template,
+                "finetune_text_layers": self.finetune_text_layers}
+
+    def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
+        text = self._given_text
+        if text is None:
+            from ..text import encode_items  # heavy (transformers): only when needed
+
+            text = encode_items(dataset, encoder=self.encoder, template=self.template,
+                                on_progress=on_progress)
+        text = torch.as_tensor(np.asarray(text, dtype=np.float32))
+        if text.ndim != 2 or text.shape[0] != dataset.num_items:
+            raise ValueError(f"item_text_embeddings must have shape [{dataset.num_items}, t], "
+                             f"got {tuple(text.shape)}.")
+        return text
+
+    def _static_graph(self, dataset: Dataset, text: Tensor) -> HeteroData:
+        return build_hetero_graph(dataset, interactions=dataset.interactions.iloc[:0],
+                                  item_text_embeddings=text, text_knn_k=self.text_knn_k,
+                                  include_user_edges=self.use_user_edges)
+
+    def _relations(self, data: HeteroData) -> list[EdgeType]:
+        keep = [RATES, RATED_BY]
+        attr_types = set(getattr(data, "attr_columns", {}) or {})
+        for et in data.edge_types:
+            if et in (RATES, RATED_BY):
+                continue
+            if et[0] in attr_types or et[2] in attr_types:
+                if self.use_attributes:
+                    keep.append(et)
+            elif et in (FOLLOWS, FOLLOWED_BY):
+                if self.use_user_edges:
+                    keep.append(et)
+            elif et == SIMILAR and self.text_knn_k > 0:
+                keep.append(et)
+        return keep
+
+    def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
+        if text is None:
+            text = self._text_cache if self._text_cache is not None else self._item_text(dataset)
+        data = self._static_graph(dataset, text)
+        relations = self._relations(data)
+        node_counts = {nt: data[nt].num_nodes for nt in data.node_types
+                       if nt not in ("user", "item")
+                       and any(nt in (et[0], et[2]) for et in relations)}
+        static = {et: data[et].edge_index for et in relations if et not in (RATES, RATED_BY)}
+        return GNNLLMModule(
+            dataset.num_users, dataset.num_items, text, node_counts, relations, static,
+            embedding_dim=self.embedding_dim, num_layers=self.num_layers, conv=self.conv,
+            heads=self.heads, attention_dropout=self.attention_dropout,
+            edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
+            user_id_embedding=self.user_id_embedding)
+
+    def fit(self, dataset, train, valid=None, on_progress=None, should_stop=None):
+        if self.finetune_text_layers:
+            warnings.warn("finetune_text_layers is not supported yet; the encoder stays frozen.",
+                          RuntimeWarning, stacklevel=2)
+        self.train_interactions = train
+        self._text_cache = self._item_text(dataset, on_progress)
+        try:
+            return super().fit(dataset, train, valid, on_progress, should_stop)
+        finally:
+            self._text_cache = None
+
+    def restore(self, dataset: Dataset, train: pd.DataFrame,
+                tensors: dict[str, Tensor]) -> GNNLLMRecommender:
+        self.train_interactions = train
+        return super().restore(dataset, train, tensors)
+
+    def _module_for_restore(self, tensors: dict[str, Tensor]) -> GNNLLMModule:
+        if "item_text" not in tensors:
+            raise ValueError(f"{self.name}: state tensors lack 'item_text'.")
+        return self.build_module(self.dataset, tensors["item_text"].float())
+
+    # ---------------------------------------------------------------- graph access
+    def graph(self) -> HeteroData:
+        """The graph the model scores over (training interactions + static relations).
+
+        Edit its ``edge_index`` tensors (drop or add edges) and pass it to
+        :meth:`score_with_graph` to see how scores change without retraining.
+        """
+        self._check_fitted()
+        frame = self.train_interactions.drop_duplicates([USER_IDX, ITEM_IDX])
+        frame = frame.sort_values([USER_IDX, ITEM_IDX], kind="stable")
+        data = build_hetero_graph(self.dataset, interactions=frame,
+                                  item_text_embeddings=self.module.item_text,
+                                  text_knn_k=self.text_knn_k,
+                                  include_user_edges=self.use_user_edges)
+        for et in list(data.edge_types):
+            if tuple(et) not in self.module.edge_types:
+                del data[et]
+        return data
+
+    def _check_fitted(self) -> None:
+        if self.module is None or self.dataset is None:
+            raise RuntimeError("GNNLLMRecommender is not fitted.")
+
+    def _edges_of(self, data: HeteroData) -> dict[EdgeType, Tensor]:
+        for nt, n in (("user", self.dataset.num_users), ("item", self.dataset.num_items)):
+            if nt in data.node_types and data[nt].num_nodes not in (None, n):
+                raise ValueError(f"The graph has {data[nt].num_nodes} {nt} nodes; the model "
+                                 f"was fitted with {n}. Edit edges, not node sets.")
+        edges = {}
+        for et in data.edge_types:
+            ei = data[et].edge_index
+            if ei.dim() != 2 or ei.size(0) != 2:
+                raise ValueError(f"edge_index of {et} must have shape [2, E].")
+            edges[tuple(et)] = ei.long().cpu()
+        return edges
+
+    @torch.no_grad()
+    def embeddings_with_graph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        """Final ``(user_emb, item_emb)`` recomputed on an (edited) graph, no training."""
+        self._check_fitted()
+        module = self.module.eval()
+        user_emb, item_emb, _ = module.propagate(self._edges_of(data))
+        return user_emb, item_emb
+
+    def score_with_graph(self, data: HeteroData, users: np.ndarray,
+                         items: np.ndarray | None = None) -> np.ndarray:
+        """Scores ``[len(users), len(items)]`` recomputed on an (edited) graph.
+
+        Args:
+            data (HeteroData): A graph like :meth:`graph` returns, with edges removed/added.
+            users (array): User indices.
+            items (array, optional): Item indices (default: all).
+        """
+        user_emb, item_emb = self.embeddings_with_graph(data)
+        u = user_emb[torch.as_tensor(np.asarray(users, dtype=np.int64))]
+        i = item_emb if items is None else item_emb[torch.as_tensor(np.asarray(items, dtype=np.int64))]
+        return (u @ i.T).numpy()
+
+    @torch.no_grad()
+    def attention(
+        self,
+        user_idx: int | None = None,
+        data: HeteroData | None = None,
+    ) -> dict[tuple[int, EdgeType], tuple[Tensor, Tensor]]:
+        """Attention weights per layer and relation: ``(edge_index [2, E], alpha [E, heads])``.
+
+        For each target node, a relation's weights sum to 1 over its incoming edges per head.
+        With ``user_idx`` only the edges that feed that user's final representation are kept
+        (layer ``l`` edges into nodes within ``L - 1 - l`` hops of the user).
+
+        Args:
+            user_idx (int, optional): Restrict to one user's receptive field. (default: all)
+            data (HeteroData, optional): Graph to use instead of :meth:`graph` (e.g. edited).
+        """
+        self._check_fitted()
+        if self.conv != "gat":
+            raise ValueError(f"Attention weights need conv='gat'; this model uses '{self.conv}'.")
+        module = self.module.eval()
+        edges = (module.edge_index_dict() if data is None else self._edges_of(data))
+        _, _, attention = module.propagate(edges, return_attention=True)
+        attention = {k: (ei.cpu(), alpha.float().cpu()) for k, (ei, alpha) in attention.items()}
+        if user_idx is None:
+            return attention
+        if not 0 <= int(user_idx) < self.dataset.num_users:
+            raise ValueError(f"user_idx {user_idx} is out of range [0, {self.dataset.num_users}).")
+        # Nodes whose layer-l output reaches the user, from the last layer backwards.
+        relevant: dict[str, set[int]] = {"user": {int(user_idx)}}
+        keep_per_layer: dict[int, dict[str, set[int]]] = {}
+        for layer in reversed(range(self.num_layers)):
+            keep_per_layer[layer] = {nt: set(s) for nt, s in relevant.items()}
+            grown = {nt: set(s) for nt, s in relevant.items()}
+            for (src, rel, dst), ei in edges.items():
+                targets = relevant.get(dst)
+                if not targets:
+                    continue
+                mask = torch.isin(ei[1], torch.tensor(sorted(targets), dtype=torch.long))
+                grown.setdefault(src, set()).update(ei[0, mask].tolist())
+            relevant = grown
+        out = {}
+        for (layer, et), (ei, alpha) in attention.items():
+            targets = keep_per_layer[layer].get(et[2], set())
+            mask = torch.isin(ei[1], torch.tensor(sorted(targets), dtype=torch.long))
+            out[(layer, et)] = (ei[:, mask], alpha[mask])
+        return out
+
+
+def attention_frame(model: GNNLLMRecommender, user_idx: int) -> pd.DataFrame:
+    """One user's attention weights as a tidy frame: layer, relation, source, target, head, weight."""
+    rows = []
+    for (layer, et), (ei, alpha) in model.attention(user_idx).items():
+        for h in range(alpha.size(1)):
+            rows.append(pd.DataFrame({
+                "layer": layer, "relation": "__".join(et), "source_type": et[0],
+                "source": ei[0].numpy(), "target_type": et[2], "target": ei[1].numpy(),
+                "head": h, "weight": alpha[:, h].numpy()}))
+    columns = ["layer", "relation", "source_type", "source", "target_type", "target", "head",
+               "weight"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
+
+
+__all__ = ["GNNLLMModule", "GNNLLMRecommender", "attention_frame", "make_conv"]

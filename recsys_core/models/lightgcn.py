@@ -1,0 +1,146 @@
+"""LightGCN (He et al., SIGIR 2020) on top of PyG's :class:`~torch_geometric.nn.models.LightGCN`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn.models import LightGCN
+
+from ..dataset import Dataset
+from ..training import EmbeddingRecommender
+
+
+class LightGCNModule(nn.Module):
+    r"""Users and items as one node set of PyG's LightGCN over the bipartite interaction graph.
+
+    Final embeddings are :math:`\sum_l \alpha_l \mathbf{e}^{(l)}` with
+    :math:`\alpha_l = 1/(L+1)` (:meth:`LightGCN.get_embedding`).
+
+    Args:
+        num_users (int): Number of users (nodes ``0 .. num_users - 1``).
+        num_items (int): Number of items (nodes ``num_users ..``).
+        embedding_dim (int): Embedding size. (default: :obj:`64`)
+        num_layers (int): Propagation layers. (default: :obj:`3`)
+        reg_weight (float): L2 penalty on the layer-0 embeddings of each batch's users,
+            positives and negatives, as in :meth:`LightGCN.recommendation_loss`.
+            (default: :obj:`1e-4`)
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
+                 num_layers: int = 3, reg_weight: float = 1e-4) -> None:
+        super().__init__()
+        self.num_users, self.num_items = num_users, num_items
+        self.reg_weight = reg_weight
+        self.lightgcn = LightGCN(num_users + num_items, embedding_dim, num_layers)
+        self.register_buffer("users", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("items", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def reset_parameters(self) -> None:
+        self.lightgcn.reset_parameters()
+
+    def set_interactions(self, users: Tensor, items: Tensor) -> None:
+        """Propagate over these user-item pairs (both directions)."""
+        device = self.lightgcn.embedding.weight.device
+        self.users, self.items = users.to(device), items.to(device)
+
+    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(user_emb, item_emb)`` after propagation; ``hidden`` pairs carry no messages."""
+        users, items = self.users, self.items
+        if hidden is not None:
+            keep = torch.ones(users.numel(), dtype=torch.bool, device=users.device)
+            keep[hidden] = False
+            users, items = users[keep], items[keep]
+        items = items + self.num_users
+        edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+        out = self.lightgcn.get_embedding(edge_index)
+        return out[:self.num_users], out[self.num_users:]
+
+    def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
+        emb = self.lightgcn.embedding.weight
+        reg = emb.index_select(0, users).pow(2).sum() + emb.index_select(0, items + self.num_users).pow(2).sum()
+        if negatives is not None:
+            reg = reg + emb.index_select(0, negatives.view(-1) + self.num_users).pow(2).sum() / negatives.size(1)
+        return self.reg_weight * reg / users.numel()
+
+
+class LightGCNRecommender(EmbeddingRecommender):
+    r"""LightGCN: free embeddings smoothed over the user-item graph, trained with BPR.
+
+    Args:
+        embedding_dim (int): Embedding size. (default: :obj:`64`)
+        num_layers (int): Propagation layers. (default: :obj:`3`)
+        reg_weight (float): L2 penalty on batch embeddings. (default: :obj:`1e-4`)
+        epochs (int): Maximum epochs. (default: :obj:`200`)
+        batch_size (int): Positives per step. (default: :obj:`4096`)
+        lr (float): Adam learning rate. (default: :obj:`5e-3`)
+        weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
+        loss (str): ``"bpr"``, ``"bce"`` or ``"softmax"``. (default: :obj:`"bpr"`)
+        num_negatives (int): Negatives per positive (shared by the batch for softmax).
+            (default: :obj:`1`)
+        temperature (float): Softmax temperature. (default: :obj:`1.0`)
+        hide_targets (bool): Hide each batch's positive edges from propagation.
+            (default: :obj:`False`)
+        eval_k (int): Validation NDCG cut-off. (default: :obj:`20`)
+        patience (int): Evaluations without improvement before stopping. (default: :obj:`10`)
+        eval_every (int): Epochs between evaluations. (default: :obj:`1`)
+        valid_fraction (float): Per-user validation share when none is given.
+            (default: :obj:`0.1`)
+        seed (int): Random seed. (default: :obj:`0`)
+        device (str): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``. (default: :obj:`"auto"`)
+        amp (bool): Mixed precision on CUDA. (default: :obj:`True`)
+        max_grad_norm (float, optional): Gradient clipping. (default: :obj:`10.0`)
+        time_limit (float, optional): Training time budget in seconds. (default: :obj:`None`)
+        checkpoint_dir (str, optional): Folder for the best checkpoint. (default: :obj:`None`)
+        resume (bool): Continue from ``checkpoint_dir``. (default: :obj:`False`)
+        show_progress (bool, optional): tqdm bar (``None``: terminals only).
+            (default: :obj:`None`)
+    """
+
+    name = "lightgcn"
+
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        reg_weight: float = 1e-4,
+        epochs: int = 200,
+        batch_size: int = 4096,
+        lr: float = 5e-3,
+        weight_decay: float = 0.0,
+        loss: str = "bpr",
+        num_negatives: int = 1,
+        temperature: float = 1.0,
+        hide_targets: bool = False,
+        eval_k: int = 20,
+        patience: int = 10,
+        eval_every: int = 1,
+        valid_fraction: float = 0.1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool = True,
+        max_grad_norm: float | None = 10.0,
+        time_limit: float | None = None,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
+        show_progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
+            num_negatives=num_negatives, temperature=temperature, hide_targets=hide_targets,
+            eval_k=eval_k, patience=patience, eval_every=eval_every,
+            valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
+            max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
+            resume=resume, show_progress=show_progress)
+        self.embedding_dim = int(embedding_dim)
+        self.num_layers = int(num_layers)
+        self.reg_weight = float(reg_weight)
+
+    def build_module(self, dataset: Dataset) -> LightGCNModule:
+        return LightGCNModule(dataset.num_users, dataset.num_items, self.embedding_dim,
+                              self.num_layers, self.reg_weight)
+
+    def model_config(self) -> dict[str, Any]:
+        return {"embedding_dim": self.embedding_dim, "num_layers": self.num_layers,
+                "reg_weight": self.reg_weight}

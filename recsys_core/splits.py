@@ -1,0 +1,220 @@
+"""Train / validation / test splits of an interactions DataFrame.
+
+Pure, seeded functions: the input is never modified, and every output frame is a row subset of
+it that keeps the original index and row order, so the splits partition the input exactly
+(apart from rows a split documents as excluded). Column names default to the
+:class:`~recsys_core.dataset.Dataset` constants and can be overridden by keyword, as in
+Microsoft Recommenders.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .dataset import ITEM_COL, TIME_COL, USER_COL
+from .errors import DataError
+
+#: The /work/shared/BENCHMARK.md protocol: seed, minimum interactions per user, ratios.
+BENCHMARK_SEED = 42
+BENCHMARK_MIN_INTERACTIONS = 5
+BENCHMARK_TEST_RATIO = 0.1
+BENCHMARK_VALID_RATIO = 0.1
+#: Cold-start protocol: fraction of items held out and its seed.
+COLD_START_FRACTION = 0.1
+COLD_START_SEED = 7
+
+_TRAIN, _VALID, _TEST, _EXCLUDED = 0, 1, 2, -1
+
+
+class Split(NamedTuple):
+    """``(train, valid, test)`` frames; ``valid`` may be empty."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+
+
+class ColdStartSplit(NamedTuple):
+    """``(train, test)`` frames; ``test`` holds every interaction of the held-out items."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+def per_user_random_split(
+    interactions: pd.DataFrame,
+    *,
+    test_ratio: float = BENCHMARK_TEST_RATIO,
+    valid_ratio: float = BENCHMARK_VALID_RATIO,
+    seed: int = BENCHMARK_SEED,
+    min_interactions: int = BENCHMARK_MIN_INTERACTIONS,
+    small_users: str = "exclude",
+    col_user: str = USER_COL,
+) -> Split:
+    """Random per-user hold-out.
+
+    Users are visited in ascending id order (numeric order when every id is an integer, else
+    string order); one :func:`numpy.random.default_rng` generator draws, for each user with at
+    least ``min_interactions`` interactions, a permutation of that user's interactions (in
+    input order). The first ``max(1, round(test_ratio * n))`` go to test, the next
+    ``max(1, round(valid_ratio * n))`` to validation (none when ``valid_ratio`` is 0), the rest
+    to train; at least one interaction always stays in train. With the defaults this is the
+    BENCHMARK.md protocol exactly.
+
+    Args:
+        interactions (pandas.DataFrame): Interactions with a user column.
+        test_ratio (float): Share of each user's interactions in test. (default: :obj:`0.1`)
+        valid_ratio (float): Share in validation; 0 for none. (default: :obj:`0.1`)
+        seed (int): Generator seed. (default: :obj:`42`)
+        min_interactions (int): Users with fewer interactions are not split.
+            (default: :obj:`5`)
+        small_users (str): What happens to those users: ``"exclude"`` (in no split, as in the
+            protocol) or ``"train"``. (default: :obj:`"exclude"`)
+        col_user (str): User column. (default: :obj:`"user_id"`)
+    """
+    _check_columns(interactions, [col_user])
+    if not 0 < test_ratio < 1 or not 0 <= valid_ratio < 1 or test_ratio + valid_ratio >= 1:
+        raise ValueError("need 0 < test_ratio < 1, 0 <= valid_ratio < 1 and their sum below 1")
+    if small_users not in ("exclude", "train"):
+        raise ValueError("small_users must be 'exclude' or 'train'")
+    rows, starts, counts = _group_rows(interactions[col_user])
+    labels = np.full(len(interactions), _TRAIN, dtype=np.int8)
+    rng = np.random.default_rng(seed)
+    for start, n in zip(starts.tolist(), counts.tolist(), strict=True):
+        user_rows = rows[start:start + n]
+        if n < min_interactions:
+            if small_users == "exclude":
+                labels[user_rows] = _EXCLUDED
+            continue
+        perm = user_rows[rng.permutation(n)]
+        n_test = min(max(1, round(test_ratio * n)), n - 1)
+        n_valid = min(max(1, round(valid_ratio * n)), n - 1 - n_test) if valid_ratio > 0 else 0
+        labels[perm[:n_test]] = _TEST
+        labels[perm[n_test:n_test + n_valid]] = _VALID
+    return _split(interactions, labels)
+
+
+def benchmark_split(interactions: pd.DataFrame, *, col_user: str = USER_COL) -> Split:
+    """The BENCHMARK.md split: users with >= 5 interactions, seed 42, 10% test, 10% valid."""
+    return per_user_random_split(interactions, col_user=col_user)
+
+
+def temporal_leave_last_out(
+    interactions: pd.DataFrame,
+    *,
+    n_test: int = 1,
+    n_valid: int = 1,
+    col_user: str = USER_COL,
+    col_time: str = TIME_COL,
+) -> Split:
+    """Per user, the latest ``n_test`` interactions to test and the ``n_valid`` before to valid.
+
+    Ties in time keep input order (later rows count as later). Unknown (``NaN``) times count as
+    the oldest. Users with at most ``n_test + n_valid`` interactions stay entirely in train, so
+    every evaluated user has training history.
+
+    Args:
+        interactions (pandas.DataFrame): Interactions with user and time columns.
+        n_test (int): Test interactions per user. (default: :obj:`1`)
+        n_valid (int): Validation interactions per user; 0 for none. (default: :obj:`1`)
+        col_user (str): User column. (default: :obj:`"user_id"`)
+        col_time (str): Time column (epoch seconds). (default: :obj:`"timestamp"`)
+
+    Raises:
+        DataError: No interaction has a timestamp.
+    """
+    _check_columns(interactions, [col_user, col_time])
+    if n_test < 1 or n_valid < 0:
+        raise ValueError("need n_test >= 1 and n_valid >= 0")
+    times = pd.to_numeric(interactions[col_time], errors="coerce").to_numpy(np.float64)
+    if len(times) and np.isnan(times).all():
+        raise DataError("a temporal split needs timestamps, but no interaction has one. Map "
+                        "the time column (--time-col) or use the random per-user split.",
+                        column=col_time)
+    codes, _ = pd.factorize(interactions[col_user].astype(str))
+    order = np.lexsort((np.arange(len(times)), np.where(np.isnan(times), -np.inf, times), codes))
+    counts = np.bincount(codes, minlength=codes.max() + 1 if len(codes) else 0)
+    sorted_codes = codes[order]
+    # Position from the end within each user's time-ordered interactions.
+    ends = np.cumsum(counts)[sorted_codes]
+    from_end = ends - 1 - np.arange(len(order))
+    size = counts[sorted_codes]
+    eligible = size > n_test + n_valid
+    labels = np.full(len(times), _TRAIN, dtype=np.int8)
+    labels[order[eligible & (from_end < n_test)]] = _TEST
+    labels[order[eligible & (from_end >= n_test) & (from_end < n_test + n_valid)]] = _VALID
+    return _split(interactions, labels)
+
+
+def cold_start_item_split(
+    interactions: pd.DataFrame,
+    *,
+    fraction: float = COLD_START_FRACTION,
+    seed: int = COLD_START_SEED,
+    col_item: str = ITEM_COL,
+) -> ColdStartSplit:
+    """Hold out a random fraction of items entirely.
+
+    The interacted items, in ascending id order (numeric when all ids are integers), are
+    sampled without replacement by ``numpy.random.default_rng(seed).choice`` (``round(fraction
+    * n_items)`` of them, at least 1 and at most ``n_items - 1``); all their interactions go to
+    test and none to train. With the defaults this is the BENCHMARK.md cold-start protocol.
+
+    Args:
+        interactions (pandas.DataFrame): Interactions with an item column.
+        fraction (float): Share of items held out. (default: :obj:`0.1`)
+        seed (int): Generator seed. (default: :obj:`7`)
+        col_item (str): Item column. (default: :obj:`"item_id"`)
+    """
+    _check_columns(interactions, [col_item])
+    if not 0 < fraction < 1:
+        raise ValueError("fraction must be between 0 and 1")
+    items = interactions[col_item].astype(str)
+    universe = natural_order(pd.unique(items))
+    if len(universe) < 2:
+        raise DataError("a cold-start split needs at least two items with interactions.",
+                        column=col_item)
+    n_hold = min(max(1, round(fraction * len(universe))), len(universe) - 1)
+    held = np.random.default_rng(seed).choice(universe, size=n_hold, replace=False)
+    cold = items.isin(held).to_numpy()
+    labels = np.where(cold, _TEST, _TRAIN).astype(np.int8)
+    train, _, test = _split(interactions, labels)
+    return ColdStartSplit(train, test)
+
+
+def natural_order(ids) -> np.ndarray:
+    """Ids (as strings) sorted numerically when all are integers, else as strings."""
+    ids = np.asarray(pd.Series(ids, dtype=object).astype(str).to_numpy(), dtype=object)
+    if not len(ids):
+        return ids
+    numeric = pd.Series(ids).str.fullmatch(r"[+-]?\d{1,18}").all()
+    if numeric:
+        order = np.lexsort((ids.astype(str), ids.astype(np.int64)))
+    else:
+        order = np.argsort(ids.astype(str), kind="stable")
+    return ids[order]
+
+
+# ---------------------------------------------------------------------- internals
+def _group_rows(users: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions grouped by user (users in natural id order, rows in input order)."""
+    text = users.astype(str).to_numpy(dtype=object)
+    ordered = natural_order(pd.unique(text))
+    rank = pd.Index(ordered).get_indexer(text)
+    rows = np.lexsort((np.arange(len(text)), rank))
+    counts = np.bincount(rank, minlength=len(ordered))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+    return rows, starts, counts
+
+
+def _split(frame: pd.DataFrame, labels: np.ndarray) -> Split:
+    return Split(frame[labels == _TRAIN], frame[labels == _VALID], frame[labels == _TEST])
+
+
+def _check_columns(frame: pd.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"interactions lack column(s) {missing}; found {list(frame.columns)}")

@@ -1,0 +1,868 @@
+"""One training loop for every embedding recommender (MF, LightGCN, the GNN + LM flagship).
+
+A trainable module follows a small protocol (:class:`EmbeddingModule`): it is told which
+user-item interactions it may propagate over (:meth:`~EmbeddingModule.set_interactions`), and
+its ``forward(hidden)`` returns final user and item embeddings for the whole graph, optionally
+with some of those interactions hidden from message passing (the batch's targets, so a
+history-driven model never sees the edge it is asked to predict). Scores are dot products.
+
+:func:`train_model` runs mini-batch optimisation over the interactions with vectorised negative
+sampling and a BPR, pointwise BCE or sampled-softmax loss, evaluates full-ranking NDCG@K on a
+validation split after every ``eval_every`` epochs, stops early, restores the best weights and
+writes atomic safetensors + JSON checkpoints that :attr:`TrainConfig.resume` continues from.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .dataset import ITEM_IDX, USER_IDX, Dataset
+from .device import pick_device
+from .errors import ModelLoadError, TrainingError
+from .models.base import ProgressCallback, Recommender
+
+LOSSES = ("bpr", "bce", "softmax")
+CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
+CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_FORMAT = 1
+
+
+@runtime_checkable
+class EmbeddingModule(Protocol):
+    """What :func:`train_model` needs from a model (an :class:`torch.nn.Module`)."""
+
+    def set_interactions(self, users: Tensor, items: Tensor) -> None:
+        """Use these ``[n]`` user / item index pairs as the graph to propagate over."""
+
+    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Final ``(user_emb [num_users, d], item_emb [num_items, d])``.
+
+        Args:
+            hidden (Tensor, optional): Positions (into the pairs last given to
+                :meth:`set_interactions`) whose edges must not carry messages in this pass.
+                Modules without message passing ignore it.
+        """
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every embedding model.
+
+    Args:
+        epochs (int): Maximum passes over the training interactions. (default: :obj:`200`)
+        batch_size (int): Positive interactions per step. (default: :obj:`4096`)
+        lr (float): Adam learning rate. (default: :obj:`1e-3`)
+        weight_decay (float): Adam L2 penalty on all parameters. (default: :obj:`0.0`)
+        loss (str): ``"bpr"`` (pairwise), ``"bce"`` (pointwise, CTR-style, sampled negatives
+            labelled 0) or ``"softmax"`` (sampled softmax over ``num_negatives`` items shared by
+            the batch, the user's other training items masked out). (default: :obj:`"bpr"`)
+        num_negatives (int): Negatives per positive (``bpr``/``bce``) or shared by the batch
+            (``softmax``; all items when at least the catalogue size). (default: :obj:`1`)
+        temperature (float): Softmax temperature (``softmax`` only). (default: :obj:`1.0`)
+        hide_targets (bool): Hide each batch's positive edges from message passing, so a model
+            whose users are built from their history cannot copy the answer. (default:
+            :obj:`False`)
+        eval_k (int): Cut-off of the validation NDCG. (default: :obj:`20`)
+        patience (int): Evaluations without improvement before stopping. (default: :obj:`10`)
+        eval_every (int): Epochs between evaluations. (default: :obj:`1`)
+        valid_fraction (float): Share of each user's interactions carved out for validation
+            when no validation frame is given. (default: :obj:`0.1`)
+        seed (int): Seed of parameters, sampling and dropout. (default: :obj:`0`)
+        device (str): ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``. (default: :obj:`"auto"`)
+        amp (bool): Mixed precision (bfloat16/float16 autocast) on CUDA. (default: :obj:`True`)
+        max_grad_norm (float, optional): Gradient clipping norm; ``None`` disables it.
+            (default: :obj:`10.0`)
+        time_limit (float, optional): Stop after this many seconds (best weights kept).
+            (default: :obj:`None`)
+        checkpoint_dir (str, optional): Where to write the best checkpoint. (default:
+            :obj:`None`)
+        resume (bool): Continue from the checkpoint in ``checkpoint_dir`` when there is one.
+            (default: :obj:`False`)
+        show_progress (bool, optional): tqdm bar; ``None`` shows it on terminals only.
+            (default: :obj:`None`)
+    """
+
+    epochs: int = 200
+    batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "bpr"
+    num_negatives: int = 1
+    temperature: float = 1.0
+    hide_targets: bool = False
+    eval_k: int = 20
+    patience: int = 10
+    eval_every: int = 1
+    valid_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    max_grad_norm: float | None = 10.0
+    time_limit: float | None = None
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    show_progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
+        for name in ("epochs", "batch_size", "num_negatives", "eval_k", "patience", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}.")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError("lr and temperature must be positive.")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` reports.
+
+    Attributes:
+        history (list[dict]): Per epoch ``epoch``, ``loss``, ``valid_ndcg`` (``None`` when not
+            evaluated), ``seconds`` (cumulative).
+        best_epoch (int): Epoch whose weights were restored (0 = the initial weights).
+        best_valid_ndcg (float): Validation NDCG@K of those weights.
+        stop_reason (str): ``"epochs"``, ``"patience"``, ``"time_limit"`` or ``"stopped"``.
+        seconds (float): Wall time of this call.
+        device (str): Device the last epoch ran on.
+        batch_size (int): Batch size the last epoch used (halved after CUDA out-of-memory).
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid_ndcg: float = float("-inf")
+    stop_reason: str = "epochs"
+    seconds: float = 0.0
+    device: str = "cpu"
+    batch_size: int = 0
+
+
+# ---------------------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def unique_pairs(frame: pd.DataFrame) -> tuple[Tensor, Tensor]:
+    """Deduplicated ``(users, items)`` index tensors of an interaction frame, in first-seen order."""
+    users = frame[USER_IDX].to_numpy(np.int64)
+    items = frame[ITEM_IDX].to_numpy(np.int64)
+    key = users * (int(items.max(initial=0)) + 1) + items
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    return torch.from_numpy(users[first].copy()), torch.from_numpy(items[first].copy())
+
+
+def split_validation(
+    interactions: pd.DataFrame,
+    fraction: float = 0.1,
+    seed: int = 0,
+    min_interactions: int = 3,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carve a per-user random validation split out of ``interactions``.
+
+    Every user with at least ``min_interactions`` interactions gives ``round(fraction * n)``
+    of them (at least one) to validation; the others keep all of theirs for training.
+
+    Args:
+        interactions (pandas.DataFrame): Rows of ``dataset.interactions``.
+        fraction (float): Share held out per user. (default: :obj:`0.1`)
+        seed (int): Seed of the per-user permutation. (default: :obj:`0`)
+        min_interactions (int): Users with fewer interactions are never held out from.
+            (default: :obj:`3`)
+
+    Returns:
+        ``(train, valid)`` frames (row order of ``interactions`` kept).
+    """
+    users = interactions[USER_IDX].to_numpy(np.int64)
+    n = len(users)
+    if n == 0 or fraction <= 0:
+        return interactions, interactions.iloc[:0]
+    rng = np.random.default_rng(seed)
+    # A random key per row; ranking rows by key within each user is a per-user permutation.
+    order = np.lexsort((rng.random(n), users))
+    counts = np.bincount(users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, counts)[np.arange(n)]
+    per_user = np.maximum(1, np.rint(fraction * counts)).astype(np.int64)
+    per_user[counts < min_interactions] = 0
+    held = rank < per_user[users]
+    return interactions[~held], interactions[held]
+
+
+class PairIndex:
+    """Membership test for (user, item) pairs via a sorted hashed key (``user * n + item``).
+
+    Args:
+        users (Tensor): ``[n]`` user indices.
+        items (Tensor): ``[n]`` item indices.
+        num_items (int): Catalogue size (the key's radix).
+    """
+
+    def __init__(self, users: Tensor, items: Tensor, num_items: int) -> None:
+        self.num_items = int(num_items)
+        self.keys = torch.unique(users.long() * self.num_items + items.long())  # sorted
+
+    def to(self, device: torch.device) -> PairIndex:
+        self.keys = self.keys.to(device)
+        return self
+
+    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+        """Boolean tensor (shape of ``items``): is ``(users, items)`` a known pair?"""
+        key = users.long() * self.num_items + items.long()
+        if self.keys.numel() == 0:
+            return torch.zeros_like(key, dtype=torch.bool)
+        pos = torch.searchsorted(self.keys, key).clamp_(max=self.keys.numel() - 1)
+        return self.keys[pos] == key
+
+
+def sample_negatives(
+    users: Tensor,
+    num: int,
+    pool: Tensor,
+    seen: PairIndex,
+    generator: torch.Generator,
+    max_rounds: int = 10,
+) -> Tensor:
+    """Items from ``pool`` the users have not interacted with, ``[len(users), num]``.
+
+    Draws uniformly with :func:`torch.randint` and redraws the seen ones (a few vectorised
+    rounds; the rare survivors of heavy users stay, which is harmless noise).
+    """
+    size = (users.numel(), num)
+    draw = pool[torch.randint(pool.numel(), size, generator=generator, device=pool.device)]
+    draw = draw.view(-1)
+    rows = users.repeat_interleave(num)
+    todo = torch.arange(draw.numel(), device=draw.device)
+    for _ in range(max_rounds):
+        todo = todo[seen.contains(rows[todo], draw[todo])]
+        if todo.numel() == 0:
+            break
+        draw[todo] = pool[torch.randint(pool.numel(), (todo.numel(),), generator=generator,
+                                        device=pool.device)]
+    return draw.view(size)
+    return draw
+
+
+class CSRHistory:
+    """Each user's training items as CSR tensors (for masking a user's seen items)."""
+
+    def __init__(self, users: Tensor, items: Tensor, num_users: int) -> None:
+        order = torch.argsort(users * (int(items.max()) + 1 if items.numel() else 1) + items)
+        self.items = items[order]
+        counts = torch.bincount(users, minlength=num_users)
+        self.indptr = torch.zeros(num_users + 1, dtype=torch.long, device=users.device)
+        self.indptr[1:] = torch.cumsum(counts, 0)
+
+    def to(self, device: torch.device) -> CSRHistory:
+        self.items, self.indptr = self.items.to(device), self.indptr.to(device)
+        return self
+
+    def rows(self, users: Tensor) -> tuple[Tensor, Tensor]:
+        """``(row, item)`` pairs of the given users' items; ``row`` indexes ``users``."""
+        start, end = self.indptr[users], self.indptr[users + 1]
+        counts = end - start
+        row = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts)
+        offset = torch.arange(row.numel(), device=users.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        return row, self.items[start[row] + offset]
+
+
+# ---------------------------------------------------------------------------------- losses
+def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
+    """Mean :math:`-\\log\\sigma(s_{ui} - s_{uj})` over ``pos [B, 1]`` vs ``neg [B, n]``."""
+    return -F.logsigmoid(pos - neg).mean()
+
+
+def bce_loss(pos: Tensor, neg: Tensor) -> Tensor:
+    """Pointwise log loss: positives labelled 1, negatives 0, averaged per positive."""
+    return F.softplus(-pos).mean() + F.softplus(neg).sum(1).mean() / max(neg.size(1), 1)
+
+
+def masked_softmax_loss(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    users: Tensor,
+    items: Tensor,
+    candidates: Tensor,
+    history: CSRHistory,
+    temperature: float,
+) -> Tensor:
+    """Sampled softmax of each positive against ``candidates`` the user has not seen.
+
+    For a positive :math:`(u, i)` the loss is
+    :math:`-s_{ui}/\\tau + \\log(e^{s_{ui}/\\tau} + \\sum_{j \\in C \\setminus N_u} e^{s_{uj}/\\tau})`:
+    the user's other training items are not treated as negatives, matching evaluation,
+    which ranks only unseen items. The log-sum-exp over candidates is computed once per
+    distinct user of the batch.
+    """
+    batch_users, row_of = torch.unique(users, return_inverse=True)
+    logits = (user_emb.index_select(0, batch_users)
+              @ item_emb.index_select(0, candidates).T).float() / temperature
+    position = torch.full((item_emb.size(0),), -1, dtype=torch.long, device=logits.device)
+    position[candidates] = torch.arange(candidates.numel(), device=logits.device)
+    rows, seen = history.rows(batch_users)
+    cols = position[seen]
+    keep = cols >= 0
+    logits = logits.index_put((rows[keep], cols[keep]),
+                              torch.tensor(float("-inf"), device=logits.device))
+    lse = torch.logsumexp(logits, dim=1)
+    pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
+    pos = pos.float() / temperature
+    return (torch.logaddexp(lse[row_of], pos) - pos).mean()
+
+
+# ---------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def ndcg_at_k(
+    user_emb: Tensor,
+    item_emb: Tensor,
+    eval_users: Tensor,
+    targets: PairIndex,
+    target_counts: Tensor,
+    history: CSRHistory,
+    k: int = 20,
+    chunk: int = 1024,
+) -> float:
+    """Mean binary-gain NDCG@K of full-catalogue rankings, seen (history) items excluded.
+
+    Args:
+        user_emb (Tensor): ``[num_users, d]``.
+        item_emb (Tensor): ``[num_items, d]``.
+        eval_users (Tensor): Users to evaluate (each with at least one target).
+        targets (PairIndex): The held-out (user, item) pairs.
+        target_counts (Tensor): ``[num_users]`` held-out items per user.
+        history (CSRHistory): Items to exclude per user.
+        k (int): Cut-off. (default: :obj:`20`)
+        chunk (int): Users scored per block. (default: :obj:`1024`)
+    """
+    k = min(k, item_emb.size(0))
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=user_emb.device, dtype=torch.float))
+    ideal_cum = torch.cumsum(discounts, 0)
+    total = 0.0
+    for start in range(0, eval_users.numel(), chunk):
+        users = eval_users[start:start + chunk]
+        scores = user_emb[users].float() @ item_emb.float().T
+        rows, seen = history.rows(users)
+        scores[rows, seen] = float("-inf")
+        top = scores.topk(k, dim=1).indices
+        hits = targets.contains(users.view(-1, 1).expand_as(top), top).float()
+        dcg = (hits * discounts).sum(1)
+        ideal = ideal_cum[(target_counts[users].clamp(max=k) - 1).clamp(min=0)]
+        total += float((dcg / ideal).sum())
+    return total / max(eval_users.numel(), 1)
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.optim.Optimizer,
+                    generator: torch.Generator, meta: dict[str, Any]) -> None:
+    """Write weights, optimiser moments and RNG states (safetensors) + ``meta`` (JSON).
+
+    Both files are written to temporary names and moved into place; the JSON, written last,
+    names the epoch the weights belong to, so a crash between the two is detected on load.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        for key, value in optimizer.state.get(p, {}).items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{i}.{key}"] = value.detach().cpu().contiguous()
+    tensors["rng.sampler"] = generator.get_state().cpu()
+    tensors["rng.torch"] = torch.get_rng_state()
+    epoch = str(meta["epoch"])
+    _atomic_write(directory / CHECKPOINT_WEIGHTS,
+                  lambda tmp: save_file(tensors, tmp, metadata={"epoch": epoch}))
+    payload = {"format": CHECKPOINT_FORMAT, **meta}
+    _atomic_write(directory / CHECKPOINT_META,
+                  lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1), encoding="utf-8"))
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """``(tensors, meta)`` of a checkpoint directory, ``None`` when it holds none.
+
+    Raises:
+        ModelLoadError: The files are unreadable or belong to different epochs.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    weights, meta_path = directory / CHECKPOINT_WEIGHTS, directory / CHECKPOINT_META
+    if not meta_path.exists() and not weights.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with safe_open(str(weights), framework="pt") as handle:
+            epoch = (handle.metadata() or {}).get("epoch")
+        tensors = load_file(str(weights))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"Checkpoint in '{directory}' cannot be read ({exc}). Delete the "
+                             "folder to train from scratch.") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT or epoch != str(meta.get("epoch")):
+        raise ModelLoadError(f"Checkpoint in '{directory}' is incomplete or from another "
+                             "version (weights and metadata disagree). Delete the folder to train "
+                             "from scratch.")
+    return tensors, meta
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
+                       meta: dict[str, Any], device: torch.device) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        state = {key.split(".", 2)[2]: value.to(device) for key, value in tensors.items()
+                 if key.startswith(f"optim.{i}.")}
+        if state:
+            if "step" in state:
+                state["step"] = state["step"].cpu()
+            optimizer.state[p] = state
+    for group, lr in zip(optimizer.param_groups, meta.get("lrs", [])):
+        group["lr"] = lr
+
+
+# ---------------------------------------------------------------------------------- the loop
+class _Data:
+    """Training / validation tensors on one device."""
+
+    def __init__(self, dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame,
+                 device: torch.device) -> None:
+        num_users, num_items = dataset.num_users, dataset.num_items
+        self.users, self.items = unique_pairs(train)
+        self.seen = PairIndex(self.users, self.items, num_items)
+        self.history = CSRHistory(self.users, self.items, num_users)
+        # Negatives come from items with training interactions: an item nobody could interact
+        # with in training (a cold item) must not be taught to score low.
+        self.pool = torch.unique(self.items)
+        v_users, v_items = (unique_pairs(valid) if len(valid)
+                            else (torch.zeros(0, dtype=torch.long),) * 2)
+        self.valid = PairIndex(v_users, v_items, num_items)
+        self.valid_counts = torch.bincount(v_users, minlength=num_users)
+        self.valid_users = torch.unique(v_users)
+        self.to(device)
+
+    def to(self, device: torch.device) -> _Data:
+        for name in ("users", "items", "pool", "valid_counts", "valid_users"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.seen.to(device)
+        self.history.to(device)
+        self.valid.to(device)
+        return self
+
+
+def train_model(
+    module: nn.Module,
+    dataset: Dataset,
+    train: pd.DataFrame,
+    valid: pd.DataFrame | None,
+    config: TrainConfig,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train an :class:`EmbeddingModule` with early stopping on validation NDCG@K.
+
+    The module is told to propagate over ``train`` (after carving a per-user validation split
+    from it when ``valid`` is ``None``), optimised with Adam, evaluated every
+    ``config.eval_every`` epochs and left holding its best weights (on the CPU when training
+    fell back there after CUDA ran out of memory).
+
+    Args:
+        module (torch.nn.Module): The model (see :class:`EmbeddingModule`).
+        dataset (Dataset): Id maps and sizes.
+        train (pandas.DataFrame): Training interactions (rows of ``dataset.interactions``).
+        valid (pandas.DataFrame, optional): Validation interactions; carved from ``train``
+            with :func:`split_validation` when ``None``.
+        config (TrainConfig): Settings.
+        on_progress (callable, optional): Called after each epoch with ``stage``, ``epoch``,
+            ``epochs``, ``loss``, ``valid_ndcg`` and ``fraction``.
+        should_stop (callable, optional): Polled every step; returning ``True`` ends training
+            with the best weights so far.
+
+    Returns:
+        TrainResult
+
+    Raises:
+        TrainingError: The loss became NaN or infinite, or there is nothing to train on.
+    """
+    started = time.perf_counter()
+    if valid is None:
+        train, valid = split_validation(train, config.valid_fraction, config.seed)
+    if len(train) == 0:
+        raise TrainingError("There are no training interactions to learn from.")
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    data = _Data(dataset, train, valid, device)
+    module.set_interactions(data.users.cpu(), data.items.cpu())
+    module.to(device)
+    if hasattr(module, "reset_parameters"):
+        seed_everything(config.seed)
+        module.reset_parameters()
+    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad],
+                                 lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    result = TrainResult(device=str(device), batch_size=config.batch_size)
+    batch_size = config.batch_size
+    has_valid = data.valid_users.numel() > 0
+    start_epoch, waited = 1, 0
+    best_state: dict[str, Tensor] | None = None
+
+    if config.resume and config.checkpoint_dir:
+        loaded = load_checkpoint(config.checkpoint_dir)
+        if loaded is not None:
+            tensors, meta = loaded
+            state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise ModelLoadError(f"Checkpoint in '{config.checkpoint_dir}' does not fit this "
+                                     f"model/data ({exc}).") from exc
+            _restore_optimizer(optimizer, tensors, meta, device)
+            if tensors["rng.sampler"].numel() == generator.get_state().numel():
+                generator.set_state(tensors["rng.sampler"])
+            torch.set_rng_state(tensors["rng.torch"])
+            result.history = list(meta.get("history", []))
+            result.best_epoch = int(meta["epoch"])
+            result.best_valid_ndcg = float(meta.get("best_valid_ndcg", float("-inf")))
+            start_epoch = result.best_epoch + 1
+            batch_size = int(meta.get("batch_size", batch_size))
+
+    def snapshot() -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    best_state = snapshot()
+    if not has_valid:  # nothing to select on: the last epoch is the result
+        result.best_valid_ndcg = float("nan")
+    elif start_epoch == 1:
+        result.best_valid_ndcg = _evaluate(module, data, config.eval_k)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"Training {type(module).__name__}",
+               unit="epoch", disable=(not config.show_progress) if config.show_progress is not None
+               else None, leave=False, initial=start_epoch - 1, total=config.epochs)
+    elapsed_before = result.history[-1]["seconds"] if result.history else 0.0
+    oom_count = 0
+    try:
+        for epoch in bar:
+            while True:
+                try:
+                    loss, stopped = _train_epoch(module, optimizer, data, config, batch_size,
+                                                 generator, device, should_stop)
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    oom_count += 1
+                    torch.cuda.empty_cache()
+                    if oom_count == 1 and batch_size > 256:
+                        batch_size //= 2
+                    else:
+                        device = torch.device("cpu")
+                        module.to(device)
+                        data.to(device)
+                        _move_optimizer(optimizer, device)
+                        generator = torch.Generator().manual_seed(config.seed + epoch)
+                    result.device, result.batch_size = str(device), batch_size
+            if not math.isfinite(loss):
+                module.load_state_dict(best_state)
+                where = (f" The last good checkpoint (epoch {result.best_epoch}) is in "
+                         f"'{config.checkpoint_dir}'." if config.checkpoint_dir else "")
+                raise TrainingError(
+                    f"Training diverged: the loss became {loss} at epoch {epoch}. Lower the "
+                    f"learning rate (now {config.lr:g}) or raise weight_decay; the weights of "
+                    f"epoch {result.best_epoch} were restored.{where}")
+            record: dict[str, Any] = {"epoch": epoch, "loss": loss, "valid_ndcg": None}
+            evaluate = has_valid and (epoch % config.eval_every == 0 or epoch == config.epochs
+                                      or stopped)
+            improved = False
+            if evaluate:
+                ndcg = _evaluate(module, data, config.eval_k)
+                record["valid_ndcg"] = ndcg
+                if ndcg > result.best_valid_ndcg:
+                    improved, waited = True, 0
+                    result.best_epoch, result.best_valid_ndcg = epoch, ndcg
+                    best_state = snapshot()
+                else:
+                    waited += 1
+            elif not has_valid:
+                improved, result.best_epoch = True, epoch
+                best_state = snapshot()
+            record["seconds"] = elapsed_before + time.perf_counter() - started
+            result.history.append(record)
+            if improved and config.checkpoint_dir:
+                save_checkpoint(config.checkpoint_dir, module, optimizer, generator, {
+                    "epoch": epoch, "best_valid_ndcg": result.best_valid_ndcg,
+                    "history": result.history, "batch_size": batch_size,
+                    "lrs": [g["lr"] for g in optimizer.param_groups], "config": asdict(config)})
+            bar.set_postfix(loss=f"{loss:.4f}", ndcg=f"{result.best_valid_ndcg:.4f}")
+            if on_progress is not None:
+                on_progress({"stage": "train", "epoch": epoch, "epochs": config.epochs,
+                             "loss": loss, "valid_ndcg": record["valid_ndcg"],
+                             "fraction": epoch / config.epochs})
+            if stopped:
+                result.stop_reason = "stopped"
+                break
+            if has_valid and waited >= config.patience:
+                result.stop_reason = "patience"
+                break
+            if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+                result.stop_reason = "time_limit"
+                break
+    finally:
+        bar.close()
+    module.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _evaluate(module: nn.Module, data: _Data, k: int) -> float:
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            user_emb, item_emb = module()
+        return ndcg_at_k(user_emb, item_emb, data.valid_users, data.valid, data.valid_counts,
+                         data.history, k)
+    finally:
+        module.train(was_training)
+
+
+def _move_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and key != "step":
+                state[key] = value.to(device)
+
+
+def _train_epoch(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: _Data,
+    config: TrainConfig,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    should_stop: Callable[[], bool] | None,
+) -> tuple[float, bool]:
+    """One pass over the positives; returns (mean loss, whether ``should_stop`` fired)."""
+    module.train()
+    n = data.users.numel()
+    perm = torch.randperm(n, generator=generator, device=device)
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    regularization = getattr(module, "regularization", None)
+    total, steps = 0.0, 0
+    for start in range(0, n, batch_size):
+        if should_stop is not None and should_stop():
+            return (total / steps if steps else float("nan")), True
+        batch = perm[start:start + batch_size]
+        users, items = data.users[batch], data.items[batch]
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            user_emb, item_emb = module(batch if config.hide_targets else None)
+            if config.loss == "softmax":
+                if config.num_negatives >= data.pool.numel():
+                    candidates = data.pool
+                else:
+                    pick = torch.randperm(data.pool.numel(), generator=generator,
+                                          device=device)[:config.num_negatives]
+                    candidates = data.pool[pick]
+                loss = masked_softmax_loss(user_emb, item_emb, users, items, candidates,
+                                           data.history, config.temperature)
+            else:
+                neg = sample_negatives(users, config.num_negatives, data.pool, data.seen,
+                                       generator)
+                u = user_emb.index_select(0, users)
+                pos_score = (u * item_emb.index_select(0, items)).sum(-1, keepdim=True).float()
+                neg_emb = item_emb.index_select(0, neg.view(-1)).view(*neg.shape, -1)
+                neg_score = (u.unsqueeze(1) * neg_emb).sum(-1).float()
+                loss = (bpr_loss if config.loss == "bpr" else bce_loss)(pos_score, neg_score)
+                if regularization is not None:
+                    loss = loss + regularization(users, items, neg)
+            if config.loss == "softmax" and regularization is not None:
+                loss = loss + regularization(users, items, None)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value, False
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config.max_grad_norm is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        total += value
+        steps += 1
+    return total / max(steps, 1), False
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a dict, ignoring unknown keys (older saved runs)."""
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**{k: v for k, v in values.items() if k in known})
+
+
+def clone_config(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``config`` with ``changes`` applied."""
+    out = copy.copy(config)
+    for key, value in changes.items():
+        setattr(out, key, value)
+    out.__post_init__()
+    return out
+
+
+# ---------------------------------------------------------------------------------- recommenders
+class EmbeddingRecommender(Recommender):
+    """A :class:`Recommender` whose scores are dot products of embeddings trained by
+    :func:`train_model`.
+
+    Subclasses implement :meth:`build_module` (and :meth:`model_config` for their own
+    constructor arguments); fitting, scoring, saving and restoring are shared. The constructor
+    arguments are the fields of :class:`TrainConfig`.
+    """
+
+    def __init__(self, **train_options: Any) -> None:
+        super().__init__()
+        self.train_config = TrainConfig(**train_options)
+        self.module: nn.Module | None = None
+        self.train_result: TrainResult | None = None
+        self._user_emb: Tensor | None = None
+        self._item_emb: Tensor | None = None
+
+    # --------------------------------------------------------------- to implement
+    def build_module(self, dataset: Dataset) -> nn.Module:
+        """A fresh module (an :class:`EmbeddingModule`) for ``dataset``'s users and items."""
+        raise NotImplementedError
+
+    def model_config(self) -> dict[str, Any]:
+        """The subclass's own JSON-serialisable constructor arguments."""
+        return {}
+
+    # --------------------------------------------------------------- fitting
+    def fit(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame,
+        valid: pd.DataFrame | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> EmbeddingRecommender:
+        """Train with early stopping on ``valid`` (carved from ``train`` when ``None``).
+
+        After training, the model propagates over all of ``train`` (carved validation
+        interactions included) to score.
+
+        Args:
+            dataset (Dataset): The dataset.
+            train (pandas.DataFrame): Training interactions.
+            valid (pandas.DataFrame, optional): Validation interactions for early stopping.
+            on_progress (callable, optional): Progress callback (see :func:`train_model`).
+            should_stop (callable, optional): Polled during training; ``True`` stops it.
+        """
+        self._bind(dataset, train)
+        config = self.train_config
+        if valid is None:
+            train_part, valid = split_validation(train, config.valid_fraction, config.seed)
+        else:
+            train_part = train
+        self.module = self.build_module(dataset)
+        self.train_result = train_model(self.module, dataset, train_part, valid, config,
+                                         on_progress=on_progress, should_stop=should_stop)
+        self._finalize()
+        return self
+
+    def _inference_pairs(self) -> tuple[Tensor, Tensor]:
+        """Every training pair, sorted by (user, item): the same graph at fit and restore."""
+        coo = self.train_matrix.tocoo()
+        order = np.lexsort((coo.col, coo.row))
+        return (torch.from_numpy(coo.row[order].astype(np.int64)),
+                torch.from_numpy(coo.col[order].astype(np.int64)))
+
+    def _finalize(self) -> None:
+        """Propagate over all training interactions and cache the final embeddings (CPU)."""
+        module = self.module
+        device = next(iter(module.parameters())).device
+        module.set_interactions(*self._inference_pairs())
+        module.to(device)
+        module.eval()
+        with torch.no_grad():
+            user_emb, item_emb = module()
+        self._user_emb = user_emb.detach().float().cpu()
+        self._item_emb = item_emb.detach().float().cpu()
+        module.to("cpu")
+
+    # --------------------------------------------------------------- scoring
+    def embeddings(self) -> tuple[Tensor, Tensor]:
+        """Final ``(user_emb [num_users, d], item_emb [num_items, d])`` on the CPU."""
+        if self._user_emb is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted.")
+        return self._user_emb, self._item_emb
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        user_emb, item_emb = self.embeddings()
+        u = user_emb[torch.as_tensor(np.asarray(users, dtype=np.int64))]
+        i = item_emb if items is None else item_emb[torch.as_tensor(np.asarray(items, dtype=np.int64))]
+        return (u @ i.T).numpy()
+
+    # --------------------------------------------------------------- persistence
+    def config(self) -> dict[str, Any]:
+        return {**self.model_config(), **asdict(self.train_config)}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        if self.module is None:
+            return {}
+        return {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        """Load saved tensors into a module built for the bound dataset (strict names/shapes).
+
+        The model must be bound to its dataset and training interactions first (see
+        :meth:`Recommender.restore`).
+        """
+        from .models.base import check_state_tensors
+
+        if self.dataset is None:
+            raise ValueError(f"{self.name}: bind a dataset first, e.g. with restore(dataset, "
+                             "train, tensors).")
+        module = self.module if self.module is not None else self._module_for_restore(tensors)
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        check_state_tensors(self.name, tensors, expected)
+        module.load_state_dict({k: v.to(torch.float32) if v.is_floating_point() else v
+                                for k, v in tensors.items()}, strict=True)
+        self.module = module
+        self._finalize()
+
+    def _module_for_restore(self, tensors: dict[str, Tensor]) -> nn.Module:
+        return self.build_module(self.dataset)

@@ -1,0 +1,99 @@
+"""Shared tiny fixtures. Files are written into ``tmp_path``; nothing here needs network or the
+MovieLens download.
+
+* ``write_file(name, content)`` writes ``str`` (UTF-8) or ``bytes`` into ``tmp_path`` and returns
+  the path.
+* ``tiny_files`` writes a clean tiny dataset (8 users, 12 items of which 2 are cold, 49
+  interactions, genres + category attributes, descriptions, users and user-user edges) and
+  returns ``{"interactions", "items", "users", "user_edges"}`` paths.
+* ``tiny_dataset`` is that data loaded through :func:`recsys_core.ingest.load_dataset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from recsys_core.dataset import Dataset
+
+TINY_NUM_USERS = 8
+TINY_NUM_ITEMS = 12  # items 11 and 12 have no interactions (cold)
+_GENRES = ["Action|Comedy", "Drama", "Comedy|Romance", "Action|Thriller", "Drama|Romance",
+           "Sci-Fi|Action", "Comedy", "Thriller|Drama", "Romance", "Sci-Fi|Thriller",
+           "Action|Drama", "Comedy|Sci-Fi"]
+_CATEGORIES = ["film", "series", "film", "documentary", "film", "series",
+               "film", "series", "documentary", "film", "series", "film"]
+_WORDS = ["a daring rescue", "a quiet family story", "two rivals fall in love", "a heist gone wrong",
+          "letters across the sea", "robots on a distant moon", "a wedding in chaos",
+          "a detective's last case", "summer in Paris", "a signal from deep space",
+          "a soldier's return", "an AI learns to laugh"]
+
+
+def tiny_interactions_csv() -> str:
+    """49 interactions: user ``u<k>`` rates 5-7 consecutive items (mod 10), hourly timestamps."""
+    lines = ["user_id,item_id,rating,timestamp"]
+    for u in range(1, TINY_NUM_USERS + 1):
+        for k in range(5 + u % 3):
+            item = (3 * u + k) % 10 + 1
+            rating = 1 + (u + k) % 5
+            ts = 1_600_000_000 + 3600 * (10 * u + k)
+            lines.append(f"u{u},i{item},{rating},{ts}")
+    return "\n".join(lines) + "\n"
+
+
+def tiny_items_csv() -> str:
+    lines = ["item_id,title,description,genres,category"]
+    for j in range(1, TINY_NUM_ITEMS + 1):
+        lines.append(f'i{j},Film {j},"A story about {_WORDS[j - 1]}.",{_GENRES[j - 1]},'
+                     f"{_CATEGORIES[j - 1]}")
+    return "\n".join(lines) + "\n"
+
+
+def tiny_users_csv() -> str:
+    lines = ["user_id,age_group,country"]
+    for u in range(1, TINY_NUM_USERS + 1):
+        lines.append(f"u{u},{['18-24', '25-34', '35-44'][u % 3]},{['FR', 'DE'][u % 2]}")
+    return "\n".join(lines) + "\n"
+
+
+def tiny_user_edges_csv() -> str:
+    return "user_id,friend_id\nu1,u2\nu2,u3\nu3,u1\nu4,u5\nu6,u7\nu8,u1\n"
+
+
+@pytest.fixture
+def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
+    """Write ``content`` (str as UTF-8, or bytes) to ``tmp_path / name``; return the path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_bytes(content)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_files(write_file) -> dict[str, Path]:
+    """Paths of the tiny dataset's files (interactions, items, users, user_edges)."""
+    return {
+        "interactions": write_file("interactions.csv", tiny_interactions_csv()),
+        "items": write_file("items.csv", tiny_items_csv()),
+        "users": write_file("users.csv", tiny_users_csv()),
+        "user_edges": write_file("user_edges.csv", tiny_user_edges_csv()),
+    }
+
+
+@pytest.fixture
+def tiny_dataset(tiny_files) -> Dataset:
+    """The tiny dataset loaded with :func:`recsys_core.ingest.load_dataset`."""
+    from recsys_core.ingest import load_dataset
+
+    return load_dataset(tiny_files["interactions"], tiny_files["items"],
+                        user_edges=tiny_files["user_edges"], users=tiny_files["users"],
+                        name="tiny")
