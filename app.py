@@ -48,6 +48,13 @@ def sidebar() -> None:
                                   help="The model the Recommendations, Explain and Embeddings "
                                        "pages use. Train more on the Train page.")
             ws.runs.active_id = choice
+            run = ws.runs.active
+            summary = (run.cache.get("metrics") or {}).get("summary") or {}
+            recall = summary.get("recall")
+            st.caption(f"{ui.md(run.model_name)}"
+                       + (f" · recall@20 {recall:.3f}" if recall is not None else "")
+                       + f" · trained in {run.train_seconds:.0f} s on {ui.md(run.device)}"
+                       + (" · stopped early" if run.status == "stopped" else ""))
         else:
             st.caption("Active model: none yet")
         st.caption(f"Device: {device_name()}")

@@ -158,13 +158,21 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any]) ->
               "recommend_s": score_s, "peak_rss_mb": _peak_rss_mb(),
               "rss_before_fit_mb": rss_before, "test_users": int(len(user_idx)),
               "test_interactions": int(len(test)),
-              "candidates": None if held is None else int(len(held)), "config": model.config()}
+              "candidates": None if held is None else int(len(held)), "config": model.config(),
+              "device": _device_of(model)}
     if held is not None:
         # A model that gives every held-out item the same score only shows the tie order
         # (item index, which on ML-100K correlates with popularity): not a cold-start signal.
         scores = model.score(user_idx, held)
         result["scores_cold_items"] = bool((np.ptp(scores, axis=1) > 0).any())
     return result
+
+
+def _device_of(model: Any) -> str:
+    from recsys_core.device import describe_device, pick_device
+
+    device = model.config().get("device")
+    return "CPU" if device is None else describe_device(pick_device(device))
 
 
 def run_in_subprocess(name: str, protocol: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -196,8 +204,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# MovieLens-100K ({meta['created']}, {meta['machine']})", "",
              "Warm protocol (random 80/10/10 per user, fit on train+valid, full ranking):", "",
              "| model | Recall@20 | NDCG@20 | peer R/N | fit s | encode s | recommend s | "
-             "peak RSS MB | RSS before fit MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS MB | RSS before fit MB | device |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["protocol"] == "random"):
         if "error" in r:
             lines.append(f"| {r['model']} | error: {r['error']} |||||||")
@@ -208,7 +216,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{'-' if peer is None else f'{peer[0]:.3f} / {peer[1]:.3f}'} | {r['fit_s']:.2f}"
             f"{_best_of(r)} | "
             f"{r['encode_s']:.1f} | {r['recommend_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['rss_before_fit_mb']:.0f} |")
+            f"{r['rss_before_fit_mb']:.0f} | {r.get('device', '-')} |")
     cold = [r for r in results if r["protocol"] == "cold"]
     if cold:
         size = next((r["candidates"] for r in cold if r.get("candidates")), None)
@@ -263,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"{', '.join(available_models())}")
     args.options_json = json.dumps({"epochs": args.epochs, "device": args.device, "seed": 0})
     protocols = ["random"] + ([] if args.no_cold else ["cold"])
-    results = []
+    meta = run_metadata(args.data)
+    results: list[dict[str, Any]] = []
     for protocol in protocols:
         for name in names:
             print(f"[{protocol}] {name} ...", file=sys.stderr, flush=True)
@@ -275,19 +284,28 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  Recall@20 {result['recall@20']:.4f}  NDCG@20 {result['ndcg@20']:.4f}  "
                       f"fit {result['fit_s']:.2f} s  peak RSS {result['peak_rss_mb']:.0f} MB",
                       file=sys.stderr, flush=True)
-    import torch
-
-    meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch "
-                       f"{torch.__version__}, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}",
-            "data": str(args.data.resolve()), "k": K}
-    table = markdown(results, meta)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ml100k.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                     indent=2))
-    (args.out / "ml100k.md").write_text(table)
+            table = write_results(args.out, results, meta)  # after each model: partial runs count
     print(table)
     return 0
+
+
+def run_metadata(data: Path) -> dict[str, Any]:
+    import torch
+
+    gpu = f"CUDA {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "no GPU"
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+                       f"{gpu}",
+            "data": str(Path(data).resolve()), "k": K}
+
+
+def write_results(folder: Path, results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """Write ``ml100k.json`` and ``ml100k.md`` into ``folder``; return the markdown."""
+    table = markdown(results, meta)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ml100k.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (folder / "ml100k.md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def _upload() -> None:
     st.markdown("**Column mapping** (interactions)")
     cols = st.columns(4)
     for col, (role, label) in zip(cols, [("user_col", "User id"), ("item_col", "Item id"),
-                                         ("rating_col", "Rating"), ("time_col", "Timestamp")]):
+                                         ("rating_col", "Rating"), ("time_col", "Timestamp")], strict=True):
         choice = col.selectbox(label, [AUTO, *columns], key=f"map-{role}")
         if choice != AUTO:
             options[role] = choice

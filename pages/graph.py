@@ -97,7 +97,7 @@ def _labels(ws, node_type: str) -> dict[int, str]:
             ws.cache[key] = {i: fmt(u) for i, u in enumerate(ds.user_ids)}
         else:
             titles = ds.items["title"].astype(str).tolist()
-            ws.cache[key] = {i: f"{t} ({iid})" for i, (t, iid) in enumerate(zip(titles, ds.item_ids))}
+            ws.cache[key] = {i: f"{t} ({iid})" for i, (t, iid) in enumerate(zip(titles, ds.item_ids, strict=True))}
     return ws.cache[key]
 
 

@@ -110,7 +110,7 @@ def _decorate(ws, user: str, recs: pd.DataFrame) -> pd.DataFrame:
         out[column] = out[column].map(ui.join_values)
     out["score"] = recs["score"].to_numpy()
     out["cold"] = counts[idx] == 0
-    out["long tail"] = [(c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"])]
+    out["long tail"] = [(c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"], strict=True)]
     out["held out"] = recs["item_id"].isin(held).to_numpy()
     return out
 

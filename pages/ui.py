@@ -24,8 +24,14 @@ import streamlit as st
 from recsys_core.csv_safety import to_csv_string
 from recsys_core.errors import RecScopeError
 from recsys_core.html_safety import escape_markdown
-from recsys_core.session import (FAILED, TrainingJob, Workspace, default_training_plan,
-                                 prepare_workspace, training_target)
+from recsys_core.session import (
+    FAILED,
+    TrainingJob,
+    Workspace,
+    default_training_plan,
+    prepare_workspace,
+    training_target,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data"

@@ -46,13 +46,15 @@ def sanitize_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells and column names are neutralised.
 
     Numeric, boolean and datetime columns are not touched; only columns that can hold strings
-    (object / string dtypes) are mapped cell by cell.
+    (object, string and categorical dtypes) are mapped cell by cell.
     """
     out = frame.copy()
     for col in out.columns:
         series = out[col]
-        if pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype):
-            out[col] = series.map(sanitize_cell).astype(object)
+        dtype = series.dtype
+        if (pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+                or isinstance(dtype, pd.CategoricalDtype)):
+            out[col] = series.astype(object).map(sanitize_cell).astype(object)
     out.columns = [sanitize_cell(str(c)) for c in out.columns]
     return out
 

@@ -163,7 +163,9 @@ def load_run(directory: str | os.PathLike,
     info = _read_info(directory)
     _check_safetensors_header(directory / MODEL_FILE)
     try:
-        tensors = load_file(str(directory / MODEL_FILE))
+        # Own, aligned memory: load_file maps the file, and a mapped tensor kept as a buffer
+        # could change kernel paths (last-bit differences) and would pin the file.
+        tensors = {k: v.clone() for k, v in load_file(str(directory / MODEL_FILE)).items()}
     except Exception as exc:  # safetensors raises its own error types; all mean "corrupt"
         raise ModelLoadError(f"'{directory / MODEL_FILE}' is not a valid safetensors file "
                              f"({exc}).") from exc
@@ -303,9 +305,20 @@ def _to_json(info: dict[str, Any]) -> str:
         raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
     try:
-        return json.dumps(info, indent=2, default=default)
+        return json.dumps(_finite(info), indent=2, default=default, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"run.json content is not JSON-serialisable: {exc}") from exc
+
+
+def _finite(value: Any) -> Any:
+    """NaN / infinity become ``None``: strict JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------- reading

@@ -590,7 +590,21 @@ def fit_model(ws: Workspace, model_name: str, params: dict[str, Any], ctx: JobCo
 
     fit_kwargs: dict[str, Any] = {"on_progress": on_progress}
     if _accepts(model.fit, "should_stop"):
-        fit_kwargs["should_stop"] = ctx.should_stop
+        # Let every epoch take at least one step before honouring a stop: an epoch stopped
+        # before its first step reports a NaN loss, which the training loop treats as
+        # divergence.
+        steps_in_epoch = [0]
+
+        def counting_progress(event: dict[str, Any]) -> None:
+            if event.get("epoch") is not None:
+                steps_in_epoch[0] = 0
+            on_progress(event)
+
+        def should_stop() -> bool:
+            steps_in_epoch[0] += 1
+            return steps_in_epoch[0] > 1 and ctx.should_stop()
+
+        fit_kwargs = {"on_progress": counting_progress, "should_stop": should_stop}
     else:
         # Models without a stop hook are stopped between progress reports.
         def on_progress_checked(event: dict[str, Any]) -> None:
@@ -677,8 +691,7 @@ def evaluate_model(model: Any, ws: Workspace, ks: Sequence[int] = DEFAULT_KS,
         and ``long_tail`` (slice metrics where only cold / long-tail items are ranked) and
         ``seconds``.
     """
-    from .metrics import (RANKING_METRICS, evaluate_recommendations, per_user_metrics,
-                          slice_metrics)
+    from .metrics import RANKING_METRICS, evaluate_recommendations, per_user_metrics, slice_metrics
 
     started = time.perf_counter()
     ds = ws.dataset

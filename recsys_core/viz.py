@@ -232,7 +232,7 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
     edges = _log_bins(positive)
     hist, _ = np.histogram(positive, bins=edges)
     lo, hi = edges[:-1], edges[1:]
-    labels = [f"{int(a)}" if hi_ - a <= 1 else f"{int(a)}–{int(hi_) - 1}" for a, hi_ in zip(lo, hi)]
+    labels = [f"{int(a)}" if hi_ - a <= 1 else f"{int(a)}–{int(hi_) - 1}" for a, hi_ in zip(lo, hi, strict=True)]
     fig = go.Figure(go.Bar(
         x=np.sqrt(lo * np.maximum(hi - 1, lo)), y=hist, width=(hi - lo) * 0.9,
         customdata=labels, marker_color=NODE_COLORS.get(entity, "#4C78A8"),
@@ -322,14 +322,14 @@ def training_curves_fig(history: Sequence[Mapping], title: str = "Training") -> 
     rows = [h for h in history if h.get("epoch") is not None]
     loss = [(h["epoch"], h["loss"]) for h in rows if _finite(h.get("loss"))]
     if loss:
-        x, y = zip(*loss)
+        x, y = zip(*loss, strict=True)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="loss",
                                  line=dict(color="#4C78A8")), row=1, col=1)
     valid_keys = sorted({k for h in rows for k in h if k.startswith("valid_") and _finite(h.get(k))})
     colors = ["#F58518", "#54A24B", "#B279A2", "#E45756"]
     for i, key in enumerate(valid_keys):
         pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
-        x, y = zip(*pts)
+        x, y = zip(*pts, strict=True)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=key.removeprefix("valid_"),
                                  line=dict(color=colors[i % len(colors)])), row=1, col=2)
     if not loss and not valid_keys:
@@ -351,7 +351,7 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
         for col, key in ((1, "loss"), (2, "valid_ndcg")):
             pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
             if pts:
-                x, y = zip(*pts)
+                x, y = zip(*pts, strict=True)
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=escape_html(name),
                                          legendgroup=name, showlegend=col == 1 or len(pts) == 0,
                                          line=dict(color=color)), row=1, col=col)

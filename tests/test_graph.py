@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys_core.dataset import ITEM_COL, ITEM_IDX, RATING_COL, TIME_COL, USER_COL, USER_IDX, Dataset
+from recsys_core.dataset import (
+    ITEM_COL,
+    ITEM_IDX,
+    RATING_COL,
+    TIME_COL,
+    USER_COL,
+    USER_IDX,
+    Dataset,
+)
 from recsys_core.graph import (
     FOLLOWED_BY,
     FOLLOWS,

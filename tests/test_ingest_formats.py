@@ -77,6 +77,28 @@ def test_other_delimiters(write_file, sep, name, expected):
     assert pairs(ds) == [("a", "x"), ("b", "y"), ("a", "y")]
 
 
+def test_whitespace_separated_and_crlf(write_file):
+    ds = load_dataset(write_file("w.txt", "u1  i1   5\r\nu2 i1 3\r\nu1 i2 4\r\n"))
+    assert ds.report.file("interactions").delimiter == " "
+    assert pairs(ds) == [("u1", "i1"), ("u2", "i1"), ("u1", "i2")]
+    ds = load_dataset(write_file("c.csv", "user_id,item_id\r\nu1,i1\r\nu2,i2\r\n"))
+    assert pairs(ds) == [("u1", "i1"), ("u2", "i2")]
+
+
+def test_semicolon_csv_with_decimal_commas(write_file):
+    """European spreadsheet exports: ';' between fields, ',' as decimal mark."""
+    lines = ["user;item;rating"] + [f"u{k};i{k % 3};{k % 5},5" for k in range(12)]
+    ds = load_dataset(write_file("eu.csv", "\n".join(lines) + "\n"))
+    assert ds.report.file("interactions").delimiter == ";"
+    assert ds.interactions[RATING_COL].tolist()[:3] == [0.5, 1.5, 2.5]
+    assert "invalid_ratings" not in ds.report.problem_counts()
+
+
+def test_boolean_ratings(write_file):
+    ds = load_dataset(write_file("b.csv", "user_id,item_id,rating\nu1,i1,True\nu2,i1,false\n"))
+    assert ds.interactions[RATING_COL].tolist() == [1.0, 0.0]
+
+
 def test_quoted_fields_with_delimiters(write_file):
     path = write_file("q.csv", 'user_id,item_id,rating\n"Smith, J",x,1\n"Doe, A","y,z",2\n')
     ds = load_dataset(path)
@@ -206,6 +228,12 @@ def test_override_of_headerless_column(write_file):
     ds = load_dataset(path, user_col="column_2", item_col="column_3", rating_col="column_1")
     assert pairs(ds) == [("u1", "i1"), ("u2", "i1")]
     assert ds.interactions[RATING_COL].tolist() == [5.0, 4.0]
+
+
+def test_one_column_for_two_roles_is_refused(write_file):
+    path = write_file("o.csv", "a,b\n1,2\n")
+    with pytest.raises(DataError, match="same column is given for two roles"):
+        load_dataset(path, user_col="a", item_col="a")
 
 
 def test_unknown_override_lists_columns(write_file):

@@ -103,6 +103,16 @@ def test_max_ids(write_file):
         load_dataset(path, max_ids=5)
 
 
+def test_max_ids_in_metadata_files(write_file):
+    inter = write_file("i.csv", "user_id,item_id\nu1,i1\nu2,i2\n")
+    items = write_file("items.csv", "item_id,title\n" + "".join(f"i{k},t\n" for k in range(4)))
+    with pytest.raises(DataError, match="items.csv.*4 distinct items, more than the limit of 3"):
+        load_dataset(inter, items, max_ids=3)
+    edges = write_file("e.csv", "user_id,friend_id\nu1,u2\nu3,u4\n")
+    with pytest.raises(DataError, match="e.csv.*4 distinct users, more than the limit of 3"):
+        load_dataset(inter, user_edges=edges, max_ids=3)
+
+
 def test_corrupt_parquet(write_file):
     with pytest.raises(DataError, match="Parquet"):
         load_dataset(write_file("x.parquet", b"PAR1garbagegarbage"))

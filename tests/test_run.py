@@ -115,7 +115,27 @@ def test_overwriting_a_run_is_atomic_and_clean(ease_run, tiny_dataset, train_spl
     pop = build("pop", tiny_dataset).fit(tiny_dataset, train_split)
     save_run(run_dir, pop, tiny_dataset, train_split)
     assert load_run(run_dir)[2]["model"] == "pop"
-    assert [p.name for p in run_dir.parent.iterdir()] == [run_dir.name]  # no temp leftovers
+    leftovers = [p.name for p in run_dir.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no temporary or backup directories left behind
+
+
+def test_failed_save_keeps_the_previous_run(ease_run, tiny_dataset, train_split, monkeypatch):
+    import recsys_core.run as run_module
+
+    run_dir, model = ease_run
+    before = (run_dir / MODEL_FILE).read_bytes()
+
+    def disk_full(table, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(run_module, "_write_parquet", disk_full)
+    pop = build("pop", tiny_dataset).fit(tiny_dataset, train_split)
+    with pytest.raises(OSError, match="No space"):
+        save_run(run_dir, pop, tiny_dataset, train_split)
+    assert (run_dir / MODEL_FILE).read_bytes() == before
+    assert [p.name for p in run_dir.parent.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    assert load_run(run_dir)[2]["model"] == "ease"
 
 
 def test_never_overwrites_a_directory_that_is_not_a_run(tmp_path, tiny_dataset, train_split):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 import time
 from typing import Any
@@ -76,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
              "command": ["python", "-m", "recsys_core", *sys.argv[1:]],
              "inputs": {"interactions": str(args.interactions), "items": args.items,
                         "user_edges": args.user_edges}}
-    history = getattr(model, "history", None)
-    if isinstance(history, list) and history:
-        extra["history"] = history
-    out = save_run(args.out, model, dataset, train, extra=extra)
+    metrics = None
+    result = getattr(model, "train_result", None)  # iterative models report their training
+    if dataclasses.is_dataclass(result):
+        extra["train_result"] = dataclasses.asdict(result)
+        best = getattr(result, "best_valid_ndcg", None)
+        if isinstance(best, float) and math.isfinite(best):
+            metrics = {f"valid_ndcg@{args.k}": best}
+    out = save_run(args.out, model, dataset, train, metrics=metrics, extra=extra)
     print(f"Trained {args.model} in {fit_seconds:.1f} s; run saved to {out}")
     print(f"Next: python -m recsys_core recommend --run {out} --k 10 --out recommendations.csv")
     return 0
@@ -100,6 +106,8 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             flag = "--" + option.replace("_", "-")
             print(f"note: {flag} does not apply to the {args.model} model and is ignored.",
                   file=sys.stderr)
+    if "show_progress" in accepted:
+        kwargs["show_progress"] = False  # this command draws its own bar from on_progress
     if args.text_model is not None and "encoder" in accepted and "text_model" not in kwargs:
         from ..text import TextEncoder
 

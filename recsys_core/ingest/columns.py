@@ -132,6 +132,11 @@ def map_interaction_columns(columns: Sequence[str], header: bool, *, file: str,
     for role, (requested, flag) in overrides.items():
         if requested:
             mapping[role] = resolve_override(columns, requested, file=file, flag=flag)
+    chosen = [c for c in mapping.values() if c]
+    if len(chosen) != len(set(chosen)):
+        raise DataError(f"the same column is given for two roles ({mapping}). Each of "
+                        "--user-col, --item-col, --rating-col and --time-col needs its own "
+                        "column.", file=file)
     if not header:
         for pos, role in enumerate(("user", "item", "rating", "timestamp")):
             if role not in mapping and pos < len(columns) and columns[pos] not in mapping.values():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -18,7 +20,7 @@ INVALID_RATING_POLICIES = ("implicit", "drop")
 def read_interactions(source: Source, report: IngestionReport, *, user_col: str | None = None,
                       item_col: str | None = None, rating_col: str | None = None,
                       time_col: str | None = None, invalid_ratings: str = "implicit",
-                      max_rows: int, max_ids: int) -> pd.DataFrame:
+                      max_rows: int, max_ids: int) -> Interactions:
     """Read, map and clean an interactions file, recording everything in ``report``.
 
     Args:
@@ -32,7 +34,8 @@ def read_interactions(source: Source, report: IngestionReport, *, user_col: str 
         max_ids (int): Limit on distinct users and on distinct items.
 
     Returns:
-        DataFrame with ``user_id``, ``item_id`` (str), ``rating``, ``timestamp`` (float64).
+        :class:`Interactions`: the frame (``user_id``, ``item_id`` as str, ``rating``,
+        ``timestamp`` as float64) and its distinct user and item ids.
     """
     if invalid_ratings not in INVALID_RATING_POLICIES:
         raise ValueError(f"invalid_ratings must be one of {INVALID_RATING_POLICIES}")
@@ -103,8 +106,8 @@ def read_interactions(source: Source, report: IngestionReport, *, user_col: str 
     ratings, seconds = ratings[keep], seconds[keep]
     user_codes, user_uniques = pd.factorize(users)
     item_codes, item_uniques = pd.factorize(items)
-    _check_id_limit(len(user_uniques), "users", name, max_ids)
-    _check_id_limit(len(item_uniques), "items", name, max_ids)
+    check_id_limit(len(user_uniques), "users", name, max_ids)
+    check_id_limit(len(item_uniques), "items", name, max_ids)
     if not len(users):
         raise DataError("no usable interactions remain: every row has an empty user or item "
                         f"id. Check the id columns ({ucol}, {icol}).", file=name)
@@ -121,13 +124,30 @@ def read_interactions(source: Source, report: IngestionReport, *, user_col: str 
         report.add_problem("duplicate_pairs", name, n_dup,
                            [f"({users.iloc[p]}, {items.iloc[p]})" for p in dup_pos])
     result = pd.DataFrame({
-        USER_COL: users.iloc[kept].to_numpy(dtype=object),
-        ITEM_COL: items.iloc[kept].to_numpy(dtype=object),
+        USER_COL: users.iloc[kept].reset_index(drop=True),
+        ITEM_COL: items.iloc[kept].reset_index(drop=True),
         RATING_COL: ratings[kept].astype(np.float64),
         TIME_COL: seconds[kept].astype(np.float64),
     })
     file_report.rows_kept = len(result)
-    return result
+    per_user = np.bincount(user_codes[kept], minlength=len(user_uniques))
+    single = np.flatnonzero(per_user == 1)
+    report.add_problem("single_interaction_users", name, len(single),
+                       [user_uniques[k] for k in single[:5]])
+    # Deduplication keeps one row per pair, so every distinct id survives.
+    return Interactions(result, _object_index(user_uniques), _object_index(item_uniques))
+
+
+class Interactions(NamedTuple):
+    """Clean interactions plus their distinct user and item ids (first-appearance order)."""
+
+    frame: pd.DataFrame
+    user_ids: pd.Index
+    item_ids: pd.Index
+
+
+def _object_index(values) -> pd.Index:
+    return pd.Index(np.asarray(values, dtype=object), dtype=object)
 
 
 def clean_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -146,9 +166,17 @@ def clean_ids(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 
 def _numeric(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+    """Ratings as float64 (NaN where unreadable); booleans are 1/0, ``4,5`` is 4.5."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(np.float64).to_numpy()
+    if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(np.float64, na_value=np.nan)
     text = values.astype("string").str.strip()
+    lowered = text.str.lower()
+    text = text.mask(lowered == "true", "1").mask(lowered == "false", "0")
+    decimal_comma = text.str.fullmatch(r"[+-]?\d+,\d+").fillna(False)
+    if decimal_comma.any():
+        text = text.mask(decimal_comma, text.str.replace(",", ".", regex=False))
     return pd.to_numeric(text, errors="coerce").to_numpy(np.float64, na_value=np.nan)
 
 
@@ -161,7 +189,8 @@ def _row_examples(mask: np.ndarray, header: bool) -> list[str]:
     return [f"line {n}" for n in _row_numbers(mask, header)]
 
 
-def _check_id_limit(count: int, what: str, name: str, max_ids: int) -> None:
+def check_id_limit(count: int, what: str, name: str, max_ids: int) -> None:
+    """Refuse more than ``max_ids`` distinct users or items (embedding tables scale with it)."""
     if count > max_ids:
         raise DataError(f"the file has {count:,} distinct {what}, more than the limit of "
                         f"{max_ids:,}. Filter rare {what} first, or raise the limit (max_ids / "

@@ -252,21 +252,26 @@ def multi_value_separator(present: pd.Series) -> str | None:
 
 
 def to_lists(values: pd.Series, sep: str | None) -> list[list[str]]:
-    """One list of distinct, stripped, non-empty tokens per row (order of first occurrence)."""
-    series = values.reset_index(drop=True)
-    first = series.dropna().head(1).tolist()
-    if first and isinstance(first[0], (list, tuple, np.ndarray)):
-        exploded = series.explode()
-    elif sep is None:
-        exploded = series
-    else:
-        exploded = series.astype("string").str.split(sep, regex=False).explode()
-    tokens = exploded.astype("string").str.strip()
-    tokens = tokens[tokens.notna() & ~tokens.str.lower().isin(EMPTY_TOKENS)]
-    frame = pd.DataFrame({"row": tokens.index, "token": tokens.to_numpy(dtype=object)})
-    frame = frame.drop_duplicates()
-    grouped = frame.groupby("row", sort=False)["token"].agg(list)
-    return [grouped.get(i, []) for i in range(len(series))]
+    """One list of distinct, stripped, non-empty tokens per row (order of first occurrence).
+
+    A plain loop over items: it builds the Python lists the dataset stores anyway, and beats
+    explode/groupby round trips (items are far fewer than interactions).
+    """
+    out = []
+    for value in values.tolist():
+        if isinstance(value, (list, tuple, np.ndarray)):
+            tokens = [str(t) for t in value if t is not None]
+        elif value is None or value is pd.NA or (isinstance(value, float) and value != value):
+            tokens = []
+        else:
+            tokens = str(value).split(sep) if sep else [str(value)]
+        clean = {}
+        for token in tokens:
+            token = token.strip()
+            if token.lower() not in EMPTY_TOKENS:
+                clean[token] = None
+        out.append(list(clean))
+    return out
 
 
 def flags_to_lists(flags: pd.DataFrame, labels: Sequence[str]) -> list[list[str]]:

@@ -18,7 +18,7 @@ from .columns import (
     format_columns,
     normalize_name,
 )
-from .interactions import clean_ids, read_interactions
+from .interactions import check_id_limit, clean_ids, read_interactions
 from .items import read_items
 from .readers import Source, describe_format, read_table, sniff_table, source_name
 from .report import FileReport, IngestionReport
@@ -29,6 +29,7 @@ DEFAULT_MAX_ROWS = 20_000_000
 DEFAULT_MAX_IDS = 5_000_000
 
 _GENERIC_STEMS = {"u", "ratings", "rating", "interactions", "data", "train", "events", "clicks"}
+_GENERIC_FOLDERS = {".", "..", "data", "datasets", "input", "inputs", "uploads", "tmp", "files"}
 
 
 def load_dataset(
@@ -86,10 +87,9 @@ def load_dataset(
             the limits, or its ids match nothing in the interactions.
     """
     report = IngestionReport(name=name or dataset_name(interactions))
-    inter = read_interactions(interactions, report, user_col=user_col, item_col=item_col,
-                              rating_col=rating_col, time_col=time_col,
-                              invalid_ratings=invalid_ratings, max_rows=max_rows,
-                              max_ids=max_ids)
+    inter, known_users, interacted = read_interactions(
+        interactions, report, user_col=user_col, item_col=item_col, rating_col=rating_col,
+        time_col=time_col, invalid_ratings=invalid_ratings, max_rows=max_rows, max_ids=max_ids)
     inter_name = report.files[0].name
     attribute_columns: list[str] = []
     if items is not None:
@@ -97,8 +97,8 @@ def load_dataset(
             items, report, interaction_item_col=report.files[0].mapping.get("item"),
             id_col=items_id_col, title_col=title_col, text_cols=text_cols,
             categorical_cols=categorical_cols, max_rows=max_rows)
-        _check_overlap(item_frame[ITEM_COL], inter[ITEM_COL], report.file("items").name,
-                       "item", "--items-id-col")
+        _check_overlap(item_frame[ITEM_COL], interacted, report.file("items").name)
+        check_id_limit(len(item_frame), "items", report.file("items").name, max_ids)
     else:
         item_frame = pd.DataFrame({ITEM_COL: pd.Series([], dtype=object),
                                    "title": pd.Series([], dtype=object),
@@ -107,11 +107,17 @@ def load_dataset(
     user_frame = (_read_users(users, report, report.files[0].mapping.get("user"), max_rows)
                   if users is not None else None)
 
-    _count_cross_file(report, inter, item_frame, items is not None, edge_frame, user_frame,
+    if edge_frame is not None:
+        ends = pd.unique(np.concatenate([edge_frame["src"].to_numpy(object),
+                                         edge_frame["dst"].to_numpy(object)]))
+        check_id_limit(len(ends), "users", report.file("user_edges").name, max_ids)
+    if user_frame is not None:
+        check_id_limit(len(user_frame), "users", report.file("users").name, max_ids)
+    _count_cross_file(report, known_users, interacted,
+                      item_frame if items is not None else None, edge_frame, user_frame,
                       inter_name)
     dataset = Dataset(interactions=inter, items=item_frame, attribute_columns=attribute_columns,
                       user_edges=edge_frame, users=user_frame, report=report, name=report.name)
-    interacted = dataset.interacted_items()
     report.counts = {
         "rows_read": report.files[0].rows_read,
         "rows_kept": report.files[0].rows_kept,
@@ -119,7 +125,7 @@ def load_dataset(
         "users": dataset.num_users,
         "items": dataset.num_items,
         "items_with_metadata": len(item_frame),
-        "cold_items": int((~interacted).sum()),
+        "cold_items": dataset.num_items - len(interacted),
         "user_edges": 0 if edge_frame is None else len(edge_frame),
         "attribute_values": {c: int(pd.Series(dataset.items[c].explode()).nunique())
                              for c in attribute_columns},
@@ -130,9 +136,6 @@ def load_dataset(
         report.warnings.append(
             f"{inter_name}: {density:.0%} of all user-item pairs are interactions; check that "
             "the user and item columns are mapped correctly.")
-    if max(dataset.num_users, dataset.num_items) > max_ids:
-        raise DataError(f"{max(dataset.num_users, dataset.num_items):,} distinct users or items "
-                        f"in total, more than the limit of {max_ids:,}.", file=inter_name)
     return dataset
 
 
@@ -140,30 +143,27 @@ def dataset_name(source: Source) -> str:
     """A readable name: the file stem, or its folder for generic names like ``u.data``."""
     path = PurePath(source_name(source).replace("\\", "/"))
     stem = path.name.split(".")[0] or "dataset"
-    if stem.lower() in _GENERIC_STEMS and path.parent.name not in ("", "."):
-        return path.parent.name
+    folder = path.parent.name
+    if stem.lower() in _GENERIC_STEMS and folder and folder.lower() not in _GENERIC_FOLDERS:
+        return folder
     return stem
 
 
-def _count_cross_file(report: IngestionReport, inter: pd.DataFrame, items: pd.DataFrame,
-                      has_items: bool, edges: pd.DataFrame | None, users: pd.DataFrame | None,
-                      inter_name: str) -> None:
-    interacted = pd.Index(pd.unique(inter[ITEM_COL]))
-    if has_items:
-        missing = interacted.difference(pd.Index(items[ITEM_COL]))
+def _count_cross_file(report: IngestionReport, known_users: pd.Index, interacted: pd.Index,
+                      items: pd.DataFrame | None, edges: pd.DataFrame | None,
+                      users: pd.DataFrame | None, inter_name: str) -> None:
+    """Count ids that occur in one file but not in another (kept, per the policies)."""
+    if items is not None:
+        with_metadata = pd.Index(items[ITEM_COL].to_numpy(object), dtype=object)
+        missing = interacted[~interacted.isin(with_metadata)]
         report.add_problem("items_missing_metadata", inter_name, len(missing),
                            missing[:5].tolist())
-        cold = pd.Index(items[ITEM_COL]).difference(interacted)
+        cold = with_metadata[~with_metadata.isin(interacted)]
         report.add_problem("cold_items", report.file("items").name, len(cold), cold[:5].tolist())
-    per_user = inter[USER_COL].value_counts()
-    single = per_user[per_user == 1]
-    report.add_problem("single_interaction_users", inter_name, len(single),
-                       single.index[:5].tolist())
-    known_users = pd.Index(pd.unique(inter[USER_COL]))
     if edges is not None:
         ends = pd.Index(pd.unique(np.concatenate([edges["src"].to_numpy(object),
                                                   edges["dst"].to_numpy(object)])))
-        only = ends.difference(known_users)
+        only = ends[~ends.isin(known_users)]
         report.add_problem("edge_only_users", report.file("user_edges").name, len(only),
                            only[:5].tolist())
         if len(ends) and len(only) == len(ends):
@@ -171,7 +171,8 @@ def _count_cross_file(report: IngestionReport, inter: pd.DataFrame, items: pd.Da
                 f"{report.file('user_edges').name}: no user in the edges file has interactions; "
                 "check that both files use the same user ids.")
     if users is not None:
-        only = pd.Index(users[USER_COL]).difference(known_users)
+        only = pd.Index(users[USER_COL].to_numpy(object), dtype=object)
+        only = only[~only.isin(known_users)]
         report.add_problem("metadata_only_users", report.file("users").name, len(only),
                            only[:5].tolist())
         if len(only) == len(users):
@@ -180,15 +181,15 @@ def _count_cross_file(report: IngestionReport, inter: pd.DataFrame, items: pd.Da
                 "check that both files use the same user ids.")
 
 
-def _check_overlap(meta_ids: pd.Series, inter_ids: pd.Series, name: str, kind: str,
-                   flag: str) -> None:
-    meta = pd.Index(meta_ids.astype(str))
-    if len(meta) and not meta.isin(pd.unique(inter_ids)).any():
+def _check_overlap(item_ids: pd.Series, interacted: pd.Index, name: str) -> None:
+    """An items file sharing no id with the interactions is a mapping mistake, not data."""
+    meta = pd.Index(item_ids.to_numpy(object), dtype=object)
+    if len(meta) and not meta.isin(interacted).any():
         raise DataError(
-            f"none of the {len(meta):,} {kind} ids in this file occurs in the interactions "
+            f"none of the {len(meta):,} item ids in this file occurs in the interactions "
             f"(e.g. {', '.join(repr(x) for x in meta[:3])} here vs "
-            f"{', '.join(repr(x) for x in pd.unique(inter_ids)[:3])} in the interactions). "
-            f"Check that the right id column is used ({flag}).", file=name)
+            f"{', '.join(repr(x) for x in interacted[:3])} in the interactions). Check that "
+            "the right id column is used (--items-id-col).", file=name)
 
 
 def _read_user_edges(source: Source, report: IngestionReport, max_rows: int) -> pd.DataFrame:

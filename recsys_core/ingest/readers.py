@@ -75,7 +75,7 @@ class SniffedTable:
     sample: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     layout: str | None = None
-    _text: str | None = field(default=None, repr=False)
+    _data: bytes | None = field(default=None, repr=False)  # UTF-8 text, no BOM
     _raw: bytes | None = field(default=None, repr=False)
 
 
@@ -120,14 +120,16 @@ def sniff_table(source: Source, *, role: str, max_rows: int) -> SniffedTable:
     if raw[:4] == _PARQUET_MAGIC:
         return _sniff_parquet(name, raw, role, max_rows)
     _reject_binary(raw, name, role)
-    text, encoding, notes = _decode(raw, name)
-    if not text.strip():
+    data, encoding, notes = _to_utf8(raw, name)
+    del raw
+    if not data.strip():
         raise DataError(f"the {role} file is empty. Upload a file with a header row and at "
                         "least one data row.", file=name)
-    _check_row_limit(text.count("\n") + (not text.endswith("\n")) - 1, name, role, max_rows)
-    head = _head_lines(text)
+    _check_row_limit(data.count(b"\n") + (not data.endswith(b"\n")) - 1, name, role, max_rows)
+    head = _head_lines(data)
     delimiter = sniff_delimiter(head, name)
-    sample = _parse_text("\n".join(head) + "\n", delimiter, header=False, nrows=_SAMPLE_LINES)
+    sample = _parse_text(("\n".join(head) + "\n").encode(), delimiter, header=False,
+                         nrows=_SAMPLE_LINES)
     header = detect_header(sample)
     if header:
         columns = _unique_names([str(c).strip() for c in sample.iloc[0].tolist()])
@@ -140,7 +142,7 @@ def sniff_table(source: Source, *, role: str, max_rows: int) -> SniffedTable:
         columns = sample.columns = layout[1]
     return SniffedTable(name=name, format="delimited", columns=list(columns), header=header,
                         encoding=encoding, delimiter=delimiter, sample=sample, notes=notes,
-                        layout=layout and layout[0], _text=text)
+                        layout=layout and layout[0], _data=data)
 
 
 def read_table(sniffed: SniffedTable, string_columns: list[str] | None = None) -> RawTable:
@@ -164,7 +166,7 @@ def read_table(sniffed: SniffedTable, string_columns: list[str] | None = None) -
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                frame = _parse_text(sniffed._text, sniffed.delimiter, header=sniffed.header,
+                frame = _parse_text(sniffed._data, sniffed.delimiter, header=sniffed.header,
                                     dtype=dtype, names=sniffed.columns)
             except (pd.errors.ParserError, ValueError, csv.Error) as exc:
                 raise DataError(f"the file could not be parsed as a table "
@@ -197,8 +199,8 @@ def describe_format(sniffed: SniffedTable) -> str:
 def sniff_delimiter(lines: list[str], name: str = "") -> str | None:
     """The field separator that splits ``lines`` most consistently.
 
-    Quoted sections are ignored while counting. A delimiter suggested by the file extension
-    (``.csv``, ``.tsv``) wins when it is consistent on at least 90% of the lines. Returns
+    Consistency is the share of lines with the most common count (quoted sections ignored).
+    Among equally consistent candidates the file extension (``.csv``, ``.tsv``) decides. Returns
     ``None`` for single-column files and ``" "`` for whitespace-separated ones.
     """
     stripped = [re.sub(r'"[^"]*"', '""', line) for line in lines if line.strip()]
@@ -210,12 +212,10 @@ def sniff_delimiter(lines: list[str], name: str = "") -> str | None:
         mode, hits = Counter(counts).most_common(1)[0]
         if mode > 0:
             scores[cand] = hits / len(counts)
-    hinted = _EXTENSION_DELIMITER.get(Path(name).suffix.lower())
-    if hinted in scores and scores[hinted] >= 0.9:
-        return hinted
     if scores:
-        # Highest consistency; ties go to the earlier candidate in DELIMITERS.
-        return max(scores, key=lambda c: (scores[c], -DELIMITERS.index(c)))
+        # Highest consistency; ties go to the extension's delimiter, then DELIMITERS order.
+        hinted = _EXTENSION_DELIMITER.get(Path(name).suffix.lower())
+        return max(scores, key=lambda c: (scores[c], c == hinted, -DELIMITERS.index(c)))
     if all(len(line.split()) > 1 for line in stripped):
         counts = Counter(len(line.split()) for line in stripped)
         if counts.most_common(1)[0][1] / len(stripped) >= 0.9:
@@ -323,48 +323,60 @@ def _reject_binary(raw: bytes, name: str, role: str) -> None:
                         "must be CSV, TSV or Parquet (UTF-8 or latin-1 text).", file=name)
 
 
-def _decode(raw: bytes, name: str) -> tuple[str, str, list[str]]:
-    """Decode bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else a 1-byte fallback."""
+def _to_utf8(raw: bytes, name: str) -> tuple[bytes, str, list[str]]:
+    """UTF-8 bytes without BOM, the detected encoding, and notes.
+
+    UTF-8 (with or without BOM) is used as is (no copy beyond the BOM strip); UTF-16 with a BOM
+    and the 1-byte fallbacks (cp1252 when its 0x80-0x9F characters occur, else latin-1) are
+    re-encoded once. Parsing bytes rather than a Python string keeps memory near the file size.
+    """
     if raw.startswith(codecs.BOM_UTF8):
-        return raw[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace"), "utf-8-sig", []
+        data = raw[len(codecs.BOM_UTF8):]
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError("the file starts with a UTF-8 byte-order mark but is not valid "
+                            "UTF-8. Re-save it as UTF-8 CSV.", file=name) from exc
+        return data, "utf-8-sig", []
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            return raw.decode("utf-16"), "utf-16", []
+            return raw.decode("utf-16").encode("utf-8"), "utf-16", []
         except UnicodeDecodeError as exc:
             raise DataError("the file starts with a UTF-16 byte-order mark but is not valid "
                             "UTF-16. Re-save it as UTF-8 CSV.", file=name) from exc
     try:
-        return raw.decode("utf-8"), "utf-8", []
+        raw.decode("utf-8")
+        return raw, "utf-8", []
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        # cp1252 differs from latin-1 only in 0x80-0x9F (curly quotes, euro sign ...).
-        encoding = "latin-1"
-        if re.search(rb"[\x80-\x9f]", raw):
-            try:
-                text = raw.decode("cp1252")
-                encoding = "cp1252"
-            except UnicodeDecodeError:
-                text = raw.decode("latin-1")
-        else:
+    # cp1252 differs from latin-1 only in 0x80-0x9F (curly quotes, euro sign ...).
+    encoding = "latin-1"
+    if re.search(rb"[\x80-\x9f]", raw):
+        try:
+            text = raw.decode("cp1252")
+            encoding = "cp1252"
+        except UnicodeDecodeError:
             text = raw.decode("latin-1")
-        note = (f"not valid UTF-8 (first invalid byte on line {line}); decoded as {encoding}. "
-                "Check accented characters, or re-save the file as UTF-8.")
-        return text, encoding, [note]
+    else:
+        text = raw.decode("latin-1")
+    note = (f"not valid UTF-8 (first invalid byte on line {line}); decoded as {encoding}. "
+            "Check accented characters, or re-save the file as UTF-8.")
+    return text.encode("utf-8"), encoding, [note]
 
 
-def _head_lines(text: str) -> list[str]:
-    head = text[:_SAMPLE_BYTES]
+def _head_lines(data: bytes) -> list[str]:
+    head = data[:_SAMPLE_BYTES].decode("utf-8", errors="ignore")  # may cut a character
     lines = head.splitlines()
-    if len(text) > _SAMPLE_BYTES and len(lines) > 1:
+    if len(data) > _SAMPLE_BYTES and len(lines) > 1:
         lines = lines[:-1]  # the last one may be cut
     return [line for line in lines if line.strip()][:_SAMPLE_LINES + 1]
 
 
-def _parse_text(text: str, delimiter: str | None, *, header: bool, dtype=str,
+def _parse_text(data: bytes, delimiter: str | None, *, header: bool, dtype=str,
                 nrows: int | None = None, names: list[str] | None = None) -> pd.DataFrame:
     # With ``names`` the header row (if any) is skipped and our cleaned names are used, so
     # ``dtype`` can be keyed by them and rows longer than the header count as ragged.
-    kwargs = dict(header=0 if header else None, names=names, dtype=dtype,
+    kwargs = dict(header=0 if header else None, names=names, dtype=dtype, encoding="utf-8",
                   keep_default_na=False, skip_blank_lines=True, nrows=nrows, engine="c")
     if delimiter is None:
         # One column: a separator that never occurs keeps each line whole.
@@ -374,15 +386,15 @@ def _parse_text(text: str, delimiter: str | None, *, header: bool, dtype=str,
     elif delimiter in ("::", "|"):
         # MovieLens-style files do not quote fields; titles may contain quote characters.
         if delimiter == "::":
-            sep = next(c for c in ("\x1f", "\x1d", "\x1c") if c not in text)
-            text = text.replace("::", sep)
+            sep = next(c for c in ("\x1f", "\x1d", "\x1c") if c.encode() not in data)
+            data = data.replace(b"::", sep.encode())
         else:
             sep = "|"
         kwargs.update(sep=sep, quoting=csv.QUOTE_NONE)
     else:
         kwargs.update(sep=delimiter)
     kwargs["on_bad_lines"] = "skip" if nrows is not None else "warn"
-    return pd.read_csv(io.StringIO(text), **kwargs)
+    return pd.read_csv(io.BytesIO(data), **kwargs)
 
 
 def _ragged_lines(caught) -> list[int]:

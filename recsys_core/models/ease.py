@@ -86,6 +86,8 @@ class EASERecommender(Recommender):
         x = self.train_matrix[:, active].astype(np.float64)
         gram = torch.from_numpy((x.T @ x).toarray())
         device = pick_device(self.device)
+        if device.type == "mps":  # no float64 on Apple GPUs; the inverse needs it
+            device = torch.device("cpu")
         gram = gram.to(device)
         gram.diagonal().add_(self.reg_lambda)
         if on_progress is not None:

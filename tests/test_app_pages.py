@@ -1,0 +1,241 @@
+"""AppTest smoke tests of every page and the upload -> train -> recommend -> explain flow.
+
+The app's seam: a Workspace put into ``st.session_state[ui.STATE_KEY]`` before the first run is
+used as is, so these tests inject a tiny dataset with tiny pre-trained models and never load the
+demo data, the text encoder or start the automatic training.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pages` is a folder of the repository, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from pages import ui  # noqa: E402
+from recsys_core import viz  # noqa: E402
+from recsys_core.dataset import Dataset  # noqa: E402
+from recsys_core.models import create_model  # noqa: E402
+from recsys_core.session import evaluate_model, prepare_workspace  # noqa: E402
+
+PAGES = ["data", "graph", "train", "recommendations", "metrics", "explain", "embeddings"]
+TIMEOUT = 120
+EVIL = '<img src=x onerror=alert(1)> [link](javascript:alert(2))'
+CATEGORIES = ["Fantasy", "Crime", "Space", "Romance"]
+
+
+def tiny_dataset(num_users: int = 30, num_items: int = 40, seed: int = 0) -> Dataset:
+    """Users prefer one category each; item 3 has a hostile title; the last 3 items are cold."""
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame({
+        "item_id": [f"i{j}" for j in range(num_items)],
+        "title": [EVIL if j == 3 else f"Book {j}" for j in range(num_items)],
+        "description": [f"A {CATEGORIES[j % 4].lower()} story, number {j}." for j in range(num_items)],
+        "category": [[CATEGORIES[j % 4]] for j in range(num_items)],
+    })
+    rows = []
+    for u in range(num_users):
+        for j in rng.choice(num_items - 3, size=12, replace=False):
+            if j % 4 == u % 4 or rng.random() < 0.3:
+                rows.append((f"u{u}", f"i{j}", float(rng.integers(1, 6)),
+                             1.6e9 + 3600.0 * (u * 40 + j)))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    edges = pd.DataFrame({"src": [f"u{u}" for u in range(0, num_users, 3)],
+                          "dst": [f"u{(u + 1) % num_users}" for u in range(0, num_users, 3)]})
+    return Dataset(inter, items, ["category"], user_edges=edges, name="tiny <b>set</b>")
+
+
+def tiny_workspace():
+    """A workspace with EASE and a small gnn-llm (random 16-d text features), both evaluated."""
+    ds = tiny_dataset()
+    ws = prepare_workspace(ds, source="tests")
+    ws.item_text = np.random.default_rng(1).normal(size=(ds.num_items, 16)).astype(np.float32)
+    for name, params in (("ease", {}), ("gnn-llm", {"epochs": 3, "embedding_dim": 16,
+                                                    "device": "cpu"})):
+        kwargs = dict(params, item_text_embeddings=ws.item_text) if name == "gnn-llm" else params
+        model = create_model(name, **kwargs).fit(ds, ws.train)
+        result = getattr(model, "train_result", None)
+        ws.runs.add(model, name, params=params, history=list(result.history) if result else [],
+                    metrics=evaluate_model(model, ws))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def workspace():
+    return tiny_workspace()
+
+
+def page_test(page: str, ws) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = ws
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def all_text(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [t.value for t in at.title] + [s.value for s in at.subheader]
+    return "\n".join(map(str, parts))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders(page, workspace):
+    at = page_test(page, workspace).run()
+    assert_clean(at)
+    assert at.title and at.title[0].value.lower().startswith(page[:4])
+
+
+def test_pages_show_content(workspace):
+    at = page_test("data", workspace).run()
+    assert [m.label for m in at.metric][:3] == ["Users", "Items", "Interactions"]
+    assert len(at.get("plotly_chart")) >= 4
+    at = page_test("graph", workspace).run()
+    assert len(at.get("iframe")) == 1 and at.dataframe
+    at = page_test("recommendations", workspace).run()
+    recs = at.dataframe[1].value
+    assert len(recs) == 10 and {"score", "cold", "long tail", "held out"} <= set(recs.columns)
+    at = page_test("metrics", workspace).run()
+    summary = at.dataframe[0].value
+    assert set(summary["model"]) == {"ease #1", "gnn-llm #2"}
+    at = page_test("embeddings", workspace).run()
+    assert at.get("plotly_chart") and at.dataframe[0].value.shape[0] > 0
+    at = page_test("train", workspace).run()
+    assert "gnn-llm #2" in set(at.dataframe[0].value["run"])
+
+
+def test_app_entry_with_sidebar(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = workspace
+    at.run()
+    assert_clean(at)
+    assert at.sidebar.selectbox[0].label == "Active model"
+    assert at.sidebar.selectbox[0].value == workspace.runs.active_id
+    for page in PAGES[1:]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert_clean(at)
+
+
+def test_user_strings_are_escaped(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = workspace
+    at.run()
+    text = "\n".join(c.value for c in at.sidebar.caption)
+    assert "tiny &lt;b&gt;set&lt;/b&gt;" in text and "<b>" not in text
+    at = page_test("graph", workspace)
+    at.session_state["g-type"] = "item"
+    at.run()
+    at.selectbox(key="g-centre-item").set_value(3).run()
+    html = at.get("iframe")[0].proto.srcdoc
+    assert "onerror=alert(1)>" not in html
+    nodes, _ = viz.graph_node_data(html)
+    centre = next(n for n in nodes if n["id"] == "item:3")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in centre["title"]
+
+
+def test_recommendation_download_is_formula_safe(workspace):
+    at = page_test("recommendations", workspace).run()
+    frame = at.dataframe[1].value
+    assert len(frame) == 10
+    buttons = [b for b in at.get("download_button") if "recommendations" in b.proto.label.lower()]
+    assert buttons
+
+
+def test_upload_bad_file_shows_error_not_traceback(workspace):
+    at = page_test("data", workspace).run()
+    at.file_uploader(key="up-interactions").set_value(
+        ("broken.csv", b"PK\x03\x04 not a csv at all", "text/csv")).run()
+    assert not at.exception
+    assert at.error and "broken.csv" in at.error[0].value and "ZIP" in at.error[0].value
+    # A readable file whose columns cannot be mapped fails on "Load data", also as a message.
+    at.file_uploader(key="up-interactions").set_value(
+        ("one_column.csv", b"just_one_column\na\nb\n", "text/csv")).run()
+    assert not at.exception
+    if not at.error:
+        at.button(key="up-load").click().run()
+    assert not at.exception
+    assert at.error and "one_column.csv" in at.error[0].value
+
+
+def _wait_for_job(at: AppTest, ws_key: str = ui.STATE_KEY, timeout: float = 90.0) -> None:
+    ws = at.session_state[ws_key]
+    deadline = time.time() + timeout
+    while ws.job is not None and not ws.job.finished and time.time() < deadline:
+        time.sleep(0.2)
+    assert ws.job is None or ws.job.finished, "training did not finish"
+
+
+def test_flow_upload_train_recommend_explain(workspace):
+    """Upload files, train EASE from the Train page, see recommendations and an explanation."""
+    ds = tiny_dataset(num_users=25, num_items=30, seed=3)
+    inter_csv = ds.interactions[["user_id", "item_id", "rating", "timestamp"]].to_csv(index=False)
+    items = ds.items.assign(category=ds.items["category"].map(lambda v: "|".join(v)))
+    items_csv = items.to_csv(index=False)
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = workspace
+    at.run()
+    at.file_uploader(key="up-interactions").set_value(
+        ("my_interactions.csv", inter_csv.encode(), "text/csv")).run()
+    at.file_uploader(key="up-items").set_value(
+        ("my_items.csv", items_csv.encode(), "text/csv")).run()
+    assert [s.label for s in at.selectbox if s.key and s.key.startswith("map-")] == [
+        "User id", "Item id", "Rating", "Timestamp"]
+    at.checkbox(key="up-autotrain").uncheck()
+    at.button(key="up-load").click().run()
+    assert_clean(at)
+    ws = at.session_state[ui.STATE_KEY]
+    assert ws is not workspace and ws.dataset.num_users == ds.num_users
+    assert ws.source == "upload: my_interactions.csv" and not len(ws.runs)
+
+    at.switch_page("pages/train.py").run()
+    assert_clean(at)
+    at.selectbox(key="t-model").set_value("ease").run()
+    at.button(key="t-start").click().run()
+    _wait_for_job(at)
+    at.run()
+    assert_clean(at)
+    assert ws.runs.active is not None and ws.runs.active.model_name == "ease"
+    assert "ease #1" in set(at.dataframe[0].value["run"])
+
+    at.switch_page("pages/recommendations.py").run()
+    assert_clean(at)
+    recs = at.dataframe[1].value
+    assert len(recs) == 10 and recs["score"].is_monotonic_decreasing
+
+    at.switch_page("pages/explain.py").run()
+    assert_clean(at)
+    assert "Recommended because" in all_text(at) or "No single piece of evidence" in all_text(at)
+
+
+def test_training_survives_reruns_and_stops(workspace):
+    ws = tiny_workspace()
+    at = page_test("train", ws).run()
+    at.selectbox(key="t-model").set_value("mf").run()
+    at.number_input(key="t-mf-epochs").set_value(5000).run()
+    at.number_input(key="t-mf-batch_size").set_value(32).run()
+    at.number_input(key="t-mf-patience").set_value(5000).run()
+    at.button(key="t-start").click().run()
+    job = ws.job
+    assert job is not None and not job.finished
+    for page in ("recommendations", "data", "train"):  # page switches and reruns
+        at2 = page_test(page, ws).run()
+        assert_clean(at2)
+        assert ws.job is job and not job.finished
+    at.run()
+    at.button(key="t-stop").click().run()
+    assert job.join(60)
+    at.run()
+    assert job.status == "stopped"
+    assert ws.runs.active.model_name == "mf" and ws.runs.active.status == "stopped"

@@ -1,0 +1,139 @@
+"""Real-browser test: the app on the shipped demo data, driven by Playwright in Debian chromium.
+
+Starts ``streamlit run app.py`` exactly as a user would (no arguments: demo data, automatic
+background training), waits for the flagship model, then checks that recommendations are shown
+and the graph renders (vis-network draws a canvas inside the page's iframe, offline).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: Seconds allowed for the demo's flagship model (about a minute on a quiet 2-core CPU).
+MODEL_TIMEOUT = 300
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.fileWatcherType", "none",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if os.environ.get("RECSCOPE_KEEP_LOGS"):
+            shutil.copy(log, ROOT / "streamlit_browser_test.log")
+
+
+@pytest.fixture(scope="module")
+def browser_page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def open_page(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator("h1", has_text=title).first.wait_for(timeout=60_000)
+
+
+def wait_for_flagship(page) -> None:
+    """The sidebar's active model becomes gnn-llm once the background training is done."""
+    deadline = time.time() + MODEL_TIMEOUT
+    while time.time() < deadline:
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        if "gnn-llm" in sidebar and "Training in the background" not in sidebar:
+            return
+        time.sleep(2)
+    raise TimeoutError("the demo's flagship model was not ready in time:\n" + sidebar)
+
+
+def test_demo_model_recommendations_and_graph(browser_page):
+    page = browser_page
+    page.locator("h1", has_text="Data").first.wait_for(timeout=90_000)
+    assert page.locator('[data-testid="stMetric"]').count() >= 3
+    wait_for_flagship(page)
+
+    open_page(page, "Recommendations")
+    page.get_by_text("Top recommendations").first.wait_for(timeout=60_000)
+    frames = page.locator('[data-testid="stDataFrame"]')
+    frames.nth(1).wait_for(timeout=60_000)
+    assert frames.count() >= 2
+    assert "gnn-llm" in page.locator('[data-testid="stMain"]').inner_text()
+    assert page.get_by_text("Download recommendations (CSV)").count() == 1
+
+    open_page(page, "Graph")
+    iframe = page.locator('iframe[title="Interactive neighbourhood graph"]')
+    iframe.wait_for(timeout=60_000)
+    graph = page.frame_locator('iframe[title="Interactive neighbourhood graph"]')
+    canvas = graph.locator("#mynetwork canvas")
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    assert box and box["width"] > 200 and box["height"] > 200
+    assert graph.locator(".rs-legend").inner_text().count("user") >= 1
+    frame = next(f for f in page.frames if f != page.main_frame and "mynetwork" in f.content())
+    assert frame.evaluate("() => window.recscopeGraphReady === true")
+    assert frame.evaluate("() => nodes.length") > 5
+    # Offline: every script is inline (nothing loaded from a CDN).
+    assert frame.evaluate("() => [...document.scripts].filter(s => s.src).length") == 0
+
+    body = page.locator('[data-testid="stMain"]').inner_text()
+    assert "Traceback" not in body and "Something went wrong" not in body
