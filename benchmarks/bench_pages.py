@@ -4,9 +4,10 @@ Two ways to measure:
 
 * ``python benchmarks/bench_pages.py`` (default, AppTest): loads the demo data (or
   ``--interactions/--items/--user-edges``), trains the app's default models in-process exactly
-  as the app does in the background, then renders every page with Streamlit's AppTest, twice:
-  ``first`` includes one-time work cached per session (graph build, embedding map, ...),
-  ``again`` is a rerun (what a user sees when changing a widget).
+  as the app does in the background, then renders every page (through ``app.py``, sidebar
+  included) with Streamlit's AppTest: ``first`` is opening the page (including one-time work
+  cached per session: graph build, embedding map, ...), ``again`` a rerun (what a user waits
+  for after changing a widget).
 * ``python benchmarks/bench_pages.py --browser`` starts ``streamlit run app.py`` on the demo data
   and drives Debian chromium with Playwright: waits for the flagship, then times each page from
   the navigation click until Streamlit reports the run finished. ``--screenshots DIR`` saves a
@@ -58,22 +59,28 @@ def bench_apptest(args: argparse.Namespace) -> None:
         raise SystemExit(job.error)
     print(f"default models ready in {time.perf_counter() - started:.1f} s: "
           + ", ".join(f"{r.run_id} ({r.train_seconds:.1f} s)" for r in ws.runs))
+    # One session for all pages, as in the browser: the app entry (sidebar included) runs
+    # once to warm up; then each page is opened ("first", including work cached per session
+    # such as the graph or the embedding map) and rerun ("again").
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.session_state[ui.STATE_KEY] = ws
+    at.run()
     print(f"\n{'page':<16}{'first (s)':>10}{'again (s)':>10}")
     worst = 0.0
     for page, _ in PAGES:
         times = []
-        at = AppTest.from_file(str(ROOT / "pages" / f"{page}.py"), default_timeout=300)
-        at.session_state[ui.STATE_KEY] = ws
+        at.switch_page(f"pages/{page}.py")
         for _ in range(1 + args.repeat):
             t0 = time.perf_counter()
             at.run()
             times.append(time.perf_counter() - t0)
-            if at.exception:
-                raise SystemExit(f"{page}: {at.exception[0].value}")
+            if at.exception or at.error:
+                problem = (at.exception or at.error)[0].value
+                raise SystemExit(f"{page}: {problem}")
         again = statistics.median(times[1:]) if len(times) > 1 else float("nan")
-        worst = max(worst, again)
+        worst = max(worst, times[0], again)
         print(f"{page:<16}{times[0]:>10.2f}{again:>10.2f}")
-    print(f"\nslowest rerun: {worst:.2f} s (target < 2 s)")
+    print(f"\nslowest: {worst:.2f} s (target < 2 s)")
 
 
 def bench_browser(args: argparse.Namespace) -> None:

@@ -25,6 +25,7 @@ def render() -> None:
 
 def _body() -> None:
     ws = ui.workspace()
+    ui.show_flash()
     ds = ws.dataset
     counts_user, counts_item = viz.interaction_counts(ds)
     st.caption(f"**{ui.md(ds.name, 60)}** from {ui.md(ws.source, 60)}. Every interaction is kept "
@@ -150,8 +151,8 @@ def _upload() -> None:
 
         ui.replace_workspace(prepare_workspace(dataset, source="upload: " + inter.name),
                              auto_train=auto_train)
-        st.success(f"Loaded {dataset.num_users:,} users, {dataset.num_items:,} items and "
-                   f"{len(dataset.interactions):,} interactions.")
+        ui.flash(f"Loaded {dataset.num_users:,} users, {dataset.num_items:,} items and "
+                 f"{len(dataset.interactions):,} interactions from {inter.name}.")
         st.rerun()
 
 

@@ -111,11 +111,11 @@ def _item_colors(ws, column: str) -> np.ndarray:
 def _user_colors(ws, item_color: np.ndarray) -> np.ndarray:
     """Each user's most frequent item colour in their training history."""
     ds = ws.dataset
-    frame = pd.DataFrame({"u": ws.train[USER_IDX].to_numpy(),
-                          "c": item_color[ws.train[ITEM_IDX].to_numpy()]})
-    top = frame.groupby("u")["c"].agg(lambda s: s.value_counts().index[0])
-    out = np.array(["(no history)"] * ds.num_users, dtype=object)
-    out[top.index.to_numpy()] = top.to_numpy()
+    values, codes = np.unique(item_color.astype(str), return_inverse=True)
+    counts = np.zeros((ds.num_users, len(values)), dtype=np.int64)
+    np.add.at(counts, (ws.train[USER_IDX].to_numpy(), codes[ws.train[ITEM_IDX].to_numpy()]), 1)
+    out = values[counts.argmax(axis=1)].astype(object)
+    out[counts.sum(axis=1) == 0] = "(no history)"
     return out
 
 

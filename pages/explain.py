@@ -1,4 +1,4 @@
-"""Explain page (being wired to recsys_core.explain)."""
+"""Explain page: why the active model scores an item for a user, and what would change it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
 
+import matplotlib.pyplot as plt
+import pandas as pd
 import streamlit as st
 
 from pages import ui
+from recsys_core import viz
+
+ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
+    "Attention", "SHAP", "GNNExplainer", "What-if", "Faithfulness")
+GRAPH_METHODS = (ATTENTION, GNNEXPLAINER)  # need the graph-attention flagship
 
 
 def render() -> None:
@@ -20,7 +27,240 @@ def render() -> None:
 
 def _body() -> None:
     ws = ui.workspace()
-    ui.require_model(ws)
+    run = ui.require_model(ws)
+    if run is None:
+        return
+    ds = ws.dataset
+    users = ui.user_options(ws)
+    left, right = st.columns(2)
+    user = left.selectbox("User (type to search)", users, format_func=ui.user_label(ws),
+                          key="x-user")
+    recs = _recommendations(run, user)
+    titles = ui.item_titles(ws)
+    options = list(recs["item_id"])
+    item = right.selectbox("Item (the user's top 20)", options, key=f"x-item-{user}",
+                           format_func=lambda i: f"#{options.index(i) + 1} {titles[i]} ({i})")
+    rank = options.index(item) + 1
+    score = float(recs.loc[recs["item_id"] == item, "score"].iloc[0])
+    flagship = _is_flagship(run.model)
+    st.caption(f"Model **{ui.md(run.run_id)}** ranks **{ui.md(titles[item], 80)}** at "
+               f"#{rank} for user {ui.md(user)} (score {score:.4f}).")
+
+    methods = [ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS]
+    default = ATTENTION if flagship else SHAP
+    view = st.segmented_control("View", methods, default=default, key="x-view",
+                                help="Attention and GNNExplainer read the graph network itself "
+                                     "(flagship only); SHAP and what-if work for any model "
+                                     "that can rescore an edited history.")
+    view = view or default
+    if view in GRAPH_METHODS and not flagship:
+        st.info(f"{view} explains the graph-attention flagship (gnn-llm); the active model is "
+                f"{ui.md(run.model_name)}. Choose a gnn-llm run in the sidebar, or use SHAP "
+                "or what-if.")
+        return
+    explain_ds = _train_view(ws)
+    if view == ATTENTION:
+        _section(_attention, ws, run, explain_ds, user, item)
+    elif view == SHAP:
+        _section(_shap, ws, run, explain_ds, user, item)
+    elif view == GNNEXPLAINER:
+        _section(_gnnexplainer, ws, run, explain_ds, user, item)
+    elif view == WHAT_IF:
+        _section(_what_if, ws, run, explain_ds, user, item)
+    else:
+        _section(_faithfulness, ws, run, explain_ds, user, item)
+
+
+def _section(draw, *args) -> None:
+    """Each view fails on its own: a message, never a traceback."""
+    ui.guarded(lambda: draw(*args))
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _recommendations(run, user: str) -> pd.DataFrame:
+    key = ("explain_recs", user)
+    if key not in run.cache:
+        run.cache[key] = run.model.recommend(users=[user], k=20)
+    return run.cache[key]
+
+
+def _is_flagship(model) -> bool:
+    from recsys_core.explain.engine import is_flagship
+
+    return bool(is_flagship(model))
+
+
+def _train_view(ws):
+    """The dataset with only the training interactions (what the model saw as history)."""
+    if "train_view" not in ws.cache:
+        ws.cache["train_view"] = ws.dataset.subset_interactions(ws.train)
+    return ws.cache["train_view"]
+
+
+def _cached(run, key, compute):
+    if key not in run.cache:
+        run.cache[key] = compute()
+    return run.cache[key]
+
+
+def _rationale(explanation, ds) -> None:
+    from recsys_core.explain.rationale import rationale
+
+    st.info(ui.md(rationale(explanation, ds)), icon=":material/lightbulb:")
+
+
+def _contributions_table(explanation, name: str) -> None:
+    frame = explanation.top()
+    shown = frame[[c for c in ("kind", "label", "weight", "attention", "id") if c in frame]]
+    st.dataframe(shown, hide_index=True, height=280,
+                 column_config={"weight": st.column_config.NumberColumn(format="%.4f"),
+                                "attention": st.column_config.NumberColumn(format="%.3f")})
+    ui.download_csv(f"Download {name} contributions (CSV)", shown,
+                    f"{name}_{explanation.user_id}_{explanation.item_id}.csv", key=f"x-dl-{name}")
+
+
+def _subgraph(ws, edges: pd.DataFrame, user_id: str, item_id: str, weight: str, top: int,
+              key: str) -> None:
+    ds = ws.dataset
+    user, item = int(ds.user_idx(user_id)[0]), int(ds.item_idx(item_id)[0])
+    graph, scores = viz.explanation_subgraph(edges, user, item, top=top, weight_column=weight,
+                                             user_id=user_id, item_id=item_id)
+    labels, titles = viz.describe_nodes(graph, ds)
+    html = viz.graph_html(graph, center=f"item:{item}", labels=labels, titles=titles,
+                          edge_scores=scores, height_px=460)
+    st.iframe(html, height=520, alt=f"Explanation subgraph ({key})")
+    st.caption("Red edges carry the evidence; wider = more important. The star is the item.")
+
+
+# ---------------------------------------------------------------------------------- views
+def _attention(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core.explain.attention import attention_explanation
+
+    exp = _cached(run, ("attention", user, item),
+                  lambda: attention_explanation(run.model, ds, user, item))
+    _rationale(exp, ds)
+    st.caption(f"The score ({exp.score:.4f}) splits exactly into one term per attention-weighted "
+               f"message into the user or the item, plus a base of {exp.base_value:.4f} "
+               "(biases and id embedding).")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
+                                                  title="Contribution per source node"),
+                        key="x-att-bar")
+    edges = exp.details.get("edges")
+    with right:
+        if edges is not None and len(edges):
+            labels = {(r.node_type, int(r.index)): str(r.label)
+                      for r in exp.contributions.itertuples(index=False)}
+            st.plotly_chart(viz.attention_heatmap_fig(edges, labels), key="x-att-heat")
+    if edges is not None and len(edges):
+        _subgraph(ws, edges, user, item, "contribution", 25, "attention")
+    _contributions_table(exp, "attention")
+
+
+def _shap(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core.explain.plots import shap_waterfall_figure
+    from recsys_core.explain.shap_explain import shap_explanation
+
+    # Text features are re-encoded with masked sentences: only when the model's item texts
+    # came from the shared encoder.
+    model_text = getattr(getattr(run.model, "module", None), "item_text", None)
+    use_text = bool(ws.cache.get("item_text_encoded") and model_text is not None
+                    and ws.item_text is not None
+                    and model_text.shape[1] == ws.item_text.shape[1])
+    exp = _cached(run, ("shap", user, item, use_text), lambda: shap_explanation(
+        run.model, ds, user, item, max_text=3 if use_text else 0,
+        encoder=ui.text_encoder() if use_text else None))
+    _rationale(exp, ds)
+    st.caption(f"Exact-permutation SHAP values over removable evidence: from the base value "
+               f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}.")
+    fig = shap_waterfall_figure(exp)
+    try:
+        st.pyplot(fig)
+    finally:
+        plt.close(fig)
+    _contributions_table(exp, "shap")
+
+
+def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core import explain
+
+    explain_fn = getattr(explain, "gnnexplainer_explanation", None)
+    if explain_fn is None:
+        from recsys_core.explain.gnnexplainer import gnnexplainer_explanation as explain_fn
+    exp = _cached(run, ("gnnexplainer", user, item), lambda: explain_fn(run.model, ds, user, item))
+    _rationale(exp, ds)
+    st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
+                                              title="GNNExplainer importance per node"),
+                    key="x-gnn-bar")
+    edges = exp.details.get("edges")
+    if edges is not None and len(edges):
+        weight = "mask" if "mask" in edges else "contribution"
+        _subgraph(ws, edges, user, item, weight, 25, "gnnexplainer")
+    _contributions_table(exp, "gnnexplainer")
+
+
+def _what_if(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core.explain.whatif import what_if
+
+    history = ws.user_history(user)
+    titles = ui.item_titles(ws)
+    ids = list(history["item_id"])
+    st.caption("Remove items from the user's history and watch the score and rank of the "
+               "selected item change. Nothing is retrained: the model is re-run on the edited "
+               "history.")
+    drop = st.multiselect("History items to remove", ids, key=f"x-drop-{user}",
+                          format_func=lambda i: f"{titles[i]} ({i})")
+    result = what_if(run.model, ds, user, drop=drop, k=10, items=[item])
+    row = result.scores.iloc[0]
+    before_rank = _rank_of(result, item, "before", run, user)
+    after_rank = _rank_of(result, item, "after", run, user, drop)
+    c1, c2 = st.columns(2)
+    c1.metric("Score", f"{row['score_after']:.4f}", delta=f"{row['delta']:+.4f}",
+              delta_color="normal")
+    c2.metric("Rank", f"#{after_rank}", delta=f"{before_rank - after_rank:+d} places",
+              delta_color="normal", help="Among items the user has not interacted with.")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Top 10 now**")
+        st.dataframe(result.top_before, hide_index=True,
+                     column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+    with right:
+        st.markdown("**Top 10 after the edit**")
+        st.dataframe(result.top_after, hide_index=True,
+                     column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+    if drop:
+        st.caption(f"{len(result.entered)} items entered the top 10, {len(result.left)} left.")
+        ui.download_csv("Download the edited top 10 (CSV)", result.top_after,
+                        f"what_if_{user}.csv", key="x-dl-whatif")
+
+
+def _rank_of(result, item: str, when: str, run, user: str, drop=()) -> int:
+    """Rank of ``item`` among the user's unseen items, before or after the edit."""
+    from recsys_core.explain.history import history_scorer
+
+    ds = run.model.dataset
+    scorer = history_scorer(run.model)
+    u = int(ds.user_idx(user)[0])
+    history = scorer.history(u)
+    drop_idx = ds.item_idx(list(drop)) if drop else []
+    scores = scorer.scores(u, None, drop=drop_idx) if when == "after" else scorer.scores(u, None)
+    seen = history if when == "before" else [h for h in history if h not in set(drop_idx)]
+    scores = pd.Series(scores, dtype=float)
+    scores.iloc[list(seen)] = float("-inf")
+    target = scores.iloc[int(ds.item_idx(item)[0])]
+    return int((scores > target).sum()) + 1
+
+
+def _faithfulness(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core import explain
+
+    faithfulness = getattr(explain, "faithfulness", None)
+    if faithfulness is None:
+        from recsys_core.explain.faithfulness import faithfulness
+    result = _cached(run, ("faithfulness", user, item),
+                     lambda: faithfulness(run.model, ds, user, item))
+    st.write(result)
 
 
 render()

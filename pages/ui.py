@@ -197,6 +197,17 @@ def guarded(render: Callable[[], None]) -> None:
                  "server log.")
 
 
+def flash(message: str) -> None:
+    """Show ``message`` (plain text) as a success note on the next run of the page."""
+    st.session_state["recscope_flash"] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop("recscope_flash", None)
+    if message:
+        st.success(md(message))
+
+
 def download_csv(label: str, frame: pd.DataFrame, file_name: str, key: str | None = None) -> None:
     """A download button for a formula-injection-safe CSV of ``frame``."""
     st.download_button(label, to_csv_string(frame).encode("utf-8"), file_name=file_name,

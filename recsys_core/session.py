@@ -536,6 +536,7 @@ def ensure_item_text(ws: Workspace, encoder_factory: Callable[[], Any] | None,
 
         emb = encode_items(ws.dataset, encoder=encoder, on_progress=report)
         ws.item_text = np.asarray(emb, dtype=np.float32)
+        ws.cache["item_text_encoded"] = True  # from the shared encoder (not user-supplied)
     return ws.item_text
 
 

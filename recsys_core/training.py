@@ -419,7 +419,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     Raises:
         ModelLoadError: The files are unreadable or belong to different epochs.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -431,7 +431,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
         with safe_open(str(weights), framework="pt") as handle:
             epoch = (handle.metadata() or {}).get("epoch")
         tensors = load_file(str(weights))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"Checkpoint in '{directory}' cannot be read ({exc}). Delete the "
                              "folder to train from scratch.") from exc
     if meta.get("format") != CHECKPOINT_FORMAT or epoch != str(meta.get("epoch")):
@@ -800,8 +800,12 @@ class EmbeddingRecommender(Recommender):
         self.module = self.build_module(dataset)
         self.train_result = train_model(self.module, dataset, train_part, valid, config,
                                          on_progress=on_progress, should_stop=should_stop)
+        self.after_training()
         self._finalize()
         return self
+
+    def after_training(self) -> None:
+        """Hook between training (best weights restored) and caching the final embeddings."""
 
     def _inference_pairs(self) -> tuple[Tensor, Tensor]:
         """Every training pair, sorted by (user, item): the same graph at fit and restore."""

@@ -188,6 +188,104 @@ def graph_html(
     return page
 
 
+def explanation_subgraph(
+    edges: pd.DataFrame,
+    user: int,
+    item: int,
+    top: int = 25,
+    weight_column: str = "contribution",
+    user_id: str = "",
+    item_id: str = "",
+) -> tuple[nx.DiGraph, dict[tuple[str, str], float]]:
+    """The pair's most important incoming edges as a small graph plus per-edge importances.
+
+    Args:
+        edges (pandas.DataFrame): One row per (edge, layer, head) with ``source_type``,
+            ``source_index``, ``source_id``, ``target_type``, ``target_index``, ``target_id``,
+            ``relation`` and ``weight_column`` (e.g. attention explanations'
+            ``details["edges"]`` or GNNExplainer edge masks).
+        user (int): User index of the pair.
+        item (int): Item index of the pair.
+        top (int): Edges kept, by absolute importance summed over layers and heads.
+            (default: :obj:`25`)
+        weight_column (str): Column holding the importance. (default: :obj:`"contribution"`)
+        user_id (str): Raw id of the user (node label). (default: :obj:`""`)
+        item_id (str): Raw id of the item (node label). (default: :obj:`""`)
+
+    Returns:
+        ``(graph, edge_scores)``: a graph for :func:`graph_html` (nodes keyed
+        ``"<type>:<index>"``) always holding the user and the item, and importances scaled to
+        ``[0, 1]`` for its ``edge_scores`` argument.
+    """
+    graph = nx.DiGraph()
+    graph.add_node(f"user:{user}", node_type="user", index=int(user), label=str(user_id))
+    graph.add_node(f"item:{item}", node_type="item", index=int(item), label=str(item_id))
+    if edges is None or not len(edges):
+        return graph, {}
+    keys = ["source_type", "source_index", "target_type", "target_index"]
+    grouped = (edges.assign(_abs=edges[weight_column].abs())
+               .groupby(keys, sort=False)
+               .agg(importance=("_abs", "sum"), relation=("relation", "first"),
+                    source_id=("source_id", "first"), target_id=("target_id", "first"))
+               .reset_index())
+    grouped = grouped[(grouped["source_type"] + ":" + grouped["source_index"].astype(str))
+                      != (grouped["target_type"] + ":" + grouped["target_index"].astype(str))]
+    grouped = grouped.nlargest(top, "importance")
+    peak = float(grouped["importance"].max()) if len(grouped) else 1.0
+    scores = {}
+    for r in grouped.itertuples(index=False):
+        u, v = f"{r.source_type}:{int(r.source_index)}", f"{r.target_type}:{int(r.target_index)}"
+        for key, nt, idx, raw in ((u, r.source_type, r.source_index, r.source_id),
+                                  (v, r.target_type, r.target_index, r.target_id)):
+            if key not in graph:
+                graph.add_node(key, node_type=str(nt), index=int(idx), label=str(raw))
+        graph.add_edge(u, v, relation=str(r.relation).split("__")[-1].split(",")[0], weight=1.0)
+        scores[(u, v)] = float(r.importance) / peak if peak > 0 else 0.0
+    return graph, scores
+
+
+def contributions_bar_fig(contributions: pd.DataFrame, top: int = 15,
+                          title: str = "Contributions") -> go.Figure:
+    """Signed horizontal bars of the largest contributions (``label``, ``weight``, ``kind``)."""
+    frame = contributions.reindex(contributions["weight"].abs()
+                                  .sort_values(ascending=False, kind="stable").index).head(top)
+    frame = frame.iloc[::-1]
+    kinds = {"history_item": "#4C78A8", "attribute": "#54A24B", "text": "#B279A2",
+             "neighbour": "#F58518"}
+    fig = go.Figure(go.Bar(
+        x=frame["weight"], y=[f"{escape_html(label, 50)}" for label in frame["label"]],
+        orientation="h",
+        marker_color=[kinds.get(k, "#9D755D") for k in frame.get("kind", [""] * len(frame))],
+        customdata=[escape_html(str(k).replace("_", " ")) for k in frame.get("kind", [""] * len(frame))],
+        hovertemplate="%{y}<br>%{customdata}: %{x:.4f}<extra></extra>"))
+    fig.add_vline(x=0, line_color="#444", line_width=1)
+    fig.update_layout(title=title, height=max(260, 26 * len(frame) + 90),
+                      margin=dict(t=50, b=40, l=10, r=10), xaxis_title="contribution to the score")
+    return fig
+
+
+def attention_heatmap_fig(edges: pd.DataFrame, labels: Mapping[tuple[str, int], str],
+                          top: int = 15) -> go.Figure:
+    """Mean attention weight per source node (rows) and layer/head (columns)."""
+    frame = edges.copy()
+    frame["column"] = ("layer " + frame["layer"].astype(str) + " · head "
+                       + frame["head"].astype(str))
+    frame["node"] = list(zip(frame["source_type"], frame["source_index"].astype(int), strict=True))
+    keep = (frame.groupby("node")["contribution"].apply(lambda s: s.abs().sum())
+            .nlargest(top).index)
+    frame = frame[frame["node"].isin(keep)]
+    table = frame.pivot_table(index="node", columns="column", values="alpha", aggfunc="mean")
+    table = table.reindex(keep)
+    ylabels = [escape_html(labels.get(node, f"{node[0]} {node[1]}"), 40) for node in table.index]
+    fig = go.Figure(go.Heatmap(z=table.to_numpy(), x=list(table.columns), y=ylabels,
+                               colorscale="Oranges", colorbar=dict(title="attention"),
+                               hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title="Attention weights of the most important sources",
+                      height=max(260, 24 * len(table) + 110), margin=dict(t=50, b=40, l=10, r=10))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def _legend_html(node_types: Sequence[str], with_center: bool) -> str:
     chips = []
     for nt in node_types:

@@ -9,10 +9,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recsys_core.dataset import ITEM_COL, RATING_COL, TIME_COL, USER_COL
 from recsys_core.errors import DataError
 from recsys_core.ingest import load_dataset, parse_timestamps
+from recsys_core.ingest.readers import NULL_TOKENS
 
 ML_GENRES = 19
 
@@ -111,6 +114,27 @@ def test_ids_keep_leading_zeros_and_exact_strings(write_file):
     assert pairs(ds) == [("007", "01"), ("7", "1"), ("007", "1.0")]
     assert ds.interactions[RATING_COL].tolist() == [1.0, 1.0, 1.0]  # implicit
     assert "implicit" in ds.report.file("interactions").details["ratings"]
+
+
+_ID = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"),
+                                     blacklist_characters=',"\ufeff'),
+              min_size=1, max_size=6).filter(lambda s: s.strip() == s and s.lower() not in NULL_TOKENS)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_ID, _ID), min_size=1, max_size=20))
+def test_ids_round_trip_exactly(rows, tmp_path_factory):
+    """Any id without delimiters survives as the same string; duplicates keep the last row."""
+    path = tmp_path_factory.mktemp("rt") / "r.csv"
+    body = "".join(f"{u},{i},{k}\n" for k, (u, i) in enumerate(rows))
+    path.write_text("user_id,item_id,rating\n" + body, encoding="utf-8")
+    ds = load_dataset(path)
+    last = {}
+    for k, pair in enumerate(rows):
+        last[pair] = k
+    expected = sorted(last.items(), key=lambda kv: kv[1])
+    assert pairs(ds) == [p for p, _ in expected]
+    assert ds.interactions[RATING_COL].tolist() == [float(k) for _, k in expected]
 
 
 def test_headerless_string_ids(write_file):

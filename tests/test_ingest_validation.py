@@ -267,6 +267,13 @@ def test_nothing_dropped_without_a_count(write_file):
 
 
 # ---------------------------------------------------------------------- report rendering
+def test_markdown_escapes_user_supplied_column_names(write_file):
+    inter = write_file("i.csv", "user_id,item_id\nu1,a\n")
+    items = write_file("m.csv", "item_id,title,[x](javascript:alert)\na,A,p\nb,B,p\nc,C,q\n")
+    md = load_dataset(inter, items).report.to_markdown()
+    assert "[x](javascript" not in md and "\\[x\\](javascript:alert)" in md
+
+
 def test_report_renderings(write_file):
     inter = write_file("we|ird_<b>.csv", "user_id,item_id,rating\nu1,i1,5\nu1,i1,4\nu1,i2,x\n")
     report = load_dataset(inter).report

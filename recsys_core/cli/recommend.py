@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, RecScopeError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(to_csv_string(recs))
     else:
-        write_csv(recs, args.out)
+        try:
+            write_csv(recs, args.out)
+        except OSError as exc:
+            raise RecScopeError(f"cannot write '{args.out}' ({exc.strerror or exc}); choose "
+                                f"another --out.") from exc
     where = "standard output" if args.out == "-" else args.out
     print(f"Wrote {len(recs):,} recommendations for {n_users:,} users (top {args.k}) to {where}",
           file=sys.stderr)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from ..device import describe_device, pick_device
+from ..errors import RecScopeError
 from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
 
 #: CLI option -> constructor argument names it may go by, in preference order.
@@ -85,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
         best = getattr(result, "best_valid_ndcg", None)
         if isinstance(best, float) and math.isfinite(best):
             metrics = {f"valid_ndcg@{args.k}": best}
-    out = save_run(args.out, model, dataset, train, metrics=metrics, extra=extra)
+    try:
+        out = save_run(args.out, model, dataset, train, metrics=metrics, extra=extra)
+    except OSError as exc:
+        raise RecScopeError(f"cannot write the run directory '{args.out}' "
+                            f"({exc.strerror or exc}); choose another --out.") from exc
     print(f"Trained {args.model} in {fit_seconds:.1f} s; run saved to {out}")
     print(f"Next: python -m recsys_core recommend --run {out} --k 10 --out recommendations.csv")
     return 0

@@ -17,6 +17,7 @@ otherwise falls back to full forward passes of the model.
 from __future__ import annotations
 
 import copy
+import inspect
 import threading
 import weakref
 from collections.abc import Iterable
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import Tensor
+from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
+from torch_geometric.nn import GATConv, MessagePassing
 
-from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES
+from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, build_hetero_graph
 
 EdgeType = tuple[str, str, str]
 
@@ -121,7 +124,7 @@ class FlagshipEngine:
         self.edges: dict[EdgeType, Tensor] = {
             tuple(et): ei.long().cpu() for et, ei in self.module.edge_index_dict().items()}
         with torch.no_grad():
-            self.x0 = {nt: x.detach().float() for nt, x in self.module.input_features().items()}
+            self.x0 = {nt: x.detach().float() for nt, x in self._module_inputs().items()}
         self.num_nodes = {nt: x.size(0) for nt, x in self.x0.items()}
         order = getattr(self.module, "update_order", None)
         self.sequential = order is not None
@@ -129,20 +132,58 @@ class FlagshipEngine:
         self.by_dst = {et: _CSR(ei[1], self.num_nodes[et[2]]) for et, ei in self.edges.items()}
         self.by_src = {et: _CSR(ei[0], self.num_nodes[et[0]]) for et, ei in self.edges.items()}
         self._lock = threading.Lock()
+        self._attribute_nodes: dict[str, tuple[str, list[str]]] | None = None
         self._variants: dict[tuple, list[dict[str, Tensor]]] = {}
         self._need_cache: dict[tuple, dict[tuple[int, str], Tensor]] = {}
         self.max_cached_variants = int(max_cached_variants)
         with torch.no_grad():
             self.layers = self.full_layers(self.edges, self.x0)
-        self.user_emb, self.item_emb = self._pool(self.layers)
-        ref_user, ref_item = model.embeddings()
+            self.user_pool, self.item_pool = self._pool(self.layers)
+            ref_user, ref_item = (t.float() for t in model.embeddings())
+            # Columns past the graph network's output (e.g. an item bias carried as a last
+            # column) must not depend on the graph: they are read from an edge-less pass.
+            dim = self.user_pool.size(1)
+            self.user_extra, self.item_extra = ref_user[:, dim:], ref_item[:, dim:]
+            extras_ok = True
+            if self.user_extra.size(1):
+                user_free, item_free, _ = self.module.propagate({})
+                extras_ok = (torch.allclose(user_free[:, dim:].float(), self.user_extra, atol=1e-5)
+                             and torch.allclose(item_free[:, dim:].float(), self.item_extra,
+                                                atol=1e-5))
+        self.user_emb = torch.cat([self.user_pool, self.user_extra], 1)
+        self.item_emb = torch.cat([self.item_pool, self.item_extra], 1)
         scale = float(max(ref_user.abs().max(), ref_item.abs().max(), 1.0))
         self.exact_incremental = bool(
-            self.module.conv in _LOCAL_CONVS
+            self.module.conv in _LOCAL_CONVS and extras_ok
+            and self.user_emb.shape == ref_user.shape and self.item_emb.shape == ref_item.shape
             and torch.allclose(self.user_emb, ref_user, atol=1e-4 * scale)
             and torch.allclose(self.item_emb, ref_item, atol=1e-4 * scale))
         if not self.exact_incremental:
             self.user_emb, self.item_emb = ref_user.clone(), ref_item.clone()
+
+    def _module_inputs(self) -> dict[str, Tensor]:
+        """The network's layer-0 features (eval mode: warm items use their id embedding)."""
+        module = self.module
+        if inspect.signature(module.input_features).parameters and hasattr(module, "id_gate"):
+            return module.input_features(module.id_gate())
+        return module.input_features()
+
+    def item_extras(self, item_text: dict[int, Tensor] | None = None) -> Tensor:
+        """The graph-independent extra item columns with text replacements applied."""
+        if not item_text or not self.item_extra.size(1):
+            return self.item_extra
+        items = sorted(item_text)
+        with self._lock:
+            buffer = self.module.item_text
+            saved = buffer[items].clone()
+            try:
+                buffer[items] = torch.stack([item_text[i] for i in items])
+                _, item_free, _ = self.module.propagate({})
+            finally:
+                buffer[items] = saved
+        extra = self.item_extra.clone()
+        extra[items] = item_free[items, self.item_pool.size(1):].float()
+        return extra
 
     def _dst_types(self) -> list[str]:
         seen: list[str] = []
@@ -161,6 +202,18 @@ class FlagshipEngine:
         return layer - 1
 
     # ------------------------------------------------------------------ lookups
+    @property
+    def attribute_nodes(self) -> dict[str, tuple[str, list[str]]]:
+        """Attribute node type -> ``(source column, raw value of each node)``, in the node
+        order the model uses (that of :func:`~recsys_core.graph.build_hetero_graph`)."""
+        if self._attribute_nodes is None:
+            data = build_hetero_graph(self.dataset, interactions=self.dataset.interactions.iloc[:0],
+                                      include_user_edges=False)
+            columns = getattr(data, "attr_columns", {}) or {}
+            self._attribute_nodes = {nt: (col, list(data[nt].node_ids))
+                                     for nt, col in columns.items() if nt in self.num_nodes}
+        return self._attribute_nodes
+
     def history(self, user: int) -> np.ndarray:
         """Item indices the user has ``rates`` edges to in the scoring graph (sorted)."""
         pos = self.by_src[RATES].positions(torch.tensor([int(user)]))
@@ -254,16 +307,38 @@ class FlagshipEngine:
         all_items = torch.arange(self.num_nodes["item"]) if items_t is None else items_t
         if edit is None or edit.is_empty:
             return self.user_emb[users_t], self.item_emb[all_items]
-        if not self.exact_incremental:
+        if not self.exact_incremental or items_t is None:
+            # Every item's embedding depends on most of the graph: one full pass is cheaper.
+            if not self.exact_incremental:
+                return self._module_pass(edit, users_t, all_items)
             user_emb, item_emb = self._pool(self.full_layers(self.edited_edges(edit),
                                                              self.input_features(edit)))
-            return user_emb[users_t], item_emb[all_items]
-        layers = self.layer_states(edit, users_t, items_t)
-        user_emb = torch.stack([layers[layer]["user"][users_t]
-                                for layer in range(1, self.num_layers + 1)]).mean(0)
-        item_emb = torch.stack([layers[layer]["item"][all_items]
-                                for layer in range(self.num_layers + 1)]).mean(0)
-        return user_emb, item_emb
+            return self._with_extras(user_emb[users_t], item_emb[all_items], users_t, all_items,
+                                     edit.item_text)
+        user_emb, item_emb = self.pool_targets(self.layer_states(edit, users_t, items_t),
+                                               users_t, all_items)
+        return self._with_extras(user_emb, item_emb, users_t, all_items, edit.item_text)
+
+    def _with_extras(self, user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor,
+                     item_text: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
+        item_extra = self.item_extras(item_text)
+        return (torch.cat([user_emb, self.user_extra[users]], 1),
+                torch.cat([item_emb, item_extra[items]], 1))
+
+    def _module_pass(self, edit: GraphEdit, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+        """The model's own full forward pass on the edited graph (the safe fallback)."""
+        with self._lock:
+            buffer = self.module.item_text
+            rows = sorted(edit.item_text)
+            saved = buffer[rows].clone()
+            try:
+                if rows:
+                    buffer[rows] = torch.stack([edit.item_text[i] for i in rows])
+                user_emb, item_emb, _ = self.module.propagate(self.edited_edges(edit))
+            finally:
+                if rows:
+                    buffer[rows] = saved
+        return user_emb[users].float(), item_emb[items].float()
 
     def layer_states(self, edit: GraphEdit | None, users: Tensor,
                      items: Tensor | None) -> list[dict[str, Tensor]]:
@@ -303,7 +378,7 @@ class FlagshipEngine:
             saved = buffer[items].clone()
             try:
                 buffer[items] = torch.stack([edit.item_text[i] for i in items])
-                rows = self.module.input_features()["item"][items].float()
+                rows = self._module_inputs()["item"][items].float()
             finally:
                 buffer[items] = saved
         x0 = dict(self.x0)
@@ -338,6 +413,11 @@ class FlagshipEngine:
 
     def incoming(self, edge_type: EdgeType, nodes: Tensor, edit: GraphEdit | None = None) -> Tensor:
         """``[2, k]`` edges of one relation into ``nodes`` on the edited graph."""
+        return self.incoming_with_positions(edge_type, nodes, edit)[0]
+
+    def incoming_with_positions(self, edge_type: EdgeType, nodes: Tensor,
+                                edit: GraphEdit | None = None) -> tuple[Tensor, Tensor]:
+        """Edges into ``nodes`` and their positions in :attr:`edges` (-1 for added edges)."""
         ei = self.edges[edge_type]
         pos = self.by_dst[edge_type].positions(nodes)
         if edit is not None and edge_type in edit.removed and edit.removed[edge_type].numel():
@@ -345,8 +425,10 @@ class FlagshipEngine:
         out = ei[:, pos]
         if edit is not None and edge_type in edit.added and edit.added[edge_type].numel():
             extra = edit.added[edge_type]
-            out = torch.cat([out, extra[:, torch.isin(extra[1], nodes)]], dim=1)
-        return out
+            extra = extra[:, torch.isin(extra[1], nodes)]
+            out = torch.cat([out, extra], dim=1)
+            pos = torch.cat([pos, torch.full((extra.size(1),), -1, dtype=torch.long)])
+        return out, pos
 
     def _outgoing_targets(self, edge_type: EdgeType, nodes: Tensor, edit: GraphEdit) -> Tensor:
         ei = self.edges[edge_type]
@@ -434,9 +516,22 @@ class FlagshipEngine:
         return layers
 
     def _incremental(self, base: list[dict[str, Tensor]], edit: GraphEdit, need: dict,
-                     changed: dict[tuple[int, str], Tensor]) -> list[dict[str, Tensor]]:
-        """Recompute, on top of ``base`` states, the needed states an edit changes."""
+                     changed: dict[tuple[int, str], Tensor],
+                     edge_weights: dict[EdgeType, tuple[Tensor, Tensor]] | None = None,
+                     convs: list | None = None) -> list[dict[str, Tensor]]:
+        """Recompute, on top of ``base`` states, the needed states an edit changes.
+
+        ``edge_weights`` maps a relation to ``(positions, weights)``: those edges' messages are
+        multiplied by the (differentiable) weights through PyG's explain masks, which needs
+        ``convs``, message-passing copies of the layers (see :meth:`explainable_convs`).
+        """
+        edge_weights = edge_weights or {}
         touched: dict[str, list[Tensor]] = {}
+        full_weights = {}
+        for et, (pos, weight) in edge_weights.items():
+            touched.setdefault(et[2], []).append(self.edges[et][1, pos])
+            full_weights[et] = torch.ones(self.edges[et].size(1), dtype=weight.dtype).index_put(
+                (pos,), weight)
         for et, pos in edit.removed.items():
             touched.setdefault(et[2], []).append(self.edges[et][1, pos])
         for et, ei in edit.added.items():
@@ -445,7 +540,7 @@ class FlagshipEngine:
         for layer in range(1, self.num_layers + 1):
             current = dict(base[layer])
             layers.append(current)
-            convs = self.module.convs[layer - 1]
+            layer_convs = (convs or self.module.convs)[layer - 1]
             for nt in current:
                 if nt not in self.order and (layer - 1, nt) in changed:
                     changed[(layer, nt)] = changed[(layer - 1, nt)]
@@ -472,19 +567,73 @@ class FlagshipEngine:
                 for et in self.edges:
                     if et[2] != dst:
                         continue
-                    ei = self.incoming(et, nodes, edit)
+                    ei, pos = self.incoming_with_positions(et, nodes, edit)
                     src, inverse = torch.unique(ei[0], return_inverse=True)
                     local_dst = torch.searchsorted(nodes, ei[1])
                     x_src = layers[self.source_layer(et, layer)][et[0]][src]
-                    h = convs["__".join(et)]((x_src, layers[layer - 1][dst][nodes]),
-                                             torch.stack([inverse.view(-1), local_dst]))
+                    local = torch.stack([inverse.view(-1), local_dst])
+                    conv = layer_convs["__".join(et)]
+                    if et in full_weights:
+                        set_masks(conv, full_weights[et][pos], local, apply_sigmoid=False)
+                    try:
+                        h = conv((x_src, layers[layer - 1][dst][nodes]), local)
+                    finally:
+                        if et in full_weights:
+                            clear_masks(conv)
                     total = h if total is None else total + h
                 if total is None:
                     continue
-                current[dst] = current[dst].clone()
-                current[dst][nodes] = total.float()
+                current[dst] = current[dst].clone().index_put((nodes,), total.float())
                 changed[(layer, dst)] = nodes
         return layers
+
+    # ------------------------------------------------------------------ explainers
+    def explainable_convs(self) -> torch.nn.ModuleList:
+        """A private copy of the layers as PyG message-passing convolutions (same weights),
+        so that PyG's explain masks and message hooks apply; the flagship's sparse GAT
+        becomes :class:`torch_geometric.nn.GATConv`. Checked to give the same outputs."""
+        layers = torch.nn.ModuleList()
+        for layer, convs in enumerate(self.module.convs):
+            converted = torch.nn.ModuleDict()
+            for key, conv in convs.items():
+                twin = _message_passing_twin(conv)
+                et = tuple(key.split("__"))
+                ei = self.edges[et][:, :256]
+                args = ((self.layers[layer][et[0]], self.layers[layer][et[2]]), ei)
+                with torch.no_grad():
+                    if not torch.allclose(conv(*args), twin(*args), atol=1e-4, rtol=1e-4):
+                        raise RuntimeError(f"Cannot mirror the {type(conv).__name__} of relation "
+                                           f"{key} as a message-passing layer.")
+                converted[key] = twin
+            layers.append(converted)
+        return layers
+
+    def pair_layers(self, users: Tensor, items: Tensor,
+                    edge_weights: dict[EdgeType, tuple[Tensor, Tensor]],
+                    convs: torch.nn.ModuleList) -> list[dict[str, Tensor]]:
+        """Layer states exact for the targets with soft edge weights (differentiable)."""
+        need = self.needed(users, items)
+        return self._incremental(self.layers, GraphEdit(), need, {}, edge_weights, convs)
+
+    def pool_targets(self, layers: list[dict[str, Tensor]], users: Tensor,
+                     items: Tensor) -> tuple[Tensor, Tensor]:
+        """Pooled final embeddings of the targets from :meth:`layer_states`-like states."""
+        user_emb = torch.stack([layers[layer]["user"][users]
+                                for layer in range(1, self.num_layers + 1)]).mean(0)
+        item_emb = torch.stack([layers[layer]["item"][items]
+                                for layer in range(self.num_layers + 1)]).mean(0)
+        return user_emb, item_emb
+
+
+def _message_passing_twin(conv: torch.nn.Module) -> MessagePassing:
+    if isinstance(conv, MessagePassing):
+        return copy.deepcopy(conv).eval().requires_grad_(False)
+    if all(hasattr(conv, name) for name in ("lin_src", "lin_dst", "att_src", "att_dst", "bias")):
+        twin = GATConv((conv.in_channels, conv.in_channels), conv.out_channels, heads=conv.heads,
+                       concat=True, negative_slope=conv.negative_slope, add_self_loops=False)
+        twin.load_state_dict(conv.state_dict())
+        return twin.eval().requires_grad_(False)
+    raise RuntimeError(f"No message-passing equivalent of {type(conv).__name__}.")
 
 
 _ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..dataset import TITLE_COL, Dataset
+
 HISTORY_ITEM = "history_item"
 ATTRIBUTE = "attribute"
 TEXT = "text"
@@ -88,9 +90,9 @@ class Explanation:
         return out
 
 
-def contribution_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def contribution_frame(rows: list[dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A contributions table from row dicts, typed and sorted by decreasing weight."""
-    frame = pd.DataFrame(rows, columns=CONTRIBUTION_COLUMNS)
+    frame = pd.DataFrame(rows, columns=CONTRIBUTION_COLUMNS + list(extra_columns))
     if len(frame):
         frame["weight"] = frame["weight"].astype(np.float64)
         frame["index"] = frame["index"].astype(np.int64)
@@ -98,3 +100,37 @@ def contribution_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     else:
         frame = frame.astype({"weight": np.float64, "index": np.int64})
     return frame.reset_index(drop=True)
+
+
+def node_evidence(
+    dataset: Dataset,
+    attribute_nodes: dict[str, tuple[str, list[str]]],
+    node_type: str,
+    index: int,
+    history: set[int] | frozenset[int],
+) -> tuple[str, str, str]:
+    """``(kind, id, label)`` of a graph node as evidence for a user.
+
+    Items the user interacted with are ``history_item`` (id = raw item id, label = title);
+    other items and users are ``neighbour``; attribute nodes are ``attribute`` with id
+    ``"<node_type>:<value>"`` and label ``"<column>: <value>"``.
+
+    Args:
+        dataset (Dataset): Source of raw ids and titles.
+        attribute_nodes (dict): Attribute node type -> ``(column, values)`` (see
+            :attr:`FlagshipEngine.attribute_nodes`).
+        node_type (str): ``"user"``, ``"item"`` or an attribute node type.
+        index (int): Node index within its type.
+        history (set[int]): The user's item indices.
+    """
+    index = int(index)
+    if node_type == "item":
+        title = str(dataset.items[TITLE_COL].iat[index])
+        kind = HISTORY_ITEM if index in history else NEIGHBOUR
+        return kind, str(dataset.item_ids[index]), title
+    if node_type == "user":
+        user_id = str(dataset.user_ids[index])
+        return NEIGHBOUR, user_id, f"user {user_id}"
+    column, values = attribute_nodes.get(node_type, (node_type, []))
+    value = values[index] if index < len(values) else str(index)
+    return ATTRIBUTE, f"{node_type}:{value}", f"{column}: {value}"

@@ -30,7 +30,10 @@ def shap_waterfall_figure(explanation: Explanation, max_display: int = 12) -> Fi
             (default: :obj:`12`)
     """
     import matplotlib.pyplot as plt
-    import shap
+
+    from .shap_explain import import_shap
+
+    shap = import_shap()
 
     values = _shap_values(explanation)
     with _PYPLOT_LOCK:
@@ -52,7 +55,10 @@ def shap_bar_figure(explanation: Explanation, max_display: int = 12) -> Figure:
             (default: :obj:`12`)
     """
     import matplotlib.pyplot as plt
-    import shap
+
+    from .shap_explain import import_shap
+
+    shap = import_shap()
 
     values = _shap_values(explanation)
     with _PYPLOT_LOCK:
@@ -94,7 +100,9 @@ def contributions_figure(explanation: Explanation, top: int = 12) -> Figure:
 
 
 def _shap_values(explanation: Explanation):
-    import shap
+    from .shap_explain import import_shap
+
+    shap = import_shap()
 
     values = explanation.details.get("shap")
     if not isinstance(values, shap.Explanation):

@@ -103,10 +103,6 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
                 and not _mostly_numeric(frame[columns[1]]):
             title_col = columns[1]
     used = {id_col, title_col} - {None}
-    if categorical_cols is None:
-        named = [c for c in columns if c not in used and normalize_name(c) in CATEGORICAL_ALIASES]
-    else:
-        named = []
     for group in flag_groups.values():
         used.update(group)
 
@@ -118,6 +114,8 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
         text_cols = [resolve_override(columns, c, file=name, flag="--text-cols") for c in text_cols]
         detect_text = False
     used.update(text_cols)
+    named = [] if categorical_cols is not None else [
+        c for c in columns if c not in used and normalize_name(c) in CATEGORICAL_ALIASES]
 
     # -- categorical attributes
     separators: dict[str, str | None] = {}
@@ -125,13 +123,13 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
     if categorical_cols is not None:
         for col in categorical_cols:
             col = resolve_override(columns, col, file=name, flag="--categorical-cols")
-            separators[col] = _explicit_separator(_present(frame[col]))
+            separators[col] = _explicit_separator(frame[col])
         for col in columns:
             if col not in used and col not in separators:
                 ignored[col] = "not listed in the text or categorical columns"
     else:
         for col in named:
-            separators[col] = _explicit_separator(_present(frame[col]))
+            separators[col] = _explicit_separator(frame[col])
         binary = []
         for col in columns:
             if col in used or col in separators:
@@ -164,7 +162,10 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
         attr = _attribute_name(col, reserved, node_types)
         items[attr] = to_lists(frame[col], sep)
         attribute_columns.append(attr)
-        how = "one value per item" if sep is None else f"split on '{sep}'"
+        if sep is not None:
+            how = f"split on '{sep}'"
+        else:
+            how = "list values" if _is_list_column(frame[col]) else "one value per item"
         sources[attr] = how if attr == col else f"column '{col}', {how}"
     for group, cols in flag_groups.items():
         attr = _attribute_name(group, reserved, node_types)
@@ -180,8 +181,8 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
                        items[ITEM_COL][dup].head(5).tolist())
     items = items[~dup].reset_index(drop=True)
     if items.empty:
-        raise DataError(f"no item rows with an id remain (id column '{id_col}' is empty).",
-                        file=name, column=id_col)
+        raise DataError(f"no item rows with an id remain (id column '{id_col}' is empty). "
+                        "Check the id column (--items-id-col).", file=name, column=id_col)
     no_text = (items[TITLE_COL] == "") & (items[DESCRIPTION_COL] == "")
     report.add_problem("items_without_text", name, int(no_text.sum()),
                        items[ITEM_COL][no_text].head(5).tolist())
@@ -199,8 +200,7 @@ def classify_column(values: pd.Series) -> tuple[str, str | None]:
         ``("categorical", separator_or_None)``, ``("text", None)``, ``("binary", None)`` or
         ``("ignored", reason)``.
     """
-    first = values.dropna().head(1).tolist()
-    if first and isinstance(first[0], (list, tuple, np.ndarray)):
+    if _is_list_column(values):
         return "categorical", None  # native list column (Parquet)
     present = _present(values)
     if present.empty:
@@ -299,7 +299,16 @@ def _tokens(present: pd.Series, sep: str) -> pd.Series:
     return tokens[tokens.notna() & (tokens != "")]
 
 
-def _explicit_separator(present: pd.Series) -> str | None:
+def _is_list_column(values: pd.Series) -> bool:
+    first = values.dropna().head(1).tolist()
+    return bool(first) and isinstance(first[0], (list, tuple, np.ndarray))
+
+
+def _explicit_separator(values: pd.Series) -> str | None:
+    """Separator of a column known to be categorical (``None``: one value, or native lists)."""
+    if _is_list_column(values):
+        return None
+    present = _present(values)
     detected = multi_value_separator(present)
     if detected is not None:
         return detected

@@ -128,8 +128,11 @@ def sniff_table(source: Source, *, role: str, max_rows: int) -> SniffedTable:
     _check_row_limit(data.count(b"\n") + (not data.endswith(b"\n")) - 1, name, role, max_rows)
     head = _head_lines(data)
     delimiter = sniff_delimiter(head, name)
-    sample = _parse_text(("\n".join(head) + "\n").encode(), delimiter, header=False,
-                         nrows=_SAMPLE_LINES)
+    try:
+        sample = _parse_text(("\n".join(head) + "\n").encode(), delimiter, header=False,
+                             nrows=_SAMPLE_LINES)
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+        raise _unparseable(exc, name) from exc
     header = detect_header(sample)
     if header:
         columns = _unique_names([str(c).strip() for c in sample.iloc[0].tolist()])
@@ -169,9 +172,7 @@ def read_table(sniffed: SniffedTable, string_columns: list[str] | None = None) -
                 frame = _parse_text(sniffed._data, sniffed.delimiter, header=sniffed.header,
                                     dtype=dtype, names=sniffed.columns)
             except (pd.errors.ParserError, ValueError, csv.Error) as exc:
-                raise DataError(f"the file could not be parsed as a table "
-                                f"({_short(exc)}). Check that it is a delimited text file "
-                                "(CSV/TSV) with one record per line.", file=name) from exc
+                raise _unparseable(exc, name) from exc
         ragged = _ragged_lines(caught)
         rows_read = len(frame) + len(ragged)
     if rows_read == 0:
@@ -417,7 +418,8 @@ def _sniff_parquet(name: str, raw: bytes, role: str, max_rows: int) -> SniffedTa
                         "Re-export it, or upload it as CSV.", file=name) from exc
     _check_row_limit(rows, name, role, max_rows)
     if rows == 0:
-        raise DataError(f"the Parquet {role} file has no rows.", file=name)
+        raise DataError(f"the Parquet {role} file has no rows. Export a table with at least "
+                        "one row.", file=name)
     columns = [str(c) for c in schema.names]
     if meta.num_row_groups:
         sample = meta.read_row_group(0).slice(0, _SAMPLE_LINES).to_pandas()
@@ -432,9 +434,18 @@ def _read_parquet(sniffed: SniffedTable) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(io.BytesIO(sniffed._raw))
     except Exception as exc:  # see _sniff_parquet
-        raise DataError(f"the Parquet file cannot be read ({_short(exc)}).",
-                        file=sniffed.name) from exc
+        raise DataError(f"the Parquet file cannot be read ({_short(exc)}). Re-export it (with "
+                        "unique column names), or upload it as CSV.", file=sniffed.name) from exc
     frame.columns = [str(c) for c in frame.columns]
+    for col in frame.columns:
+        # Binary (bytes) cells would break every string operation downstream.
+        values = frame[col]
+        if values.dtype == object:
+            is_bytes = values.map(lambda v: isinstance(v, (bytes, bytearray))).to_numpy(bool)
+            if is_bytes.any():
+                frame[col] = values.where(~is_bytes, values.map(
+                    lambda v: bytes(v).decode("utf-8", errors="replace")
+                    if isinstance(v, (bytes, bytearray)) else v))
     return frame
 
 
@@ -454,6 +465,12 @@ def _is_number(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _unparseable(exc: Exception, name: str) -> DataError:
+    return DataError(f"the file could not be parsed as a table ({_short(exc)}). Check that it "
+                     "is a delimited text file (CSV/TSV) with one record per line and that every "
+                     "opening quote (\") is closed.", file=name)
 
 
 def _short(exc: Exception) -> str:

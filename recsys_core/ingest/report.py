@@ -158,7 +158,7 @@ class IngestionReport:
     def to_markdown(self) -> str:
         """Markdown rendering (tables and lists)."""
         lines = [f"### Ingestion report: {_md(self.name)}", "", "| count | value |", "|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in self.counts.items()]
+        lines += [f"| {k.replace('_', ' ')} | {_md(_fmt(v))} |" for k, v in self.counts.items()]
         lines += ["", "#### Files", "",
                   "| role | file | format | encoding | delimiter | header | rows read | rows kept "
                   "| columns used |", "|---|---|---|---|---|---|---|---|---|"]

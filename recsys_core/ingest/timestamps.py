@@ -5,6 +5,7 @@ magnitude (seconds below 1e11, milliseconds below 1e14, microseconds below 1e17,
 nanoseconds); ``YYYYMMDD`` integers and bare years are recognised. Text columns are parsed with
 the first format (ISO 8601, then common day/month orders) that reads the most of a sample, so a
 column is never parsed with a mix of day-first and month-first guesses. Naive times are UTC.
+Times outside the years 1-9999 count as unparsed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _EPOCH_UNITS = ((1e11, 1.0, "epoch seconds"), (1e14, 1e3, "epoch milliseconds"),
                 (1e17, 1e6, "epoch microseconds"), (np.inf, 1e9, "epoch nanoseconds"))
 _SAMPLE = 2000
 _NULLS = ("", "nan", "nat", "null", "none", "na", "n/a", "<na>")
+#: Accepted range of parsed times: 0001-01-01 to 9999-12-31 23:59:59 UTC, in epoch seconds.
+_MIN_SECONDS, _MAX_SECONDS = -62135596800.0, 253402300799.0
 
 
 @dataclass
@@ -58,7 +61,7 @@ def parse_timestamps(values) -> ParsedTimestamps:
     series = pd.Series(values).reset_index(drop=True)
     if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series):
         seconds = _to_seconds(pd.to_datetime(series, utc=True))
-        return ParsedTimestamps(seconds, "datetime", missing=int(np.isnan(seconds).sum()))
+        return _finish(ParsedTimestamps(seconds, "datetime"), np.isnan(seconds), series)
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         numbers = series.astype(np.float64)
         missing = numbers.isna().to_numpy()
@@ -76,6 +79,10 @@ def parse_timestamps(values) -> ParsedTimestamps:
 
 
 def _finish(result: ParsedTimestamps, missing: np.ndarray, raw: pd.Series) -> ParsedTimestamps:
+    # Times outside years 1-9999 (e.g. -1e300 read as epoch nanoseconds) are not dates any
+    # tool downstream can represent: they count as unparsed instead of crashing a plot later.
+    plausible = (result.seconds >= _MIN_SECONDS) & (result.seconds <= _MAX_SECONDS)
+    result.seconds = np.where(plausible, result.seconds, np.nan)
     unparsed = np.isnan(result.seconds) & ~missing
     result.missing = int(missing.sum())
     result.unparsed = int(unparsed.sum())
@@ -139,6 +146,18 @@ def _parse(values: pd.Series, fmt: str) -> pd.Series:
 
 
 def _to_seconds(times: pd.Series) -> np.ndarray:
-    """Epoch seconds of tz-aware datetimes, independent of their storage resolution."""
-    delta = pd.Series(times) - pd.Timestamp(0, tz="UTC")
-    return (delta / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
+    """Epoch seconds of tz-aware datetimes, independent of their storage resolution.
+
+    Works on the integer ticks of the stored unit: subtracting a nanosecond ``Timestamp``
+    would cast years outside 1677-2262 (stored as ``s``/``us`` by pandas 3) to nanoseconds
+    and overflow.
+    """
+    times = pd.Series(times)
+    if not isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = pd.to_datetime(times, utc=True, errors="coerce")
+    ticks = times.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    unit = np.datetime_data(ticks.dtype)[0]
+    seconds = ticks.view(np.int64).astype(np.float64) / (np.timedelta64(1, "s")
+                                                         / np.timedelta64(1, unit))
+    seconds[np.isnat(ticks)] = np.nan
+    return seconds

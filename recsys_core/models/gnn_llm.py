@@ -17,6 +17,7 @@ returns the attention weights of every edge, layer, head and relation.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,8 +31,10 @@ from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import degree
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
+from ..device import pick_device
 from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, SIMILAR, build_hetero_graph
 from ..training import EmbeddingRecommender
+from .base import ProgressCallback
 
 EdgeType = tuple[str, str, str]
 CONVS = ("gat", "gatv2", "gcn", "sage", "gin")
@@ -57,10 +60,10 @@ class SortedEdges(NamedTuple):
     def build(edge_index: Tensor, num_src: int, num_dst: int) -> SortedEdges:
         src, dst = edge_index[0].long(), edge_index[1].long()
         perm = torch.argsort(dst * max(num_src, 1) + src)
-        row, col = dst[perm], src[perm]
+        row, col = dst.index_select(0, perm), src.index_select(0, perm)
         perm_t = torch.argsort(col * max(num_dst, 1) + row)
         rowptr = _ptr(row, num_dst)
-        colptr = _ptr(col[perm_t], num_src)
+        colptr = _ptr(col.index_select(0, perm_t), num_src)
         return SortedEdges(perm, row, col, rowptr, perm_t, colptr, num_src, num_dst)
 
     def matrix(self, values: Tensor, transpose: bool = False) -> Tensor:
@@ -68,8 +71,9 @@ class SortedEdges(NamedTuple):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             if transpose:
-                return torch.sparse_csr_tensor(self.colptr, self.row[self.perm_t],
-                                               values[self.perm_t], (self.num_src, self.num_dst),
+                return torch.sparse_csr_tensor(self.colptr, self.row.index_select(0, self.perm_t),
+                                               values.index_select(0, self.perm_t),
+                                               (self.num_src, self.num_dst),
                                                check_invariants=False)
             return torch.sparse_csr_tensor(self.rowptr, self.col, values,
                                            (self.num_dst, self.num_src), check_invariants=False)
@@ -120,12 +124,12 @@ def segment_softmax(logits: Tensor, edges: SortedEdges) -> Tensor:
         lengths = edges.rowptr[1:] - edges.rowptr[:-1]
         row_max = torch.segment_reduce(logits.float(), "max", lengths=lengths, axis=0)
         row_max = torch.nan_to_num(row_max, neginf=0.0)
-    ex = torch.exp(logits - row_max[edges.row])
+    ex = torch.exp(logits - row_max.index_select(0, edges.row))
     # Segment sums from a float64 prefix sum: one fast cumsum instead of a scatter.
     prefix = torch.cumsum(ex.double(), 0)
     prefix = torch.cat([prefix.new_zeros(1, ex.size(1)), prefix])
     sums = (prefix[edges.rowptr[1:]] - prefix[edges.rowptr[:-1]]).to(ex.dtype)
-    return ex / sums[edges.row].clamp(min=1e-30)
+    return ex / sums.index_select(0, edges.row).clamp(min=1e-30)
 
 
 class SparseGATConv(nn.Module):
@@ -191,7 +195,8 @@ class SparseGATConv(nn.Module):
         h_src = self.lin_src(x_src).view(-1, H, C)
         a_src = (h_src * self.att_src).sum(-1)
         a_dst = (self.lin_dst(x_dst).view(-1, H, C) * self.att_dst).sum(-1)
-        logits = F.leaky_relu(a_src[edges.col] + a_dst[edges.row], self.negative_slope)
+        logits = F.leaky_relu(a_src.index_select(0, edges.col) + a_dst.index_select(0, edges.row),
+                              self.negative_slope)
         alpha = segment_softmax(logits, edges)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         if torch.is_autocast_enabled(h_src.device.type):  # sparse kernels run in float32
@@ -305,6 +310,8 @@ class GNNLLMModule(nn.Module):
         edge_dropout: float = 0.1,
         id_dropout: float = 0.5,
         user_id_embedding: bool = False,
+        item_bias: bool = True,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
@@ -317,6 +324,7 @@ class GNNLLMModule(nn.Module):
         self.embedding_dim, self.num_layers, self.conv = embedding_dim, num_layers, conv
         self.heads = heads if conv in ATTENTION_CONVS else 1
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
+        self.normalize = normalize
         self.edge_types = [tuple(et) for et in edge_types]
         self.update_order = ["user", "item"] + sorted(node_counts)
         self.register_buffer("item_text", item_text.float().contiguous())
@@ -324,6 +332,9 @@ class GNNLLMModule(nn.Module):
         self.item_id = nn.Embedding(num_items, embedding_dim)
         self.user_token = nn.Parameter(torch.empty(1, embedding_dim))
         self.user_id = nn.Embedding(num_users, embedding_dim) if user_id_embedding else None
+        # Item bias (popularity) from text plus an id term, carried as an extra embedding column.
+        self.bias_text = nn.Linear(item_text.size(1), 1) if item_bias else None
+        self.bias_id = nn.Embedding(num_items, 1) if item_bias else None
         self.attributes = nn.ModuleDict({nt: nn.Embedding(max(n, 1), embedding_dim)
                                          for nt, n in node_counts.items()})
         self.node_counts = dict(node_counts)
@@ -340,12 +351,45 @@ class GNNLLMModule(nn.Module):
         self.register_buffer("item_warm", torch.zeros(num_items), persistent=False)
         self.reset_parameters()
 
+    def attach_text_encoder(self, encoder: Any, texts: list[str], chunk: int = 128) -> None:
+        """Fine-tune ``encoder`` (a :class:`recsys_core.text.TextEncoder` whose top layers were
+        unfrozen) jointly: every forward pass re-embeds ``texts`` with gradients."""
+        self._encoder, self._texts, self._text_chunk = encoder, list(texts), chunk
+        self.text_model = encoder.model  # a submodule: optimised, moved and checkpointed
+
+    def detach_text_encoder(self) -> None:
+        """Freeze the fine-tuned text embeddings into ``item_text`` and drop the encoder."""
+        if getattr(self, "text_model", None) is None:
+            return
+        with torch.no_grad():
+            self.item_text = self.text_features().detach().float()
+        del self.text_model
+        self._encoder = self._texts = None
+
+    def text_features(self) -> Tensor:
+        """``[num_items, t]`` text embeddings: the frozen buffer, or the encoder's output."""
+        if getattr(self, "text_model", None) is None:
+            return self.item_text
+        self._encoder.device = self.item_text.device
+        parts = [self._encoder.encode_trainable(self._texts[i:i + self._text_chunk])
+                 for i in range(0, len(self._texts), self._text_chunk)]
+        return torch.cat(parts).float()
+
+    def train(self, mode: bool = True) -> GNNLLMModule:
+        super().train(mode)
+        if getattr(self, "text_model", None) is not None:
+            self.text_model.eval()  # the encoder's dropout stays off (deterministic features)
+        return self
+
     def reset_parameters(self) -> None:
         self.text_proj.reset_parameters()
         nn.init.normal_(self.item_id.weight, std=0.1)
         nn.init.normal_(self.user_token, std=0.1)
         if self.user_id is not None:
             nn.init.normal_(self.user_id.weight, std=0.01)
+        if self.bias_text is not None:
+            self.bias_text.reset_parameters()
+            nn.init.zeros_(self.bias_id.weight)
         for emb in self.attributes.values():
             nn.init.normal_(emb.weight, std=0.1)
         for layer in self.convs:
@@ -380,12 +424,16 @@ class GNNLLMModule(nn.Module):
         return {et: edges[et] for et in self.edge_types if et in edges}
 
     # ---------------------------------------------------------------- propagation
-    def input_features(self) -> dict[str, Tensor]:
-        """Layer-0 features of every node type."""
+    def id_gate(self) -> Tensor:
+        """``[num_items, 1]``: 1 where an item's id embedding is used (warm, not dropped)."""
         gate = self.item_warm
         if self.training and self.id_dropout > 0:
             gate = gate * (torch.rand_like(gate) >= self.id_dropout)
-        x = {"item": self.text_proj(self.item_text) + gate.unsqueeze(1) * self.item_id.weight}
+        return gate.unsqueeze(1)
+
+    def input_features(self, gate: Tensor, text: Tensor) -> dict[str, Tensor]:
+        """Layer-0 features of every node type (``gate`` from :meth:`id_gate`)."""
+        x = {"item": self.text_proj(text) + gate * self.item_id.weight}
         user = self.user_token.expand(self.num_users, -1)
         x["user"] = user + self.user_id.weight if self.user_id is not None else user
         for nt, emb in self.attributes.items():
@@ -408,7 +456,9 @@ class GNNLLMModule(nn.Module):
         if unknown:
             raise ValueError(f"The model has no convolution for edge type(s) {unknown}; it was "
                              f"trained with {self.edge_types}.")
-        x = self.input_features()
+        gate = self.id_gate()
+        text = self.text_features()
+        x = self.input_features(gate, text)
         user_layers, item_layers = [], [x["item"]]
         attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
         want_attention = return_attention and self.conv in ATTENTION_CONVS
@@ -441,6 +491,12 @@ class GNNLLMModule(nn.Module):
             item_layers.append(x["item"])
         user_emb = torch.stack(user_layers).mean(0)
         item_emb = torch.stack(item_layers).mean(0)
+        if self.normalize:
+            user_emb, item_emb = F.normalize(user_emb, dim=1), F.normalize(item_emb, dim=1)
+        if self.bias_text is not None:
+            bias = self.bias_text(text) + gate * self.bias_id.weight
+            user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
+            item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
 
     def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -468,6 +524,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         id_dropout (float): Chance an item's id embedding is dropped per training pass.
             (default: :obj:`0.5`)
         user_id_embedding (bool): Add a per-user learnable vector. (default: :obj:`False`)
+        item_bias (bool): Learn an item bias (text + id), carried as the last embedding column.
+            (default: :obj:`True`)
         use_attributes (bool): Include attribute nodes (genre, category ...). (default: :obj:`True`)
         use_user_edges (bool): Include user-user edges when the data has them.
             (default: :obj:`True`)
@@ -498,6 +556,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         edge_dropout: float = 0.1,
         id_dropout: float = 0.5,
         user_id_embedding: bool = False,
+        item_bias: bool = True,
+        normalize: bool = False,
         use_attributes: bool = True,
         use_user_edges: bool = True,
         text_knn_k: int = 0,
@@ -540,6 +600,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.attention_dropout, self.edge_dropout = float(attention_dropout), float(edge_dropout)
         self.id_dropout = float(id_dropout)
         self.user_id_embedding = bool(user_id_embedding)
+        self.item_bias = bool(item_bias)
+        self.normalize = bool(normalize)
         self.use_attributes, self.use_user_edges = bool(use_attributes), bool(use_user_edges)
         self.text_knn_k = int(text_knn_k)
         self.template = template
@@ -555,6 +617,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "conv": self.conv, "heads": self.heads,
                 "attention_dropout": self.attention_dropout, "edge_dropout": self.edge_dropout,
                 "id_dropout": self.id_dropout, "user_id_embedding": self.user_id_embedding,
+                "item_bias": self.item_bias, "normalize": self.normalize,
                 "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
                 "text_knn_k": self.text_knn_k, "template": self.template,
                 "finetune_text_layers": self.finetune_text_layers}
@@ -593,9 +656,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 keep.append(et)
         return keep
 
-    def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
-        if text is None:
-            text = self._text_cache if self._text_cache is not None else self._item_text(dataset)
+    def _new_module(self, dataset: Dataset, text: Tensor) -> GNNLLMModule:
         data = self._static_graph(dataset, text)
         relations = self._relations(data)
         node_counts = {nt: data[nt].num_nodes for nt in data.node_types
@@ -607,18 +668,40 @@ class GNNLLMRecommender(EmbeddingRecommender):
             embedding_dim=self.embedding_dim, num_layers=self.num_layers, conv=self.conv,
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
-            user_id_embedding=self.user_id_embedding)
+            user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
+            normalize=self.normalize)
 
-    def fit(self, dataset, train, valid=None, on_progress=None, should_stop=None):
-        if self.finetune_text_layers:
-            warnings.warn("finetune_text_layers is not supported yet; the encoder stays frozen.",
-                          RuntimeWarning, stacklevel=2)
+    def fit(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame,
+        valid: pd.DataFrame | None = None,
+        on_progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> GNNLLMRecommender:
+        """Embed the item texts (unless given), then train; see :meth:`EmbeddingRecommender.fit`."""
         self.train_interactions = train
         self._text_cache = self._item_text(dataset, on_progress)
         try:
             return super().fit(dataset, train, valid, on_progress, should_stop)
         finally:
             self._text_cache = None
+
+    def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
+        if text is None:
+            text = self._text_cache if self._text_cache is not None else self._item_text(dataset)
+        module = self._new_module(dataset, text)
+        if self.finetune_text_layers and self._text_cache is not None:  # fitting, not restoring
+            from ..text import TextEncoder
+
+            encoder = TextEncoder(getattr(self.encoder, "model_id", None),
+                                  device=pick_device(self.train_config.device), use_cache=False)
+            encoder.trainable_top_layers(self.finetune_text_layers)
+            module.attach_text_encoder(encoder, dataset.item_texts(self.template))
+        return module
+
+    def after_training(self) -> None:
+        self.module.detach_text_encoder()
 
     def restore(self, dataset: Dataset, train: pd.DataFrame,
                 tensors: dict[str, Tensor]) -> GNNLLMRecommender:
