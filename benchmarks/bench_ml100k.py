@@ -160,6 +160,12 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any]) ->
               "test_interactions": int(len(test)),
               "candidates": None if held is None else int(len(held)), "config": model.config(),
               "device": _device_of(model)}
+    train_result = getattr(model, "train_result", None)
+    if train_result is not None:  # iterative models: how training ended
+        result["training"] = {"best_epoch": train_result.best_epoch,
+                              "epochs_run": len(train_result.history),
+                              "stop_reason": train_result.stop_reason,
+                              "best_valid_ndcg": train_result.best_valid_ndcg}
     if held is not None:
         # A model that gives every held-out item the same score only shows the tie order
         # (item index, which on ML-100K correlates with popularity): not a cold-start signal.
@@ -195,6 +201,14 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _training(result: dict[str, Any]) -> str:
+    t = result.get("training")
+    if not t:
+        return "closed form"
+    return (f"best epoch {t['best_epoch']} of {t['epochs_run']} run, stopped by "
+            f"{t['stop_reason']}")
+
+
 def _best_of(result: dict[str, Any]) -> str:
     runs = result.get("fit_runs", 1)
     return f" (best of {runs})" if runs > 1 else ""
@@ -204,8 +218,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [f"# MovieLens-100K ({meta['created']}, {meta['machine']})", "",
              "Warm protocol (random 80/10/10 per user, fit on train+valid, full ranking):", "",
              "| model | Recall@20 | NDCG@20 | peer R/N | fit s | encode s | recommend s | "
-             "peak RSS MB | RSS before fit MB | device |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS MB | RSS before fit MB | device | training |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["protocol"] == "random"):
         if "error" in r:
             lines.append(f"| {r['model']} | error: {r['error']} |||||||")
@@ -216,7 +230,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{'-' if peer is None else f'{peer[0]:.3f} / {peer[1]:.3f}'} | {r['fit_s']:.2f}"
             f"{_best_of(r)} | "
             f"{r['encode_s']:.1f} | {r['recommend_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['rss_before_fit_mb']:.0f} | {r.get('device', '-')} |")
+            f"{r['rss_before_fit_mb']:.0f} | {r.get('device', '-')} | {_training(r)} |")
     cold = [r for r in results if r["protocol"] == "cold"]
     if cold:
         size = next((r["candidates"] for r in cold if r.get("candidates")), None)
@@ -248,7 +262,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder with u.data / u.item (default: ../shared/data/ml-100k)")
     parser.add_argument("--epochs", type=int, help="maximum epochs for iterative models")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: model's)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="training seconds for iterative models (best weights so far are "
+                             "kept; default: none)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start protocol")
+    parser.add_argument("--cold-models", default=None,
+                        help="models for the cold-start protocol (default: same as --models)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds allowed per model and protocol (default: none)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -269,12 +288,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"not available: {', '.join(unknown)}; available: "
                          f"{', '.join(available_models())}")
-    args.options_json = json.dumps({"epochs": args.epochs, "device": args.device, "seed": 0})
-    protocols = ["random"] + ([] if args.no_cold else ["cold"])
+    cold_names = args.cold_models.split(",") if args.cold_models else names
+    unknown = [n for n in cold_names if n not in available_models()]
+    if unknown:
+        raise SystemExit(f"not available: {', '.join(unknown)}")
+    args.options_json = json.dumps({"epochs": args.epochs, "device": args.device, "seed": 0,
+                                    "time_limit": args.time_limit})
+    protocols = {"random": names}
+    if not args.no_cold:
+        protocols["cold"] = cold_names
     meta = run_metadata(args.data)
     results: list[dict[str, Any]] = []
-    for protocol in protocols:
-        for name in names:
+    for protocol, models in protocols.items():
+        for name in models:
             print(f"[{protocol}] {name} ...", file=sys.stderr, flush=True)
             result = run_in_subprocess(name, protocol, args)
             results.append(result)

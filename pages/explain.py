@@ -30,7 +30,6 @@ def _body() -> None:
     run = ui.require_model(ws)
     if run is None:
         return
-    ds = ws.dataset
     users = ui.user_options(ws)
     left, right = st.columns(2)
     user = left.selectbox("User (type to search)", users, format_func=ui.user_label(ws),
@@ -183,20 +182,27 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
 
 
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core import explain
+    from recsys_core.explain import gnn_explainer_explanation
 
-    explain_fn = getattr(explain, "gnnexplainer_explanation", None)
-    if explain_fn is None:
-        from recsys_core.explain.gnnexplainer import gnnexplainer_explanation as explain_fn
-    exp = _cached(run, ("gnnexplainer", user, item), lambda: explain_fn(run.model, ds, user, item))
+    exp = _cached(run, ("gnnexplainer", user, item),
+                  lambda: gnn_explainer_explanation(run.model, ds, user, item))
     _rationale(exp, ds)
-    st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
-                                              title="GNNExplainer importance per node"),
-                    key="x-gnn-bar")
-    edges = exp.details.get("edges")
-    if edges is not None and len(edges):
-        weight = "mask" if "mask" in edges else "contribution"
-        _subgraph(ws, edges, user, item, weight, 25, "gnnexplainer")
+    masked = exp.details.get("masked_score")
+    st.caption("PyG's GNNExplainer learns a soft mask over the edges around the pair that keeps "
+               "the score while using as few edges as possible; a node's importance is its "
+               "edges' mask value (0 to 1)."
+               + (f" Score with the learned mask: {masked:.4f} (full graph {exp.score:.4f})."
+                  if masked is not None else ""))
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
+                                                  title="GNNExplainer importance per node"),
+                        key="x-gnn-bar")
+    masks = exp.details.get("edge_masks")
+    with right:
+        if masks:
+            edges = viz.edge_mask_frame(masks, ds)
+            _subgraph(ws, edges, user, item, "mask", 25, "gnnexplainer")
     _contributions_table(exp, "gnnexplainer")
 
 
@@ -253,14 +259,71 @@ def _rank_of(result, item: str, when: str, run, user: str, drop=()) -> int:
 
 
 def _faithfulness(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core import explain
+    from recsys_core.explain import faithfulness
 
-    faithfulness = getattr(explain, "faithfulness", None)
-    if faithfulness is None:
-        from recsys_core.explain.faithfulness import faithfulness
-    result = _cached(run, ("faithfulness", user, item),
-                     lambda: faithfulness(run.model, ds, user, item))
-    st.write(result)
+    st.caption("Deletion test: for each sampled user's top recommendation, remove the k history "
+               "items an explanation ranks highest and measure how much the score drops, "
+               "against removing k random history items. A faithful explanation's curve lies "
+               "well above the random one. Nothing is retrained.")
+    flagship = _is_flagship(run.model)
+    methods = ["attention", "shap", "gnnexplainer"] if flagship else ["shap"]
+    c1, c2, c3 = st.columns(3)
+    chosen = c1.multiselect("Methods", methods, default=methods[:1], key="x-f-methods")
+    n_users = c2.slider("Users", 3, 50, 8, key="x-f-users",
+                        help="The selected user plus others sampled at random.")
+    k = c3.slider("Items removed (k)", 1, 10, 5, key="x-f-k")
+    if not chosen:
+        st.info("Pick at least one method.")
+        return
+    sample = _sample_users(ws, user, n_users, k)
+    if not sample:
+        st.warning(f"No user has more than {k} history items; lower k.")
+        return
+    results = {}
+    for method in chosen:
+        key = ("faithfulness", method, tuple(sample), k)
+        if key not in run.cache:
+            with st.spinner(f"Running the deletion test for {method} on {len(sample)} users…"):
+                options = {"max_text": 0} if method == "shap" else {}
+                run.cache[key] = faithfulness(run.model, ds, method, sample, k=k, curves=True,
+                                              explain_options=options)
+        results[method] = run.cache[key]
+    summary = pd.DataFrame([{
+        "method": m, "users": r["users"], "skipped": r["skipped"],
+        f"score drop, top {k}": r["mean_drop_top"], f"score drop, random {k}": r["mean_drop_random"],
+        "ratio": r["ratio"], "seconds per explanation": r["mean_explain_seconds"]}
+        for m, r in results.items()])
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(viz.deletion_curves_fig(
+            {m: r["deletion"] for m, r in results.items() if "deletion" in r},
+            "Deletion: mean score drop after removing k items"), key="x-f-del")
+    with right:
+        st.plotly_chart(viz.deletion_curves_fig(
+            {m: r["insertion"] for m, r in results.items() if "insertion" in r},
+            "Insertion: mean score keeping only k items"), key="x-f-ins")
+    st.dataframe(summary, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4f") for c in summary.columns
+        if c not in ("method", "users", "skipped")})
+    per_user = pd.concat([r["per_user"].assign(method=m) for m, r in results.items()],
+                         ignore_index=True)
+    ui.download_csv("Download per-user results (CSV)", per_user, "faithfulness.csv",
+                    key="x-dl-faith")
+
+
+def _sample_users(ws, user: str, n: int, k: int) -> list[str]:
+    """Up to ``n`` users with more than ``k`` history items (removing ``k`` must leave some):
+    ``user`` first when it qualifies, the others drawn with a fixed seed."""
+    import numpy as np
+
+    counts = ws.train["user_id"].value_counts()
+    eligible = set(counts.index[counts > k].astype(str))
+    pool = sorted(eligible - {user})
+    first = [user] if user in eligible else []
+    rng = np.random.default_rng(0)
+    size = min(n - len(first), len(pool))
+    picked = list(rng.choice(pool, size=size, replace=False)) if size > 0 else []
+    return first + [str(u) for u in picked]
 
 
 render()

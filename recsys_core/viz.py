@@ -244,6 +244,54 @@ def explanation_subgraph(
     return graph, scores
 
 
+def edge_mask_frame(edge_masks: Mapping[tuple[str, str, str], tuple], dataset: Dataset) -> pd.DataFrame:
+    """GNNExplainer-style ``{edge_type: (edge_index [2, k], mask [k])}`` as one edge table.
+
+    Returns:
+        DataFrame with ``relation``, ``source_type``, ``source_index``, ``source_id``,
+        ``target_type``, ``target_index``, ``target_id`` and ``mask`` (for
+        :func:`explanation_subgraph` with ``weight_column="mask"``). Raw ids of attribute
+        nodes are not known here and are left as their indices.
+    """
+    frames = []
+    ids = {"user": dataset.user_ids, "item": dataset.item_ids}
+    for (src, rel, dst), (edge_index, mask) in edge_masks.items():
+        ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+        values = np.asarray(mask, dtype=np.float64).reshape(-1)
+        frames.append(pd.DataFrame({
+            "relation": rel, "source_type": src, "source_index": ei[0],
+            "source_id": ids[src][ei[0]] if src in ids else ei[0].astype(str),
+            "target_type": dst, "target_index": ei[1],
+            "target_id": ids[dst][ei[1]] if dst in ids else ei[1].astype(str),
+            "mask": values}))
+    columns = ["relation", "source_type", "source_index", "source_id", "target_type",
+               "target_index", "target_id", "mask"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Figure:
+    """Mean score change against the number of history items removed (or kept), for the
+    explanation's top items (solid) and random ones (dotted), one colour per method.
+
+    Args:
+        curves (Mapping[str, pandas.DataFrame]): Method name -> frame with ``k``, ``top`` and
+            ``random`` columns.
+        title (str): Figure title (it says what the y axis measures).
+    """
+    fig = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    for j, (method, frame) in enumerate(curves.items()):
+        color = palette[j % len(palette)]
+        fig.add_trace(go.Scatter(x=frame["k"], y=frame["top"], mode="lines+markers",
+                                 name=f"{escape_html(method)}: top-k", line=dict(color=color)))
+        fig.add_trace(go.Scatter(x=frame["k"], y=frame["random"], mode="lines+markers",
+                                 name=f"{escape_html(method)}: random k",
+                                 line=dict(color=color, dash="dot")))
+    fig.update_layout(title=title, xaxis_title="history items (k)", height=340,
+                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
 def contributions_bar_fig(contributions: pd.DataFrame, top: int = 15,
                           title: str = "Contributions") -> go.Figure:
     """Signed horizontal bars of the largest contributions (``label``, ``weight``, ``kind``)."""

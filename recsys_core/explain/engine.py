@@ -164,9 +164,16 @@ class FlagshipEngine:
     def _module_inputs(self) -> dict[str, Tensor]:
         """The network's layer-0 features (eval mode: warm items use their id embedding)."""
         module = self.module
-        if inspect.signature(module.input_features).parameters and hasattr(module, "id_gate"):
-            return module.input_features(module.id_gate())
-        return module.input_features()
+        arguments = []
+        for name in inspect.signature(module.input_features).parameters:
+            if name == "gate":
+                arguments.append(module.id_gate())
+            elif name == "text":
+                text = getattr(module, "text_features", None)
+                arguments.append(text() if callable(text) else module.item_text)
+            else:
+                raise TypeError(f"Unexpected input_features argument {name!r}.")
+        return module.input_features(*arguments)
 
     def item_extras(self, item_text: dict[int, Tensor] | None = None) -> Tensor:
         """The graph-independent extra item columns with text replacements applied."""

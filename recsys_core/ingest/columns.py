@@ -159,7 +159,14 @@ def map_interaction_columns(columns: Sequence[str], header: bool, *, file: str,
 
 
 def format_columns(columns: Sequence[str], limit: int = 20) -> str:
-    """``'a', 'b', 'c'`` (at most ``limit`` names)."""
-    shown = ", ".join(f"'{c}'" for c in list(columns)[:limit])
+    """``'a', 'b', 'c'`` (at most ``limit`` names, each cut to 60 characters)."""
+    shown = ", ".join(f"'{shorten(c)}'" for c in list(columns)[:limit])
     more = f" and {len(columns) - limit} more" if len(columns) > limit else ""
     return (shown + more) or "(none)"
+
+
+def shorten(value: object, limit: int = 60) -> str:
+    """``str(value)`` cut to ``limit`` characters (a 1 MB header cell must not become a 1 MB
+    message)."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

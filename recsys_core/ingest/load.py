@@ -17,6 +17,7 @@ from .columns import (
     find_column,
     format_columns,
     normalize_name,
+    shorten,
 )
 from .interactions import check_id_limit, clean_ids, read_interactions
 from .items import read_items
@@ -187,8 +188,8 @@ def _check_overlap(item_ids: pd.Series, interacted: pd.Index, name: str) -> None
     if len(meta) and not meta.isin(interacted).any():
         raise DataError(
             f"none of the {len(meta):,} item ids in this file occurs in the interactions "
-            f"(e.g. {', '.join(repr(x) for x in meta[:3])} here vs "
-            f"{', '.join(repr(x) for x in interacted[:3])} in the interactions). Check that "
+            f"(e.g. {', '.join(repr(shorten(x)) for x in meta[:3])} here vs "
+            f"{', '.join(repr(shorten(x)) for x in interacted[:3])} in the interactions). Check that "
             "the right id column is used (--items-id-col).", file=name)
 
 

@@ -421,10 +421,14 @@ def _sniff_parquet(name: str, raw: bytes, role: str, max_rows: int) -> SniffedTa
         raise DataError(f"the Parquet {role} file has no rows. Export a table with at least "
                         "one row.", file=name)
     columns = [str(c) for c in schema.names]
-    if meta.num_row_groups:
-        sample = meta.read_row_group(0).slice(0, _SAMPLE_LINES).to_pandas()
-    else:
-        sample = pd.DataFrame(columns=columns)
+    try:
+        if meta.num_row_groups:
+            sample = meta.read_row_group(0).slice(0, _SAMPLE_LINES).to_pandas()
+        else:
+            sample = pd.DataFrame(columns=columns)
+    except Exception as exc:  # corrupt pages, or values pandas cannot hold (dates in year 0)
+        raise DataError(f"the Parquet file cannot be read ({_short(exc)}). Re-export it, or "
+                        "upload it as CSV.", file=name) from exc
     sample.columns = columns
     return SniffedTable(name=name, format="parquet", columns=columns, header=True, encoding=None,
                         delimiter=None, sample=sample, _raw=raw)

@@ -121,7 +121,7 @@ class IngestionReport:
         """Record a problem when ``count`` > 0 (policy text from :data:`POLICIES`)."""
         if count > 0:
             self.problems.append(Problem(code, file, int(count), policy or POLICIES[code],
-                                         [str(e) for e in list(examples)[:5]]))
+                                         [_clip(str(e)) for e in list(examples)[:5]]))
 
     def problem_counts(self) -> dict[str, int]:
         """Total count per problem code."""
@@ -211,6 +211,11 @@ class IngestionReport:
 
     def __str__(self) -> str:
         return self.to_text()
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """Examples are hints: a 1 MB cell is shown by its start."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,6 +9,7 @@ override :meth:`state_tensors` / :meth:`load_state_tensors` / :meth:`config` to 
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -17,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from ..dataset import ITEM_IDX, USER_IDX, Dataset
+from ..dataset import ITEM_IDX, USER_IDX, Dataset, UnknownIdError
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 """Called with a dict such as ``{"stage": "train", "epoch": 3, "epochs": 50, "loss": 0.41,
@@ -35,6 +36,24 @@ class Recommender(abc.ABC):
     def __init__(self) -> None:
         self.dataset: Dataset | None = None
         self.train_matrix: sp.csr_matrix | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every ``score`` implementation gets the same index check, so a bad index is an
+        # UnknownIdError instead of an IndexError (too large) or a silently wrong row (negative).
+        super().__init_subclass__(**kwargs)
+        score = cls.__dict__.get("score")
+        if score is not None and not getattr(score, "__isabstractmethod__", False) \
+                and not getattr(score, "_checks_indices", False):
+            @functools.wraps(score)
+            def checked_score(self, users, items=None, *args, **kwargs):
+                if self.dataset is not None:
+                    users = check_indices(users, self.dataset.num_users, "user")
+                    if items is not None:
+                        items = check_indices(items, self.dataset.num_items, "item")
+                return score(self, users, items, *args, **kwargs)
+
+            checked_score._checks_indices = True
+            cls.score = checked_score
 
     # ----------------------------------------------------------------- to implement
     @abc.abstractmethod
@@ -139,6 +158,41 @@ class Recommender(abc.ABC):
         if not frames:
             return pd.DataFrame(columns=RECOMMEND_COLUMNS)
         return pd.concat(frames, ignore_index=True)[RECOMMEND_COLUMNS]
+
+
+class UnknownIndexError(UnknownIdError):
+    """A user or item index outside ``[0, num_users)`` / ``[0, num_items)`` was scored."""
+
+    def __init__(self, kind: str, indices: list[int], size: int):
+        super().__init__(kind, [str(i) for i in indices])
+        shown = ", ".join(str(i) for i in indices[:5])
+        more = f" (and {len(indices) - 5} more)" if len(indices) > 5 else ""
+        self.args = (f"{kind} index(es) out of range: {shown}{more}. This model knows {size:,} "
+                     f"{kind}s (indices 0 to {size - 1:,}); map raw ids with "
+                     f"dataset.{kind}_idx() or use recommend() with raw ids.",)
+
+
+def check_indices(values, size: int, kind: str) -> np.ndarray:
+    """``values`` as an int64 index array, all in ``[0, size)``.
+
+    Raises:
+        UnknownIndexError: Some index is negative or not below ``size``.
+        TypeError: The values are not integers (e.g. raw string ids).
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.size == 0:
+        return np.zeros(array.shape, dtype=np.int64)
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"score() takes integer {kind} indices, got {array.dtype} values; map "
+                        f"raw ids with dataset.{kind}_idx().")
+    bad = (array < 0) | (array >= size)
+    if bad.any():
+        raise UnknownIndexError(kind, np.unique(array[bad]).tolist(), size)
+    return array.astype(np.int64, copy=False)
 
 
 def interaction_matrix(frame: pd.DataFrame, num_users: int, num_items: int) -> sp.csr_matrix:

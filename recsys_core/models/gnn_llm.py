@@ -312,6 +312,7 @@ class GNNLLMModule(nn.Module):
         user_id_embedding: bool = False,
         item_bias: bool = True,
         normalize: bool = False,
+        degree_scaling: float = 0.0,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
@@ -324,7 +325,7 @@ class GNNLLMModule(nn.Module):
         self.embedding_dim, self.num_layers, self.conv = embedding_dim, num_layers, conv
         self.heads = heads if conv in ATTENTION_CONVS else 1
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
-        self.normalize = normalize
+        self.normalize, self.degree_scaling = normalize, degree_scaling
         self.edge_types = [tuple(et) for et in edge_types]
         self.update_order = ["user", "item"] + sorted(node_counts)
         self.register_buffer("item_text", item_text.float().contiguous())
@@ -493,6 +494,11 @@ class GNNLLMModule(nn.Module):
         item_emb = torch.stack(item_layers).mean(0)
         if self.normalize:
             user_emb, item_emb = F.normalize(user_emb, dim=1), F.normalize(item_emb, dim=1)
+        if self.degree_scaling and RATED_BY in edge_index_dict:
+            # Attention averages a history; scaling by |history|^g restores how much evidence
+            # there is (g = 1: a sum, g = 0.5: the normalisation of Mult-DAE's input).
+            deg = torch.bincount(edge_index_dict[RATED_BY][1], minlength=self.num_users)
+            user_emb = user_emb * deg.clamp(min=1).to(user_emb.dtype).pow(self.degree_scaling)[:, None]
         if self.bias_text is not None:
             bias = self.bias_text(text) + gate * self.bias_id.weight
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
@@ -558,6 +564,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         user_id_embedding: bool = False,
         item_bias: bool = True,
         normalize: bool = False,
+        degree_scaling: float = 0.0,
         use_attributes: bool = True,
         use_user_edges: bool = True,
         text_knn_k: int = 0,
@@ -602,6 +609,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.user_id_embedding = bool(user_id_embedding)
         self.item_bias = bool(item_bias)
         self.normalize = bool(normalize)
+        self.degree_scaling = float(degree_scaling)
         self.use_attributes, self.use_user_edges = bool(use_attributes), bool(use_user_edges)
         self.text_knn_k = int(text_knn_k)
         self.template = template
@@ -618,6 +626,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "attention_dropout": self.attention_dropout, "edge_dropout": self.edge_dropout,
                 "id_dropout": self.id_dropout, "user_id_embedding": self.user_id_embedding,
                 "item_bias": self.item_bias, "normalize": self.normalize,
+                "degree_scaling": self.degree_scaling,
                 "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
                 "text_knn_k": self.text_knn_k, "template": self.template,
                 "finetune_text_layers": self.finetune_text_layers}
@@ -669,7 +678,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
             user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            normalize=self.normalize)
+            normalize=self.normalize, degree_scaling=self.degree_scaling)
 
     def fit(
         self,
