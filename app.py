@@ -38,23 +38,31 @@ def sidebar() -> None:
     ds = ws.dataset
     with st.sidebar:
         st.markdown("### RecScope")
-        st.caption(f"Data: **{ui.md(ds.name, 40)}** ({ui.md(ws.source, 40)})  \n"
-                   f"{ds.num_users:,} users · {ds.num_items:,} items · "
-                   f"{len(ds.interactions):,} interactions")
+        st.caption(
+            f"Data: **{ui.md(ds.name, 40)}** ({ui.md(ws.source, 40)})  \n"
+            f"{ds.num_users:,} users · {ds.num_items:,} items · "
+            f"{len(ds.interactions):,} interactions"
+        )
         ids = ws.runs.ids()
         if ids:
             active = ws.runs.active_id if ws.runs.active_id in ids else ids[-1]
-            choice = st.selectbox("Active model", ids, index=ids.index(active),
-                                  help="The model the Recommendations, Explain and Embeddings "
-                                       "pages use. Train more on the Train page.")
+            choice = st.selectbox(
+                "Active model",
+                ids,
+                index=ids.index(active),
+                help="The model the Recommendations, Explain and Embeddings "
+                "pages use. Train more on the Train page.",
+            )
             ws.runs.active_id = choice
             run = ws.runs.active
             summary = (run.cache.get("metrics") or {}).get("summary") or {}
             recall = summary.get("recall")
-            st.caption(f"{ui.md(run.model_name)}"
-                       + (f" · recall@20 {recall:.3f}" if recall is not None else "")
-                       + f" · trained in {run.train_seconds:.0f} s on {ui.md(run.device)}"
-                       + (" · stopped early" if run.status == "stopped" else ""))
+            st.caption(
+                f"{ui.md(run.model_name)}"
+                + (f" · recall@20 {recall:.3f}" if recall is not None else "")
+                + f" · trained in {run.train_seconds:.0f} s on {ui.md(run.device)}"
+                + (" · stopped early" if run.status == "stopped" else "")
+            )
         else:
             st.caption("Active model: none yet")
         st.caption(f"Device: {device_name()}")

@@ -26,9 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-PAGES = [("data", "Data"), ("graph", "Graph"), ("train", "Train"),
-         ("recommendations", "Recommendations"), ("metrics", "Metrics"), ("explain", "Explain"),
-         ("embeddings", "Embeddings")]
+PAGES = [
+    ("data", "Data"),
+    ("graph", "Graph"),
+    ("train", "Train"),
+    ("recommendations", "Recommendations"),
+    ("metrics", "Metrics"),
+    ("explain", "Explain"),
+    ("embeddings", "Embeddings"),
+]
 
 
 def bench_apptest(args: argparse.Namespace) -> None:
@@ -47,8 +53,10 @@ def bench_apptest(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     dataset = load_dataset(args.interactions, args.items, args.user_edges)
     ws = prepare_workspace(dataset, source="benchmark")
-    print(f"data: {dataset.num_users:,} users, {dataset.num_items:,} items, "
-          f"{len(dataset.interactions):,} interactions ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"data: {dataset.num_users:,} users, {dataset.num_items:,} items, "
+        f"{len(dataset.interactions):,} interactions ({time.perf_counter() - started:.1f} s)"
+    )
     plan, weights = default_training_plan(flagship_params=ui.AUTO_FLAGSHIP_PARAMS)
     job = ws.start_job(TrainingJob(training_target(ws, plan, default_encoder, weights), "bench"))
     started = time.perf_counter()
@@ -57,8 +65,10 @@ def bench_apptest(args: argparse.Namespace) -> None:
     ws.collect()
     if job.error:
         raise SystemExit(job.error)
-    print(f"default models ready in {time.perf_counter() - started:.1f} s: "
-          + ", ".join(f"{r.run_id} ({r.train_seconds:.1f} s)" for r in ws.runs))
+    print(
+        f"default models ready in {time.perf_counter() - started:.1f} s: "
+        + ", ".join(f"{r.run_id} ({r.train_seconds:.1f} s)" for r in ws.runs)
+    )
     # One session for all pages, as in the browser: the app entry (sidebar included) runs
     # once to warm up; then each page is opened ("first", including work cached per session
     # such as the graph or the embedding map) and rerun ("again").
@@ -92,8 +102,19 @@ def bench_browser(args: argparse.Namespace) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+    ]
     if args.interactions != str(ROOT / "data" / "interactions.csv"):
         cmd += ["--", "--interactions", args.interactions]
         cmd += ["--items", args.items] if args.items else []
@@ -104,10 +125,19 @@ def bench_browser(args: argparse.Namespace) -> None:
         shots.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync"])
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             url = f"http://127.0.0.1:{port}"
             deadline = time.time() + 120

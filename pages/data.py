@@ -28,22 +28,29 @@ def _body() -> None:
     ui.show_flash()
     ds = ws.dataset
     counts_user, counts_item = viz.interaction_counts(ds)
-    st.caption(f"**{ui.md(ds.name, 60)}** from {ui.md(ws.source, 60)}. Every interaction is kept "
-               "as a positive (implicit feedback); problems found while reading are counted in "
-               "the ingestion report.")
+    st.caption(
+        f"**{ui.md(ds.name, 60)}** from {ui.md(ws.source, 60)}. Every interaction is kept "
+        "as a positive (implicit feedback); problems found while reading are counted in "
+        "the ingestion report."
+    )
     cols = st.columns(6)
     cols[0].metric("Users", f"{ds.num_users:,}")
     cols[1].metric("Items", f"{ds.num_items:,}")
     cols[2].metric("Interactions", f"{len(ds.interactions):,}")
-    cols[3].metric("Cold items", f"{int((counts_item == 0).sum()):,}",
-                   help="Items with metadata but no interaction: recommendable only from text.")
-    cols[4].metric("Attributes", len(ds.attribute_columns),
-                   help=", ".join(ds.attribute_columns) or "none")
+    cols[3].metric(
+        "Cold items",
+        f"{int((counts_item == 0).sum()):,}",
+        help="Items with metadata but no interaction: recommendable only from text.",
+    )
+    cols[4].metric(
+        "Attributes", len(ds.attribute_columns), help=", ".join(ds.attribute_columns) or "none"
+    )
     n_edges = 0 if ds.user_edges is None else len(ds.user_edges)
     cols[5].metric("User-user edges", f"{n_edges:,}")
 
     overview, preview, report, upload = st.tabs(
-        ["Overview", "Preview", "Ingestion report", "Upload data"])
+        ["Overview", "Preview", "Ingestion report", "Upload data"]
+    )
     with overview:
         left, right = st.columns(2)
         left.plotly_chart(viz.degree_histogram_fig(counts_user, "user"), key="deg-user")
@@ -80,9 +87,11 @@ def _previews(ws) -> None:
         st.dataframe(ds.user_edges.head(1000), hide_index=True, height=200)
         ui.download_csv("Download user edges (CSV)", ds.user_edges, "user_edges_clean.csv")
     st.subheader("Evaluation split")
-    st.caption(f"Models are fitted on {len(ws.train):,} interactions and evaluated on "
-               f"{len(ws.test):,} held out: 10% of each user's interactions (users with at least "
-               "5) plus every interaction of 5% of the items (the cold-item test).")
+    st.caption(
+        f"Models are fitted on {len(ws.train):,} interactions and evaluated on "
+        f"{len(ws.test):,} held out: 10% of each user's interactions (users with at least "
+        "5) plus every interaction of 5% of the items (the cold-item test)."
+    )
 
 
 def _report(ds) -> None:
@@ -100,26 +109,41 @@ def _report(ds) -> None:
     if callable(to_dict):
         import json
 
-        st.download_button("Download report (JSON)", json.dumps(to_dict(), indent=1, default=str),
-                           file_name="ingestion_report.json", mime="application/json",
-                           icon=":material/download:")
+        st.download_button(
+            "Download report (JSON)",
+            json.dumps(to_dict(), indent=1, default=str),
+            file_name="ingestion_report.json",
+            mime="application/json",
+            icon=":material/download:",
+        )
 
 
 def _upload() -> None:
-    st.markdown("Upload your own data: **interactions** (one row per user-item event: user id, "
-                "item id, optional rating and timestamp), optional **items** (id, title, "
-                "description, categories/tags) and optional **user edges** (two user id "
-                "columns). CSV, TSV and Parquet are read; columns are detected by name and can "
-                "be set below.")
-    inter = st.file_uploader(f"Interactions (up to {ui.UPLOAD_LIMIT_MB['interactions']} MB)",
-                             type=UPLOAD_TYPES, key="up-interactions",
-                             max_upload_size=ui.UPLOAD_LIMIT_MB["interactions"])
-    items = st.file_uploader(f"Items (optional, up to {ui.UPLOAD_LIMIT_MB['items']} MB)",
-                             type=UPLOAD_TYPES, key="up-items",
-                             max_upload_size=ui.UPLOAD_LIMIT_MB["items"])
-    edges = st.file_uploader(f"User edges (optional, up to {ui.UPLOAD_LIMIT_MB['user_edges']} MB)",
-                             type=UPLOAD_TYPES, key="up-edges",
-                             max_upload_size=ui.UPLOAD_LIMIT_MB["user_edges"])
+    st.markdown(
+        "Upload your own data: **interactions** (one row per user-item event: user id, "
+        "item id, optional rating and timestamp), optional **items** (id, title, "
+        "description, categories/tags) and optional **user edges** (two user id "
+        "columns). CSV, TSV and Parquet are read; columns are detected by name and can "
+        "be set below."
+    )
+    inter = st.file_uploader(
+        f"Interactions (up to {ui.UPLOAD_LIMIT_MB['interactions']} MB)",
+        type=UPLOAD_TYPES,
+        key="up-interactions",
+        max_upload_size=ui.UPLOAD_LIMIT_MB["interactions"],
+    )
+    items = st.file_uploader(
+        f"Items (optional, up to {ui.UPLOAD_LIMIT_MB['items']} MB)",
+        type=UPLOAD_TYPES,
+        key="up-items",
+        max_upload_size=ui.UPLOAD_LIMIT_MB["items"],
+    )
+    edges = st.file_uploader(
+        f"User edges (optional, up to {ui.UPLOAD_LIMIT_MB['user_edges']} MB)",
+        type=UPLOAD_TYPES,
+        key="up-edges",
+        max_upload_size=ui.UPLOAD_LIMIT_MB["user_edges"],
+    )
     if inter is None:
         st.caption("Choose an interactions file to see the column mapping.")
         return
@@ -132,16 +156,26 @@ def _upload() -> None:
         return
     st.markdown("**Column mapping** (interactions)")
     cols = st.columns(4)
-    for col, (role, label) in zip(cols, [("user_col", "User id"), ("item_col", "Item id"),
-                                         ("rating_col", "Rating"), ("time_col", "Timestamp")], strict=True):
+    for col, (role, label) in zip(
+        cols,
+        [
+            ("user_col", "User id"),
+            ("item_col", "Item id"),
+            ("rating_col", "Rating"),
+            ("time_col", "Timestamp"),
+        ],
+        strict=True,
+    ):
         choice = col.selectbox(label, [AUTO, *columns], key=f"map-{role}")
         if choice != AUTO:
             options[role] = choice
-    auto_train = st.checkbox("Train the default models right away", value=True,
-                             key="up-autotrain")
+    auto_train = st.checkbox("Train the default models right away", value=True, key="up-autotrain")
     if st.button("Load data", type="primary", key="up-load"):
-        sources = [inter_source, (items.name, items.getvalue()) if items else None,
-                   (edges.name, edges.getvalue()) if edges else None]
+        sources = [
+            inter_source,
+            (items.name, items.getvalue()) if items else None,
+            (edges.name, edges.getvalue()) if edges else None,
+        ]
         try:
             dataset = ui.load_files(*sources, options=tuple(sorted(options.items())))
         except DataError as exc:
@@ -149,10 +183,13 @@ def _upload() -> None:
             return
         from recsys_core.session import prepare_workspace
 
-        ui.replace_workspace(prepare_workspace(dataset, source="upload: " + inter.name),
-                             auto_train=auto_train)
-        ui.flash(f"Loaded {dataset.num_users:,} users, {dataset.num_items:,} items and "
-                 f"{len(dataset.interactions):,} interactions from {inter.name}.")
+        ui.replace_workspace(
+            prepare_workspace(dataset, source="upload: " + inter.name), auto_train=auto_train
+        )
+        ui.flash(
+            f"Loaded {dataset.num_users:,} users, {dataset.num_items:,} items and "
+            f"{len(dataset.interactions):,} interactions from {inter.name}."
+        )
         st.rerun()
 
 

@@ -29,14 +29,17 @@ def _body() -> None:
     ws = ui.workspace()
     run = ws.runs.active
     has_model_space = run is not None and callable(getattr(run.model, "embeddings", None))
-    spaces = ([MODEL_SPACE] if has_model_space else []) + ([TEXT_SPACE] if ws.item_text is not None
-                                                           else [])
+    spaces = ([MODEL_SPACE] if has_model_space else []) + (
+        [TEXT_SPACE] if ws.item_text is not None else []
+    )
     if not spaces:
         if run is None:
             ui.require_model(ws)
         else:
-            st.info(f"{ui.md(run.run_id)} has no embeddings and the item texts are not encoded "
-                    "yet. Pick an embedding model (gnn-llm, lightgcn, mf) in the sidebar.")
+            st.info(
+                f"{ui.md(run.run_id)} has no embeddings and the item texts are not encoded "
+                "yet. Pick an embedding model (gnn-llm, lightgcn, mf) in the sidebar."
+            )
             ui.training_monitor()
         return
     ds = ws.dataset
@@ -45,25 +48,33 @@ def _body() -> None:
     color_by = c2.selectbox("Colour by", ds.attribute_columns or ["(none)"], key="e-color")
     show_users = c3.toggle("Show users", value=True, key="e-users")
     if space == MODEL_SPACE:
-        st.caption(f"Final user and item vectors of **{ui.md(run.run_id)}**; users and items share "
-                   "one space (score = dot product), projected together on the first two "
-                   "principal components.")
+        st.caption(
+            f"Final user and item vectors of **{ui.md(run.run_id)}**; users and items share "
+            "one space (score = dot product), projected together on the first two "
+            "principal components."
+        )
     else:
-        st.caption("all-MiniLM-L6-v2 embeddings of the item texts; a user is the mean of the "
-                   "items in their training history.")
+        st.caption(
+            "all-MiniLM-L6-v2 embeddings of the item texts; a user is the mean of the "
+            "items in their training history."
+        )
     points = _points(ws, run, space, color_by)
     if not show_users:
         points = points[points["kind"] == "item"]
     fig = viz.embedding_map_fig(points, color=color_by)
-    event = st.plotly_chart(fig, key="e-map", on_select="rerun",
-                            selection_mode=("box", "lasso", "points"))
-    st.caption("Drag a box or lasso (toolbar) around points to list them below; double-click "
-               "to clear.")
+    event = st.plotly_chart(
+        fig, key="e-map", on_select="rerun", selection_mode=("box", "lasso", "points")
+    )
+    st.caption(
+        "Drag a box or lasso (toolbar) around points to list them below; double-click to clear."
+    )
     keys = _selected_keys(event, fig)
     selected = points[points["key"].isin(keys)]
     if selected.empty:
-        st.caption("No points selected yet — the table shows the items closest to the centre "
-                   "of the map's densest category instead.")
+        st.caption(
+            "No points selected yet — the table shows the items closest to the centre "
+            "of the map's densest category instead."
+        )
         top = points["color"].value_counts().index[0]
         part = points[(points["kind"] == "item") & (points["color"] == top)]
         centre = part[["x", "y"]].mean().to_numpy()
@@ -79,7 +90,10 @@ def _points(ws, run, space: str, color_by: str) -> pd.DataFrame:
     ds = ws.dataset
     if space == MODEL_SPACE:
         user_emb, item_emb = run.model.embeddings()
-        user_emb, item_emb = np.asarray(user_emb, dtype=np.float64), np.asarray(item_emb, dtype=np.float64)
+        user_emb, item_emb = (
+            np.asarray(user_emb, dtype=np.float64),
+            np.asarray(item_emb, dtype=np.float64),
+        )
     else:
         item_emb = np.asarray(ws.item_text, dtype=np.float64)
         sums = np.zeros((ds.num_users, item_emb.shape[1]))
@@ -89,13 +103,17 @@ def _points(ws, run, space: str, color_by: str) -> pd.DataFrame:
     coords = viz.pca_2d(np.vstack([item_emb, user_emb]))
     item_color = _item_colors(ws, color_by)
     user_color = _user_colors(ws, item_color)
-    points = pd.DataFrame({
-        "x": coords[:, 0], "y": coords[:, 1],
-        "kind": ["item"] * ds.num_items + ["user"] * ds.num_users,
-        "key": [f"item:{i}" for i in range(ds.num_items)] + [f"user:{u}" for u in range(ds.num_users)],
-        "label": list(ds.items["title"].astype(str)) + [f"user {u}" for u in ds.user_ids],
-        "color": np.concatenate([item_color, user_color]),
-    })
+    points = pd.DataFrame(
+        {
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "kind": ["item"] * ds.num_items + ["user"] * ds.num_users,
+            "key": [f"item:{i}" for i in range(ds.num_items)]
+            + [f"user:{u}" for u in range(ds.num_users)],
+            "label": list(ds.items["title"].astype(str)) + [f"user {u}" for u in ds.user_ids],
+            "color": np.concatenate([item_color, user_color]),
+        }
+    )
     ws.cache[key] = points
     return points
 
@@ -104,8 +122,13 @@ def _item_colors(ws, column: str) -> np.ndarray:
     ds = ws.dataset
     if column not in ds.attribute_columns:
         return np.array(["all"] * ds.num_items, dtype=object)
-    return np.array([str(v[0]) if isinstance(v, (list, tuple)) and len(v) else "(none)"
-                     for v in ds.items[column]], dtype=object)
+    return np.array(
+        [
+            str(v[0]) if isinstance(v, (list, tuple)) and len(v) else "(none)"
+            for v in ds.items[column]
+        ],
+        dtype=object,
+    )
 
 
 def _user_colors(ws, item_color: np.ndarray) -> np.ndarray:
@@ -142,21 +165,27 @@ def _selected_table(ws, selected: pd.DataFrame) -> None:
     items = selected[selected["kind"] == "item"]
     idx = items["key"].str.removeprefix("item:").astype(int).to_numpy()
     counts = ws.item_counts()
-    table = pd.DataFrame({"item_id": ds.item_ids[idx],
-                          "title": ds.items["title"].to_numpy()[idx],
-                          **{c: ds.items[c].to_numpy()[idx] for c in ds.attribute_columns},
-                          "interactions": counts[idx]})
+    table = pd.DataFrame(
+        {
+            "item_id": ds.item_ids[idx],
+            "title": ds.items["title"].to_numpy()[idx],
+            **{c: ds.items[c].to_numpy()[idx] for c in ds.attribute_columns},
+            "interactions": counts[idx],
+        }
+    )
     for c in ds.attribute_columns:
         table[c] = table[c].map(ui.join_values)
     users = selected[selected["kind"] == "user"]
     st.markdown(f"**{len(items)} items** and **{len(users)} users** listed")
     st.dataframe(table, hide_index=True)
-    ui.download_csv("Download listed items (CSV)", table, "embedding_selection.csv",
-                    key="e-dl")
+    ui.download_csv("Download listed items (CSV)", table, "embedding_selection.csv", key="e-dl")
     if len(users):
-        st.dataframe(pd.DataFrame({"user": users["label"].to_numpy(),
-                                   "main category": users["color"].to_numpy()}),
-                     hide_index=True)
+        st.dataframe(
+            pd.DataFrame(
+                {"user": users["label"].to_numpy(), "main category": users["color"].to_numpy()}
+            ),
+            hide_index=True,
+        )
 
 
 render()

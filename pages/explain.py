@@ -9,6 +9,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_fi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -16,7 +17,12 @@ from pages import ui
 from recsys_core import viz
 
 ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
-    "Attention", "SHAP", "GNNExplainer", "What-if", "Faithfulness")
+    "Attention",
+    "SHAP",
+    "GNNExplainer",
+    "What-if",
+    "Faithfulness",
+)
 GRAPH_METHODS = (ATTENTION, GNNEXPLAINER)  # need the graph-attention flagship
 
 
@@ -31,31 +37,54 @@ def _body() -> None:
     if run is None:
         return
     users = ui.user_options(ws)
-    left, right = st.columns(2)
-    user = left.selectbox("User (type to search)", users, format_func=ui.user_label(ws),
-                          key="x-user")
+    left, middle, right = st.columns([4, 2, 5])
+    user = left.selectbox(
+        "User (type to search)", users, format_func=ui.user_label(ws), key="x-user"
+    )
+    scope = middle.radio("Items", ["top 20", "any item"], key="x-scope", horizontal=True)
     recs = _recommendations(run, user)
     titles = ui.item_titles(ws)
-    options = list(recs["item_id"])
-    item = right.selectbox("Item (the user's top 20)", options, key=f"x-item-{user}",
-                           format_func=lambda i: f"#{options.index(i) + 1} {titles[i]} ({i})")
-    rank = options.index(item) + 1
-    score = float(recs.loc[recs["item_id"] == item, "score"].iloc[0])
+    ranked = list(recs["item_id"])
+    if scope == "top 20":
+        item = right.selectbox(
+            "Item (the user's top 20)",
+            ranked,
+            key=f"x-item-{user}",
+            format_func=lambda i: f"#{ranked.index(i) + 1} {titles[i]} ({i})",
+        )
+    else:
+        item = right.selectbox(
+            "Item (type to search)",
+            list(titles.index),
+            key="x-item-any",
+            format_func=lambda i: f"{titles[i]} ({i})",
+        )
+    score, rank = _score_and_rank(run, ws, user, item)
     flagship = _is_flagship(run.model)
-    st.caption(f"Model **{ui.md(run.run_id)}** ranks **{ui.md(titles[item], 80)}** at "
-               f"#{rank} for user {ui.md(user)} (score {score:.4f}).")
+    where = f"at #{rank}" if rank is not None else "(already in the user's history)"
+    st.caption(
+        f"Model **{ui.md(run.run_id)}** ranks **{ui.md(titles[item], 80)}** {where} "
+        f"for user {ui.md(user)} (score {score:.4f})."
+    )
 
     methods = [ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS]
     default = ATTENTION if flagship else SHAP
-    view = st.segmented_control("View", methods, default=default, key="x-view",
-                                help="Attention and GNNExplainer read the graph network itself "
-                                     "(flagship only); SHAP and what-if work for any model "
-                                     "that can rescore an edited history.")
+    view = st.segmented_control(
+        "View",
+        methods,
+        default=default,
+        key="x-view",
+        help="Attention and GNNExplainer read the graph network itself "
+        "(flagship only); SHAP and what-if work for any model "
+        "that can rescore an edited history.",
+    )
     view = view or default
     if view in GRAPH_METHODS and not flagship:
-        st.info(f"{view} explains the graph-attention flagship (gnn-llm); the active model is "
-                f"{ui.md(run.model_name)}. Choose a gnn-llm run in the sidebar, or use SHAP "
-                "or what-if.")
+        st.info(
+            f"{view} explains the graph-attention flagship (gnn-llm); the active model is "
+            f"{ui.md(run.model_name)}. Choose a gnn-llm run in the sidebar, or use SHAP "
+            "or what-if."
+        )
         return
     explain_ds = _train_view(ws)
     if view == ATTENTION:
@@ -81,6 +110,21 @@ def _recommendations(run, user: str) -> pd.DataFrame:
     if key not in run.cache:
         run.cache[key] = run.model.recommend(users=[user], k=20)
     return run.cache[key]
+
+
+def _score_and_rank(run, ws, user: str, item: str) -> tuple[float, int | None]:
+    """The model's score of the pair and the item's rank among the user's unseen items
+    (``None`` when the user already interacted with it)."""
+    ds = ws.dataset
+    u = ds.user_idx(user)
+    scores = np.asarray(run.model.score(u, None), dtype=np.float64)[0]
+    i = int(ds.item_idx(item)[0])
+    score = float(scores[i])
+    seen = run.model.train_matrix[int(u[0])].indices
+    if i in seen:
+        return score, None
+    scores[seen] = -np.inf
+    return score, int((scores > score).sum()) + 1
 
 
 def _is_flagship(model) -> bool:
@@ -111,22 +155,40 @@ def _rationale(explanation, ds) -> None:
 def _contributions_table(explanation, name: str) -> None:
     frame = explanation.top()
     shown = frame[[c for c in ("kind", "label", "weight", "attention", "id") if c in frame]]
-    st.dataframe(shown, hide_index=True, height=280,
-                 column_config={"weight": st.column_config.NumberColumn(format="%.4f"),
-                                "attention": st.column_config.NumberColumn(format="%.3f")})
-    ui.download_csv(f"Download {name} contributions (CSV)", shown,
-                    f"{name}_{explanation.user_id}_{explanation.item_id}.csv", key=f"x-dl-{name}")
+    st.dataframe(
+        shown,
+        hide_index=True,
+        height=280,
+        column_config={
+            "weight": st.column_config.NumberColumn(format="%.4f"),
+            "attention": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    ui.download_csv(
+        f"Download {name} contributions (CSV)",
+        shown,
+        f"{name}_{explanation.user_id}_{explanation.item_id}.csv",
+        key=f"x-dl-{name}",
+    )
 
 
-def _subgraph(ws, edges: pd.DataFrame, user_id: str, item_id: str, weight: str, top: int,
-              key: str) -> None:
+def _subgraph(
+    ws, edges: pd.DataFrame, user_id: str, item_id: str, weight: str, top: int, key: str
+) -> None:
     ds = ws.dataset
     user, item = int(ds.user_idx(user_id)[0]), int(ds.item_idx(item_id)[0])
-    graph, scores = viz.explanation_subgraph(edges, user, item, top=top, weight_column=weight,
-                                             user_id=user_id, item_id=item_id)
+    graph, scores = viz.explanation_subgraph(
+        edges, user, item, top=top, weight_column=weight, user_id=user_id, item_id=item_id
+    )
     labels, titles = viz.describe_nodes(graph, ds)
-    html = viz.graph_html(graph, center=f"item:{item}", labels=labels, titles=titles,
-                          edge_scores=scores, height_px=460)
+    html = viz.graph_html(
+        graph,
+        center=f"item:{item}",
+        labels=labels,
+        titles=titles,
+        edge_scores=scores,
+        height_px=460,
+    )
     st.iframe(html, height=520, alt=f"Explanation subgraph ({key})")
     st.caption("Red edges carry the evidence; wider = more important. The star is the item.")
 
@@ -135,22 +197,28 @@ def _subgraph(ws, edges: pd.DataFrame, user_id: str, item_id: str, weight: str, 
 def _attention(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain.attention import attention_explanation
 
-    exp = _cached(run, ("attention", user, item),
-                  lambda: attention_explanation(run.model, ds, user, item))
+    exp = _cached(
+        run, ("attention", user, item), lambda: attention_explanation(run.model, ds, user, item)
+    )
     _rationale(exp, ds)
-    st.caption(f"The score ({exp.score:.4f}) splits exactly into one term per attention-weighted "
-               f"message into the user or the item, plus a base of {exp.base_value:.4f} "
-               "(biases and id embedding).")
+    st.caption(
+        f"The score ({exp.score:.4f}) splits exactly into one term per attention-weighted "
+        f"message into the user or the item, plus a base of {exp.base_value:.4f} "
+        "(biases and id embedding)."
+    )
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
-                                                  title="Contribution per source node"),
-                        key="x-att-bar")
+        st.plotly_chart(
+            viz.contributions_bar_fig(exp.contributions, title="Contribution per source node"),
+            key="x-att-bar",
+        )
     edges = exp.details.get("edges")
     with right:
         if edges is not None and len(edges):
-            labels = {(r.node_type, int(r.index)): str(r.label)
-                      for r in exp.contributions.itertuples(index=False)}
+            labels = {
+                (r.node_type, int(r.index)): str(r.label)
+                for r in exp.contributions.itertuples(index=False)
+            }
             st.plotly_chart(viz.attention_heatmap_fig(edges, labels), key="x-att-heat")
     if edges is not None and len(edges):
         _subgraph(ws, edges, user, item, "contribution", 25, "attention")
@@ -164,15 +232,29 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
     # Text features are re-encoded with masked sentences: only when the model's item texts
     # came from the shared encoder.
     model_text = getattr(getattr(run.model, "module", None), "item_text", None)
-    use_text = bool(ws.cache.get("item_text_encoded") and model_text is not None
-                    and ws.item_text is not None
-                    and model_text.shape[1] == ws.item_text.shape[1])
-    exp = _cached(run, ("shap", user, item, use_text), lambda: shap_explanation(
-        run.model, ds, user, item, max_text=3 if use_text else 0,
-        encoder=ui.text_encoder() if use_text else None))
+    use_text = bool(
+        ws.cache.get("item_text_encoded")
+        and model_text is not None
+        and ws.item_text is not None
+        and model_text.shape[1] == ws.item_text.shape[1]
+    )
+    exp = _cached(
+        run,
+        ("shap", user, item, use_text),
+        lambda: shap_explanation(
+            run.model,
+            ds,
+            user,
+            item,
+            max_text=3 if use_text else 0,
+            encoder=ui.text_encoder() if use_text else None,
+        ),
+    )
     _rationale(exp, ds)
-    st.caption(f"Exact-permutation SHAP values over removable evidence: from the base value "
-               f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}.")
+    st.caption(
+        f"Exact-permutation SHAP values over removable evidence: from the base value "
+        f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}."
+    )
     fig = shap_waterfall_figure(exp)
     try:
         st.pyplot(fig)
@@ -184,20 +266,29 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain import gnn_explainer_explanation
 
-    exp = _cached(run, ("gnnexplainer", user, item),
-                  lambda: gnn_explainer_explanation(run.model, ds, user, item))
+    exp = _cached(
+        run,
+        ("gnnexplainer", user, item),
+        lambda: gnn_explainer_explanation(run.model, ds, user, item),
+    )
     _rationale(exp, ds)
     masked = exp.details.get("masked_score")
-    st.caption("PyG's GNNExplainer learns a soft mask over the edges around the pair that keeps "
-               "the score while using as few edges as possible; a node's importance is its "
-               "edges' mask value (0 to 1)."
-               + (f" Score with the learned mask: {masked:.4f} (full graph {exp.score:.4f})."
-                  if masked is not None else ""))
+    st.caption(
+        "PyG's GNNExplainer learns a soft mask over the edges around the pair that keeps "
+        "the score while using as few edges as possible; a node's importance is its "
+        "edges' mask value (0 to 1)."
+        + (
+            f" Score with the learned mask: {masked:.4f} (full graph {exp.score:.4f})."
+            if masked is not None
+            else ""
+        )
+    )
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(viz.contributions_bar_fig(exp.contributions,
-                                                  title="GNNExplainer importance per node"),
-                        key="x-gnn-bar")
+        st.plotly_chart(
+            viz.contributions_bar_fig(exp.contributions, title="GNNExplainer importance per node"),
+            key="x-gnn-bar",
+        )
     masks = exp.details.get("edge_masks")
     with right:
         if masks:
@@ -212,33 +303,55 @@ def _what_if(ws, run, ds, user: str, item: str) -> None:
     history = ws.user_history(user)
     titles = ui.item_titles(ws)
     ids = list(history["item_id"])
-    st.caption("Remove items from the user's history and watch the score and rank of the "
-               "selected item change. Nothing is retrained: the model is re-run on the edited "
-               "history.")
-    drop = st.multiselect("History items to remove", ids, key=f"x-drop-{user}",
-                          format_func=lambda i: f"{titles[i]} ({i})")
+    st.caption(
+        "Remove items from the user's history and watch the score and rank of the "
+        "selected item change. Nothing is retrained: the model is re-run on the edited "
+        "history."
+    )
+    drop = st.multiselect(
+        "History items to remove",
+        ids,
+        key=f"x-drop-{user}",
+        format_func=lambda i: f"{titles[i]} ({i})",
+    )
     result = what_if(run.model, ds, user, drop=drop, k=10, items=[item])
     row = result.scores.iloc[0]
     before_rank = _rank_of(result, item, "before", run, user)
     after_rank = _rank_of(result, item, "after", run, user, drop)
     c1, c2 = st.columns(2)
-    c1.metric("Score", f"{row['score_after']:.4f}", delta=f"{row['delta']:+.4f}",
-              delta_color="normal")
-    c2.metric("Rank", f"#{after_rank}", delta=f"{before_rank - after_rank:+d} places",
-              delta_color="normal", help="Among items the user has not interacted with.")
+    c1.metric(
+        "Score", f"{row['score_after']:.4f}", delta=f"{row['delta']:+.4f}", delta_color="normal"
+    )
+    c2.metric(
+        "Rank",
+        f"#{after_rank}",
+        delta=f"{before_rank - after_rank:+d} places",
+        delta_color="normal",
+        help="Among items the user has not interacted with.",
+    )
     left, right = st.columns(2)
     with left:
         st.markdown("**Top 10 now**")
-        st.dataframe(result.top_before, hide_index=True,
-                     column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(
+            result.top_before,
+            hide_index=True,
+            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
+        )
     with right:
         st.markdown("**Top 10 after the edit**")
-        st.dataframe(result.top_after, hide_index=True,
-                     column_config={"score": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(
+            result.top_after,
+            hide_index=True,
+            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
+        )
     if drop:
         st.caption(f"{len(result.entered)} items entered the top 10, {len(result.left)} left.")
-        ui.download_csv("Download the edited top 10 (CSV)", result.top_after,
-                        f"what_if_{user}.csv", key="x-dl-whatif")
+        ui.download_csv(
+            "Download the edited top 10 (CSV)",
+            result.top_after,
+            f"what_if_{user}.csv",
+            key="x-dl-whatif",
+        )
 
 
 def _rank_of(result, item: str, when: str, run, user: str, drop=()) -> int:
@@ -261,16 +374,19 @@ def _rank_of(result, item: str, when: str, run, user: str, drop=()) -> int:
 def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain import faithfulness
 
-    st.caption("Deletion test: for each sampled user's top recommendation, remove the k history "
-               "items an explanation ranks highest and measure how much the score drops, "
-               "against removing k random history items. A faithful explanation's curve lies "
-               "well above the random one. Nothing is retrained.")
+    st.caption(
+        "Deletion test: for each sampled user's top recommendation, remove the k history "
+        "items an explanation ranks highest and measure how much the score drops, "
+        "against removing k random history items. A faithful explanation's curve lies "
+        "well above the random one. Nothing is retrained."
+    )
     flagship = _is_flagship(run.model)
     methods = ["attention", "shap", "gnnexplainer"] if flagship else ["shap"]
     c1, c2, c3 = st.columns(3)
     chosen = c1.multiselect("Methods", methods, default=methods[:1], key="x-f-methods")
-    n_users = c2.slider("Users", 3, 50, 8, key="x-f-users",
-                        help="The selected user plus others sampled at random.")
+    n_users = c2.slider(
+        "Users", 3, 50, 8, key="x-f-users", help="The selected user plus others sampled at random."
+    )
     k = c3.slider("Items removed (k)", 1, 10, 5, key="x-f-k")
     if not chosen:
         st.info("Pick at least one method.")
@@ -285,37 +401,61 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
         if key not in run.cache:
             with st.spinner(f"Running the deletion test for {method} on {len(sample)} users…"):
                 options = {"max_text": 0} if method == "shap" else {}
-                run.cache[key] = faithfulness(run.model, ds, method, sample, k=k, curves=True,
-                                              explain_options=options)
+                run.cache[key] = faithfulness(
+                    run.model, ds, method, sample, k=k, curves=True, explain_options=options
+                )
         results[method] = run.cache[key]
-    summary = pd.DataFrame([{
-        "method": m, "users": r["users"], "skipped": r["skipped"],
-        f"score drop, top {k}": r["mean_drop_top"], f"score drop, random {k}": r["mean_drop_random"],
-        "ratio": r["ratio"], "seconds per explanation": r["mean_explain_seconds"]}
-        for m, r in results.items()])
+    summary = pd.DataFrame(
+        [
+            {
+                "method": m,
+                "users": r["users"],
+                "skipped": r["skipped"],
+                f"score drop, top {k}": r["mean_drop_top"],
+                f"score drop, random {k}": r["mean_drop_random"],
+                "ratio": r["ratio"],
+                "seconds per explanation": r["mean_explain_seconds"],
+            }
+            for m, r in results.items()
+        ]
+    )
     left, right = st.columns(2)
     with left:
-        st.plotly_chart(viz.deletion_curves_fig(
-            {m: r["deletion"] for m, r in results.items() if "deletion" in r},
-            "Deletion: mean score drop after removing k items"), key="x-f-del")
+        st.plotly_chart(
+            viz.deletion_curves_fig(
+                {m: r["deletion"] for m, r in results.items() if "deletion" in r},
+                "Deletion: mean score drop after removing k items",
+            ),
+            key="x-f-del",
+        )
     with right:
-        st.plotly_chart(viz.deletion_curves_fig(
-            {m: r["insertion"] for m, r in results.items() if "insertion" in r},
-            "Insertion: mean score keeping only k items"), key="x-f-ins")
-    st.dataframe(summary, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4f") for c in summary.columns
-        if c not in ("method", "users", "skipped")})
-    per_user = pd.concat([r["per_user"].assign(method=m) for m, r in results.items()],
-                         ignore_index=True)
-    ui.download_csv("Download per-user results (CSV)", per_user, "faithfulness.csv",
-                    key="x-dl-faith")
+        st.plotly_chart(
+            viz.deletion_curves_fig(
+                {m: r["insertion"] for m, r in results.items() if "insertion" in r},
+                "Insertion: mean score keeping only k items",
+            ),
+            key="x-f-ins",
+        )
+    st.dataframe(
+        summary,
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in summary.columns
+            if c not in ("method", "users", "skipped")
+        },
+    )
+    per_user = pd.concat(
+        [r["per_user"].assign(method=m) for m, r in results.items()], ignore_index=True
+    )
+    ui.download_csv(
+        "Download per-user results (CSV)", per_user, "faithfulness.csv", key="x-dl-faith"
+    )
 
 
 def _sample_users(ws, user: str, n: int, k: int) -> list[str]:
     """Up to ``n`` users with more than ``k`` history items (removing ``k`` must leave some):
     ``user`` first when it qualifies, the others drawn with a fixed seed."""
-    import numpy as np
-
     counts = ws.train["user_id"].value_counts()
     eligible = set(counts.index[counts > k].astype(str))
     pool = sorted(eligible - {user})

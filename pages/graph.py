@@ -26,40 +26,70 @@ def _body() -> None:
     ws = ui.workspace()
     ds = ws.dataset
     data = ws.graph()
-    st.caption("Users, items and attribute nodes (one type per item attribute) with every "
-               "interaction as an edge (width = rating), plus user-user edges when given. "
-               "Drag to move, scroll to zoom, hover for details.")
+    st.caption(
+        "Users, items and attribute nodes (one type per item attribute) with every "
+        "interaction as an edge (width = rating), plus user-user edges when given. "
+        "Drag to move, scroll to zoom, hover for details."
+    )
     left, right = st.columns([1, 3])
     with left:
         node_type = st.radio("Centre on", ["user", "item"], horizontal=True, key="g-type")
-        query = st.text_input("Search", key="g-search",
-                              placeholder="user id" if node_type == "user" else "title or item id")
+        query = st.text_input(
+            "Search",
+            key="g-search",
+            placeholder="user id" if node_type == "user" else "title or item id",
+        )
         options = _matches(ws, node_type, query)
         if not options:
             st.warning("Nothing matches the search. Clear it to see every node.")
             return
         labels = _labels(ws, node_type)
-        centre = st.selectbox(f"{node_type.capitalize()} ({len(options):,} shown)", options,
-                              format_func=lambda i: labels[i], key=f"g-centre-{node_type}")
-        hops = st.slider("Hops", 1, 3, 2, key="g-hops",
-                         help="Neighbourhood depth: 2 hops from a user reaches the items they "
-                              "interacted with and those items' other users and attributes.")
-        cap = st.slider("Max nodes", 20, 400, 150, step=10, key="g-cap",
-                        help="Larger neighbourhoods are sampled hop by hop (closest nodes "
-                             "first) down to this many nodes.")
+        centre = st.selectbox(
+            f"{node_type.capitalize()} ({len(options):,} shown)",
+            options,
+            format_func=lambda i: labels[i],
+            key=f"g-centre-{node_type}",
+        )
+        hops = st.slider(
+            "Hops",
+            1,
+            3,
+            2,
+            key="g-hops",
+            help="Neighbourhood depth: 2 hops from a user reaches the items they "
+            "interacted with and those items' other users and attributes.",
+        )
+        cap = st.slider(
+            "Max nodes",
+            20,
+            400,
+            150,
+            step=10,
+            key="g-cap",
+            help="Larger neighbourhoods are sampled hop by hop (closest nodes "
+            "first) down to this many nodes.",
+        )
         physics = st.toggle("Force layout", value=True, key="g-physics")
     graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
     node_labels, titles = viz.describe_nodes(graph, ds)
-    html = viz.graph_html(graph, center=f"{node_type}:{int(centre)}", labels=node_labels,
-                          titles=titles, height_px=600, physics=physics)
+    html = viz.graph_html(
+        graph,
+        center=f"{node_type}:{int(centre)}",
+        labels=node_labels,
+        titles=titles,
+        height_px=600,
+        physics=physics,
+    )
     with right:
         st.iframe(html, height=660, alt="Interactive neighbourhood graph")
         counts = {}
         for _, attrs in graph.nodes(data=True):
             counts[attrs["node_type"]] = counts.get(attrs["node_type"], 0) + 1
-        st.caption(f"{graph.number_of_nodes()} nodes ("
-                   + ", ".join(f"{n} {ui.md(t)}" for t, n in sorted(counts.items()))
-                   + f"), {graph.number_of_edges()} edges.")
+        st.caption(
+            f"{graph.number_of_nodes()} nodes ("
+            + ", ".join(f"{n} {ui.md(t)}" for t, n in sorted(counts.items()))
+            + f"), {graph.number_of_edges()} edges."
+        )
 
     st.subheader("Graph statistics")
     summary = _summary(ws)
@@ -72,8 +102,10 @@ def _body() -> None:
         st.markdown("**Edge types**")
         st.dataframe(summary["edges"][["edge_type", "edges", "mean_degree"]], hide_index=True)
         ui.download_csv("Download edge stats", summary["edges"], "graph_edges.csv")
-    nodes = [{"node": k, "type": a["node_type"], "id": a["label"], "label": node_labels.get(k, "")}
-             for k, a in graph.nodes(data=True)]
+    nodes = [
+        {"node": k, "type": a["node_type"], "id": a["label"], "label": node_labels.get(k, "")}
+        for k, a in graph.nodes(data=True)
+    ]
     with st.expander("Nodes in this view"):
         import pandas as pd
 
@@ -97,7 +129,10 @@ def _labels(ws, node_type: str) -> dict[int, str]:
             ws.cache[key] = {i: fmt(u) for i, u in enumerate(ds.user_ids)}
         else:
             titles = ds.items["title"].astype(str).tolist()
-            ws.cache[key] = {i: f"{t} ({iid})" for i, (t, iid) in enumerate(zip(titles, ds.item_ids, strict=True))}
+            ws.cache[key] = {
+                i: f"{t} ({iid})"
+                for i, (t, iid) in enumerate(zip(titles, ds.item_ids, strict=True))
+            }
     return ws.cache[key]
 
 

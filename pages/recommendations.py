@@ -27,15 +27,18 @@ def _body() -> None:
     users = ui.user_options(ws)
     left, right = st.columns([2, 3])
     with left:
-        user = st.selectbox("User (type to search)", users, format_func=ui.user_label(ws),
-                            key="r-user")
+        user = st.selectbox(
+            "User (type to search)", users, format_func=ui.user_label(ws), key="r-user"
+        )
     with right:
         if run is not None:
-            st.caption(f"Model: **{ui.md(run.run_id)}** (change it in the sidebar). Seen items are "
-                       "excluded; **cold** = no training interactions (recommended from text and "
-                       "attributes), **long tail** = outside the items that hold 80% of training "
-                       "interactions, **held out** = the user really interacted with it in the "
-                       "test split.")
+            st.caption(
+                f"Model: **{ui.md(run.run_id)}** (change it in the sidebar). Seen items are "
+                "excluded; **cold** = no training interactions (recommended from text and "
+                "attributes), **long tail** = outside the items that hold 80% of training "
+                "interactions, **held out** = the user really interacted with it in the "
+                "test split."
+            )
     left, right = st.columns([2, 3])
     with left:
         _history(ws, user)
@@ -50,13 +53,15 @@ def _body() -> None:
 def _history(ws, user: str) -> None:
     st.subheader("History")
     history = ws.user_history(user)
-    frame = pd.DataFrame({
-        "item_id": history["item_id"].to_numpy(),
-        "title": history["title"].to_numpy(),
-        **{c: history[c].map(ui.join_values).to_numpy() for c in ws.dataset.attribute_columns},
-        "rating": history["rating"].to_numpy(),
-        "date": history["timestamp"].map(ui.format_time).to_numpy(),
-    })
+    frame = pd.DataFrame(
+        {
+            "item_id": history["item_id"].to_numpy(),
+            "title": history["title"].to_numpy(),
+            **{c: history[c].map(ui.join_values).to_numpy() for c in ws.dataset.attribute_columns},
+            "rating": history["rating"].to_numpy(),
+            "date": history["timestamp"].map(ui.format_time).to_numpy(),
+        }
+    )
     st.caption(f"{len(frame)} training interactions, newest first.")
     st.dataframe(frame, hide_index=True, height=420)
     ui.download_csv("Download history (CSV)", frame, f"history_{user}.csv", key="r-dl-hist")
@@ -71,8 +76,9 @@ def _top_k(ws, run, user: str) -> None:
     if ds.attribute_columns:
         column = ds.attribute_columns[0]
         values = _attribute_values(ws, column)
-        chosen = cols[1].multiselect(f"Only these {column} values", values, key="r-filter",
-                                     placeholder=f"any {column}")
+        chosen = cols[1].multiselect(
+            f"Only these {column} values", values, key="r-filter", placeholder=f"any {column}"
+        )
         if chosen:
             wanted = set(chosen)
             mask = ds.items[column].map(lambda v: bool(wanted.intersection(v or [])))
@@ -85,13 +91,20 @@ def _top_k(ws, run, user: str) -> None:
         st.info("Nothing left to recommend: the user has seen every candidate item.")
         return
     frame = _decorate(ws, user, recs)
-    st.dataframe(frame, hide_index=True, height=420, column_config={
-        "score": st.column_config.NumberColumn(format="%.4f"),
-        "rank": st.column_config.NumberColumn(width="small")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        height=420,
+        column_config={
+            "score": st.column_config.NumberColumn(format="%.4f"),
+            "rank": st.column_config.NumberColumn(width="small"),
+        },
+    )
     hits = int(frame["held out"].sum())
     st.caption(f"{hits} of these {len(frame)} are in the user's held-out test interactions.")
-    ui.download_csv("Download recommendations (CSV)", frame, f"recommendations_{user}.csv",
-                    key="r-dl-recs")
+    ui.download_csv(
+        "Download recommendations (CSV)", frame, f"recommendations_{user}.csv", key="r-dl-recs"
+    )
 
 
 def _decorate(ws, user: str, recs: pd.DataFrame) -> pd.DataFrame:
@@ -100,17 +113,21 @@ def _decorate(ws, user: str, recs: pd.DataFrame) -> pd.DataFrame:
     counts = ws.item_counts()
     head = ws.head_items()
     held = ws.test_items(user)
-    out = pd.DataFrame({
-        "rank": recs["rank"].to_numpy(),
-        "item_id": recs["item_id"].to_numpy(),
-        "title": ds.items["title"].to_numpy()[idx],
-    })
+    out = pd.DataFrame(
+        {
+            "rank": recs["rank"].to_numpy(),
+            "item_id": recs["item_id"].to_numpy(),
+            "title": ds.items["title"].to_numpy()[idx],
+        }
+    )
     for column in ds.attribute_columns:
         out[column] = ds.items[column].to_numpy()[idx]
         out[column] = out[column].map(ui.join_values)
     out["score"] = recs["score"].to_numpy()
     out["cold"] = counts[idx] == 0
-    out["long tail"] = [(c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"], strict=True)]
+    out["long tail"] = [
+        (c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"], strict=True)
+    ]
     out["held out"] = recs["item_id"].isin(held).to_numpy()
     return out
 
@@ -124,27 +141,34 @@ def _attribute_values(ws, column: str) -> list[str]:
 
 def _cold_start(ws, run) -> None:
     st.subheader("Cold start: who would a new item reach?")
-    st.caption("Describe an item that is not in the catalogue. Its text is embedded with the "
-               "same language model as the catalogue; the users shown are those for whom the "
-               "most similar catalogue items rank highest under the active model.")
+    st.caption(
+        "Describe an item that is not in the catalogue. Its text is embedded with the "
+        "same language model as the catalogue; the users shown are those for whom the "
+        "most similar catalogue items rank highest under the active model."
+    )
     ds = ws.dataset
     with st.form("r-cold"):
         c1, c2 = st.columns([2, 1])
-        title = c1.text_input("Title", key="r-cold-title",
-                              placeholder="e.g. The Clockwork Archive")
+        title = c1.text_input("Title", key="r-cold-title", placeholder="e.g. The Clockwork Archive")
         attrs = {}
         for column in ds.attribute_columns[:2]:
-            attrs[column] = c2.multiselect(column.capitalize(), _attribute_values(ws, column),
-                                           key=f"r-cold-{column}")
-        description = st.text_area("Description", key="r-cold-desc", height=90,
-                                   placeholder="Two or three sentences about the item.")
+            attrs[column] = c2.multiselect(
+                column.capitalize(), _attribute_values(ws, column), key=f"r-cold-{column}"
+            )
+        description = st.text_area(
+            "Description",
+            key="r-cold-desc",
+            height=90,
+            placeholder="Two or three sentences about the item.",
+        )
         submitted = st.form_submit_button("Find users", type="primary")
     if submitted:
         if not title.strip() and not description.strip():
             st.warning("Enter a title or a description first.")
             return
-        attributes = " ".join(f"{c.replace('_', ' ').capitalize()}: {', '.join(v)}."
-                              for c, v in attrs.items() if v)
+        attributes = " ".join(
+            f"{c.replace('_', ' ').capitalize()}: {', '.join(v)}." for c, v in attrs.items() if v
+        )
         text = " ".join(f"{title.strip()}. {description.strip()} {attributes}".split())
         with st.spinner("Embedding the text…"):
             encoder = ui.text_encoder()
@@ -159,15 +183,23 @@ def _cold_start(ws, run) -> None:
         left, right = st.columns(2)
         with left:
             st.markdown("**Users it would reach**")
-            st.dataframe(users, hide_index=True, column_config={
-                "score": st.column_config.NumberColumn(format="%.3f",
-                                                       help="Standardised within each user")})
-            ui.download_csv("Download users (CSV)", users, "cold_start_users.csv",
-                            key="r-dl-cold")
+            st.dataframe(
+                users,
+                hide_index=True,
+                column_config={
+                    "score": st.column_config.NumberColumn(
+                        format="%.3f", help="Standardised within each user"
+                    )
+                },
+            )
+            ui.download_csv("Download users (CSV)", users, "cold_start_users.csv", key="r-dl-cold")
         with right:
             st.markdown("**Most similar catalogue items**")
-            st.dataframe(neighbours, hide_index=True, column_config={
-                "similarity": st.column_config.NumberColumn(format="%.3f")})
+            st.dataframe(
+                neighbours,
+                hide_index=True,
+                column_config={"similarity": st.column_config.NumberColumn(format="%.3f")},
+            )
 
 
 render()

@@ -22,16 +22,35 @@ from recsys_core.models import DEFAULT_MODEL, available_models
 from recsys_core.session import FAILED, STOPPED, model_defaults
 
 #: Arguments the form never shows: data handed over by the app or file-system options.
-HIDDEN = {"item_text_embeddings", "encoder", "template", "checkpoint_dir", "resume",
-          "show_progress", "device"}
+HIDDEN = {
+    "item_text_embeddings",
+    "encoder",
+    "template",
+    "checkpoint_dir",
+    "resume",
+    "show_progress",
+    "device",
+}
 #: Arguments shown first; the rest go under "Advanced".
-PRIMARY = ["epochs", "time_limit", "embedding_dim", "num_layers", "conv", "heads", "lr",
-           "loss", "num_negatives", "batch_size", "reg_lambda", "patience"]
+PRIMARY = [
+    "epochs",
+    "time_limit",
+    "embedding_dim",
+    "num_layers",
+    "conv",
+    "heads",
+    "lr",
+    "loss",
+    "num_negatives",
+    "batch_size",
+    "reg_lambda",
+    "patience",
+]
 CHOICES = {"loss": ["bpr", "bce", "softmax"], "conv": ["gat", "gcn", "sage", "gin"]}
 DESCRIPTIONS = {
     "gnn-llm": "Graph attention network over users, items and attribute nodes; items start from "
-               "their all-MiniLM-L6-v2 text embedding, so cold items are recommendable. The "
-               "flagship.",
+    "their all-MiniLM-L6-v2 text embedding, so cold items are recommendable. The "
+    "flagship.",
     "lightgcn": "LightGCN: linear propagation of ID embeddings over the user-item graph.",
     "mf": "Matrix factorisation trained with BPR.",
     "ease": "EASE: closed-form item-item linear autoencoder (a very strong baseline).",
@@ -58,8 +77,13 @@ def _body() -> None:
         st.caption(DESCRIPTIONS.get(name, ""))
         params = _param_form(name)
         busy = ws.training
-        if st.button("Start training", type="primary", disabled=busy, key="t-start",
-                     help="Runs in the background: switch pages freely, it keeps going."):
+        if st.button(
+            "Start training",
+            type="primary",
+            disabled=busy,
+            key="t-start",
+            help="Runs in the background: switch pages freely, it keeps going.",
+        ):
             ui.start_training(ws, name, params)
             st.rerun()
         if busy:
@@ -94,16 +118,22 @@ def _widget(model: str, key: str, default: Any) -> Any:
     label = key.replace("_", " ")
     if key in CHOICES:
         options = CHOICES[key]
-        return st.selectbox(label, options, index=options.index(default) if default in options
-                            else 0, key=wkey)
+        return st.selectbox(
+            label, options, index=options.index(default) if default in options else 0, key=wkey
+        )
     if isinstance(default, bool):
         return st.checkbox(label, value=default, key=wkey)
     if isinstance(default, int):
         return int(st.number_input(label, value=default, step=1, min_value=0, key=wkey))
     if isinstance(default, float) or default is None:
-        value = st.number_input(label, value=default, format="%g", key=wkey,
-                                placeholder="none" if default is None else None,
-                                step=None if default is None else abs(default) / 10 or 0.1)
+        value = st.number_input(
+            label,
+            value=default,
+            format="%g",
+            key=wkey,
+            placeholder="none" if default is None else None,
+            step=None if default is None else abs(default) / 10 or 0.1,
+        )
         return None if value is None else float(value)
     return st.text_input(label, value=str(default), key=wkey)
 
@@ -121,8 +151,10 @@ def _live() -> None:
         st.success(f"Finished {ui.md(last.label)} in {last.elapsed:.0f} s{note}.")
     run = ws.runs.active
     if run is not None and run.history:
-        st.plotly_chart(viz.training_curves_fig(run.history, f"{run.run_id}: training curves"),
-                        key="t-curves-active")
+        st.plotly_chart(
+            viz.training_curves_fig(run.history, f"{run.run_id}: training curves"),
+            key="t-curves-active",
+        )
     elif run is None:
         st.info("No run yet: choose a model and start training.")
     else:
@@ -140,10 +172,16 @@ def _live_job() -> None:
     st.progress(job.fraction, text=ui.md(f"{job.label} — {job.describe()}"))
     model = job.latest.get("model")
     history = [h for h in job.history if h.get("model") == model and h.get("epoch") is not None]
-    st.plotly_chart(viz.training_curves_fig(history, f"{model or 'model'}: live training curves"),
-                    key="t-curves-live")
-    if st.button("Stop", key="t-stop", disabled=job.stop_requested,
-                 help="Ends training at the next step and keeps the best weights so far."):
+    st.plotly_chart(
+        viz.training_curves_fig(history, f"{model or 'model'}: live training curves"),
+        key="t-curves-live",
+    )
+    if st.button(
+        "Stop",
+        key="t-stop",
+        disabled=job.stop_requested,
+        help="Ends training at the next step and keeps the best weights so far.",
+    ):
         job.stop()
         st.rerun(scope="fragment")
     if job.stop_requested:
@@ -155,21 +193,32 @@ def _runs(ws) -> None:
         st.caption("Trained models appear here; the sidebar selects the active one.")
         return
     summary = ws.runs.summary()
-    st.dataframe(summary, hide_index=True, column_config={
-        "recall@20": st.column_config.NumberColumn(format="%.4f"),
-        "ndcg@20": st.column_config.NumberColumn(format="%.4f")})
+    st.dataframe(
+        summary,
+        hide_index=True,
+        column_config={
+            "recall@20": st.column_config.NumberColumn(format="%.4f"),
+            "ndcg@20": st.column_config.NumberColumn(format="%.4f"),
+        },
+    )
     ui.download_csv("Download runs (CSV)", summary, "runs.csv")
     curves = {r.run_id: r.history for r in ws.runs if r.history}
     if len(curves) >= 1:
-        chosen = st.multiselect("Compare training curves", list(curves),
-                                default=list(curves)[-3:], key="t-compare")
+        chosen = st.multiselect(
+            "Compare training curves", list(curves), default=list(curves)[-3:], key="t-compare"
+        )
         if chosen:
-            st.plotly_chart(viz.compare_curves_fig({k: curves[k] for k in chosen}),
-                            key="t-compare-fig")
+            st.plotly_chart(
+                viz.compare_curves_fig({k: curves[k] for k in chosen}), key="t-compare-fig"
+            )
     left, right = st.columns(2)
     with left:
-        run_id = st.selectbox("Run", ws.runs.ids(), index=ws.runs.ids().index(ws.runs.active_id)
-                              if ws.runs.active_id in ws.runs else 0, key="t-run")
+        run_id = st.selectbox(
+            "Run",
+            ws.runs.ids(),
+            index=ws.runs.ids().index(ws.runs.active_id) if ws.runs.active_id in ws.runs else 0,
+            key="t-run",
+        )
         run = ws.runs.get(run_id)
         b1, b2 = st.columns(2)
         if b1.button("Make active", key="t-activate"):
@@ -179,16 +228,23 @@ def _runs(ws) -> None:
             ws.runs.remove(run_id)
             st.rerun()
     with right:
-        st.caption("Save a run as a folder (safetensors weights + JSON + Parquet data) for "
-                   "`python -m recsys_core recommend --run DIR`.")
+        st.caption(
+            "Save a run as a folder (safetensors weights + JSON + Parquet data) for "
+            "`python -m recsys_core recommend --run DIR`."
+        )
         if "zip" not in run.cache:
             if st.button("Prepare download", key="t-zip"):
                 run.cache["zip"] = _run_zip(ws, run)
                 st.rerun()
         else:
-            st.download_button("Download run (.zip)", run.cache["zip"],
-                               file_name=f"{run.model_name}_run.zip", mime="application/zip",
-                               icon=":material/download:", key="t-zip-dl")
+            st.download_button(
+                "Download run (.zip)",
+                run.cache["zip"],
+                file_name=f"{run.model_name}_run.zip",
+                mime="application/zip",
+                icon=":material/download:",
+                key="t-zip-dl",
+            )
 
 
 def _run_zip(ws, run) -> bytes:
@@ -196,9 +252,19 @@ def _run_zip(ws, run) -> bytes:
 
     metrics = (run.cache.get("metrics") or {}).get("summary")
     with tempfile.TemporaryDirectory() as tmp:
-        out = save_run(Path(tmp) / "run", run.model, ws.dataset, ws.train, metrics=metrics,
-                       extra={"run_id": run.run_id, "fit_seconds": run.train_seconds,
-                              "device": run.device, "history": run.history})
+        out = save_run(
+            Path(tmp) / "run",
+            run.model,
+            ws.dataset,
+            ws.train,
+            metrics=metrics,
+            extra={
+                "run_id": run.run_id,
+                "fit_seconds": run.train_seconds,
+                "device": run.device,
+                "history": run.history,
+            },
+        )
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(out.rglob("*")):

@@ -35,8 +35,11 @@ from recsys_core.session import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data"
-DEMO_FILES = {"interactions": DEMO_DIR / "interactions.csv", "items": DEMO_DIR / "items.csv",
-              "user_edges": DEMO_DIR / "user_edges.csv"}
+DEMO_FILES = {
+    "interactions": DEMO_DIR / "interactions.csv",
+    "items": DEMO_DIR / "items.csv",
+    "user_edges": DEMO_DIR / "user_edges.csv",
+}
 STATE_KEY = "recscope_workspace"
 #: Per-uploader size caps in MB (the server-wide cap is in .streamlit/config.toml).
 UPLOAD_LIMIT_MB = {"interactions": 200, "items": 100, "user_edges": 50}
@@ -58,8 +61,11 @@ def command_line_files(argv: list[str] | None = None) -> dict[str, str | None]:
     parser.add_argument("--user-edges", dest="user_edges")
     args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--"]
     known, _ = parser.parse_known_args(args)
-    return {"interactions": known.interactions, "items": known.items,
-            "user_edges": known.user_edges}
+    return {
+        "interactions": known.interactions,
+        "items": known.items,
+        "user_edges": known.user_edges,
+    }
 
 
 def default_sources() -> tuple[dict[str, str | None], str]:
@@ -71,8 +77,13 @@ def default_sources() -> tuple[dict[str, str | None], str]:
 
 
 @st.cache_data(show_spinner="Reading the data files…", max_entries=4)
-def load_files(interactions: Any, items: Any = None, user_edges: Any = None,
-               options: tuple = (), stamp: tuple = ()) -> Any:
+def load_files(
+    interactions: Any,
+    items: Any = None,
+    user_edges: Any = None,
+    options: tuple = (),
+    stamp: tuple = (),
+) -> Any:
     """:func:`recsys_core.ingest.load_dataset`, cached per input (``stamp``: file mtimes so an
     edited file is read again). Sources are paths or ``(display_name, bytes)`` pairs."""
     from recsys_core.ingest import load_dataset
@@ -81,8 +92,9 @@ def load_files(interactions: Any, items: Any = None, user_edges: Any = None,
 
 
 def file_stamp(*paths: str | None) -> tuple:
-    return tuple((p, Path(p).stat().st_mtime) if p and Path(p).exists() else (p, None)
-                 for p in paths)
+    return tuple(
+        (p, Path(p).stat().st_mtime) if p and Path(p).exists() else (p, None) for p in paths
+    )
 
 
 @st.cache_resource(show_spinner=False)
@@ -100,11 +112,16 @@ def workspace() -> Workspace:
     if ws is None:
         sources, label = default_sources()
         if not sources.get("interactions"):
-            raise RecScopeError("No data to open: the demo files are missing from data/ and no "
-                                "--interactions file was given. Upload files on the Data page.")
-        dataset = load_files(sources["interactions"], sources.get("items"),
-                             sources.get("user_edges"),
-                             stamp=file_stamp(*sources.values()))
+            raise RecScopeError(
+                "No data to open: the demo files are missing from data/ and no "
+                "--interactions file was given. Upload files on the Data page."
+            )
+        dataset = load_files(
+            sources["interactions"],
+            sources.get("items"),
+            sources.get("user_edges"),
+            stamp=file_stamp(*sources.values()),
+        )
         ws = prepare_workspace(dataset, source=label)
         st.session_state[STATE_KEY] = ws
         start_default_training(ws)
@@ -126,17 +143,22 @@ def start_default_training(ws: Workspace) -> TrainingJob:
     """Baselines (seconds) then the flagship, in a background thread of this session."""
     plan, weights = default_training_plan(flagship_params=AUTO_FLAGSHIP_PARAMS)
     label = "default models: " + ", ".join(name for name, _, _ in plan)
-    job = TrainingJob(training_target(ws, plan, text_encoder, weights), label,
-                      meta={"plan": [name for name, _, _ in plan]})
+    job = TrainingJob(
+        training_target(ws, plan, text_encoder, weights),
+        label,
+        meta={"plan": [name for name, _, _ in plan]},
+    )
     return ws.start_job(job)
 
 
 def start_training(ws: Workspace, model_name: str, params: dict[str, Any]) -> TrainingJob:
     """One model with the given hyper-parameters, in the background."""
     shown = ", ".join(f"{k}={v}" for k, v in params.items())
-    job = TrainingJob(training_target(ws, [(model_name, params, True)], text_encoder),
-                      f"{model_name} ({shown})" if shown else model_name,
-                      meta={"plan": [model_name]})
+    job = TrainingJob(
+        training_target(ws, [(model_name, params, True)], text_encoder),
+        f"{model_name} ({shown})" if shown else model_name,
+        meta={"plan": [model_name]},
+    )
     return ws.start_job(job)
 
 
@@ -173,8 +195,10 @@ def require_model(ws: Workspace):
     run = ws.runs.active
     if run is None:
         if ws.job is not None:
-            st.info("The first model is training in the background; this page fills in as soon "
-                    "as it is ready (usually a few seconds for the baselines).")
+            st.info(
+                "The first model is training in the background; this page fills in as soon "
+                "as it is ready (usually a few seconds for the baselines)."
+            )
             training_monitor()
         else:
             st.warning("No trained model yet. Train one on the **Train** page.")
@@ -192,9 +216,11 @@ def guarded(render: Callable[[], None]) -> None:
         st.error(str(exc))
     except Exception as exc:  # noqa: BLE001 - the page must survive anything
         log.error("page error\n%s", traceback.format_exc())
-        st.error(f"Something went wrong while drawing this page ({type(exc).__name__}: "
-                 f"{exc}). Try other settings, or reload the page; the details are in the "
-                 "server log.")
+        st.error(
+            f"Something went wrong while drawing this page ({type(exc).__name__}: "
+            f"{exc}). Try other settings, or reload the page; the details are in the "
+            "server log."
+        )
 
 
 def flash(message: str) -> None:
@@ -210,8 +236,14 @@ def show_flash() -> None:
 
 def download_csv(label: str, frame: pd.DataFrame, file_name: str, key: str | None = None) -> None:
     """A download button for a formula-injection-safe CSV of ``frame``."""
-    st.download_button(label, to_csv_string(frame).encode("utf-8"), file_name=file_name,
-                       mime="text/csv", key=key or f"dl-{file_name}", icon=":material/download:")
+    st.download_button(
+        label,
+        to_csv_string(frame).encode("utf-8"),
+        file_name=file_name,
+        mime="text/csv",
+        key=key or f"dl-{file_name}",
+        icon=":material/download:",
+    )
 
 
 def md(value: Any, max_length: int | None = None) -> str:
@@ -222,8 +254,9 @@ def md(value: Any, max_length: int | None = None) -> str:
 def item_titles(ws: Workspace) -> pd.Series:
     """Item titles indexed by item id."""
     if "titles" not in ws.cache:
-        ws.cache["titles"] = pd.Series(ws.dataset.items["title"].astype(str).to_numpy(),
-                                       index=ws.dataset.item_ids)
+        ws.cache["titles"] = pd.Series(
+            ws.dataset.items["title"].astype(str).to_numpy(), index=ws.dataset.item_ids
+        )
     return ws.cache["titles"]
 
 

@@ -73,5 +73,7 @@ def graph_title(value: object, max_length: int = 600) -> str:
     substring with a zero-width space also keeps the safer default tooltip path in use.
     :func:`recsys_core.viz.graph_html` turns these escaped strings into text-only DOM nodes.
     """
-    return _HREF.sub(lambda m: m.group(0)[:3] + _ZERO_WIDTH_SPACE + m.group(0)[3:],
-                     escape_html(value, max_length))
+    return _HREF.sub(
+        lambda m: m.group(0)[:3] + _ZERO_WIDTH_SPACE + m.group(0)[3:],
+        escape_html(value, max_length),
+    )

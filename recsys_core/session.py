@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,11 +93,10 @@ class TrainingJob:
         start (bool): Start the thread immediately. (default: :obj:`False`)
     """
 
-    _ids = itertools.count(1)
-
-    def __init__(self, target: JobTarget, label: str, meta: dict[str, Any] | None = None,
-                 start: bool = False) -> None:
-        self.job_id = next(self._ids)
+    def __init__(
+        self, target: JobTarget, label: str, meta: dict[str, Any] | None = None, start: bool = False
+    ) -> None:
+        self.job_id = uuid.uuid4().hex[:8]  # no counter shared between sessions
         self.target = target
         self.label = label
         self.meta = dict(meta or {})
@@ -110,8 +110,9 @@ class TrainingJob:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._status = PENDING
-        self._thread = threading.Thread(target=self._main, name=f"recscope-job-{self.job_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._main, name=f"recscope-job-{self.job_id}", daemon=True
+        )
         if start:
             self.start()
 
@@ -299,12 +300,21 @@ class RunRegistry:
             if run_id not in self._runs:
                 return run_id
 
-    def add(self, model: Any, model_name: str | None = None, *, run_id: str | None = None,
-            activate: bool = True, metrics: dict[str, Any] | None = None, **fields: Any) -> Run:
+    def add(
+        self,
+        model: Any,
+        model_name: str | None = None,
+        *,
+        run_id: str | None = None,
+        activate: bool = True,
+        metrics: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Run:
         """Register a fitted model; returns its :class:`Run` (made active by default)."""
         model_name = model_name or getattr(model, "name", "model")
-        run = Run(run_id=run_id or self.new_id(model_name), model_name=model_name, model=model,
-                  **fields)
+        run = Run(
+            run_id=run_id or self.new_id(model_name), model_name=model_name, model=model, **fields
+        )
         if metrics is not None:
             run.cache["metrics"] = metrics
         self._runs[run.run_id] = run
@@ -313,10 +323,17 @@ class RunRegistry:
         return run
 
     def add_trained(self, trained: TrainedModel) -> Run:
-        return self.add(trained.model, trained.model_name, activate=trained.activate,
-                        metrics=trained.metrics, params=trained.params,
-                        history=list(trained.history), device=trained.device,
-                        train_seconds=trained.seconds, status=trained.status)
+        return self.add(
+            trained.model,
+            trained.model_name,
+            activate=trained.activate,
+            metrics=trained.metrics,
+            params=trained.params,
+            history=list(trained.history),
+            device=trained.device,
+            train_seconds=trained.seconds,
+            status=trained.status,
+        )
 
     def remove(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
@@ -347,14 +364,31 @@ class RunRegistry:
         rows = []
         for r in self:
             metrics = (r.cache.get("metrics") or {}).get("summary") or {}
-            rows.append({"run": r.run_id, "model": r.model_name, "status": r.status,
-                         "device": r.device, "train_seconds": round(r.train_seconds, 2),
-                         f"recall@{HEADLINE_K}": metrics.get("recall"),
-                         f"ndcg@{HEADLINE_K}": metrics.get("ndcg"),
-                         "parameters": ", ".join(f"{k}={v}" for k, v in r.params.items())})
-        return pd.DataFrame(rows, columns=["run", "model", "status", "device", "train_seconds",
-                                           f"recall@{HEADLINE_K}", f"ndcg@{HEADLINE_K}",
-                                           "parameters"])
+            rows.append(
+                {
+                    "run": r.run_id,
+                    "model": r.model_name,
+                    "status": r.status,
+                    "device": r.device,
+                    "train_seconds": round(r.train_seconds, 2),
+                    f"recall@{HEADLINE_K}": metrics.get("recall"),
+                    f"ndcg@{HEADLINE_K}": metrics.get("ndcg"),
+                    "parameters": ", ".join(f"{k}={v}" for k, v in r.params.items()),
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "run",
+                "model",
+                "status",
+                "device",
+                "train_seconds",
+                f"recall@{HEADLINE_K}",
+                f"ndcg@{HEADLINE_K}",
+                "parameters",
+            ],
+        )
 
 
 # ---------------------------------------------------------------------------------- workspace
@@ -391,7 +425,8 @@ class Workspace:
         keeps a shared CPU responsive)."""
         if self.training:
             raise RecScopeError(
-                f"'{self.job.label}' is still training. Wait for it to finish or press Stop.")
+                f"'{self.job.label}' is still training. Wait for it to finish or press Stop."
+            )
         if self.job is not None:
             self.collect()
         self.job = job
@@ -407,11 +442,13 @@ class Workspace:
         if job is None:
             return []
         job.poll()
-        new_runs = [self.runs.add_trained(r) for r in job.take_results()
-                    if isinstance(r, TrainedModel)]
+        new_runs = [
+            self.runs.add_trained(r) for r in job.take_results() if isinstance(r, TrainedModel)
+        ]
         if job.finished:
-            new_runs += [self.runs.add_trained(r) for r in job.take_results()
-                         if isinstance(r, TrainedModel)]
+            new_runs += [
+                self.runs.add_trained(r) for r in job.take_results() if isinstance(r, TrainedModel)
+            ]
             self.job = None
             self.finished_jobs.append(job)
         return new_runs
@@ -435,8 +472,9 @@ class Workspace:
     def item_counts(self) -> np.ndarray:
         """Training interactions per item (index order)."""
         if "item_counts" not in self.cache:
-            self.cache["item_counts"] = np.bincount(self.train[ITEM_IDX].to_numpy(),
-                                                    minlength=self.dataset.num_items)
+            self.cache["item_counts"] = np.bincount(
+                self.train[ITEM_IDX].to_numpy(), minlength=self.dataset.num_items
+            )
         return self.cache["item_counts"]
 
     def head_items(self, head_share: float = 0.8) -> set[str]:
@@ -454,17 +492,23 @@ class Workspace:
         rows = self.train[self.train[USER_COL] == str(user_id)]
         cols = ["title", *ds.attribute_columns]
         meta = ds.items.iloc[rows[ITEM_IDX].to_numpy()][cols].reset_index(drop=True)
-        out = pd.concat([rows[[ITEM_COL, "rating", "timestamp"]].reset_index(drop=True), meta],
-                        axis=1)
+        out = pd.concat(
+            [rows[[ITEM_COL, "rating", "timestamp"]].reset_index(drop=True), meta], axis=1
+        )
         return out.sort_values("timestamp", ascending=False, na_position="last", kind="stable")
 
     def test_items(self, user_id: str) -> set[str]:
         return set(self.test.loc[self.test[USER_COL] == str(user_id), ITEM_COL])
 
 
-def split_for_evaluation(dataset: Dataset, test_fraction: float = 0.1,
-                         cold_item_fraction: float = 0.05, seed: int = 42, cold_seed: int = 7,
-                         min_interactions: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_for_evaluation(
+    dataset: Dataset,
+    test_fraction: float = 0.1,
+    cold_item_fraction: float = 0.05,
+    seed: int = 42,
+    cold_seed: int = 7,
+    min_interactions: int = 5,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train/test split for the app's offline metrics: ``(train, test)``.
 
     First ``cold_item_fraction`` of the interacted items (random, ``cold_seed``) are held out
@@ -501,8 +545,12 @@ def split_for_evaluation(dataset: Dataset, test_fraction: float = 0.1,
 def prepare_workspace(dataset: Dataset, source: str = "uploaded data", seed: int = 42) -> Workspace:
     """A fresh :class:`Workspace` with a train/test split of ``dataset``."""
     train, test = split_for_evaluation(dataset, seed=seed)
-    return Workspace(dataset=dataset, train=train.reset_index(drop=True),
-                     test=test.reset_index(drop=True), source=source)
+    return Workspace(
+        dataset=dataset,
+        train=train.reset_index(drop=True),
+        test=test.reset_index(drop=True),
+        source=source,
+    )
 
 
 # ---------------------------------------------------------------------------------- training
@@ -511,9 +559,12 @@ def model_defaults(model_name: str) -> dict[str, Any]:
     from .models import get_model_class
 
     params = inspect.signature(get_model_class(model_name).__init__).parameters
-    return {name: p.default for name, p in params.items()
-            if name != "self" and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                            inspect.Parameter.KEYWORD_ONLY)}
+    return {
+        name: p.default
+        for name, p in params.items()
+        if name != "self"
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
 
 
 def _accepts(fn: Callable, name: str) -> bool:
@@ -521,8 +572,9 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def ensure_item_text(ws: Workspace, encoder_factory: Callable[[], Any] | None,
-                     ctx: JobContext | None = None) -> np.ndarray:
+def ensure_item_text(
+    ws: Workspace, encoder_factory: Callable[[], Any] | None, ctx: JobContext | None = None
+) -> np.ndarray:
     """Encode the item texts once per workspace (reusing the encoder's on-disk cache)."""
     if ws.item_text is None:
         from .text import encode_items
@@ -540,9 +592,16 @@ def ensure_item_text(ws: Workspace, encoder_factory: Callable[[], Any] | None,
     return ws.item_text
 
 
-def fit_model(ws: Workspace, model_name: str, params: dict[str, Any], ctx: JobContext,
-              encoder_factory: Callable[[], Any] | None = None, evaluate: bool = True,
-              activate: bool = True, overall: tuple[float, float] = (0.0, 1.0)) -> TrainedModel:
+def fit_model(
+    ws: Workspace,
+    model_name: str,
+    params: dict[str, Any],
+    ctx: JobContext,
+    encoder_factory: Callable[[], Any] | None = None,
+    evaluate: bool = True,
+    activate: bool = True,
+    overall: tuple[float, float] = (0.0, 1.0),
+) -> TrainedModel:
     """Create, fit (and evaluate) one model inside a job.
 
     Text-based models get the workspace's item text embeddings (computed on first use) when
@@ -579,7 +638,9 @@ def fit_model(ws: Workspace, model_name: str, params: dict[str, Any], ctx: JobCo
         kwargs["encoder"] = encoder_factory()
     ctx.check_stop()
     model = create_model(model_name, **kwargs)
-    device = describe_device(pick_device(params.get("device") if isinstance(params.get("device"), str) else None))
+    device = describe_device(
+        pick_device(params.get("device") if isinstance(params.get("device"), str) else None)
+    )
     report({"stage": "train", "fraction": 0.0})
     started = time.perf_counter()
     history: list[dict[str, Any]] = []
@@ -626,14 +687,25 @@ def fit_model(ws: Workspace, model_name: str, params: dict[str, Any], ctx: JobCo
         report({"stage": "evaluate", "fraction": 1.0})
         metrics = evaluate_model(model, ws)
     shown = {k: v for k, v in params.items() if k not in ("item_text_embeddings", "encoder")}
-    return TrainedModel(model_name=model_name, model=model, params=shown, history=history,
-                        seconds=seconds, device=device, status=status, metrics=metrics,
-                        activate=activate)
+    return TrainedModel(
+        model_name=model_name,
+        model=model,
+        params=shown,
+        history=history,
+        seconds=seconds,
+        device=device,
+        status=status,
+        metrics=metrics,
+        activate=activate,
+    )
 
 
-def training_target(ws: Workspace, plan: Sequence[tuple[str, dict[str, Any], bool]],
-                    encoder_factory: Callable[[], Any] | None = None,
-                    weights: Sequence[float] | None = None) -> JobTarget:
+def training_target(
+    ws: Workspace,
+    plan: Sequence[tuple[str, dict[str, Any], bool]],
+    encoder_factory: Callable[[], Any] | None = None,
+    weights: Sequence[float] | None = None,
+) -> JobTarget:
     """A job target that fits the models of ``plan`` one after the other.
 
     Args:
@@ -650,14 +722,26 @@ def training_target(ws: Workspace, plan: Sequence[tuple[str, dict[str, Any], boo
     def target(ctx: JobContext) -> None:
         for i, (name, params, activate) in enumerate(plan):
             ctx.check_stop()
-            ctx.publish(fit_model(ws, name, params, ctx, encoder_factory, activate=activate,
-                                  overall=(float(bounds[i]), float(bounds[i + 1]))))
+            ctx.publish(
+                fit_model(
+                    ws,
+                    name,
+                    params,
+                    ctx,
+                    encoder_factory,
+                    activate=activate,
+                    overall=(float(bounds[i]), float(bounds[i + 1])),
+                )
+            )
 
     return target
 
 
-def default_training_plan(flagship: str | None = None, flagship_params: dict[str, Any] | None = None,
-                          baselines: Sequence[str] = DEFAULT_BASELINES) -> tuple[list, list[float]]:
+def default_training_plan(
+    flagship: str | None = None,
+    flagship_params: dict[str, Any] | None = None,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+) -> tuple[list, list[float]]:
     """Fast baselines first (results within seconds), then the flagship, which becomes active.
 
     Returns:
@@ -681,8 +765,9 @@ def default_training_plan(flagship: str | None = None, flagship_params: dict[str
 
 
 # ---------------------------------------------------------------------------------- evaluation
-def evaluate_model(model: Any, ws: Workspace, ks: Sequence[int] = DEFAULT_KS,
-                   head_share: float = 0.8) -> dict[str, Any]:
+def evaluate_model(
+    model: Any, ws: Workspace, ks: Sequence[int] = DEFAULT_KS, head_share: float = 0.8
+) -> dict[str, Any]:
     """Offline metrics of a fitted model on the workspace's test split.
 
     Returns:
@@ -701,8 +786,9 @@ def evaluate_model(model: Any, ws: Workspace, ks: Sequence[int] = DEFAULT_KS,
     k_max = max(max(ks), HEADLINE_K)
     recs = model.recommend(users=users, k=k_max)
     top = recs[recs["rank"] <= HEADLINE_K]
-    summary = evaluate_recommendations(test, top, train=ws.train, k=HEADLINE_K,
-                                       num_items=ds.num_items, head_share=head_share)
+    summary = evaluate_recommendations(
+        test, top, train=ws.train, k=HEADLINE_K, num_items=ds.num_items, head_share=head_share
+    )
     rows = []
     for k in ks:
         per_k = per_user_metrics(test, recs, k=k)
@@ -719,14 +805,20 @@ def evaluate_model(model: Any, ws: Workspace, ks: Sequence[int] = DEFAULT_KS,
             slices[name] = slice_metrics(test, slice_recs, k=HEADLINE_K, items=candidates)
         else:
             slices[name] = {"n_users": 0, "n_items": 0, **dict.fromkeys(RANKING_METRICS)}
-    return {"summary": summary, "at_k": pd.DataFrame(rows), "per_user": per_user,
-            "cold_items": slices["cold_items"], "long_tail": slices["long_tail"],
-            "seconds": time.perf_counter() - started}
+    return {
+        "summary": summary,
+        "at_k": pd.DataFrame(rows),
+        "per_user": per_user,
+        "cold_items": slices["cold_items"],
+        "long_tail": slices["long_tail"],
+        "seconds": time.perf_counter() - started,
+    }
 
 
 # ---------------------------------------------------------------------------------- cold start
-def cold_start_reach(model: Any, ws: Workspace, text_embedding: np.ndarray, k_items: int = 10,
-                     top_users: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+def cold_start_reach(
+    model: Any, ws: Workspace, text_embedding: np.ndarray, k_items: int = 10, top_users: int = 20
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Which users a new item (known only by its text) would reach.
 
     The new item's text embedding is compared with every catalogue item's; its score for a user
@@ -747,8 +839,10 @@ def cold_start_reach(model: Any, ws: Workspace, text_embedding: np.ndarray, k_it
         the similar items with ``item_id``, ``title`` and ``similarity``.
     """
     if ws.item_text is None:
-        raise RecScopeError("Item text embeddings are not ready yet; wait for the text "
-                            "encoding step of training to finish.")
+        raise RecScopeError(
+            "Item text embeddings are not ready yet; wait for the text "
+            "encoding step of training to finish."
+        )
     ds = ws.dataset
     emb = np.asarray(ws.item_text, dtype=np.float32)
     query = np.asarray(text_embedding, dtype=np.float32).reshape(-1)
@@ -766,9 +860,14 @@ def cold_start_reach(model: Any, ws: Workspace, text_embedding: np.ndarray, k_it
         scores[block] = ((full[:, nearest] - mean) / std) @ weights
     counts = np.bincount(ws.train[USER_IDX].to_numpy(), minlength=ds.num_users)
     order = np.argsort(-scores, kind="stable")[:top_users]
-    users = pd.DataFrame({"user_id": ds.user_ids[order], "score": scores[order],
-                          "interactions": counts[order]})
-    neighbours = pd.DataFrame({"item_id": ds.item_ids[nearest],
-                               "title": ds.items["title"].to_numpy()[nearest],
-                               "similarity": sims[nearest]})
+    users = pd.DataFrame(
+        {"user_id": ds.user_ids[order], "score": scores[order], "interactions": counts[order]}
+    )
+    neighbours = pd.DataFrame(
+        {
+            "item_id": ds.item_ids[nearest],
+            "title": ds.items["title"].to_numpy()[nearest],
+            "similarity": sims[nearest],
+        }
+    )
     return users, neighbours

@@ -319,7 +319,7 @@ def masked_softmax_loss(
     """
     batch_users, row_of = torch.unique(users, return_inverse=True)
     logits = (user_emb.index_select(0, batch_users)
-              @ item_emb.index_select(0, candidates).T).float() / temperature
+              @ item_emb.index_select(0, candidates).T) / temperature
     position = torch.full((item_emb.size(0),), -1, dtype=torch.long, device=logits.device)
     position[candidates] = torch.arange(candidates.numel(), device=logits.device)
     rows, seen = history.rows(batch_users)
@@ -329,7 +329,7 @@ def masked_softmax_loss(
                               torch.tensor(float("-inf"), device=logits.device))
     lse = torch.logsumexp(logits, dim=1)
     pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
-    pos = pos.float() / temperature
+    pos = pos / temperature
     return (torch.logaddexp(lse[row_of], pos) - pos).mean()
 
 
@@ -451,7 +451,8 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tens
             if "step" in state:
                 state["step"] = state["step"].cpu()
             optimizer.state[p] = state
-    for group, lr in zip(optimizer.param_groups, meta.get("lrs", [])):
+    lrs = meta.get("lrs") or [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
         group["lr"] = lr
 
 
@@ -692,27 +693,27 @@ def _train_epoch(
         users, items = data.users[batch], data.items[batch]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             user_emb, item_emb = module(batch if config.hide_targets else None)
-            if config.loss == "softmax":
-                if config.num_negatives >= data.pool.numel():
-                    candidates = data.pool
-                else:
-                    pick = torch.randperm(data.pool.numel(), generator=generator,
-                                          device=device)[:config.num_negatives]
-                    candidates = data.pool[pick]
-                loss = masked_softmax_loss(user_emb, item_emb, users, items, candidates,
-                                           data.history, config.temperature)
+        # The loss runs in float32: low-precision logits would blur a softmax over the catalogue.
+        user_emb, item_emb = user_emb.float(), item_emb.float()
+        if config.loss == "softmax":
+            if config.num_negatives >= data.pool.numel():
+                candidates = data.pool
             else:
-                neg = sample_negatives(users, config.num_negatives, data.pool, data.seen,
-                                       generator)
-                u = user_emb.index_select(0, users)
-                pos_score = (u * item_emb.index_select(0, items)).sum(-1, keepdim=True).float()
-                neg_emb = item_emb.index_select(0, neg.view(-1)).view(*neg.shape, -1)
-                neg_score = (u.unsqueeze(1) * neg_emb).sum(-1).float()
-                loss = (bpr_loss if config.loss == "bpr" else bce_loss)(pos_score, neg_score)
-                if regularization is not None:
-                    loss = loss + regularization(users, items, neg)
-            if config.loss == "softmax" and regularization is not None:
-                loss = loss + regularization(users, items, None)
+                pick = torch.randperm(data.pool.numel(), generator=generator,
+                                      device=device)[:config.num_negatives]
+                candidates = data.pool[pick]
+            loss = masked_softmax_loss(user_emb, item_emb, users, items, candidates,
+                                       data.history, config.temperature)
+            neg = None
+        else:
+            neg = sample_negatives(users, config.num_negatives, data.pool, data.seen, generator)
+            u = user_emb.index_select(0, users)
+            pos_score = (u * item_emb.index_select(0, items)).sum(-1, keepdim=True)
+            neg_emb = item_emb.index_select(0, neg.view(-1)).view(*neg.shape, -1)
+            neg_score = (u.unsqueeze(1) * neg_emb).sum(-1)
+            loss = (bpr_loss if config.loss == "bpr" else bce_loss)(pos_score, neg_score)
+        if regularization is not None:
+            loss = loss + regularization(users, items, neg)
         value = float(loss.detach())
         if not math.isfinite(value):
             return value, False

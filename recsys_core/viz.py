@@ -25,14 +25,24 @@ from .html_safety import escape_html, graph_label, graph_title
 
 #: Node colours per node type; attribute types beyond the named ones cycle through the rest.
 NODE_COLORS: dict[str, str] = {"user": "#4C78A8", "item": "#F58518"}
-_EXTRA_COLORS = ["#54A24B", "#B279A2", "#E45756", "#72B7B2", "#EECA3B", "#9D755D", "#BAB0AC",
-                 "#FF9DA6"]
+_EXTRA_COLORS = [
+    "#54A24B",
+    "#B279A2",
+    "#E45756",
+    "#72B7B2",
+    "#EECA3B",
+    "#9D755D",
+    "#BAB0AC",
+    "#FF9DA6",
+]
 CENTER_COLOR = "#D62728"
 HIGHLIGHT_EDGE_COLOR = "#D62728"
 
 # pyvis always links Bootstrap from a CDN; the graph needs none of it, and the app must work
 # offline, so those tags are removed from the generated page.
-_CDN_TAG = re.compile(r"<(link|script)\b[^>]*https?://[^>]*>(\s*</script>)?", re.IGNORECASE | re.DOTALL)
+_CDN_TAG = re.compile(
+    r"<(link|script)\b[^>]*https?://[^>]*>(\s*</script>)?", re.IGNORECASE | re.DOTALL
+)
 _HTML_COMMENT = re.compile(r"<!--(?:(?!-->).)*?node_modules(?:(?!-->).)*?-->", re.DOTALL)
 
 # Runs after pyvis' drawGraph(): replace each (already escaped) title string by a DOM element
@@ -82,12 +92,20 @@ def describe_nodes(graph: nx.DiGraph, dataset: Dataset) -> tuple[dict[str, str],
     Items are labelled by title, users by id; tooltips add the node type, raw id, interaction
     count and (for items) the attribute values.
     """
-    counts_user = np.bincount(dataset.interactions[USER_IDX].to_numpy(), minlength=dataset.num_users)
-    counts_item = np.bincount(dataset.interactions[ITEM_IDX].to_numpy(), minlength=dataset.num_items)
+    counts_user = np.bincount(
+        dataset.interactions[USER_IDX].to_numpy(), minlength=dataset.num_users
+    )
+    counts_item = np.bincount(
+        dataset.interactions[ITEM_IDX].to_numpy(), minlength=dataset.num_items
+    )
     items = dataset.items
     labels, titles = {}, {}
     for key, attrs in graph.nodes(data=True):
-        node_type, idx, raw = attrs.get("node_type"), int(attrs.get("index", 0)), attrs.get("label", key)
+        node_type, idx, raw = (
+            attrs.get("node_type"),
+            int(attrs.get("index", 0)),
+            attrs.get("label", key),
+        )
         if node_type == "item":
             title = str(items.at[idx, "title"]) if "title" in items else str(raw)
             lines = [f"item {raw}", title, f"{int(counts_item[idx])} interactions"]
@@ -163,21 +181,34 @@ def graph_html(
         relation = str(attrs.get("relation", ""))
         weight = float(attrs.get("weight", 1.0))
         text = relation if relation != "rates" else f"rates (rating {weight:g})"
-        edge = {"title": graph_title(text), "width": 1.0 + 2.0 * weight / max(w_max, 1e-9),
-                "color": "#9A9A9A"}
+        edge = {
+            "title": graph_title(text),
+            "width": 1.0 + 2.0 * weight / max(w_max, 1e-9),
+            "color": "#9A9A9A",
+        }
         if (u, v) in scores:
             s = scores[(u, v)]
-            edge.update(color=HIGHLIGHT_EDGE_COLOR, width=1.5 + 8.0 * s,
-                        title=graph_title(f"{text}\nimportance {s:.3f}"))
+            edge.update(
+                color=HIGHLIGHT_EDGE_COLOR,
+                width=1.5 + 8.0 * s,
+                title=graph_title(f"{text}\nimportance {s:.3f}"),
+            )
         net.add_edge(u, v, **edge)
     net.options = {
         "nodes": {"font": {"size": 13, "multi": "html", "face": "sans-serif"}},
         "edges": {"smooth": False},
         "interaction": {"hover": True, "tooltipDelay": 120, "navigationButtons": False},
-        "physics": {"enabled": bool(physics), "solver": "barnesHut",
-                    "barnesHut": {"gravitationalConstant": -6000, "springLength": 110,
-                                  "springConstant": 0.03, "damping": 0.35},
-                    "stabilization": {"enabled": True, "iterations": 150, "fit": True}},
+        "physics": {
+            "enabled": bool(physics),
+            "solver": "barnesHut",
+            "barnesHut": {
+                "gravitationalConstant": -6000,
+                "springLength": 110,
+                "springConstant": 0.03,
+                "damping": 0.35,
+            },
+            "stabilization": {"enabled": True, "iterations": 150, "fit": True},
+        },
     }
     page = net.generate_html()
     page = _HTML_COMMENT.sub("", page)
@@ -223,20 +254,30 @@ def explanation_subgraph(
     if edges is None or not len(edges):
         return graph, {}
     keys = ["source_type", "source_index", "target_type", "target_index"]
-    grouped = (edges.assign(_abs=edges[weight_column].abs())
-               .groupby(keys, sort=False)
-               .agg(importance=("_abs", "sum"), relation=("relation", "first"),
-                    source_id=("source_id", "first"), target_id=("target_id", "first"))
-               .reset_index())
-    grouped = grouped[(grouped["source_type"] + ":" + grouped["source_index"].astype(str))
-                      != (grouped["target_type"] + ":" + grouped["target_index"].astype(str))]
+    grouped = (
+        edges.assign(_abs=edges[weight_column].abs())
+        .groupby(keys, sort=False)
+        .agg(
+            importance=("_abs", "sum"),
+            relation=("relation", "first"),
+            source_id=("source_id", "first"),
+            target_id=("target_id", "first"),
+        )
+        .reset_index()
+    )
+    grouped = grouped[
+        (grouped["source_type"] + ":" + grouped["source_index"].astype(str))
+        != (grouped["target_type"] + ":" + grouped["target_index"].astype(str))
+    ]
     grouped = grouped.nlargest(top, "importance")
     peak = float(grouped["importance"].max()) if len(grouped) else 1.0
     scores = {}
     for r in grouped.itertuples(index=False):
         u, v = f"{r.source_type}:{int(r.source_index)}", f"{r.target_type}:{int(r.target_index)}"
-        for key, nt, idx, raw in ((u, r.source_type, r.source_index, r.source_id),
-                                  (v, r.target_type, r.target_index, r.target_id)):
+        for key, nt, idx, raw in (
+            (u, r.source_type, r.source_index, r.source_id),
+            (v, r.target_type, r.target_index, r.target_id),
+        ):
             if key not in graph:
                 graph.add_node(key, node_type=str(nt), index=int(idx), label=str(raw))
         graph.add_edge(u, v, relation=str(r.relation).split("__")[-1].split(",")[0], weight=1.0)
@@ -244,7 +285,9 @@ def explanation_subgraph(
     return graph, scores
 
 
-def edge_mask_frame(edge_masks: Mapping[tuple[str, str, str], tuple], dataset: Dataset) -> pd.DataFrame:
+def edge_mask_frame(
+    edge_masks: Mapping[tuple[str, str, str], tuple], dataset: Dataset
+) -> pd.DataFrame:
     """GNNExplainer-style ``{edge_type: (edge_index [2, k], mask [k])}`` as one edge table.
 
     Returns:
@@ -258,14 +301,30 @@ def edge_mask_frame(edge_masks: Mapping[tuple[str, str, str], tuple], dataset: D
     for (src, rel, dst), (edge_index, mask) in edge_masks.items():
         ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
         values = np.asarray(mask, dtype=np.float64).reshape(-1)
-        frames.append(pd.DataFrame({
-            "relation": rel, "source_type": src, "source_index": ei[0],
-            "source_id": ids[src][ei[0]] if src in ids else ei[0].astype(str),
-            "target_type": dst, "target_index": ei[1],
-            "target_id": ids[dst][ei[1]] if dst in ids else ei[1].astype(str),
-            "mask": values}))
-    columns = ["relation", "source_type", "source_index", "source_id", "target_type",
-               "target_index", "target_id", "mask"]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "relation": rel,
+                    "source_type": src,
+                    "source_index": ei[0],
+                    "source_id": ids[src][ei[0]] if src in ids else ei[0].astype(str),
+                    "target_type": dst,
+                    "target_index": ei[1],
+                    "target_id": ids[dst][ei[1]] if dst in ids else ei[1].astype(str),
+                    "mask": values,
+                }
+            )
+        )
+    columns = [
+        "relation",
+        "source_type",
+        "source_index",
+        "source_id",
+        "target_type",
+        "target_index",
+        "target_id",
+        "mask",
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
@@ -282,54 +341,97 @@ def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Fi
     palette = px.colors.qualitative.Plotly
     for j, (method, frame) in enumerate(curves.items()):
         color = palette[j % len(palette)]
-        fig.add_trace(go.Scatter(x=frame["k"], y=frame["top"], mode="lines+markers",
-                                 name=f"{escape_html(method)}: top-k", line=dict(color=color)))
-        fig.add_trace(go.Scatter(x=frame["k"], y=frame["random"], mode="lines+markers",
-                                 name=f"{escape_html(method)}: random k",
-                                 line=dict(color=color, dash="dot")))
-    fig.update_layout(title=title, xaxis_title="history items (k)", height=340,
-                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.25))
+        fig.add_trace(
+            go.Scatter(
+                x=frame["k"],
+                y=frame["top"],
+                mode="lines+markers",
+                name=f"{escape_html(method)}: top-k",
+                line=dict(color=color),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=frame["k"],
+                y=frame["random"],
+                mode="lines+markers",
+                name=f"{escape_html(method)}: random k",
+                line=dict(color=color, dash="dot"),
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="history items (k)",
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig
 
 
-def contributions_bar_fig(contributions: pd.DataFrame, top: int = 15,
-                          title: str = "Contributions") -> go.Figure:
+def contributions_bar_fig(
+    contributions: pd.DataFrame, top: int = 15, title: str = "Contributions"
+) -> go.Figure:
     """Signed horizontal bars of the largest contributions (``label``, ``weight``, ``kind``)."""
-    frame = contributions.reindex(contributions["weight"].abs()
-                                  .sort_values(ascending=False, kind="stable").index).head(top)
+    frame = contributions.reindex(
+        contributions["weight"].abs().sort_values(ascending=False, kind="stable").index
+    ).head(top)
     frame = frame.iloc[::-1]
-    kinds = {"history_item": "#4C78A8", "attribute": "#54A24B", "text": "#B279A2",
-             "neighbour": "#F58518"}
-    fig = go.Figure(go.Bar(
-        x=frame["weight"], y=[f"{escape_html(label, 50)}" for label in frame["label"]],
-        orientation="h",
-        marker_color=[kinds.get(k, "#9D755D") for k in frame.get("kind", [""] * len(frame))],
-        customdata=[escape_html(str(k).replace("_", " ")) for k in frame.get("kind", [""] * len(frame))],
-        hovertemplate="%{y}<br>%{customdata}: %{x:.4f}<extra></extra>"))
+    kinds = {
+        "history_item": "#4C78A8",
+        "attribute": "#54A24B",
+        "text": "#B279A2",
+        "neighbour": "#F58518",
+    }
+    fig = go.Figure(
+        go.Bar(
+            x=frame["weight"],
+            y=[f"{escape_html(label, 50)}" for label in frame["label"]],
+            orientation="h",
+            marker_color=[kinds.get(k, "#9D755D") for k in frame.get("kind", [""] * len(frame))],
+            customdata=[
+                escape_html(str(k).replace("_", " ")) for k in frame.get("kind", [""] * len(frame))
+            ],
+            hovertemplate="%{y}<br>%{customdata}: %{x:.4f}<extra></extra>",
+        )
+    )
     fig.add_vline(x=0, line_color="#444", line_width=1)
-    fig.update_layout(title=title, height=max(260, 26 * len(frame) + 90),
-                      margin=dict(t=50, b=40, l=10, r=10), xaxis_title="contribution to the score")
+    fig.update_layout(
+        title=title,
+        height=max(260, 26 * len(frame) + 90),
+        margin=dict(t=50, b=40, l=10, r=10),
+        xaxis_title="contribution to the score",
+    )
     return fig
 
 
-def attention_heatmap_fig(edges: pd.DataFrame, labels: Mapping[tuple[str, int], str],
-                          top: int = 15) -> go.Figure:
+def attention_heatmap_fig(
+    edges: pd.DataFrame, labels: Mapping[tuple[str, int], str], top: int = 15
+) -> go.Figure:
     """Mean attention weight per source node (rows) and layer/head (columns)."""
     frame = edges.copy()
-    frame["column"] = ("layer " + frame["layer"].astype(str) + " · head "
-                       + frame["head"].astype(str))
+    frame["column"] = "layer " + frame["layer"].astype(str) + " · head " + frame["head"].astype(str)
     frame["node"] = list(zip(frame["source_type"], frame["source_index"].astype(int), strict=True))
-    keep = (frame.groupby("node")["contribution"].apply(lambda s: s.abs().sum())
-            .nlargest(top).index)
+    keep = frame.groupby("node")["contribution"].apply(lambda s: s.abs().sum()).nlargest(top).index
     frame = frame[frame["node"].isin(keep)]
     table = frame.pivot_table(index="node", columns="column", values="alpha", aggfunc="mean")
     table = table.reindex(keep)
     ylabels = [escape_html(labels.get(node, f"{node[0]} {node[1]}"), 40) for node in table.index]
-    fig = go.Figure(go.Heatmap(z=table.to_numpy(), x=list(table.columns), y=ylabels,
-                               colorscale="Oranges", colorbar=dict(title="attention"),
-                               hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
-    fig.update_layout(title="Attention weights of the most important sources",
-                      height=max(260, 24 * len(table) + 110), margin=dict(t=50, b=40, l=10, r=10))
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(),
+            x=list(table.columns),
+            y=ylabels,
+            colorscale="Oranges",
+            colorbar=dict(title="attention"),
+            hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Attention weights of the most important sources",
+        height=max(260, 24 * len(table) + 110),
+        margin=dict(t=50, b=40, l=10, r=10),
+    )
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -337,15 +439,21 @@ def attention_heatmap_fig(edges: pd.DataFrame, labels: Mapping[tuple[str, int], 
 def _legend_html(node_types: Sequence[str], with_center: bool) -> str:
     chips = []
     for nt in node_types:
-        chips.append(f'<span class="rs-chip"><span class="rs-dot" style="background:'
-                     f'{node_type_color(nt, node_types)}"></span>{escape_html(nt)}</span>')
+        chips.append(
+            f'<span class="rs-chip"><span class="rs-dot" style="background:'
+            f'{node_type_color(nt, node_types)}"></span>{escape_html(nt)}</span>'
+        )
     if with_center:
-        chips.append(f'<span class="rs-chip"><span class="rs-dot" style="background:'
-                     f'{CENTER_COLOR}"></span>selected</span>')
-    style = ("<style>.rs-legend{font:13px sans-serif;margin:4px 0 6px 0}"
-             ".rs-chip{display:inline-block;margin-right:14px}"
-             ".rs-dot{display:inline-block;width:11px;height:11px;border-radius:50%;"
-             "margin-right:5px;vertical-align:-1px}</style>")
+        chips.append(
+            f'<span class="rs-chip"><span class="rs-dot" style="background:'
+            f'{CENTER_COLOR}"></span>selected</span>'
+        )
+    style = (
+        "<style>.rs-legend{font:13px sans-serif;margin:4px 0 6px 0}"
+        ".rs-chip{display:inline-block;margin-right:14px}"
+        ".rs-dot{display:inline-block;width:11px;height:11px;border-radius:50%;"
+        "margin-right:5px;vertical-align:-1px}</style>"
+    )
     return style + '<div class="rs-legend">' + "".join(chips) + "</div>"
 
 
@@ -378,15 +486,29 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
     edges = _log_bins(positive)
     hist, _ = np.histogram(positive, bins=edges)
     lo, hi = edges[:-1], edges[1:]
-    labels = [f"{int(a)}" if hi_ - a <= 1 else f"{int(a)}–{int(hi_) - 1}" for a, hi_ in zip(lo, hi, strict=True)]
-    fig = go.Figure(go.Bar(
-        x=np.sqrt(lo * np.maximum(hi - 1, lo)), y=hist, width=(hi - lo) * 0.9,
-        customdata=labels, marker_color=NODE_COLORS.get(entity, "#4C78A8"),
-        hovertemplate="%{customdata} interactions: %{y} " + entity + "s<extra></extra>"))
+    labels = [
+        f"{int(a)}" if hi_ - a <= 1 else f"{int(a)}–{int(hi_) - 1}"
+        for a, hi_ in zip(lo, hi, strict=True)
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=np.sqrt(lo * np.maximum(hi - 1, lo)),
+            y=hist,
+            width=(hi - lo) * 0.9,
+            customdata=labels,
+            marker_color=NODE_COLORS.get(entity, "#4C78A8"),
+            hovertemplate="%{customdata} interactions: %{y} " + entity + "s<extra></extra>",
+        )
+    )
     extra = f" ({zeros} with none)" if zeros else ""
     fig.update_layout(
-        title=f"Interactions per {entity}{extra}", xaxis_title=f"interactions per {entity} (log)",
-        yaxis_title=f"{entity}s (log)", bargap=0.05, height=340, margin=dict(t=50, b=40, l=50, r=10))
+        title=f"Interactions per {entity}{extra}",
+        xaxis_title=f"interactions per {entity} (log)",
+        yaxis_title=f"{entity}s (log)",
+        bargap=0.05,
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+    )
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return fig
@@ -395,8 +517,10 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
 def interaction_counts(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Interactions per user and per item (index order)."""
     inter = dataset.interactions
-    return (np.bincount(inter[USER_IDX].to_numpy(), minlength=dataset.num_users),
-            np.bincount(inter[ITEM_IDX].to_numpy(), minlength=dataset.num_items))
+    return (
+        np.bincount(inter[USER_IDX].to_numpy(), minlength=dataset.num_users),
+        np.bincount(inter[ITEM_IDX].to_numpy(), minlength=dataset.num_items),
+    )
 
 
 def rating_histogram_fig(dataset: Dataset) -> go.Figure:
@@ -406,10 +530,21 @@ def rating_histogram_fig(dataset: Dataset) -> go.Figure:
     if len(values) > 30:  # continuous ratings: bin them
         counts, edges = np.histogram(ratings[np.isfinite(ratings)], bins=30)
         values = (edges[:-1] + edges[1:]) / 2
-    fig = go.Figure(go.Bar(x=values, y=counts, marker_color="#54A24B",
-                           hovertemplate="rating %{x}: %{y} interactions<extra></extra>"))
-    fig.update_layout(title="Rating distribution", xaxis_title="rating", yaxis_title="interactions",
-                      height=340, margin=dict(t=50, b=40, l=50, r=10))
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=counts,
+            marker_color="#54A24B",
+            hovertemplate="rating %{x}: %{y} interactions<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Rating distribution",
+        xaxis_title="rating",
+        yaxis_title="interactions",
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+    )
     return fig
 
 
@@ -419,40 +554,86 @@ def activity_over_time_fig(dataset: Dataset, max_points: int = 400) -> go.Figure
     known = np.isfinite(ts)
     fig = go.Figure()
     if not known.any():
-        fig.add_annotation(text="No timestamps in the interactions", showarrow=False,
-                           x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=15))
-        fig.update_layout(title="Activity over time", height=340,
-                          xaxis=dict(visible=False), yaxis=dict(visible=False))
+        fig.add_annotation(
+            text="No timestamps in the interactions",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+            font=dict(size=15),
+        )
+        fig.update_layout(
+            title="Activity over time",
+            height=340,
+            xaxis=dict(visible=False),
+            yaxis=dict(visible=False),
+        )
         return fig
-    frame = pd.DataFrame({"t": pd.to_datetime(ts[known], unit="s"),
-                          "user": dataset.interactions[USER_IDX].to_numpy()[known]})
+    frame = pd.DataFrame(
+        {
+            "t": pd.to_datetime(ts[known], unit="s"),
+            "user": dataset.interactions[USER_IDX].to_numpy()[known],
+        }
+    )
     span_days = (frame["t"].max() - frame["t"].min()).days
     freq = "D" if span_days <= max_points else ("W" if span_days <= 7 * max_points else "MS")
     name = {"D": "day", "W": "week", "MS": "month"}[freq]
     grouped = frame.groupby(pd.Grouper(key="t", freq=freq))
     per = pd.DataFrame({"interactions": grouped.size(), "active users": grouped["user"].nunique()})
-    fig.add_trace(go.Scatter(x=per.index, y=per["interactions"], name="interactions",
-                             mode="lines", line=dict(color="#4C78A8")))
-    fig.add_trace(go.Scatter(x=per.index, y=per["active users"], name="active users",
-                             mode="lines", line=dict(color="#F58518")))
+    fig.add_trace(
+        go.Scatter(
+            x=per.index,
+            y=per["interactions"],
+            name="interactions",
+            mode="lines",
+            line=dict(color="#4C78A8"),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=per.index,
+            y=per["active users"],
+            name="active users",
+            mode="lines",
+            line=dict(color="#F58518"),
+        )
+    )
     missing = int((~known).sum())
     extra = f" ({missing} without timestamp)" if missing else ""
-    fig.update_layout(title=f"Activity per {name}{extra}", xaxis_title="time",
-                      yaxis_title=f"count per {name}", height=340,
-                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=1.12))
+    fig.update_layout(
+        title=f"Activity per {name}{extra}",
+        xaxis_title="time",
+        yaxis_title=f"count per {name}",
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+        legend=dict(orientation="h", y=1.12),
+    )
     return fig
 
 
 def attribute_counts_fig(dataset: Dataset, column: str, top: int = 25) -> go.Figure:
     """Items per value of one attribute column (top values)."""
-    values = pd.Series([v for vs in dataset.items[column] if isinstance(vs, (list, tuple))
-                        for v in vs], dtype=object)
+    values = pd.Series(
+        [v for vs in dataset.items[column] if isinstance(vs, (list, tuple)) for v in vs],
+        dtype=object,
+    )
     counts = values.value_counts().head(top)
-    fig = go.Figure(go.Bar(x=counts.values[::-1], y=[escape_html(v, 40) for v in counts.index[::-1]],
-                           orientation="h", marker_color="#B279A2",
-                           hovertemplate="%{y}: %{x} items<extra></extra>"))
-    fig.update_layout(title=f"Items per {escape_html(column)}", xaxis_title="items",
-                      height=max(260, 22 * len(counts) + 80), margin=dict(t=50, b=40, l=10, r=10))
+    fig = go.Figure(
+        go.Bar(
+            x=counts.values[::-1],
+            y=[escape_html(v, 40) for v in counts.index[::-1]],
+            orientation="h",
+            marker_color="#B279A2",
+            hovertemplate="%{y}: %{x} items<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Items per {escape_html(column)}",
+        xaxis_title="items",
+        height=max(260, 22 * len(counts) + 80),
+        margin=dict(t=50, b=40, l=10, r=10),
+    )
     return fig
 
 
@@ -469,21 +650,45 @@ def training_curves_fig(history: Sequence[Mapping], title: str = "Training") -> 
     loss = [(h["epoch"], h["loss"]) for h in rows if _finite(h.get("loss"))]
     if loss:
         x, y = zip(*loss, strict=True)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name="loss",
-                                 line=dict(color="#4C78A8")), row=1, col=1)
-    valid_keys = sorted({k for h in rows for k in h if k.startswith("valid_") and _finite(h.get(k))})
+        fig.add_trace(
+            go.Scatter(x=x, y=y, mode="lines+markers", name="loss", line=dict(color="#4C78A8")),
+            row=1,
+            col=1,
+        )
+    valid_keys = sorted(
+        {k for h in rows for k in h if k.startswith("valid_") and _finite(h.get(k))}
+    )
     colors = ["#F58518", "#54A24B", "#B279A2", "#E45756"]
     for i, key in enumerate(valid_keys):
         pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
         x, y = zip(*pts, strict=True)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=key.removeprefix("valid_"),
-                                 line=dict(color=colors[i % len(colors)])), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=key.removeprefix("valid_"),
+                line=dict(color=colors[i % len(colors)]),
+            ),
+            row=1,
+            col=2,
+        )
     if not loss and not valid_keys:
-        fig.add_annotation(text="waiting for the first epoch…", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
+        fig.add_annotation(
+            text="waiting for the first epoch…",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+        )
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(title=title, height=320, margin=dict(t=60, b=40, l=50, r=10),
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        title=title,
+        height=320,
+        margin=dict(t=60, b=40, l=50, r=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig
 
 
@@ -498,12 +703,23 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
             pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
             if pts:
                 x, y = zip(*pts, strict=True)
-                fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=escape_html(name),
-                                         legendgroup=name, showlegend=col == 1 or len(pts) == 0,
-                                         line=dict(color=color)), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=x,
+                        y=y,
+                        mode="lines",
+                        name=escape_html(name),
+                        legendgroup=name,
+                        showlegend=col == 1 or len(pts) == 0,
+                        line=dict(color=color),
+                    ),
+                    row=1,
+                    col=col,
+                )
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=320, margin=dict(t=40, b=40, l=50, r=10),
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        height=320, margin=dict(t=40, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.25)
+    )
     return fig
 
 
@@ -523,20 +739,33 @@ def metrics_at_k_fig(frame: pd.DataFrame, metrics: Sequence[str] = ("recall", "n
             ``value``.
         metrics (sequence of str): Metrics to draw, one panel each.
     """
-    metrics = [m for m in metrics if m in set(frame["metric"])] or list(frame["metric"].unique())[:2]
-    fig = make_subplots(rows=1, cols=max(len(metrics), 1),
-                        subplot_titles=[f"{m}@K" for m in metrics])
+    metrics = [m for m in metrics if m in set(frame["metric"])] or list(frame["metric"].unique())[
+        :2
+    ]
+    fig = make_subplots(
+        rows=1, cols=max(len(metrics), 1), subplot_titles=[f"{m}@K" for m in metrics]
+    )
     palette = px.colors.qualitative.Plotly
     for j, model in enumerate(frame["model"].unique()):
         for i, metric in enumerate(metrics):
             part = frame[(frame["model"] == model) & (frame["metric"] == metric)].sort_values("k")
-            fig.add_trace(go.Scatter(
-                x=part["k"], y=part["value"], mode="lines+markers", name=escape_html(model),
-                legendgroup=str(model), showlegend=i == 0,
-                line=dict(color=palette[j % len(palette)])), row=1, col=i + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=part["k"],
+                    y=part["value"],
+                    mode="lines+markers",
+                    name=escape_html(model),
+                    legendgroup=str(model),
+                    showlegend=i == 0,
+                    line=dict(color=palette[j % len(palette)]),
+                ),
+                row=1,
+                col=i + 1,
+            )
     fig.update_xaxes(title_text="K")
-    fig.update_layout(height=360, margin=dict(t=50, b=40, l=50, r=10),
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(
+        height=360, margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2)
+    )
     return fig
 
 
@@ -545,25 +774,49 @@ def metric_bars_fig(frame: pd.DataFrame, value_columns: Sequence[str], title: st
     fig = go.Figure()
     palette = px.colors.qualitative.Plotly
     for j, (_, row) in enumerate(frame.iterrows()):
-        fig.add_trace(go.Bar(name=escape_html(row["model"]), x=list(value_columns),
-                             y=[row[c] for c in value_columns],
-                             marker_color=palette[j % len(palette)]))
-    fig.update_layout(barmode="group", title=title, height=340,
-                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2))
+        fig.add_trace(
+            go.Bar(
+                name=escape_html(row["model"]),
+                x=list(value_columns),
+                y=[row[c] for c in value_columns],
+                marker_color=palette[j % len(palette)],
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        title=title,
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
-def per_user_histogram_fig(values: Mapping[str, np.ndarray], metric: str, bins: int = 20) -> go.Figure:
+def per_user_histogram_fig(
+    values: Mapping[str, np.ndarray], metric: str, bins: int = 20
+) -> go.Figure:
     """Overlaid histograms of a per-user metric, one per model."""
     fig = go.Figure()
     palette = px.colors.qualitative.Plotly
     for j, (model, vals) in enumerate(values.items()):
-        fig.add_trace(go.Histogram(x=np.asarray(vals, dtype=float), name=escape_html(model),
-                                   xbins=dict(start=0.0, end=1.0 + 1e-9, size=1.0 / bins),
-                                   opacity=0.6, marker_color=palette[j % len(palette)]))
-    fig.update_layout(barmode="overlay", title=f"Per-user {metric}", xaxis_title=metric,
-                      yaxis_title="users", height=340, margin=dict(t=50, b=40, l=50, r=10),
-                      legend=dict(orientation="h", y=-0.2))
+        fig.add_trace(
+            go.Histogram(
+                x=np.asarray(vals, dtype=float),
+                name=escape_html(model),
+                xbins=dict(start=0.0, end=1.0 + 1e-9, size=1.0 / bins),
+                opacity=0.6,
+                marker_color=palette[j % len(palette)],
+            )
+        )
+    fig.update_layout(
+        barmode="overlay",
+        title=f"Per-user {metric}",
+        xaxis_title=metric,
+        yaxis_title="users",
+        height=340,
+        margin=dict(t=50, b=40, l=50, r=10),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return fig
 
 
@@ -584,7 +837,9 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
     return coords
 
 
-def embedding_map_fig(points: pd.DataFrame, color: str = "category", height: int = 560) -> go.Figure:
+def embedding_map_fig(
+    points: pd.DataFrame, color: str = "category", height: int = 560
+) -> go.Figure:
     """Scatter of a 2-D embedding map.
 
     Args:
@@ -601,14 +856,30 @@ def embedding_map_fig(points: pd.DataFrame, color: str = "category", height: int
             sub = part[part["kind"] == kind]
             if not len(sub):
                 continue
-            fig.add_trace(go.Scattergl(
-                x=sub["x"], y=sub["y"], mode="markers",
-                name=escape_html(f"{value} ({kind}s)" if kind == "user" else value, 40),
-                marker=dict(size=size, symbol=symbol, color=palette[j % len(palette)],
-                            opacity=0.75 if kind == "item" else 0.45),
-                customdata=np.stack([sub["key"].astype(str), [escape_html(t, 80) for t in sub["label"]]],
-                                    axis=1),
-                hovertemplate="%{customdata[1]}<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(t=30, b=30, l=30, r=10), legend_title=color,
-                      dragmode="lasso", xaxis_title="PC 1", yaxis_title="PC 2")
+            fig.add_trace(
+                go.Scattergl(
+                    x=sub["x"],
+                    y=sub["y"],
+                    mode="markers",
+                    name=escape_html(f"{value} ({kind}s)" if kind == "user" else value, 40),
+                    marker=dict(
+                        size=size,
+                        symbol=symbol,
+                        color=palette[j % len(palette)],
+                        opacity=0.75 if kind == "item" else 0.45,
+                    ),
+                    customdata=np.stack(
+                        [sub["key"].astype(str), [escape_html(t, 80) for t in sub["label"]]], axis=1
+                    ),
+                    hovertemplate="%{customdata[1]}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        height=height,
+        margin=dict(t=30, b=30, l=30, r=10),
+        legend_title=color,
+        dragmode="lasso",
+        xaxis_title="PC 1",
+        yaxis_title="PC 2",
+    )
     return fig

@@ -28,44 +28,73 @@ from recsys_core.session import evaluate_model, prepare_workspace  # noqa: E402
 
 PAGES = ["data", "graph", "train", "recommendations", "metrics", "explain", "embeddings"]
 TIMEOUT = 120
-EVIL = '<img src=x onerror=alert(1)> [link](javascript:alert(2))'
+EVIL = "<img src=x onerror=alert(1)> [link](javascript:alert(2))"
 CATEGORIES = ["Fantasy", "Crime", "Space", "Romance"]
 
 
 def tiny_dataset(num_users: int = 30, num_items: int = 40, seed: int = 0) -> Dataset:
     """Users prefer one category each; item 3 has a hostile title; the last 3 items are cold."""
     rng = np.random.default_rng(seed)
-    items = pd.DataFrame({
-        "item_id": [f"i{j}" for j in range(num_items)],
-        "title": [EVIL if j == 3 else f"Book {j}" for j in range(num_items)],
-        "description": [f"A {CATEGORIES[j % 4].lower()} story, number {j}." for j in range(num_items)],
-        "category": [[CATEGORIES[j % 4]] for j in range(num_items)],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(num_items)],
+            "title": [EVIL if j == 3 else f"Book {j}" for j in range(num_items)],
+            "description": [
+                f"A {CATEGORIES[j % 4].lower()} story, number {j}." for j in range(num_items)
+            ],
+            "category": [[CATEGORIES[j % 4]] for j in range(num_items)],
+        }
+    )
     rows = []
     for u in range(num_users):
         for j in rng.choice(num_items - 3, size=12, replace=False):
             if j % 4 == u % 4 or rng.random() < 0.3:
-                rows.append((f"u{u}", f"i{j}", float(rng.integers(1, 6)),
-                             1.6e9 + 3600.0 * (u * 40 + j)))
+                rows.append(
+                    (f"u{u}", f"i{j}", float(rng.integers(1, 6)), 1.6e9 + 3600.0 * (u * 40 + j))
+                )
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    edges = pd.DataFrame({"src": [f"u{u}" for u in range(0, num_users, 3)],
-                          "dst": [f"u{(u + 1) % num_users}" for u in range(0, num_users, 3)]})
+    edges = pd.DataFrame(
+        {
+            "src": [f"u{u}" for u in range(0, num_users, 3)],
+            "dst": [f"u{(u + 1) % num_users}" for u in range(0, num_users, 3)],
+        }
+    )
     return Dataset(inter, items, ["category"], user_edges=edges, name="tiny <b>set</b>")
 
 
-def tiny_workspace():
+def tiny_workspace(models: tuple[str, ...] = ("ease", "gnn-llm")):
     """A workspace with EASE and a small gnn-llm (random 16-d text features), both evaluated."""
     ds = tiny_dataset()
     ws = prepare_workspace(ds, source="tests")
     ws.item_text = np.random.default_rng(1).normal(size=(ds.num_items, 16)).astype(np.float32)
-    for name, params in (("ease", {}), ("gnn-llm", {"epochs": 3, "embedding_dim": 16,
-                                                    "device": "cpu"})):
+    for name, params in (
+        ("ease", {}),
+        ("gnn-llm", {"epochs": 3, "embedding_dim": 16, "device": "cpu"}),
+    ):
+        if name not in models:
+            continue
         kwargs = dict(params, item_text_embeddings=ws.item_text) if name == "gnn-llm" else params
         model = create_model(name, **kwargs).fit(ds, ws.train)
         result = getattr(model, "train_result", None)
-        ws.runs.add(model, name, params=params, history=list(result.history) if result else [],
-                    metrics=evaluate_model(model, ws))
+        ws.runs.add(
+            model,
+            name,
+            params=params,
+            history=list(result.history) if result else [],
+            metrics=evaluate_model(model, ws),
+        )
     return ws
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread_torch():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +174,50 @@ def test_user_strings_are_escaped(workspace):
     assert "&lt;img src=x onerror=alert(1)&gt;" in centre["title"]
 
 
+@pytest.mark.parametrize("view", ["Attention", "SHAP", "GNNExplainer", "What-if", "Faithfulness"])
+def test_explain_views_on_the_flagship(workspace, view):
+    workspace.runs.active_id = "gnn-llm #2"
+    at = page_test("explain", workspace)
+    at.session_state["x-view"] = view
+    at.session_state["x-f-users"] = 3  # faithfulness: a small sample keeps the test quick
+    at.run()
+    assert_clean(at)
+    if view in ("Attention", "SHAP", "GNNExplainer"):
+        assert "Recommended because" in all_text(at) or "No single piece" in all_text(at)
+        assert {"kind", "label", "weight"} <= set(at.dataframe[0].value.columns)
+    if view in ("Attention", "GNNExplainer"):
+        assert at.get("iframe"), "the highlighted subgraph is drawn"
+    if view == "What-if":
+        drop = next(m for m in at.multiselect if m.key.startswith("x-drop"))
+        drop.set_value(drop.options[:2]).run()
+        assert_clean(at)
+        assert [m.label for m in at.metric] == ["Score", "Rank"]
+        assert at.metric[0].delta not in (None, "+0.0000")
+    if view == "Faithfulness":
+        assert len(at.get("plotly_chart")) == 2
+        assert "ratio" in at.dataframe[0].value.columns
+
+
+def test_explain_baseline_offers_shap_and_what_if(workspace):
+    workspace.runs.active_id = "ease #1"
+    at = page_test("explain", workspace).run()
+    assert_clean(at)
+    assert "SHAP values" in all_text(at)
+    at.session_state["x-view"] = "Attention"
+    at.run()
+    assert_clean(at)
+    assert "explains the graph-attention flagship" in at.info[0].value
+    # Any item, e.g. one from the user's own history, can be explained too.
+    user = at.selectbox(key="x-user").value
+    seen = workspace.user_history(user)["item_id"].iloc[0]
+    at.session_state["x-view"] = "SHAP"
+    at.session_state["x-scope"] = "any item"
+    at.run()
+    at.selectbox(key="x-item-any").set_value(seen).run()
+    assert_clean(at)
+    assert "already in the user's history" in all_text(at)
+
+
 def test_recommendation_download_is_formula_safe(workspace):
     at = page_test("recommendations", workspace).run()
     frame = at.dataframe[1].value
@@ -156,12 +229,14 @@ def test_recommendation_download_is_formula_safe(workspace):
 def test_upload_bad_file_shows_error_not_traceback(workspace):
     at = page_test("data", workspace).run()
     at.file_uploader(key="up-interactions").set_value(
-        ("broken.csv", b"PK\x03\x04 not a csv at all", "text/csv")).run()
+        ("broken.csv", b"PK\x03\x04 not a csv at all", "text/csv")
+    ).run()
     assert not at.exception
     assert at.error and "broken.csv" in at.error[0].value and "ZIP" in at.error[0].value
     # A readable file whose columns cannot be mapped fails on "Load data", also as a message.
     at.file_uploader(key="up-interactions").set_value(
-        ("one_column.csv", b"just_one_column\na\nb\n", "text/csv")).run()
+        ("one_column.csv", b"just_one_column\na\nb\n", "text/csv")
+    ).run()
     assert not at.exception
     if not at.error:
         at.button(key="up-load").click().run()
@@ -188,11 +263,17 @@ def test_flow_upload_train_recommend_explain(workspace):
     at.session_state[ui.STATE_KEY] = workspace
     at.run()
     at.file_uploader(key="up-interactions").set_value(
-        ("my_interactions.csv", inter_csv.encode(), "text/csv")).run()
+        ("my_interactions.csv", inter_csv.encode(), "text/csv")
+    ).run()
     at.file_uploader(key="up-items").set_value(
-        ("my_items.csv", items_csv.encode(), "text/csv")).run()
+        ("my_items.csv", items_csv.encode(), "text/csv")
+    ).run()
     assert [s.label for s in at.selectbox if s.key and s.key.startswith("map-")] == [
-        "User id", "Item id", "Rating", "Timestamp"]
+        "User id",
+        "Item id",
+        "Rating",
+        "Timestamp",
+    ]
     at.checkbox(key="up-autotrain").uncheck()
     at.button(key="up-load").click().run()
     assert_clean(at)
@@ -225,8 +306,8 @@ def test_flow_upload_train_recommend_explain(workspace):
     assert at.get("image"), "the SHAP waterfall figure is drawn"
 
 
-def test_training_survives_reruns_and_stops(workspace):
-    ws = tiny_workspace()
+def test_training_survives_reruns_and_stops():
+    ws = tiny_workspace(models=("ease",))
     at = page_test("train", ws).run()
     at.selectbox(key="t-model").set_value("mf").run()
     at.number_input(key="t-mf-epochs").set_value(5000).run()

@@ -33,15 +33,32 @@ from recsys_core.session import (
 def make_dataset(num_users: int = 40, num_items: int = 60, seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     cats = ["A", "B", "C"]
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(num_items)],
-                          "title": [f"Item {j}" for j in range(num_items)],
-                          "description": [f"About {cats[j % 3]}." for j in range(num_items)],
-                          "cat": [[cats[j % 3]] for j in range(num_items)]})
-    rows = [(f"u{u}", f"i{j}", 1.0, 1.6e9 + u * 100 + j)
-            for u in range(num_users)
-            for j in rng.choice(num_items - 5, size=10, replace=False)]
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(num_items)],
+            "title": [f"Item {j}" for j in range(num_items)],
+            "description": [f"About {cats[j % 3]}." for j in range(num_items)],
+            "cat": [[cats[j % 3]] for j in range(num_items)],
+        }
+    )
+    rows = [
+        (f"u{u}", f"i{j}", 1.0, 1.6e9 + u * 100 + j)
+        for u in range(num_users)
+        for j in rng.choice(num_items - 5, size=10, replace=False)
+    ]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     return Dataset(inter, items, ["cat"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread_torch():
+    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +74,15 @@ def wait(job: TrainingJob, timeout: float = 30.0) -> None:
 def test_job_reports_progress_and_results():
     def target(ctx):
         for i in range(3):
-            ctx.progress({"stage": "train", "epoch": i + 1, "epochs": 3, "loss": 1.0 / (i + 1),
-                          "fraction": (i + 1) / 3})
+            ctx.progress(
+                {
+                    "stage": "train",
+                    "epoch": i + 1,
+                    "epochs": 3,
+                    "loss": 1.0 / (i + 1),
+                    "fraction": (i + 1) / 3,
+                }
+            )
         ctx.publish("first")
         return "last"
 
@@ -136,8 +160,9 @@ def test_split_holds_out_cold_items_and_per_user_items():
 
 def test_workspace_collect_registers_published_models(ws):
     def target(ctx):
-        ctx.publish(TrainedModel("pop", create_model("pop").fit(ws.dataset, ws.train),
-                                 activate=False))
+        ctx.publish(
+            TrainedModel("pop", create_model("pop").fit(ws.dataset, ws.train), activate=False)
+        )
         ctx.publish(TrainedModel("ease", create_model("ease").fit(ws.dataset, ws.train)))
 
     job = ws.start_job(TrainingJob(target, "two"))
@@ -154,8 +179,10 @@ def test_workspace_collect_registers_published_models(ws):
 
 
 def test_fit_model_and_evaluate(ws):
-    job = TrainingJob(training_target(ws, [("mf", {"epochs": 2, "embedding_dim": 8,
-                                                   "device": "cpu"}, True)]), "mf")
+    job = TrainingJob(
+        training_target(ws, [("mf", {"epochs": 2, "embedding_dim": 8, "device": "cpu"}, True)]),
+        "mf",
+    )
     ws.start_job(job)
     wait(job, 60)
     assert job.status == DONE, job.error
@@ -185,8 +212,13 @@ def test_fit_model_stop_keeps_partial_model(ws):
             pass
 
     # Several steps per epoch: a stop lands inside an epoch, after its first step.
-    trained = fit_model(ws, "mf", {"epochs": 50, "embedding_dim": 8, "device": "cpu",
-                                   "batch_size": 64}, Ctx(), evaluate=False)
+    trained = fit_model(
+        ws,
+        "mf",
+        {"epochs": 50, "embedding_dim": 8, "device": "cpu", "batch_size": 64},
+        Ctx(),
+        evaluate=False,
+    )
     assert trained.status == STOPPED
     assert len(trained.history) <= 2
     assert trained.model.recommend(users=[ws.dataset.user_ids[0]], k=3).shape[0] == 3

@@ -19,9 +19,16 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 #: Seconds allowed for the demo's flagship model (about a minute on a quiet 2-core CPU).
 MODEL_TIMEOUT = 300
 
@@ -61,10 +68,26 @@ def app_url(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--server.fileWatcherType",
+                "none",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     SERVER_LOG.clear()
     SERVER_LOG.append(str(log))
@@ -105,8 +128,9 @@ def wait_for_flagship(page) -> None:
             return
         time.sleep(2)
     log = Path(SERVER_LOG[0]).read_text(errors="replace")[-3000:] if SERVER_LOG else ""
-    raise TimeoutError(f"the demo's flagship model was not ready in time:\n{sidebar}\n"
-                       f"server log:\n{log}")
+    raise TimeoutError(
+        f"the demo's flagship model was not ready in time:\n{sidebar}\nserver log:\n{log}"
+    )
 
 
 def test_demo_model_recommendations_and_graph(browser_page):

@@ -63,6 +63,15 @@ def fitted(ds) -> dict:
     return models
 
 
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny tensors: one thread avoids thread hand-off costs on a busy CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 # ---------------------------------------------------------------------------------- all models
 @pytest.mark.parametrize("name", MODELS)
 def test_fit_recommend_and_finite_scores(ds, fitted, name):
@@ -153,7 +162,7 @@ def test_attention_sums_to_one_per_target_and_head(ds, fitted, conv):
     attention = model.attention()
     assert {layer for layer, _ in attention} == {0, 1}
     assert {et for _, et in attention} >= {RATES, RATED_BY}
-    for (layer, et), (edge_index, alpha) in attention.items():
+    for (_layer, et), (edge_index, alpha) in attention.items():
         assert alpha.shape == (edge_index.size(1), 2)
         assert (alpha >= 0).all()
         n_dst = ds.num_users if et[2] == "user" else (ds.num_items if et[2] == "item" else None)
@@ -231,7 +240,7 @@ def test_sparse_gat_matches_pyg_gatconv():
     grad = torch.randn_like(out)
     g_ref = torch.autograd.grad(out_ref, [xs, xd, *ref.parameters()], grad)
     g = torch.autograd.grad(out, [xs, xd, *ours.parameters()], grad)
-    for a, b in zip(g, g_ref):
+    for a, b in zip(g, g_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 

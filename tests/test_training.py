@@ -46,6 +46,15 @@ def config(**changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny tensors: one thread avoids thread hand-off costs on a busy CI machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 # ---------------------------------------------------------------------------------- pieces
 def test_split_validation_is_per_user_seeded_and_keeps_small_users():
     ds = tiny_dataset()
@@ -68,10 +77,10 @@ def test_pair_index_and_negative_sampling_avoid_seen_items():
     users, items = unique_pairs(ds.interactions)
     seen = PairIndex(users, items, ds.num_items)
     assert seen.contains(users, items).all()
-    key = set(zip(users.tolist(), items.tolist()))
+    key = set(zip(users.tolist(), items.tolist(), strict=True))
     probe_u = torch.arange(ds.num_users).repeat_interleave(ds.num_items)
     probe_i = torch.arange(ds.num_items).repeat(ds.num_users)
-    expected = torch.tensor([(u, i) in key for u, i in zip(probe_u.tolist(), probe_i.tolist())])
+    expected = torch.tensor([(u, i) in key for u, i in zip(probe_u.tolist(), probe_i.tolist(), strict=True)])
     assert torch.equal(seen.contains(probe_u, probe_i), expected)
 
     pool = torch.arange(ds.num_items)
@@ -92,9 +101,9 @@ def test_masked_softmax_loss_matches_brute_force():
     candidates = torch.tensor([0, 2, 3, 5, 7, 11, 13, 17, 19, 23])
     loss = masked_softmax_loss(user_emb, item_emb, users[batch], items[batch], candidates,
                                history, temperature=0.5)
-    seen = {(u, i) for u, i in zip(users.tolist(), items.tolist())}
+    seen = {(u, i) for u, i in zip(users.tolist(), items.tolist(), strict=True)}
     terms = []
-    for u, i in zip(users[batch].tolist(), items[batch].tolist()):
+    for u, i in zip(users[batch].tolist(), items[batch].tolist(), strict=True):
         neg = [j for j in candidates.tolist() if (u, j) not in seen]
         logits = torch.stack([user_emb[u] @ item_emb[j] for j in [i] + neg]) / 0.5
         terms.append(torch.logsumexp(logits, 0) - logits[0])
@@ -196,7 +205,7 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
                          config(epochs=4, checkpoint_dir=str(tmp_path), resume=True))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
     assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in full.history])
-    for a, b in zip(straight.parameters(), resumed.parameters()):
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
 
 

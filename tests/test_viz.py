@@ -20,18 +20,22 @@ EVIL_CATEGORY = "<script>alert(3)</script>"
 
 @pytest.fixture(scope="module")
 def dataset() -> Dataset:
-    items = pd.DataFrame({
-        "item_id": ["i1", "i2", "<b>i3</b>", "i4"],
-        "title": [EVIL_TITLE, "Plain", "=HYPERLINK(\"http://x\")", "Cold one"],
-        "description": ["", "", "", ""],
-        "genre": [["Drama"], [EVIL_CATEGORY], ["Drama", "href"], ["Comedy"]],
-    })
-    inter = pd.DataFrame({
-        "user_id": ["u1", "u1", "u2", "u3", "<u4>"],
-        "item_id": ["i1", "i2", "<b>i3</b>", "i1", "i2"],
-        "rating": [5.0, 3.0, 4.0, 1.0, 2.0],
-        "timestamp": [1.6e9, 1.6e9 + 86400, 1.6e9 + 40 * 86400, np.nan, 1.6e9 + 90 * 86400],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": ["i1", "i2", "<b>i3</b>", "i4"],
+            "title": [EVIL_TITLE, "Plain", '=HYPERLINK("http://x")', "Cold one"],
+            "description": ["", "", "", ""],
+            "genre": [["Drama"], [EVIL_CATEGORY], ["Drama", "href"], ["Comedy"]],
+        }
+    )
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2", "u3", "<u4>"],
+            "item_id": ["i1", "i2", "<b>i3</b>", "i1", "i2"],
+            "rating": [5.0, 3.0, 4.0, 1.0, 2.0],
+            "timestamp": [1.6e9, 1.6e9 + 86400, 1.6e9 + 40 * 86400, np.nan, 1.6e9 + 90 * 86400],
+        }
+    )
     edges = pd.DataFrame({"src": ["u1"], "dst": ["u2"]})
     return Dataset(inter, items, ["genre"], user_edges=edges)
 
@@ -41,8 +45,13 @@ def page(dataset) -> str:
     data = build_hetero_graph(dataset)
     graph = k_hop_networkx(data, "user", 0, num_hops=3, max_nodes=50)
     labels, titles = viz.describe_nodes(graph, dataset)
-    return viz.graph_html(graph, center="user:0", labels=labels, titles=titles,
-                          edge_scores={("user:0", "item:0"): 0.75})
+    return viz.graph_html(
+        graph,
+        center="user:0",
+        labels=labels,
+        titles=titles,
+        edge_scores={("user:0", "item:0"): 0.75},
+    )
 
 
 # ---------------------------------------------------------------------------------- graph html
@@ -114,10 +123,19 @@ def test_graph_html_without_physics_and_empty_graph():
 
 
 # ---------------------------------------------------------------------------------- escaping
-@pytest.mark.parametrize("text", [
-    "[click](javascript:alert(1))", "![x](http://evil/x.png)", "<b>bold</b>", ":red[alert]",
-    "$x^2$", "**strong** _em_ `code`", "# heading", "a & b",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[click](javascript:alert(1))",
+        "![x](http://evil/x.png)",
+        "<b>bold</b>",
+        ":red[alert]",
+        "$x^2$",
+        "**strong** _em_ `code`",
+        "# heading",
+        "a & b",
+    ],
+)
 def test_escape_markdown_neutralises_syntax(text):
     out = escape_markdown(text)
     assert "<" not in out and ">" not in out
@@ -154,17 +172,25 @@ def test_data_figures(dataset):
 
 
 def test_training_and_metric_figures():
-    history = [{"epoch": 1, "loss": 0.9, "valid_ndcg": 0.1}, {"epoch": 2, "loss": 0.7,
-                                                                 "valid_ndcg": None},
-               {"epoch": 3, "loss": 0.6, "valid_ndcg": 0.2}, {"stage": "encode", "fraction": 1}]
+    history = [
+        {"epoch": 1, "loss": 0.9, "valid_ndcg": 0.1},
+        {"epoch": 2, "loss": 0.7, "valid_ndcg": None},
+        {"epoch": 3, "loss": 0.6, "valid_ndcg": 0.2},
+        {"stage": "encode", "fraction": 1},
+    ]
     fig = viz.training_curves_fig(history)
     assert [len(t.x) for t in fig.data] == [3, 2]
     assert viz.training_curves_fig([]).layout.annotations[-1].text.startswith("waiting")
     compare = viz.compare_curves_fig({"a": history, "b": history[:1]})
     assert len(compare.data) == 4
-    frame = pd.DataFrame({"model": ["m1"] * 4 + ["<m2>"] * 4, "k": [5, 10] * 4,
-                          "metric": (["recall"] * 2 + ["ndcg"] * 2) * 2,
-                          "value": np.linspace(0.1, 0.8, 8)})
+    frame = pd.DataFrame(
+        {
+            "model": ["m1"] * 4 + ["<m2>"] * 4,
+            "k": [5, 10] * 4,
+            "metric": (["recall"] * 2 + ["ndcg"] * 2) * 2,
+            "value": np.linspace(0.1, 0.8, 8),
+        }
+    )
     at_k = viz.metrics_at_k_fig(frame)
     assert len(at_k.data) == 4 and {t.name for t in at_k.data} == {"m1", "&lt;m2&gt;"}
     bars = viz.metric_bars_fig(pd.DataFrame({"model": ["a", "b"], "x": [0.1, None]}), ["x"], "t")
@@ -186,9 +212,16 @@ def test_pca_2d_is_deterministic_and_centred():
 
 
 def test_embedding_map_keys_and_escaping():
-    points = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5],
-                           "kind": ["item", "item", "user"], "key": ["item:0", "item:1", "user:0"],
-                           "label": [EVIL_TITLE, "b", "user u"], "color": ["A", "<B>", "A"]})
+    points = pd.DataFrame(
+        {
+            "x": [0.0, 1.0, 2.0],
+            "y": [0.0, 1.0, 0.5],
+            "kind": ["item", "item", "user"],
+            "key": ["item:0", "item:1", "user:0"],
+            "label": [EVIL_TITLE, "b", "user u"],
+            "color": ["A", "<B>", "A"],
+        }
+    )
     fig = viz.embedding_map_fig(points)
     keys = [row[0] for trace in fig.data for row in trace.customdata]
     assert sorted(keys) == ["item:0", "item:1", "user:0"]

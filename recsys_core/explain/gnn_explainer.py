@@ -9,8 +9,10 @@ and its raters. Each mask value multiplies that edge's message in every layer (P
 message-passing layers), and the score is recomputed exactly for the masked graph by the
 incremental engine (:class:`~recsys_core.explain.engine.FlagshipEngine`), so an epoch costs a
 fraction of a full forward pass. A node's importance is the largest mask of its edges with the
-pair; importances are in [0, 1] and unsigned (GNNExplainer does not say in which direction an
-edge moves the score).
+pair. The explained output is the logit "this item scores above the user's average item"
+(the score standardised over all items) under GNNExplainer's binary-classification objective,
+which keeps the edges that support that prediction and lets the others fade; weights are the
+importances in [0, 1], negated when the item scores below the user's average.
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def gnn_explainer_explanation(
     dataset: Dataset,
     user_id: str,
     item_id: str,
-    epochs: int = 100,
-    lr: float = 0.05,
+    epochs: int = 50,
+    lr: float = 0.01,
     edge_size: float = 0.005,
     seed: int = 0,
 ) -> Explanation:
@@ -111,9 +113,11 @@ def gnn_explainer_explanation(
         dataset (Dataset): Its dataset.
         user_id (str): Raw user id.
         item_id (str): Raw item id.
-        epochs (int): GNNExplainer optimisation steps. (default: :obj:`100`)
-        lr (float): Its learning rate (PyG's default 0.01 barely moves the masks from their
-            initial 0.5 in 100 steps). (default: :obj:`0.05`)
+        epochs (int): GNNExplainer optimisation steps (each a forward and backward pass
+            through the pair's recomputed states). (default: :obj:`50`)
+        lr (float): Its learning rate; larger rates saturate every mask at 1 and lose the
+            ranking. (default: :obj:`0.01`)
+        edge_size (float): GNNExplainer's sparsity coefficient. (default: :obj:`0.005`)
         seed (int): Seed of the mask initialisation. (default: :obj:`0`)
 
     Returns:

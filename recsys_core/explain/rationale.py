@@ -3,7 +3,8 @@
 The sentence is assembled only from contributions that were computed for this (user, item)
 pair, pushed the score *up*, and are checked against the data: history items the user really
 interacted with, attribute values the recommended item (or the user's history) really has,
-sentences of the item's own description and neighbouring users. Nothing else is mentioned.
+sentences of the item's own description, users who interacted with the item or are connected
+to the user, similar items. Nothing else is mentioned.
 """
 
 from __future__ import annotations
@@ -61,14 +62,45 @@ def rationale(
     text = positive[positive["kind"] == TEXT].head(1)
     if len(text):
         clauses.append(f'its description says "{_shorten(str(text["label"].iloc[0]))}"')
-    neighbours = positive[positive["kind"] == NEIGHBOUR].head(max_items)
-    if len(neighbours):
-        clauses.append("it is close to " + _join([str(v) for v in neighbours["label"]])
-                       + " in the graph")
+    clauses.extend(_neighbour_clauses(positive[positive["kind"] == NEIGHBOUR], dataset,
+                                      explanation, max_items))
     if not clauses:
         return (f"No single piece of evidence raised the score of item "
                 f"{explanation.item_id!r}; it comes from the model's overall preferences.")
     return "Recommended because " + "; ".join(clauses) + "."
+
+
+def _neighbour_clauses(rows: pd.DataFrame, dataset: Dataset, explanation: Explanation,
+                       limit: int) -> list[str]:
+    """Users who also interacted with the item, the user's own connections, and other items;
+    a neighbour that is none of these is not named."""
+    inter = dataset.interactions
+    raters = set(inter.loc[inter[ITEM_COL] == str(explanation.item_id), USER_COL].astype(str))
+    connected: set[str] = set()
+    edges = dataset.user_edges
+    if edges is not None and len(edges):
+        src, dst = edges["src"].astype(str), edges["dst"].astype(str)
+        user = str(explanation.user_id)
+        connected = set(dst[src == user]) | set(src[dst == user])
+    node_types = rows["node_type"] if "node_type" in rows else pd.Series("", index=rows.index)
+    liked, friends, items = [], [], []
+    for node_id, label, node_type in zip(rows["id"].astype(str), rows["label"].astype(str),
+                                         node_types, strict=True):
+        if node_type == "item":
+            items.append(f'"{label}"')
+        elif node_id in connected:
+            friends.append(node_id)
+        elif node_id in raters:
+            liked.append(node_id)
+    clauses = []
+    if liked:
+        clauses.append(f"it was liked by user{'s' if len(liked[:limit]) > 1 else ''} "
+                       f"{_join(liked[:limit])}")
+    if friends:
+        clauses.append(f"you are connected to {_join(friends[:limit])}")
+    if items:
+        clauses.append(f"it is similar to {_join(items[:limit])}")
+    return clauses
 
 
 def _history_ids(dataset: Dataset, user_id: str) -> set[str]:

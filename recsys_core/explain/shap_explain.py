@@ -211,21 +211,19 @@ class _Game:
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         masks = np.asarray(masks) > 0.5
-        out = np.empty(len(masks))
-        todo = [r for r in range(len(masks)) if masks[r].tobytes() not in self.cache]
-        self.prepare(masks[todo])
-        for r in range(len(masks)):
-            key = masks[r].tobytes()
-            if key not in self.cache:
-                self.cache[key] = float(self.value(masks[r]))
-                self.evaluations += 1
-            out[r] = self.cache[key]
-        return out
+        todo = {}
+        for mask in masks:
+            key = mask.tobytes()
+            if key not in self.cache and key not in todo:
+                todo[key] = mask
+        if todo:
+            values = self.values(np.stack(list(todo.values())))
+            self.cache.update(zip(todo, (float(v) for v in values), strict=True))
+            self.evaluations += len(todo)
+        return np.array([self.cache[mask.tobytes()] for mask in masks])
 
-    def prepare(self, masks: np.ndarray) -> None:
-        """Batch work needed by several rows (text encoding)."""
-
-    def value(self, mask: np.ndarray) -> float:
+    def values(self, masks: np.ndarray) -> np.ndarray:
+        """Scores for distinct masks (one row each)."""
         raise NotImplementedError
 
     def off(self, mask: np.ndarray, kind: str) -> list:
@@ -283,9 +281,10 @@ class _HistoryGame(_Game):
         _, item_emb = model.embeddings()
         return (item_emb[history] @ item_emb[item]).numpy()
 
-    def value(self, mask):
-        drop = self.off(mask, HISTORY_ITEM)
-        return self.scorer.scores(self.user, [self.item], drop=drop)[0]
+    def values(self, masks):
+        return np.array([self.scorer.scores(self.user, [self.item],
+                                            drop=self.off(mask, HISTORY_ITEM))[0]
+                         for mask in masks])
 
 
 class _FlagshipGame(_Game):
@@ -396,7 +395,8 @@ class _FlagshipGame(_Game):
     def _encode(self, texts: list[str]) -> torch.Tensor:
         return self.encoder.encode(texts).float()
 
-    def prepare(self, masks: np.ndarray) -> None:
+    def _encode_variants(self, masks: np.ndarray) -> None:
+        """Encode, in one batch, the description variants these masks need."""
         if not self.chunks:
             return
         missing = sorted({self._kept(mask) for mask in masks} - set(self.text_cache))
@@ -409,7 +409,12 @@ class _FlagshipGame(_Game):
         return tuple(f.members[0] for f, on in zip(self.feature_list, mask, strict=True)
                      if on and f.kind == TEXT)
 
-    def value(self, mask):
+    def values(self, masks):
+        self._encode_variants(masks)
+        return self.engine.scores_many(self.user, [self.item],
+                                       [self._edit(mask) for mask in masks])[:, 0]
+
+    def _edit(self, mask: np.ndarray) -> GraphEdit:
         engine = self.engine
         edit = engine.history_edit(self.user, drop=self.off(mask, HISTORY_ITEM))
         attributes = self.off(mask, ATTRIBUTE)
@@ -421,9 +426,8 @@ class _FlagshipGame(_Game):
         if self.chunks:
             kept = self._kept(mask)
             if len(kept) < len(self.chunks):
-                self.prepare(mask[None])
                 edit = edit.merge(GraphEdit(item_text={self.item: self.text_cache[kept]}))
-        return engine.scores(self.user, [self.item], edit)[0]
+        return edit
 
 
 __all__ = ["Feature", "shap_explanation", "split_sentences", "text_chunks"]

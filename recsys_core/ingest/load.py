@@ -253,6 +253,10 @@ def _read_users(source: Source, report: IngestionReport, interaction_user_col: s
     table = read_table(sniffed)
     ids, empty = clean_ids(table.frame[id_col])
     features = table.frame.drop(columns=[id_col]).reset_index(drop=True)
+    if USER_COL in features.columns:  # the id came from another column (e.g. userId)
+        free = next(f"{USER_COL}_{k}" for k in range(2, len(columns) + 2)
+                    if f"{USER_COL}_{k}" not in features.columns)
+        features = features.rename(columns={USER_COL: free})
     users = pd.concat([pd.DataFrame({USER_COL: ids.to_numpy(object)}), features], axis=1)
     report.files.append(FileReport(
         role="users", name=name,

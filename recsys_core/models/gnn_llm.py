@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-import torch.nn.functional as F
 from torch_geometric.nn import GATv2Conv, GINConv, MessagePassing, SAGEConv
 from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import degree
@@ -327,7 +327,9 @@ class GNNLLMModule(nn.Module):
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
         self.normalize, self.degree_scaling = normalize, degree_scaling
         self.edge_types = [tuple(et) for et in edge_types]
-        self.update_order = ["user", "item"] + sorted(node_counts)
+        # (target node type, sources of the same type?) in update order; see propagate().
+        self.stages = [("user", False), ("user", True), ("item", False), ("item", True)]
+        self.stages += [(nt, False) for nt in sorted(node_counts)]
         self.register_buffer("item_text", item_text.float().contiguous())
         self.text_proj = nn.Linear(item_text.size(1), embedding_dim)
         self.item_id = nn.Embedding(num_items, embedding_dim)
@@ -467,16 +469,18 @@ class GNNLLMModule(nn.Module):
         sorted_edges = ({et: SortedEdges.build(ei, sizes[et[0]], sizes[et[2]])
                          for et, ei in edge_index_dict.items()} if self.conv == "gat" else {})
         for layer, convs in enumerate(self.convs):
-            # Users first, then items and attributes from the freshly updated users: one layer
-            # already carries history-driven user profiles into item representations.
-            new = dict(x)
-            for dst in self.update_order:
+            # Stages, each reading the freshest features: users from their items (history),
+            # then from other users (friends' updated profiles), then items from the updated
+            # users and attributes, then attributes. One layer thus already carries
+            # history-driven user profiles into friends and item representations.
+            new, updated = dict(x), set()
+            for dst, same_type in self.stages:
                 out = None
                 for et, edge_index in edge_index_dict.items():
-                    if et[2] != dst:
+                    if et[2] != dst or (et[0] == dst) != same_type:
                         continue
                     conv = convs[edge_key(et)]
-                    pair = (new[et[0]], x[dst])
+                    pair = (new[et[0]], new[dst] if same_type else x[dst])
                     extra = {"edges": sorted_edges[et]} if et in sorted_edges else {}
                     if want_attention:
                         h, (ei, alpha) = conv(pair, edge_index, return_attention_weights=True,
@@ -486,7 +490,8 @@ class GNNLLMModule(nn.Module):
                         h = conv(pair, edge_index, **extra)
                     out = h if out is None else out + h
                 if out is not None:
-                    new[dst] = out
+                    new[dst] = out if not same_type or dst not in updated else new[dst] + out
+                    updated.add(dst)
             x = new
             user_layers.append(x["user"])
             item_layers.append(x["item"])
@@ -814,7 +819,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         for layer in reversed(range(self.num_layers)):
             keep_per_layer[layer] = {nt: set(s) for nt, s in relevant.items()}
             grown = {nt: set(s) for nt, s in relevant.items()}
-            for (src, rel, dst), ei in edges.items():
+            for (src, _rel, dst), ei in edges.items():
                 targets = relevant.get(dst)
                 if not targets:
                     continue
