@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages import ui
 from recsys_core.device import describe_device, pick_device
+from recsys_core.errors import RecScopeError
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")
 
@@ -34,7 +35,11 @@ def device_name() -> str:
 
 
 def sidebar() -> None:
-    ws = ui.workspace()
+    try:
+        ws = ui.workspace()
+    except RecScopeError:
+        st.sidebar.caption("No data loaded: the Data page says why and takes an upload.")
+        return
     ds = ws.dataset
     with st.sidebar:
         st.markdown("### RecScope")

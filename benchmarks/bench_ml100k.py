@@ -204,7 +204,7 @@ def _fmt(value: Any, spec: str) -> str:
 def _training(result: dict[str, Any]) -> str:
     t = result.get("training")
     if not t:
-        return "closed form"
+        return "no training loop"
     return (f"best epoch {t['best_epoch']} of {t['epochs_run']} run, stopped by "
             f"{t['stop_reason']}")
 
@@ -222,7 +222,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in results if r["protocol"] == "random"):
         if "error" in r:
-            lines.append(f"| {r['model']} | error: {r['error']} |||||||")
+            lines.append(f"| {r['model']} | error: {r['error']} " + "|" * 10)
             continue
         peer = PEERS.get(r["model"])
         lines.append(

@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages import ui
 from recsys_core import viz
-from recsys_core.errors import DataError
+from recsys_core.errors import DataError, RecScopeError
 
 AUTO = "(auto-detect)"
 UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "psv", "dat", "data", "item", "parquet"]
@@ -24,7 +24,13 @@ def render() -> None:
 
 
 def _body() -> None:
-    ws = ui.workspace()
+    try:
+        ws = ui.workspace()
+    except RecScopeError as exc:
+        # The files given at start-up cannot be read: say why, and offer the upload instead.
+        st.error(str(exc))
+        _upload()
+        return
     ui.show_flash()
     ds = ws.dataset
     counts_user, counts_item = viz.interaction_counts(ds)

@@ -51,12 +51,13 @@ def _body() -> None:
         st.caption(
             f"Final user and item vectors of **{ui.md(run.run_id)}**; users and items share "
             "one space (score = dot product), projected together on the first two "
-            "principal components."
+            "principal components. Dots are items, crosses users (coloured by the value "
+            "most common in their history)."
         )
     else:
         st.caption(
-            "all-MiniLM-L6-v2 embeddings of the item texts; a user is the mean of the "
-            "items in their training history."
+            "all-MiniLM-L6-v2 embeddings of the item texts (dots); a user (cross) is the "
+            "mean of the items in their training history."
         )
     points = _points(ws, run, space, color_by)
     if not show_users:

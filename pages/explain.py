@@ -39,7 +39,11 @@ def _body() -> None:
     users = ui.user_options(ws)
     left, middle, right = st.columns([4, 2, 5])
     user = left.selectbox(
-        "User (type to search)", users, format_func=ui.user_label(ws), key="x-user"
+        "User (type to search)",
+        users,
+        index=ui.typical_user_index(ws),
+        format_func=ui.user_label(ws),
+        key="x-user",
     )
     scope = middle.radio("Items", ["top 20", "any item"], key="x-scope", horizontal=True)
     recs = _recommendations(run, user)
@@ -238,21 +242,31 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
         and ws.item_text is not None
         and model_text.shape[1] == ws.item_text.shape[1]
     )
-    exp = _cached(
-        run,
-        ("shap", user, item, use_text),
-        lambda: shap_explanation(
-            run.model,
-            ds,
-            user,
-            item,
-            max_text=3 if use_text else 0,
-            encoder=ui.text_encoder() if use_text else None,
-        ),
+    permutations = st.slider(
+        "Permutations",
+        1,
+        5,
+        2,
+        key="x-shap-perms",
+        help="Antithetic permutations of SHAP's permutation explainer: more is more precise "
+        "and slower (each costs two forward passes per feature).",
     )
+    key = ("shap", user, item, use_text, permutations)
+    if key not in run.cache:
+        with st.spinner("Computing SHAP values (a few seconds: one forward pass per coalition)…"):
+            run.cache[key] = shap_explanation(
+                run.model,
+                ds,
+                user,
+                item,
+                max_text=3 if use_text else 0,
+                npermutations=permutations,
+                encoder=ui.text_encoder() if use_text else None,
+            )
+    exp = run.cache[key]
     _rationale(exp, ds)
     st.caption(
-        f"Exact-permutation SHAP values over removable evidence: from the base value "
+        f"SHAP values (permutation explainer) over removable evidence: from the base value "
         f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}."
     )
     fig = shap_waterfall_figure(exp)
@@ -266,11 +280,11 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain import gnn_explainer_explanation
 
-    exp = _cached(
-        run,
-        ("gnnexplainer", user, item),
-        lambda: gnn_explainer_explanation(run.model, ds, user, item),
-    )
+    key = ("gnnexplainer", user, item)
+    if key not in run.cache:
+        with st.spinner("Optimising GNNExplainer's edge mask (100 steps)…"):
+            run.cache[key] = gnn_explainer_explanation(run.model, ds, user, item)
+    exp = run.cache[key]
     _rationale(exp, ds)
     masked = exp.details.get("masked_score")
     st.caption(
@@ -385,9 +399,9 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     c1, c2, c3 = st.columns(3)
     chosen = c1.multiselect("Methods", methods, default=methods[:1], key="x-f-methods")
     n_users = c2.slider(
-        "Users", 3, 50, 8, key="x-f-users", help="The selected user plus others sampled at random."
+        "Users", 2, 30, 5, key="x-f-users", help="The selected user plus others sampled at random."
     )
-    k = c3.slider("Items removed (k)", 1, 10, 5, key="x-f-k")
+    k = c3.slider("Items removed (k)", 1, 10, 3, key="x-f-k")
     if not chosen:
         st.info("Pick at least one method.")
         return
@@ -395,16 +409,34 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     if not sample:
         st.warning(f"No user has more than {k} history items; lower k.")
         return
-    results = {}
-    for method in chosen:
-        key = ("faithfulness", method, tuple(sample), k)
-        if key not in run.cache:
-            with st.spinner(f"Running the deletion test for {method} on {len(sample)} users…"):
-                options = {"max_text": 0} if method == "shap" else {}
-                run.cache[key] = faithfulness(
-                    run.model, ds, method, sample, k=k, curves=True, explain_options=options
+    keys = {m: ("faithfulness", m, tuple(sample), k) for m in chosen}
+    missing = [m for m in chosen if keys[m] not in run.cache]
+    if missing:
+        st.caption(
+            f"Each user costs one explanation plus about {4 * k * 4} forward passes "
+            f"(deletion and insertion curves, {k} sizes, 3 random draws): expect several "
+            "seconds per user on a CPU."
+        )
+        if not st.button(
+            f"Run the deletion test ({', '.join(missing)}, {len(sample)} users)",
+            type="primary",
+            key="x-f-run",
+        ):
+            return
+        for method in missing:
+            with st.spinner(f"Deletion test for {method} on {len(sample)} users…"):
+                options = {"max_text": 0, "npermutations": 1} if method == "shap" else {}
+                run.cache[keys[method]] = faithfulness(
+                    run.model,
+                    ds,
+                    method,
+                    sample,
+                    k=k,
+                    n_random=3,
+                    curves=True,
+                    explain_options=options,
                 )
-        results[method] = run.cache[key]
+    results = {m: run.cache[keys[m]] for m in chosen}
     summary = pd.DataFrame(
         [
             {

@@ -8,6 +8,7 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
 
+import numpy as np
 import streamlit as st
 
 from pages import ui
@@ -47,6 +48,7 @@ def _body() -> None:
         centre = st.selectbox(
             f"{node_type.capitalize()} ({len(options):,} shown)",
             options,
+            index=_typical(ws, node_type, options),
             format_func=lambda i: labels[i],
             key=f"g-centre-{node_type}",
         )
@@ -134,6 +136,25 @@ def _labels(ws, node_type: str) -> dict[int, str]:
                 for i, (t, iid) in enumerate(zip(titles, ds.item_ids, strict=True))
             }
     return ws.cache[key]
+
+
+def _typical(ws, node_type: str, options: list[int]) -> int:
+    """Position of a node with median activity: its neighbourhood is readable, unlike the
+    busiest node's (which fills the node cap with its own neighbours)."""
+    counts = ws.item_counts() if node_type == "item" else _user_counts(ws)
+    values = counts[options]
+    positive = values[values > 0]
+    if not len(positive):
+        return 0
+    return int(np.abs(values - np.median(positive)).argmin())
+
+
+def _user_counts(ws) -> np.ndarray:
+    if "user_counts" not in ws.cache:
+        ws.cache["user_counts"] = np.bincount(
+            ws.train["user_idx"].to_numpy(), minlength=ws.dataset.num_users
+        )
+    return ws.cache["user_counts"]
 
 
 def _matches(ws, node_type: str, query: str) -> list[int]:

@@ -28,7 +28,11 @@ def _body() -> None:
     left, right = st.columns([2, 3])
     with left:
         user = st.selectbox(
-            "User (type to search)", users, format_func=ui.user_label(ws), key="r-user"
+            "User (type to search)",
+            users,
+            index=ui.typical_user_index(ws),
+            format_func=ui.user_label(ws),
+            key="r-user",
         )
     with right:
         if run is not None:

@@ -40,6 +40,8 @@ DEMO_FILES = {
     "items": DEMO_DIR / "items.csv",
     "user_edges": DEMO_DIR / "user_edges.csv",
 }
+DEMO_LABEL = "demo data"
+DEMO_NAME = "demo book catalogue"
 STATE_KEY = "recscope_workspace"
 #: Per-uploader size caps in MB (the server-wide cap is in .streamlit/config.toml).
 UPLOAD_LIMIT_MB = {"interactions": 200, "items": 100, "user_edges": 50}
@@ -73,7 +75,7 @@ def default_sources() -> tuple[dict[str, str | None], str]:
     given = command_line_files()
     if given["interactions"]:
         return given, Path(given["interactions"]).name
-    return {k: str(v) if v.exists() else None for k, v in DEMO_FILES.items()}, "demo data"
+    return {k: str(v) if v.exists() else None for k, v in DEMO_FILES.items()}, DEMO_LABEL
 
 
 @st.cache_data(show_spinner="Reading the data files…", max_entries=4)
@@ -116,10 +118,12 @@ def workspace() -> Workspace:
                 "No data to open: the demo files are missing from data/ and no "
                 "--interactions file was given. Upload files on the Data page."
             )
+        options = (("name", DEMO_NAME),) if label == DEMO_LABEL else ()
         dataset = load_files(
             sources["interactions"],
             sources.get("items"),
             sources.get("user_edges"),
+            options=options,
             stamp=file_stamp(*sources.values()),
         )
         ws = prepare_workspace(dataset, source=label)
@@ -281,6 +285,18 @@ def user_options(ws: Workspace) -> list[str]:
         rest = [u for u in ws.dataset.user_ids if u not in counts.index]
         ws.cache["user_options"] = list(counts.index.astype(str)) + list(map(str, rest))
     return ws.cache["user_options"]
+
+
+def typical_user_index(ws: Workspace) -> int:
+    """Position in :func:`user_options` of a user with median activity (a readable default;
+    the busiest users have hundreds of interactions)."""
+    if "typical_user" not in ws.cache:
+        counts = ws.train["user_id"].value_counts()
+        options = user_options(ws)
+        median = float(counts.median()) if len(counts) else 0.0
+        values = counts.reindex(options).fillna(0).to_numpy()
+        ws.cache["typical_user"] = int(abs(values - median).argmin()) if len(values) else 0
+    return ws.cache["typical_user"]
 
 
 def user_label(ws: Workspace) -> Callable[[str], str]:

@@ -11,6 +11,7 @@ numeric column is written as is, and a text cell that is a plain number (``"-1.5
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import re
@@ -60,9 +61,14 @@ def sanitize_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv_string(frame: pd.DataFrame) -> str:
-    """The neutralised CSV text of ``frame`` (no index), e.g. for a download button."""
+    """The neutralised CSV text of ``frame`` (no index), e.g. for a download button.
+
+    Every text cell is quoted: with minimal quoting a bare carriage return inside a cell is
+    written unquoted, and a spreadsheet would start a new row there, so ``"x\r=1+1"`` would put
+    an unneutralised formula at the start of a cell.
+    """
     buffer = io.StringIO()
-    sanitize_frame(frame).to_csv(buffer, index=False)
+    sanitize_frame(frame).to_csv(buffer, index=False, quoting=csv.QUOTE_NONNUMERIC)
     return buffer.getvalue()
 
 

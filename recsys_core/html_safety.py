@@ -41,6 +41,16 @@ def escape_html(value: object, max_length: int | None = None) -> str:
     return html.escape(clean_text(value, max_length), quote=True)
 
 
+def plot_text(value: object, max_length: int | None = None) -> str:
+    """Text for plotly labels, legends and hover templates.
+
+    Plotly renders a few tags in text (``<b>``, ``<br>``, ``<a href=...>``) and decodes only the
+    ``&amp;``, ``&lt;``, ``&gt;`` (plus numeric) entities, so exactly ``&``, ``<`` and ``>`` are
+    escaped: no tag survives and quotes display as typed.
+    """
+    return html.escape(clean_text(value, max_length), quote=False)
+
+
 def escape_markdown(value: object, max_length: int | None = None) -> str:
     """Escape ``value`` for Streamlit Markdown so it renders literally.
 

@@ -164,7 +164,7 @@ def seed_everything(seed: int) -> None:
 
 
 def unique_pairs(frame: pd.DataFrame) -> tuple[Tensor, Tensor]:
-    """Deduplicated ``(users, items)`` index tensors of an interaction frame, in first-seen order."""
+    """Deduplicated ``(users, items)`` index tensors of a frame, in first-seen order."""
     users = frame[USER_IDX].to_numpy(np.int64)
     items = frame[ITEM_IDX].to_numpy(np.int64)
     key = users * (int(items.max(initial=0)) + 1) + items
@@ -311,8 +311,8 @@ def masked_softmax_loss(
 ) -> Tensor:
     """Sampled softmax of each positive against ``candidates`` the user has not seen.
 
-    For a positive :math:`(u, i)` the loss is
-    :math:`-s_{ui}/\\tau + \\log(e^{s_{ui}/\\tau} + \\sum_{j \\in C \\setminus N_u} e^{s_{uj}/\\tau})`:
+    For a positive :math:`(u, i)` the loss is :math:`-s_{ui}/\\tau + \\log(e^{s_{ui}/\\tau} +
+    \\sum_{j \\in C \\setminus N_u} e^{s_{uj}/\\tau})`:
     the user's other training items are not treated as negatives, matching evaluation,
     which ranks only unseen items. The log-sum-exp over candidates is computed once per
     distinct user of the batch.
@@ -390,8 +390,10 @@ def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.o
                     generator: torch.Generator, meta: dict[str, Any]) -> None:
     """Write weights, optimiser moments and RNG states (safetensors) + ``meta`` (JSON).
 
-    Both files are written to temporary names and moved into place; the JSON, written last,
-    names the epoch the weights belong to, so a crash between the two is detected on load.
+    Both files are written to temporary names and moved into place. The safetensors header
+    carries ``meta`` too, so the weights file alone is the commit point: a crash at any moment
+    leaves either the previous or the new checkpoint, complete (``checkpoint.json`` is a
+    readable copy).
     """
     from safetensors.torch import save_file
 
@@ -406,11 +408,11 @@ def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.o
     tensors["rng.sampler"] = generator.get_state().cpu()
     tensors["rng.torch"] = torch.get_rng_state()
     epoch = str(meta["epoch"])
+    text = json.dumps({"format": CHECKPOINT_FORMAT, **meta}, indent=1)
     _atomic_write(directory / CHECKPOINT_WEIGHTS,
-                  lambda tmp: save_file(tensors, tmp, metadata={"epoch": epoch}))
-    payload = {"format": CHECKPOINT_FORMAT, **meta}
+                  lambda tmp: save_file(tensors, tmp, metadata={"epoch": epoch, "meta": text}))
     _atomic_write(directory / CHECKPOINT_META,
-                  lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1), encoding="utf-8"))
+                  lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
@@ -427,10 +429,14 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     if not meta_path.exists() and not weights.exists():
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         with safe_open(str(weights), framework="pt") as handle:
-            epoch = (handle.metadata() or {}).get("epoch")
+            header = handle.metadata() or {}
         tensors = load_file(str(weights))
+        # The metadata inside the weights file is authoritative (see save_checkpoint);
+        # checkpoint.json is only read for checkpoints written before it was embedded.
+        meta = json.loads(header["meta"] if "meta" in header
+                          else meta_path.read_text(encoding="utf-8"))
+        epoch = header.get("epoch")
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(f"Checkpoint in '{directory}' cannot be read ({exc}). Delete the "
                              "folder to train from scratch.") from exc
@@ -745,6 +751,15 @@ def clone_config(config: TrainConfig, **changes: Any) -> TrainConfig:
 
 
 # ---------------------------------------------------------------------------------- recommenders
+def dot_scores(user_emb: Tensor, item_emb: Tensor, users: np.ndarray,
+               items: np.ndarray | None = None) -> np.ndarray:
+    """``[len(users), len(items)]`` dot products (all items when ``items`` is ``None``)."""
+    u = user_emb.index_select(0, torch.as_tensor(np.asarray(users, dtype=np.int64)))
+    i = item_emb if items is None else item_emb.index_select(
+        0, torch.as_tensor(np.asarray(items, dtype=np.int64)))
+    return (u @ i.T).numpy()
+
+
 class EmbeddingRecommender(Recommender):
     """A :class:`Recommender` whose scores are dot products of embeddings trained by
     :func:`train_model`.
@@ -836,10 +851,7 @@ class EmbeddingRecommender(Recommender):
         return self._user_emb, self._item_emb
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        user_emb, item_emb = self.embeddings()
-        u = user_emb[torch.as_tensor(np.asarray(users, dtype=np.int64))]
-        i = item_emb if items is None else item_emb[torch.as_tensor(np.asarray(items, dtype=np.int64))]
-        return (u @ i.T).numpy()
+        return dot_scores(*self.embeddings(), users, items)
 
     # --------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .dataset import ITEM_IDX, RATING_COL, TIME_COL, USER_IDX, Dataset
-from .html_safety import escape_html, graph_label, graph_title
+from .html_safety import escape_html, graph_label, graph_title, plot_text
 
 #: Node colours per node type; attribute types beyond the named ones cycle through the rest.
 NODE_COLORS: dict[str, str] = {"user": "#4C78A8", "item": "#F58518"}
@@ -132,6 +132,7 @@ def graph_html(
     edge_scores: Mapping[tuple[str, str], float] | None = None,
     height_px: int = 560,
     physics: bool = True,
+    max_item_labels: int = 60,
 ) -> str:
     """Self-contained interactive HTML (vis-network inlined, no CDN) for a small graph.
 
@@ -149,6 +150,9 @@ def graph_html(
             width growing with the score and the score in their tooltip. (default: :obj:`None`)
         height_px (int): Canvas height. (default: :obj:`560`)
         physics (bool): Force-directed layout (Barnes-Hut). (default: :obj:`True`)
+        max_item_labels (int): With more item nodes than this, items are drawn without a label
+            (their title stays in the tooltip) so the picture stays readable; the centre,
+            users and attribute values keep theirs. (default: :obj:`60`)
 
     Returns:
         A complete HTML document, safe to embed with ``st.iframe``.
@@ -162,13 +166,19 @@ def graph_html(
         scores[(u, v)] = scores[(v, u)] = float(s)
     node_types = sorted({d.get("node_type", "node") for _, d in graph.nodes(data=True)})
 
+    n_items = sum(d.get("node_type") == "item" for _, d in graph.nodes(data=True))
+    hide_items = n_items > max_item_labels
+
     net = Network(height=f"{height_px}px", width="100%", directed=False, cdn_resources="in_line")
     for key, attrs in graph.nodes(data=True):
         node_type = attrs.get("node_type", "node")
         is_center = key == center
+        label = labels.get(key, attrs.get("label", key))
         net.add_node(
             key,
-            label=graph_label(labels.get(key, attrs.get("label", key))),
+            label=" "
+            if hide_items and node_type == "item" and not is_center
+            else graph_label(label),
             title=graph_title(titles.get(key, f"{node_type}: {attrs.get('label', key)}")),
             color=CENTER_COLOR if is_center else node_type_color(node_type, node_types),
             size=26 if is_center else (14 if node_type in ("user", "item") else 10),
@@ -346,7 +356,7 @@ def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Fi
                 x=frame["k"],
                 y=frame["top"],
                 mode="lines+markers",
-                name=f"{escape_html(method)}: top-k",
+                name=f"{plot_text(method)}: top-k",
                 line=dict(color=color),
             )
         )
@@ -355,7 +365,7 @@ def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Fi
                 x=frame["k"],
                 y=frame["random"],
                 mode="lines+markers",
-                name=f"{escape_html(method)}: random k",
+                name=f"{plot_text(method)}: random k",
                 line=dict(color=color, dash="dot"),
             )
         )
@@ -386,11 +396,11 @@ def contributions_bar_fig(
     fig = go.Figure(
         go.Bar(
             x=frame["weight"],
-            y=[f"{escape_html(label, 50)}" for label in frame["label"]],
+            y=[f"{plot_text(label, 50)}" for label in frame["label"]],
             orientation="h",
             marker_color=[kinds.get(k, "#9D755D") for k in frame.get("kind", [""] * len(frame))],
             customdata=[
-                escape_html(str(k).replace("_", " ")) for k in frame.get("kind", [""] * len(frame))
+                plot_text(str(k).replace("_", " ")) for k in frame.get("kind", [""] * len(frame))
             ],
             hovertemplate="%{y}<br>%{customdata}: %{x:.4f}<extra></extra>",
         )
@@ -416,7 +426,7 @@ def attention_heatmap_fig(
     frame = frame[frame["node"].isin(keep)]
     table = frame.pivot_table(index="node", columns="column", values="alpha", aggfunc="mean")
     table = table.reindex(keep)
-    ylabels = [escape_html(labels.get(node, f"{node[0]} {node[1]}"), 40) for node in table.index]
+    ylabels = [plot_text(labels.get(node, f"{node[0]} {node[1]}"), 40) for node in table.index]
     fig = go.Figure(
         go.Heatmap(
             z=table.to_numpy(),
@@ -509,8 +519,10 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
         height=340,
         margin=dict(t=50, b=40, l=50, r=10),
     )
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    # Decades only: plotly's default log ticks label 2 and 5 of each decade without the
+    # exponent, which reads as nonsense ("2, 100, 5") on a small chart.
+    fig.update_xaxes(type="log", dtick=1, range=[np.log10(lo[0] * 0.9), np.log10(hi[-1] * 1.1)])
+    fig.update_yaxes(type="log", dtick=1)
     return fig
 
 
@@ -622,14 +634,14 @@ def attribute_counts_fig(dataset: Dataset, column: str, top: int = 25) -> go.Fig
     fig = go.Figure(
         go.Bar(
             x=counts.values[::-1],
-            y=[escape_html(v, 40) for v in counts.index[::-1]],
+            y=[plot_text(v, 40) for v in counts.index[::-1]],
             orientation="h",
             marker_color="#B279A2",
             hovertemplate="%{y}: %{x} items<extra></extra>",
         )
     )
     fig.update_layout(
-        title=f"Items per {escape_html(column)}",
+        title=f"Items per {plot_text(column)}",
         xaxis_title="items",
         height=max(260, 22 * len(counts) + 80),
         margin=dict(t=50, b=40, l=10, r=10),
@@ -708,7 +720,7 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
                         x=x,
                         y=y,
                         mode="lines",
-                        name=escape_html(name),
+                        name=plot_text(name),
                         legendgroup=name,
                         showlegend=col == 1 or len(pts) == 0,
                         line=dict(color=color),
@@ -754,7 +766,7 @@ def metrics_at_k_fig(frame: pd.DataFrame, metrics: Sequence[str] = ("recall", "n
                     x=part["k"],
                     y=part["value"],
                     mode="lines+markers",
-                    name=escape_html(model),
+                    name=plot_text(model),
                     legendgroup=str(model),
                     showlegend=i == 0,
                     line=dict(color=palette[j % len(palette)]),
@@ -776,7 +788,7 @@ def metric_bars_fig(frame: pd.DataFrame, value_columns: Sequence[str], title: st
     for j, (_, row) in enumerate(frame.iterrows()):
         fig.add_trace(
             go.Bar(
-                name=escape_html(row["model"]),
+                name=plot_text(row["model"]),
                 x=list(value_columns),
                 y=[row[c] for c in value_columns],
                 marker_color=palette[j % len(palette)],
@@ -802,7 +814,7 @@ def per_user_histogram_fig(
         fig.add_trace(
             go.Histogram(
                 x=np.asarray(vals, dtype=float),
-                name=escape_html(model),
+                name=plot_text(model),
                 xbins=dict(start=0.0, end=1.0 + 1e-9, size=1.0 / bins),
                 opacity=0.6,
                 marker_color=palette[j % len(palette)],
@@ -845,6 +857,7 @@ def embedding_map_fig(
     Args:
         points (pandas.DataFrame): Columns ``x``, ``y``, ``kind`` (``user``/``item``),
             ``label`` and ``color`` (the value to colour by) plus ``key`` (row id for selection).
+            Items are drawn as dots, users as crosses.
         color (str): Legend title. (default: :obj:`"category"`)
     """
     fig = go.Figure()
@@ -852,6 +865,7 @@ def embedding_map_fig(
     groups = list(pd.unique(points["color"]))
     for j, value in enumerate(groups):
         part = points[points["color"] == value]
+        shown = False  # one legend entry per value; it toggles its items and users together
         for kind, symbol, size in (("item", "circle", 7), ("user", "x", 6)):
             sub = part[part["kind"] == kind]
             if not len(sub):
@@ -861,7 +875,9 @@ def embedding_map_fig(
                     x=sub["x"],
                     y=sub["y"],
                     mode="markers",
-                    name=escape_html(f"{value} ({kind}s)" if kind == "user" else value, 40),
+                    name=plot_text(value, 40),
+                    legendgroup=str(j),
+                    showlegend=not shown,
                     marker=dict(
                         size=size,
                         symbol=symbol,
@@ -869,11 +885,12 @@ def embedding_map_fig(
                         opacity=0.75 if kind == "item" else 0.45,
                     ),
                     customdata=np.stack(
-                        [sub["key"].astype(str), [escape_html(t, 80) for t in sub["label"]]], axis=1
+                        [sub["key"].astype(str), [plot_text(t, 80) for t in sub["label"]]], axis=1
                     ),
                     hovertemplate="%{customdata[1]}<extra></extra>",
                 )
             )
+            shown = True
     fig.update_layout(
         height=height,
         margin=dict(t=30, b=30, l=30, r=10),

@@ -179,7 +179,7 @@ def test_explain_views_on_the_flagship(workspace, view):
     workspace.runs.active_id = "gnn-llm #2"
     at = page_test("explain", workspace)
     at.session_state["x-view"] = view
-    at.session_state["x-f-users"] = 3  # faithfulness: a small sample keeps the test quick
+    at.session_state["x-f-users"] = 2  # faithfulness: a small sample keeps the test quick
     at.run()
     assert_clean(at)
     if view in ("Attention", "SHAP", "GNNExplainer"):
@@ -194,6 +194,8 @@ def test_explain_views_on_the_flagship(workspace, view):
         assert [m.label for m in at.metric] == ["Score", "Rank"]
         assert at.metric[0].delta not in (None, "+0.0000")
     if view == "Faithfulness":
+        at.button(key="x-f-run").click().run()  # the deletion test runs on request
+        assert_clean(at)
         assert len(at.get("plotly_chart")) == 2
         assert "ratio" in at.dataframe[0].value.columns
 
@@ -326,3 +328,31 @@ def test_training_survives_reruns_and_stops():
     at.run()
     assert job.status == "stopped"
     assert ws.runs.active.model_name == "mf" and ws.runs.active.status == "stopped"
+
+
+def test_command_line_files_open_and_bad_files_fall_back_to_upload(tmp_path, monkeypatch):
+    ds = tiny_dataset(num_users=12, num_items=15, seed=5)
+    good = tmp_path / "clicks.csv"
+    ds.interactions[["user_id", "item_id", "rating", "timestamp"]].to_csv(good, index=False)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--", "--interactions", str(good)])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = None  # no injected workspace: load the given file
+    at.run()
+    ws = at.session_state[ui.STATE_KEY]
+    try:
+        assert_clean(at)
+        assert ws.source == "clicks.csv" and ws.dataset.num_users == ds.num_users
+    finally:
+        if ws is not None and ws.job is not None:
+            ws.job.stop()
+            ws.job.join(60)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not a table")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--interactions", str(bad)])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = None
+    at.run()
+    assert not at.exception
+    assert at.error and "bad.csv" in at.error[0].value and "PNG" in at.error[0].value
+    assert at.file_uploader(key="up-interactions") is not None

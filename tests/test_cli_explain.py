@@ -140,7 +140,3 @@ def test_python_dash_m_entry_point(runs):
          "u00", "--items", "i10,i11"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)["scores"]) == {"i10", "i11"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "recsys_core", "explain", "--run", str(runs["ease"]), "--user",
-         "ghost", "--item", "i10"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2 and "Unknown user id(s): 'ghost'" in proc.stderr

@@ -6,20 +6,21 @@ report adds up (per file, rows read = rows kept + every dropped count; the datas
 the kept rows, all clean) or raises :class:`~recsys_core.errors.DataError` whose message names
 the file and says what to do. Any other exception fails the test with the generated input.
 
-Generated cases per run (``max_examples``, hypothesis with ``derandomize=True`` so CI sees the
-same cases every time):
+Generated cases per run (``max_examples``; hypothesis runs with ``derandomize=True`` so CI sees
+the same cases every time):
 
 * ``test_random_bytes``: 40 (random bytes, alone or behind a file magic / byte-order mark),
-* ``test_generated_tables``: 110 (delimiters ``, ; \\t | ::``, encodings utf-8 / utf-8-sig /
-  latin-1 / cp1252 / utf-16 (with and without BOM), ragged rows, duplicate headers, one column,
+* ``test_generated_tables``: 200 (delimiters ``, ; \\t | ::``, encodings utf-8 / utf-8-sig /
+  latin-1 / cp1252 / utf-16 with and without BOM, ragged rows, duplicate headers, one column,
   no header, CR/CRLF line ends, BOMs, NUL bytes, binary junk, truncation, unbalanced quotes,
   1 MB cells, non-finite ratings, odd timestamps, tiny row/id limits, column overrides),
-* ``test_counts_match_an_oracle``: 50 (exact drop counts against an independent count),
-* ``test_metadata_files``: 40 (hostile items / user-edges / users files next to good
+* ``test_counts_match_an_oracle``: 80 (exact drop counts against an independent recount),
+* ``test_metadata_files``: 80 (hostile items / user-edges / users files next to good
   interactions),
-* ``test_parquet_files``: 25 (Parquet with odd types: nulls, bytes, lists, timestamps, ...),
+* ``test_parquet_files``: 40 (Parquet with odd types: nulls, bytes, lists, timestamps, ...),
 
-265 generated files in all, plus 24 hand-written hostile files and a CLI run. Set
+440 generated files in all (each a full ``load_dataset`` call), plus 24 hand-written hostile
+files (each tried as interactions and as items: 48 calls) and 3 runs of the CLI. Set
 ``RECSCOPE_FUZZ_SCALE=10`` for a ten times longer, randomised campaign.
 """
 
@@ -35,7 +36,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

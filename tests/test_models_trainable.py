@@ -57,9 +57,9 @@ def ds() -> Dataset:
 
 @pytest.fixture(scope="module")
 def fitted(ds) -> dict:
-    """One fitted model per name (gnn-llm: 2 layers, GAT, 2 heads) plus a 1-layer gnn-llm."""
+    """One fitted model per name (gnn-llm: defaults, 1 layer) plus a 2-layer gnn-llm."""
     models = {name: make(name).fit(ds, ds.interactions) for name in MODELS}
-    models["gnn-llm-1"] = make("gnn-llm", num_layers=1).fit(ds, ds.interactions)
+    models["gnn-llm-2"] = make("gnn-llm", num_layers=2).fit(ds, ds.interactions)
     return models
 
 
@@ -157,8 +157,8 @@ def test_cold_items_get_finite_non_constant_scores_from_text(ds, fitted):
 
 @pytest.mark.parametrize("conv", ["gat", "gatv2"])
 def test_attention_sums_to_one_per_target_and_head(ds, fitted, conv):
-    model = (fitted["gnn-llm"] if conv == "gat"
-             else make("gnn-llm", conv=conv, epochs=1).fit(ds, ds.interactions))
+    model = (fitted["gnn-llm-2"] if conv == "gat"
+             else make("gnn-llm", conv=conv, num_layers=2, epochs=1).fit(ds, ds.interactions))
     attention = model.attention()
     assert {layer for layer, _ in attention} == {0, 1}
     assert {et for _, et in attention} >= {RATES, RATED_BY}
@@ -173,7 +173,7 @@ def test_attention_sums_to_one_per_target_and_head(ds, fitted, conv):
 
 
 def test_attention_of_one_user_is_its_receptive_field(ds, fitted):
-    model = fitted["gnn-llm-1"]
+    model = fitted["gnn-llm"]
     user = 3
     per_user = model.attention(user_idx=user)
     (edge_index, alpha), = [v for (layer, et), v in per_user.items() if et == RATED_BY]
@@ -186,7 +186,7 @@ def test_attention_of_one_user_is_its_receptive_field(ds, fitted):
 
 
 def test_editing_the_graph_changes_only_the_affected_scores(ds, fitted):
-    model = fitted["gnn-llm-1"]
+    model = fitted["gnn-llm"]
     users = np.arange(ds.num_users)
     graph = model.graph()
     np.testing.assert_allclose(model.score_with_graph(graph, users), model.score(users),
@@ -205,8 +205,8 @@ def test_editing_the_graph_changes_only_the_affected_scores(ds, fitted):
     assert not np.allclose(before[user], after[user])
     # Another user's representation does not depend on user 0's edges; only items whose rater
     # set contains user 0 see their representation change.
-    other = next(u for u in range(1, ds.num_users)
-                 if not history & set(ds.interactions.loc[ds.interactions[USER_IDX] == u, ITEM_IDX]))
+    items_of = ds.interactions.groupby(USER_IDX)[ITEM_IDX].apply(set)
+    other = next(u for u in range(1, ds.num_users) if not history & items_of[u])
     untouched = np.setdiff1d(np.arange(ds.num_items), sorted(history))
     np.testing.assert_allclose(before[other, untouched], after[other, untouched], rtol=1e-5,
                                atol=1e-6)
@@ -251,10 +251,10 @@ def test_wrong_text_embedding_shape_is_rejected(ds):
 
 
 def test_edited_graph_with_other_node_counts_is_rejected(ds, fitted):
-    graph = fitted["gnn-llm-1"].graph()
+    graph = fitted["gnn-llm"].graph()
     graph["user"].num_nodes = ds.num_users + 1
     with pytest.raises(ValueError, match="node"):
-        fitted["gnn-llm-1"].score_with_graph(graph, np.arange(2))
+        fitted["gnn-llm"].score_with_graph(graph, np.arange(2))
 
 
 def test_text_layers_fine_tune_and_are_frozen_into_the_saved_tensors(ds):
@@ -272,3 +272,52 @@ def test_text_layers_fine_tune_and_are_frozen_into_the_saved_tensors(ds):
     assert not torch.allclose(tensors["item_text"], frozen)
     restored = GNNLLMRecommender(**model.config()).restore(ds, ds.interactions, tensors)
     np.testing.assert_array_equal(restored.score(np.arange(4)), model.score(np.arange(4)))
+
+
+def test_receptive_field_is_exact_with_friend_edges():
+    """Dropping an edge outside a user's receptive field leaves that user's embedding unchanged;
+    the field of a 1-layer model includes friends' history (friends are updated first)."""
+    base = tiny_dataset()
+    friends = pd.DataFrame({"src": ["u0", "u0", "u5", "u9"], "dst": ["u1", "u2", "u6", "u0"]})
+    data = Dataset(base.interactions[["user_id", "item_id", "rating", "timestamp"]], base.items,
+                   attribute_columns=["genre"], user_edges=friends)
+    model = make("gnn-llm", num_layers=1, epochs=1).fit(data, data.interactions)
+    assert ("user", "follows", "user") in model.module.edge_types
+    graph = model.graph()
+    edges = {et: graph[et].edge_index for et in graph.edge_types}
+    masks = model.module.receptive_field(edges, "user", 0)
+    rated_by = masks[(0, RATED_BY)]
+    targets = set(edges[RATED_BY][1, rated_by].tolist())
+    assert targets == {0, 1, 2, 9}  # the user and the users it reads from (follows + followed_by)
+    user_before, _ = model.embeddings()
+    outside = torch.nonzero(~rated_by).flatten()[:3]
+    inside = torch.nonzero(rated_by & (edges[RATED_BY][1] == 1)).flatten()[:1]
+    for chosen, changes in ((outside, False), (inside, True)):
+        edited = graph.clone()
+        keep = torch.ones(edges[RATED_BY].size(1), dtype=torch.bool)
+        keep[chosen] = False
+        edited[RATED_BY].edge_index = edges[RATED_BY][:, keep]
+        user_after, _ = model.embeddings_with_graph(edited)
+        assert torch.allclose(user_before[0], user_after[0], atol=1e-6) != changes
+
+
+def test_user_features_are_encoded_and_used():
+    from recsys_core.models.gnn_llm import user_feature_matrix
+
+    base = tiny_dataset()
+    users = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "age": [20.0, 40.0, np.nan],
+                          "country": ["FR", "DE", "FR"]})
+    data = Dataset(base.interactions[["user_id", "item_id", "rating", "timestamp"]], base.items,
+                   attribute_columns=["genre"], users=users)
+    features = user_feature_matrix(data)
+    assert features.shape == (data.num_users, 3)  # standardised age + one-hot FR, DE
+    u0, u1, u2, u3 = data.user_idx(["u0", "u1", "u2", "u3"])
+    assert features[u0, 0] == pytest.approx(-1.0) and features[u1, 0] == pytest.approx(1.0)
+    assert features[u2, 0] == 0.0  # missing value
+    assert features[u0, 1:].tolist() == [1.0, 0.0] and features[u1, 1:].tolist() == [0.0, 1.0]
+    assert not features[u3].any()  # no row in the users file
+    model = make("gnn-llm", epochs=1).fit(data, data.interactions)
+    assert model.module.user_feature_proj is not None
+    assert np.isfinite(model.score(np.arange(4))).all()
+    off = make("gnn-llm", epochs=1, use_user_features=False).fit(data, data.interactions)
+    assert off.module.user_feature_proj is None

@@ -27,7 +27,8 @@ from recsys_core.training import (
 )
 
 
-def tiny_dataset(num_users: int = 20, num_items: int = 25, per_user: int = 8, seed: int = 0) -> Dataset:
+def tiny_dataset(num_users: int = 20, num_items: int = 25, per_user: int = 8,
+                 seed: int = 0) -> Dataset:
     rng = np.random.default_rng(seed)
     rows = []
     for u in range(num_users):
@@ -80,7 +81,8 @@ def test_pair_index_and_negative_sampling_avoid_seen_items():
     key = set(zip(users.tolist(), items.tolist(), strict=True))
     probe_u = torch.arange(ds.num_users).repeat_interleave(ds.num_items)
     probe_i = torch.arange(ds.num_items).repeat(ds.num_users)
-    expected = torch.tensor([(u, i) in key for u, i in zip(probe_u.tolist(), probe_i.tolist(), strict=True)])
+    pairs = zip(probe_u.tolist(), probe_i.tolist(), strict=True)
+    expected = torch.tensor([pair in key for pair in pairs])
     assert torch.equal(seen.contains(probe_u, probe_i), expected)
 
     pool = torch.arange(ds.num_items)

@@ -228,3 +228,65 @@ def test_embedding_map_keys_and_escaping():
     hover = [row[1] for trace in fig.data for row in trace.customdata]
     assert all("<" not in h for h in hover)
     assert {t.name for t in fig.data} >= {"&lt;B&gt;"}
+
+
+# ---------------------------------------------------------------------------------- explain
+def _edges() -> pd.DataFrame:
+    rows = []
+    for layer in (0, 1):
+        for head in (0, 1):
+            rows += [
+                ("rates", "item", 5, "i5", "user", 0, "u0", layer, head, 0.6, 0.30),
+                ("rates", "item", 6, "i6", "user", 0, "u0", layer, head, 0.4, -0.10),
+                ("has_genre", "genre", 1, "Drama", "item", 2, "i2", layer, head, 1.0, 0.05),
+                ("rated_by", "user", 3, "u3", "item", 2, "i2", layer, head, 0.2, 0.01),
+            ]
+    return pd.DataFrame(rows, columns=["relation", "source_type", "source_index", "source_id",
+                                       "target_type", "target_index", "target_id", "layer",
+                                       "head", "alpha", "contribution"])
+
+
+def test_explanation_subgraph_keeps_the_pair_and_ranks_edges():
+    graph, scores = viz.explanation_subgraph(_edges(), user=0, item=2, top=3, user_id="u0",
+                                             item_id="i2")
+    assert {"user:0", "item:2"} <= set(graph.nodes)
+    assert graph.nodes["user:0"]["label"] == "u0"
+    assert len(scores) == 3 and max(scores.values()) == 1.0
+    assert scores[("item:5", "user:0")] == 1.0  # |0.30| x 4 is the largest
+    assert ("user:3", "item:2") not in scores  # smallest dropped by top=3
+    empty, none = viz.explanation_subgraph(_edges().iloc[:0], 0, 2)
+    assert set(empty.nodes) == {"user:0", "item:2"} and none == {}
+    page = viz.graph_html(graph, center="item:2", edge_scores=scores)
+    _, edges = viz.graph_node_data(page)
+    assert sum(e["color"] == viz.HIGHLIGHT_EDGE_COLOR for e in edges) == 3
+
+
+def test_edge_mask_frame_and_explain_figures(dataset):
+    import torch
+
+    masks = {("user", "rates", "item"): (torch.tensor([[0, 1], [0, 2]]), torch.tensor([0.9, 0.1])),
+             ("item", "has_genre", "genre"): (torch.tensor([[0], [1]]), torch.tensor([0.5]))}
+    frame = viz.edge_mask_frame(masks, dataset)
+    assert len(frame) == 3 and list(frame["source_id"][:2]) == ["u1", "u2"]
+    assert frame["mask"].max() == pytest.approx(0.9)
+    graph, scores = viz.explanation_subgraph(frame, 0, 0, weight_column="mask")
+    assert scores[("user:0", "item:0")] == 1.0
+    contributions = pd.DataFrame({"kind": ["text", "attribute", "history_item"],
+                                  "label": ['text of "Dune"', "<b>x</b>", "Plain"],
+                                  "weight": [0.3, -0.5, 0.1]})
+    bar = viz.contributions_bar_fig(contributions, top=2)
+    assert list(bar.data[0].y) == ['text of "Dune"', "&lt;b&gt;x&lt;/b&gt;"]  # |w| order, flipped
+    labels = {("item", 5): "Item five"}
+    heat = viz.attention_heatmap_fig(_edges(), labels, top=2)
+    assert heat.data[0].z.shape == (2, 4) and heat.data[0].y[0] == "Item five"
+    curves = pd.DataFrame({"k": [1, 2], "top": [0.2, 0.3], "random": [0.05, 0.1]})
+    fig = viz.deletion_curves_fig({"attention": curves, "shap": curves}, "t")
+    assert len(fig.data) == 4 and fig.data[1].line.dash == "dot"
+
+
+def test_plot_text_keeps_quotes_and_escapes_tags():
+    from recsys_core.html_safety import plot_text
+
+    assert plot_text('say "hi" <b>') == 'say "hi" &lt;b&gt;'
+    fig = viz.degree_histogram_fig(np.array([1, 3, 30, 300]), "item")
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.yaxis.dtick == 1

@@ -1,15 +1,16 @@
 r"""Attention-based explanation of one (user, item) score of the flagship.
 
 The flagship's score is :math:`s = \langle \mathbf{z}_u, \mathbf{z}_i \rangle` with
-:math:`\mathbf{z}_u` the mean of the user's layer states :math:`1..L` and
-:math:`\mathbf{z}_i` the mean of the item's layer states :math:`0..L`. Every layer state is
+:math:`\mathbf{z}_u` and :math:`\mathbf{z}_i` means of the user's and the item's layer
+states (``L`` or ``L + 1`` of them, as the model pools). Every layer state is
 a sum over relations of graph-attention outputs,
 :math:`\mathbf{h}_t = \sum_{r}\big(\sum_{e = (s \to t)} \mathbf{m}_e + \mathbf{b}_r\big)`,
 with one message per incoming edge, :math:`\mathbf{m}_e = \Vert_h\, \alpha^h_e\,
 \mathbf{W}^h_r \mathbf{x}_s` (attention weight times value). So the score splits exactly
-into one term per message into the user (:math:`\langle \mathbf{m}_e, \mathbf{z}_i\rangle /
-L`) and per message into the item (:math:`\langle \mathbf{m}_e, \mathbf{z}_u\rangle /
-(L + 1)`), plus the item's own input features (its text, its id embedding) and the biases:
+into one term per message into the user (:math:`\langle \mathbf{m}_e, \mathbf{z}_i\rangle`
+over the number of pooled layers) and per message into the item (likewise with
+:math:`\mathbf{z}_u`), plus the nodes' own input features (the item's text and id
+embedding, the shared user token) and the biases:
 the attention-times-value decomposition of Kobayashi et al. (EMNLP 2020), applied to both
 ends of the dot product (each side weighted 1/2). A source's contribution is the sum of its
 messages' terms over layers and relations: "how much what it sends moves the score". The
@@ -113,57 +114,62 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
         (biases and the item's id embedding), ``text`` (the item's text features),
         ``self_user`` (messages the user itself sends into the item) and ``item_self``.
     """
-    z_user = engine.user_pool[user]
-    z_item = engine.item_pool[item]
+    pool_user, pool_item = engine.user_pool[user], engine.item_pool[item]
+    # The module's post-processing (normalisation, degree scaling) scales each side by a
+    # constant for this pair, so the split stays exact.
+    scale = float(engine.user_scale[user] * engine.item_scale[item])
     score = float(engine.user_emb[user] @ engine.item_emb[item])
-    num_layers = engine.num_layers
     convs = engine.explainable_convs()
     dataset = engine.dataset
     frames = []
     base = 0.0
     self_user = 0.0
-    sides = (("user", user, z_item, 0.5 / num_layers), ("item", item, z_user, 0.5 / (num_layers + 1)))
-    for layer in range(1, num_layers + 1):
-        for node_type, index, other, share in sides:
-            target = torch.tensor([index])
-            for et in engine.edges:
-                if et[2] != node_type:
-                    continue
-                ei = engine.incoming(et, target)
-                x_src = engine.layers[engine.source_layer(et, layer)][et[0]][ei[0]]
-                x_dst = engine.layers[layer - 1][node_type][target]
-                local = torch.stack([torch.arange(ei.size(1)), torch.zeros(ei.size(1), dtype=torch.long)])
-                conv = convs[layer - 1]["__".join(et)]
-                captured = []
-                handle = conv.register_message_forward_hook(
-                    lambda module, inputs, output, store=captured: store.append(output))
-                try:
-                    out, (_, alpha) = conv((x_src, x_dst), local, return_attention_weights=True)
-                finally:
-                    handle.remove()
-                messages = (captured[0].reshape(ei.size(1), out.size(1)) if captured
-                            else out.new_zeros(0, out.size(1)))
-                terms = share * (messages @ other)
-                base += float(share * ((out[0] - messages.sum(0)) @ other))
-                if node_type == "item" and et[0] == "user":
-                    own = ei[0] == user
-                    self_user += float(terms[own].sum())
-                heads = alpha.size(1)
-                frames.append(pd.DataFrame({
-                    "layer": layer - 1, "relation": "__".join(et),
-                    "source_type": et[0], "source_index": np.repeat(ei[0].numpy(), heads),
-                    "source_id": np.repeat(_raw_ids(dataset, engine, et[0], ei[0].numpy()), heads),
-                    "target_type": node_type, "target_index": index,
-                    "target_id": _raw_ids(dataset, engine, node_type, np.array([index]))[0],
-                    "head": np.tile(np.arange(heads), ei.size(1)),
-                    "alpha": alpha.reshape(-1).float().numpy(),
-                    "contribution": np.repeat(terms.numpy(), heads)}))
-    share = 0.5 / (num_layers + 1)
+    pooled = engine.pooled_layers
+    sides = {"user": (user, pool_item, 0.5 * scale / len(pooled["user"])),
+             "item": (item, pool_user, 0.5 * scale / len(pooled["item"]))}
+    if 0 in pooled["user"]:  # the user's own input features (shared by every user)
+        base += float(sides["user"][2] * (engine.x0["user"][user] @ pool_item))
+    for position, stage in _layer_end_stages(engine):
+        if stage.dst not in sides or stage.layer not in pooled[stage.dst]:
+            continue
+        index, other, share = sides[stage.dst]
+        target = torch.tensor([index])
+        x_dst = engine.state(engine.snapshots, {}, stage.target, stage.dst, target)
+        for et in stage.relations:
+            ei = engine.incoming(et, target)
+            x_src = engine.state(engine.snapshots, {}, position - 1, et[0], ei[0])
+            local = torch.stack([torch.arange(ei.size(1)),
+                                 torch.zeros(ei.size(1), dtype=torch.long)])
+            conv = convs[stage.layer - 1]["__".join(et)]
+            captured = []
+            handle = conv.register_message_forward_hook(
+                lambda module, inputs, output, store=captured: store.append(output))
+            try:
+                out, (_, alpha) = conv((x_src, x_dst), local, return_attention_weights=True)
+            finally:
+                handle.remove()
+            messages = (captured[0].reshape(ei.size(1), out.size(1)) if captured
+                        else out.new_zeros(0, out.size(1)))
+            terms = share * (messages @ other)
+            base += float(share * ((out[0] - messages.sum(0)) @ other))
+            if stage.dst == "item" and et[0] == "user":
+                self_user += float(terms[ei[0] == user].sum())
+            heads = alpha.size(1)
+            frames.append(pd.DataFrame({
+                "layer": stage.layer - 1, "relation": "__".join(et),
+                "source_type": et[0], "source_index": np.repeat(ei[0].numpy(), heads),
+                "source_id": np.repeat(_raw_ids(dataset, engine, et[0], ei[0].numpy()), heads),
+                "target_type": stage.dst, "target_index": index,
+                "target_id": _raw_ids(dataset, engine, stage.dst, np.array([index]))[0],
+                "head": np.tile(np.arange(heads), ei.size(1)),
+                "alpha": alpha.reshape(-1).float().numpy(),
+                "contribution": np.repeat(terms.numpy(), heads)}))
+    share = sides["item"][2] if 0 in pooled["item"] else 0.0
     x_item = engine.x0["item"][item]
     no_text = {item: torch.zeros_like(engine.module.item_text[item])}
     without = engine.input_features(GraphEdit(item_text=no_text))["item"][item]
-    text = float(share * ((x_item - without) @ z_user))
-    item_self = float(share * (without @ z_user))
+    text = float(share * ((x_item - without) @ pool_user))
+    item_self = float(share * (without @ pool_user))
     # Graph-independent extra columns (an item bias from text and id), split the same way.
     user_extra = engine.user_extra[user]
     extra = float(user_extra @ engine.item_extra[item])
@@ -173,12 +179,29 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
     base += item_self
     edges = (pd.concat(frames, ignore_index=True) if frames
              else pd.DataFrame(columns=EDGE_COLUMNS))[EDGE_COLUMNS]
-    # The user's own messages into the item stay in the edge table but count as base.
     return {"score": score, "edges": edges, "base": base, "text": text, "self_user": self_user,
             "item_self": item_self}
 
 
-def _raw_ids(dataset: Dataset, engine: FlagshipEngine, node_type: str, index: np.ndarray) -> np.ndarray:
+def _layer_end_stages(engine: FlagshipEngine):
+    """``(position, stage)`` of the stages whose outputs make up a layer's final state of
+    their node type (those after the layer's last replacing stage of that type)."""
+    chosen = []
+    for layer in range(1, engine.num_layers + 1):
+        positions = range(engine.layer_end[layer - 1] + 1, engine.layer_end[layer] + 1)
+        last: dict[str, list[int]] = {}
+        for position in positions:
+            stage = engine.stages[position - 1]
+            if stage.accumulate and stage.dst in last:
+                last[stage.dst].append(position)
+            else:
+                last[stage.dst] = [position]
+        chosen.extend(p for group in last.values() for p in group)
+    return [(p, engine.stages[p - 1]) for p in sorted(chosen)]
+
+
+def _raw_ids(dataset: Dataset, engine: FlagshipEngine, node_type: str,
+             index: np.ndarray) -> np.ndarray:
     if node_type == "user":
         return dataset.user_ids[index].astype(str)
     if node_type == "item":

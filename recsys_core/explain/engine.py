@@ -3,15 +3,17 @@
 Explanations evaluate the flagship :class:`~recsys_core.models.gnn_llm.GNNLLMRecommender` on
 hundreds of slightly edited graphs (a few of the user's interactions removed, an attribute
 edge of the item removed, the item's text re-encoded). A full forward pass over the whole
-graph costs ~0.2 s on a 2-core CPU for MovieLens-sized data, too slow for that. A graph
-network's layer-``l`` state of a node only changes when one of its incoming edges changes or
-one of its sources changed at layer ``l - 1``; and a score only needs the states of the nodes
-within ``L - l`` hops of the (user, item) pair at layer ``l``. :class:`FlagshipEngine` keeps
-every node's clean per-layer state from one full pass and, for an edit, recomputes only the
+graph costs 0.2-0.5 s on a 2-core CPU for MovieLens-sized data, too slow for that. The
+network runs as a fixed sequence of *stages* (per layer: one node type updated from some of
+its incoming relations); a node's state after a stage only changes when one of its incoming
+edges of that stage changes or one of the states it reads changed; and a (user, item) score
+only needs the states its final embeddings depend on. :class:`FlagshipEngine` keeps every
+node's clean state after every stage from one full pass and, for an edit, recomputes only the
 states that are both *changed* and *needed*, with the model's own convolutions over those
-nodes' complete (edited) incoming edge sets. The result is exact, not an approximation:
-the engine checks at construction that its layer loop reproduces the model's embeddings and
-otherwise falls back to full forward passes of the model.
+nodes' complete (edited) incoming edge sets. Many edits are evaluated together, sharing the
+convolution calls. The result is exact, not an approximation: the engine checks at
+construction that its stage program reproduces the model's embeddings and otherwise falls back
+to full forward passes of the model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -91,25 +94,44 @@ class _CSR:
         return self.perm[offsets + torch.arange(total)]
 
 
+class Stage(NamedTuple):
+    """One step of the network: ``dst`` nodes updated from ``relations``.
+
+    Reads sources from the snapshot before the stage and the target state from snapshot
+    ``target``; ``accumulate`` adds the output to the previous state instead of replacing it.
+    """
+
+    layer: int
+    dst: str
+    relations: tuple[EdgeType, ...]
+    target: int
+    accumulate: bool
+
+
+_ALL = None  # "every node" in need sets
+
+
 class FlagshipEngine:
     r"""Exact incremental re-scoring of a fitted ``GNNLLMRecommender`` on edited graphs.
 
     The engine works on a private copy of the model's network (the shared model is never
     modified, so it is safe to use from several threads) and mirrors
-    :meth:`GNNLLMModule.propagate`: per layer, node types are updated in ``update_order``,
-    each as the sum of its incoming relations' convolutions, with sources taken from their
-    freshest state (this layer's when updated earlier in the order); users pool layers
-    ``1..L``, items layers ``0..L``. Construction runs one full pass and checks the mirror
-    against the model's cached embeddings; when they disagree (:attr:`exact_incremental` is
-    ``False``) every query falls back to a full forward pass.
+    :meth:`GNNLLMModule.propagate` as a program of :class:`Stage` steps built from the
+    module's ``stages`` (or ``update_order``); final embeddings average layer-end states
+    (:attr:`pooled_layers`, matched to the model), then the module's optional
+    normalisation, degree scaling and graph-independent extra columns (an item bias) apply.
+    Construction runs one full pass and checks the mirror against the model's cached
+    embeddings; when they disagree
+    (:attr:`exact_incremental` is ``False``) every query falls back to the module's own full
+    forward pass.
 
-    A query's states are computed in two steps, both exact: the item text replacements (which
-    reach far through the graph) give *base* states, cached per text variant; the edge edits
-    are then applied incrementally on top of that base.
+    Item text replacements (which reach far through the graph) give *base* snapshots, cached
+    per text variant; edge edits are applied incrementally on top of that base.
 
     Args:
         model (GNNLLMRecommender): A fitted flagship model.
-        max_cached_variants (int): Text variants whose base states are kept. (default: :obj:`64`)
+        max_cached_variants (int): Text variants whose base snapshots are kept.
+            (default: :obj:`64`)
     """
 
     def __init__(self, model, max_cached_variants: int = 64) -> None:
@@ -126,20 +148,25 @@ class FlagshipEngine:
         with torch.no_grad():
             self.x0 = {nt: x.detach().float() for nt, x in self._module_inputs().items()}
         self.num_nodes = {nt: x.size(0) for nt, x in self.x0.items()}
-        order = getattr(self.module, "update_order", None)
-        self.sequential = order is not None
-        self.order = [nt for nt in (order or self._dst_types()) if nt in self.num_nodes]
+        self.stages, self.layer_end = self._program()
+        # last_update[p][nt]: the snapshot holding nt's state at snapshot p.
+        self.last_update = [dict.fromkeys(self.num_nodes, 0)]
+        for index, stage in enumerate(self.stages, start=1):
+            self.last_update.append({**self.last_update[-1], stage.dst: index})
+        self.normalize = bool(getattr(self.module, "normalize", False))
+        self.degree_scaling = float(getattr(self.module, "degree_scaling", 0.0) or 0.0)
         self.by_dst = {et: _CSR(ei[1], self.num_nodes[et[2]]) for et, ei in self.edges.items()}
         self.by_src = {et: _CSR(ei[0], self.num_nodes[et[0]]) for et, ei in self.edges.items()}
         self._lock = threading.Lock()
         self._attribute_nodes: dict[str, tuple[str, list[str]]] | None = None
         self._variants: dict[tuple, list[dict[str, Tensor]]] = {}
-        self._need_cache: dict[tuple, dict[tuple[int, str], Tensor]] = {}
+        self._need_cache: dict[tuple, dict] = {}
         self.max_cached_variants = int(max_cached_variants)
         with torch.no_grad():
-            self.layers = self.full_layers(self.edges, self.x0)
-            self.user_pool, self.item_pool = self._pool(self.layers)
+            self.snapshots = self.full_snapshots(self.edges, self.x0)
             ref_user, ref_item = (t.float() for t in model.embeddings())
+            self.pooled_layers = self._pooling(ref_user, ref_item)
+            self.user_pool, self.item_pool = self._pool_all(self.snapshots)
             # Columns past the graph network's output (e.g. an item bias carried as a last
             # column) must not depend on the graph: they are read from an edge-less pass.
             dim = self.user_pool.size(1)
@@ -150,8 +177,10 @@ class FlagshipEngine:
                 extras_ok = (torch.allclose(user_free[:, dim:].float(), self.user_extra, atol=1e-5)
                              and torch.allclose(item_free[:, dim:].float(), self.item_extra,
                                                 atol=1e-5))
-        self.user_emb = torch.cat([self.user_pool, self.user_extra], 1)
-        self.item_emb = torch.cat([self.item_pool, self.item_extra], 1)
+            degrees = self.user_degrees(torch.arange(self.num_nodes["user"]))
+            self.user_scale, self.item_scale = self._scales(self.user_pool, self.item_pool, degrees)
+        self.user_emb = torch.cat([self.user_pool * self.user_scale[:, None], self.user_extra], 1)
+        self.item_emb = torch.cat([self.item_pool * self.item_scale[:, None], self.item_extra], 1)
         scale = float(max(ref_user.abs().max(), ref_item.abs().max(), 1.0))
         self.exact_incremental = bool(
             self.module.conv in _LOCAL_CONVS and extras_ok
@@ -160,6 +189,50 @@ class FlagshipEngine:
             and torch.allclose(self.item_emb, ref_item, atol=1e-4 * scale))
         if not self.exact_incremental:
             self.user_emb, self.item_emb = ref_user.clone(), ref_item.clone()
+
+    # ------------------------------------------------------------------ the program
+    def _pooling(self, ref_user: Tensor, ref_item: Tensor) -> dict[str, list[int]]:
+        """Which layers' states the final embeddings average, per node type: the variant
+        (users from layer 0 or 1, items from layer 0 or 1) that reproduces the model."""
+        dim = self.x0["user"].size(1)
+        layers = range(self.num_layers + 1)
+        candidates = [{"user": list(layers[1:]), "item": list(layers)},
+                      {"user": list(layers), "item": list(layers)},
+                      {"user": list(layers[1:]), "item": list(layers[1:])},
+                      {"user": list(layers), "item": list(layers[1:])}]
+        for pooled in candidates:
+            self.pooled_layers = pooled
+            user, item = self._pool_all(self.snapshots)
+            scale = float(max(ref_user.abs().max(), 1.0))
+            if (ref_user.size(1) >= dim
+                    and torch.allclose(user, ref_user[:, :dim], atol=1e-4 * scale)
+                    and torch.allclose(item, ref_item[:, :dim], atol=1e-4 * scale)):
+                return pooled
+        return candidates[0]
+
+    def _program(self) -> tuple[list[Stage], list[int]]:
+        """The module's update schedule as stages, and the snapshot ending each layer."""
+        module = self.module
+        schedule = getattr(module, "stages", None)
+        if schedule is None:  # one stage per type, all relations, targets from the last layer
+            order = getattr(module, "update_order", None) or list(dict.fromkeys(
+                et[2] for et in self.edges))
+            schedule = [(nt, None) for nt in order]
+        stages: list[Stage] = []
+        layer_end = [0]
+        for layer in range(1, self.num_layers + 1):
+            updated: set[str] = set()
+            for dst, same_type in schedule:
+                relations = tuple(et for et in self.edges if et[2] == dst and (
+                    same_type is None or (et[0] == dst) == same_type))
+                if not relations or dst not in self.num_nodes:
+                    continue  # the module skips a stage without edges too
+                target = len(stages) if same_type else layer_end[-1]
+                stages.append(Stage(layer, dst, relations, target,
+                                    bool(same_type) and dst in updated))
+                updated.add(dst)
+            layer_end.append(len(stages))
+        return stages, layer_end
 
     def _module_inputs(self) -> dict[str, Tensor]:
         """The network's layer-0 features (eval mode: warm items use their id embedding)."""
@@ -192,22 +265,34 @@ class FlagshipEngine:
         extra[items] = item_free[items, self.item_pool.size(1):].float()
         return extra
 
-    def _dst_types(self) -> list[str]:
-        seen: list[str] = []
-        for et in self.edges:
-            if et[2] not in seen:
-                seen.append(et[2])
-        return seen
+    def user_degrees(self, users: Tensor, edit: GraphEdit | None = None) -> Tensor:
+        """Incoming ``rated_by`` edges of users on the (edited) graph (for degree scaling)."""
+        if RATED_BY not in self.edges:
+            return torch.zeros(users.numel())
+        ptr = self.by_dst[RATED_BY].ptr
+        degree = (ptr[users + 1] - ptr[users]).float()
+        if edit is not None:
+            for et_edges, sign in ((edit.removed.get(RATED_BY), -1.0),
+                                   (edit.added.get(RATED_BY), 1.0)):
+                if et_edges is None or not et_edges.numel():
+                    continue
+                dst = self.edges[RATED_BY][1, et_edges] if sign < 0 else et_edges[1]
+                degree = degree + sign * (dst[None, :] == users[:, None]).sum(1).float()
+        return degree
 
-    def source_layer(self, edge_type: EdgeType, layer: int) -> int:
-        """Which layer's state of the source a relation reads when its target type is updated
-        in ``layer``: this layer's when the source type is updated earlier in the order."""
-        src, dst = edge_type[0], edge_type[2]
-        if (self.sequential and src != dst and src in self.order
-                and self.order.index(src) < self.order.index(dst)):
-            return layer
-        return layer - 1
+    def _scales(self, user_pool: Tensor, item_pool: Tensor,
+                degrees: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-row factors of the module's post-processing (normalisation, degree scaling)."""
+        user_scale = torch.ones(user_pool.size(0))
+        item_scale = torch.ones(item_pool.size(0))
+        if self.normalize:
+            user_scale = 1.0 / user_pool.norm(dim=1).clamp(min=1e-12)
+            item_scale = 1.0 / item_pool.norm(dim=1).clamp(min=1e-12)
+        if self.degree_scaling and RATED_BY in self.edges:
+            user_scale = user_scale * degrees.clamp(min=1).pow(self.degree_scaling)
+        return user_scale, item_scale
 
+    # ------------------------------------------------------------------ lookups
     # ------------------------------------------------------------------ lookups
     @property
     def attribute_nodes(self) -> dict[str, tuple[str, list[str]]]:
@@ -242,7 +327,8 @@ class FlagshipEngine:
         return self.edges[edge_type][1, pos].numpy()
 
     # ------------------------------------------------------------------ edits
-    def history_edit(self, user: int, drop: Iterable[int] = (), add: Iterable[int] = ()) -> GraphEdit:
+    def history_edit(self, user: int, drop: Iterable[int] = (),
+                     add: Iterable[int] = ()) -> GraphEdit:
         """Remove the user's interactions with ``drop`` items and add ones with ``add`` items
         (both directions, ``rates`` and ``rated_by``)."""
         drop = sorted({int(j) for j in drop})
@@ -297,44 +383,82 @@ class FlagshipEngine:
     def scores(self, user: int, items: Iterable[int] | None = None,
                edit: GraphEdit | None = None) -> np.ndarray:
         """Scores of ``items`` (default: all) for ``user`` on the edited graph."""
-        if items is not None and edit is not None and not edit.is_empty and self.exact_incremental:
-            return self.scores_many(user, items, [edit])[0]
-        z_user, z_item = self.embeddings([user], items, edit)
-        return (z_user @ z_item.T).numpy()[0]
+        if edit is None or edit.is_empty:
+            z_user = self.user_emb[int(user)]
+            z_item = self.item_emb if items is None else self.item_emb[_index(items)]
+            return (z_item @ z_user).numpy()
+        if items is None or not self.exact_incremental:
+            # Every item's embedding depends on most of the graph: one full pass is cheaper.
+            z_user, z_item = self.full_embeddings(edit)
+            z_item = z_item if items is None else z_item[_index(items)]
+            return (z_item @ z_user[int(user)]).numpy()
+        return self.scores_many(user, items, [edit])[0]
 
     @torch.no_grad()
-    def embeddings(self, users: Iterable[int], items: Iterable[int] | None = None,
-                   edit: GraphEdit | None = None) -> tuple[Tensor, Tensor]:
-        """Final embeddings of ``users`` and ``items`` (default: all items) on the edited graph.
+    def full_embeddings(self, edit: GraphEdit) -> tuple[Tensor, Tensor]:
+        """Every user's and item's final embedding on the edited graph (one full pass)."""
+        if not self.exact_incremental:
+            return self._module_pass(edit)
+        snapshots = self.full_snapshots(self.edited_edges(edit), self.input_features(edit))
+        user_pool, item_pool = self._pool_all(snapshots)
+        degrees = self.user_degrees(torch.arange(self.num_nodes["user"]), edit)
+        user_scale, item_scale = self._scales(user_pool, item_pool, degrees)
+        return (torch.cat([user_pool * user_scale[:, None], self.user_extra], 1),
+                torch.cat([item_pool * item_scale[:, None], self.item_extras(edit.item_text)], 1))
 
-        Returns:
-            ``(user_emb [len(users), d], item_emb [len(items), d])``.
-        """
-        users_t = torch.as_tensor(np.asarray(list(users), dtype=np.int64))
-        items_t = (None if items is None
-                   else torch.as_tensor(np.asarray(list(items), dtype=np.int64)))
-        all_items = torch.arange(self.num_nodes["item"]) if items_t is None else items_t
-        if edit is None or edit.is_empty:
-            return self.user_emb[users_t], self.item_emb[all_items]
-        if not self.exact_incremental or items_t is None:
-            # Every item's embedding depends on most of the graph: one full pass is cheaper.
-            if not self.exact_incremental:
-                return self._module_pass(edit, users_t, all_items)
-            user_emb, item_emb = self._pool(self.full_layers(self.edited_edges(edit),
-                                                             self.input_features(edit)))
-            return self._with_extras(user_emb[users_t], item_emb[all_items], users_t, all_items,
-                                     edit.item_text)
-        user_emb, item_emb = self.pool_targets(self.layer_states(edit, users_t, items_t),
-                                               users_t, all_items)
-        return self._with_extras(user_emb, item_emb, users_t, all_items, edit.item_text)
+    @torch.no_grad()
+    def scores_many(self, user: int, items: Iterable[int], edits: list[GraphEdit]) -> np.ndarray:
+        """Scores ``[len(edits), len(items)]`` of ``items`` for ``user`` under each edit,
+        evaluated together (much faster than one :meth:`scores` call per edit)."""
+        users_t = torch.tensor([int(user)])
+        items_t = _index(items)
+        out = np.empty((len(edits), len(items_t)), dtype=np.float32)
+        if not self.exact_incremental:
+            for b, edit in enumerate(edits):
+                z_user, z_item = self._module_pass(edit)
+                out[b] = (z_item[items_t] @ z_user[int(user)]).numpy()
+            return out
+        added: dict[EdgeType, list[Tensor]] = {}
+        for edit in edits:
+            for et, ei in edit.added.items():
+                added.setdefault(et, []).append(ei)
+        need = self.needed(users_t, items_t, {et: torch.cat(p, 1) for et, p in added.items()})
+        groups: dict[tuple, list[int]] = {}
+        for b, edit in enumerate(edits):
+            groups.setdefault(_text_key(edit.item_text), []).append(b)
+        for members in groups.values():
+            text = edits[members[0]].item_text
+            base = self._text_variant(text, need)
+            graph_edits = [GraphEdit(edits[b].removed, edits[b].added) for b in members]
+            overrides = self._overrides(base, graph_edits, need)
+            item_extra = self.item_extras(text)[items_t]
+            for b, patch in zip(members, overrides, strict=True):
+                z_user, z_item = self.pool_targets(base, patch, users_t, items_t, edits[b])
+                z_user = torch.cat([z_user, self.user_extra[users_t]], 1)
+                z_item = torch.cat([z_item, item_extra], 1)
+                out[b] = (z_user @ z_item.T).numpy()[0]
+        return out
 
-    def _with_extras(self, user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor,
-                     item_text: dict[int, Tensor]) -> tuple[Tensor, Tensor]:
-        item_extra = self.item_extras(item_text)
-        return (torch.cat([user_emb, self.user_extra[users]], 1),
-                torch.cat([item_emb, item_extra[items]], 1))
+    def pool_targets(self, base: list[dict[str, Tensor]], patch: dict, users: Tensor,
+                     items: Tensor, edit: GraphEdit | None = None) -> tuple[Tensor, Tensor]:
+        """Post-processed graph embeddings (without extra columns) of the targets from base
+        snapshots plus an edit's recomputed states (differentiable)."""
+        user_pool = torch.stack([
+            self.state(base, patch, self.layer_end[layer], "user", users)
+            for layer in self.pooled_layers["user"]]).mean(0)
+        item_pool = torch.stack([
+            self.state(base, patch, self.layer_end[layer], "item", items)
+            for layer in self.pooled_layers["item"]]).mean(0)
+        user_scale, item_scale = self._scales(user_pool, item_pool, self.user_degrees(users, edit))
+        return user_pool * user_scale[:, None], item_pool * item_scale[:, None]
 
-    def _module_pass(self, edit: GraphEdit, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
+    def state(self, base: list[dict[str, Tensor]], patch: dict, snapshot: int, node_type: str,
+              nodes: Tensor) -> Tensor:
+        """Rows of ``node_type`` at ``snapshot``: base rows with the patch's recomputed ones."""
+        holder = self.last_update[snapshot][node_type]
+        return _patched_rows(base[holder][node_type], patch.get((holder, node_type)), nodes)
+
+    def _module_pass(self, edit: GraphEdit) -> tuple[Tensor, Tensor]:
         """The model's own full forward pass on the edited graph (the safe fallback)."""
         with self._lock:
             buffer = self.module.item_text
@@ -347,23 +471,11 @@ class FlagshipEngine:
             finally:
                 if rows:
                     buffer[rows] = saved
-        return user_emb[users].float(), item_emb[items].float()
-
-    def layer_states(self, edit: GraphEdit | None, users: Tensor,
-                     items: Tensor | None) -> list[dict[str, Tensor]]:
-        """Per-layer node states on the edited graph, exact for every node the given targets'
-        embeddings depend on (other rows may be stale). ``items=None`` means all items."""
-        edit = edit or GraphEdit()
-        need = self.needed(users, items, edit.added)
-        base = self._text_variant(edit.item_text, users, items, need)
-        graph_only = GraphEdit(edit.removed, edit.added)
-        if graph_only.is_empty:
-            return base
-        return self._incremental(base, graph_only, need, {})
+        return user_emb.float(), item_emb.float()
 
     # ------------------------------------------------------------------ internals
     def edited_edges(self, edit: GraphEdit | None) -> dict[EdgeType, Tensor]:
-        """The whole edited edge dict (for full passes and GNNExplainer)."""
+        """The whole edited edge dict (for full passes)."""
         if edit is None:
             return dict(self.edges)
         out = {}
@@ -395,29 +507,28 @@ class FlagshipEngine:
         x0["item"][items] = rows
         return x0
 
-    def full_layers(self, edges: dict[EdgeType, Tensor],
-                    x0: dict[str, Tensor]) -> list[dict[str, Tensor]]:
-        """Every node's state after each layer (index 0 = inputs), by the mirrored loop."""
-        layers = [x0]
-        for layer in range(1, self.num_layers + 1):
-            convs = self.module.convs[layer - 1]
-            current = dict(layers[-1])
-            layers.append(current)
-            for dst in self.order:
-                total = None
-                for et, ei in edges.items():
-                    if et[2] != dst:
-                        continue
-                    src = layers[self.source_layer(et, layer)][et[0]]
-                    h = convs["__".join(et)]((src, layers[layer - 1][dst]), ei)
-                    total = h if total is None else total + h
-                if total is not None:
-                    current[dst] = total.float()
-        return layers
+    def full_snapshots(self, edges: dict[EdgeType, Tensor],
+                       x0: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """Every node's state after each stage (index 0 = inputs), by the mirrored program."""
+        snapshots = [x0]
+        for stage in self.stages:
+            prev = snapshots[-1]
+            convs = self.module.convs[stage.layer - 1]
+            out = None
+            for et in stage.relations:
+                h = convs["__".join(et)]((prev[et[0]], snapshots[stage.target][stage.dst]),
+                                         edges[et])
+                out = h if out is None else out + h
+            current = dict(prev)
+            current[stage.dst] = (prev[stage.dst] + out if stage.accumulate else out).float()
+            snapshots.append(current)
+        return snapshots
 
-    def _pool(self, layers: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
-        user = torch.stack([layers[layer]["user"] for layer in range(1, len(layers))]).mean(0)
-        item = torch.stack([layers[layer]["item"] for layer in range(len(layers))]).mean(0)
+    def _pool_all(self, snapshots: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
+        user = torch.stack([snapshots[self.layer_end[layer]]["user"]
+                            for layer in self.pooled_layers["user"]]).mean(0)
+        item = torch.stack([snapshots[self.layer_end[layer]]["item"]
+                            for layer in self.pooled_layers["item"]]).mean(0)
         return user, item
 
     def incoming(self, edge_type: EdgeType, nodes: Tensor, edit: GraphEdit | None = None) -> Tensor:
@@ -452,93 +563,88 @@ class FlagshipEngine:
 
     def needed(self, users: Tensor, items: Tensor | None,
                added: dict[EdgeType, Tensor] | None = None) -> dict[tuple[int, str], Tensor | None]:
-        """``(layer, node_type) -> nodes`` whose state at that layer reaches the targets'
-        embeddings (``None`` = every node). Removed edges are ignored (a superset stays
-        exact); added edges are followed."""
+        """``(stage, node_type) -> nodes`` whose state after that stage reaches the targets'
+        embeddings (``None`` = every node; only for the stage's own target type). Removed
+        edges are ignored (a superset stays exact); added edges are followed."""
         added = {et: ei for et, ei in (added or {}).items() if ei.numel()}
         key = None
         if not added:
             key = (tuple(users.tolist()), None if items is None else tuple(items.tolist()))
             if key in self._need_cache:
                 return self._need_cache[key]
-        lists: dict[tuple[int, str], list[Tensor]] = {}
-        everything: set[tuple[int, str]] = set()
-        for layer in range(1, self.num_layers + 1):
-            lists.setdefault((layer, "user"), []).append(users)
-        for layer in range(0, self.num_layers + 1):
-            if items is None:
-                everything.add((layer, "item"))
-            else:
-                lists.setdefault((layer, "item"), []).append(items)
         grow = GraphEdit(added=added)
+        pending: dict[str, list | None] = {nt: [] for nt in self.num_nodes}
+        deferred: dict[tuple[int, str], list | None] = {}
+
+        def add(store: dict, key, nodes: Tensor | None) -> None:
+            if nodes is _ALL or store.get(key, []) is _ALL:
+                store[key] = _ALL
+            else:
+                store.setdefault(key, []).append(nodes)
+
+        for layer in self.pooled_layers["user"]:
+            add(deferred, (self.layer_end[layer], "user"), users)
+        for layer in self.pooled_layers["item"]:
+            add(deferred, (self.layer_end[layer], "item"), items)
         need: dict[tuple[int, str], Tensor | None] = {}
-        for layer in range(self.num_layers, 0, -1):
-            for dst in reversed(self.order):
-                key_dst = (layer, dst)
-                if key_dst in everything:
-                    need[key_dst] = None
-                    nodes = None
-                else:
-                    parts = lists.get(key_dst)
-                    if not parts:
-                        continue
-                    nodes = torch.unique(torch.cat(parts))
-                    need[key_dst] = nodes
-                for et in self.edges:
-                    if et[2] != dst:
-                        continue
-                    src_key = (self.source_layer(et, layer), et[0])
-                    if nodes is None:
-                        everything.add(src_key)
-                    elif src_key not in everything:
-                        lists.setdefault(src_key, []).append(self.incoming(et, nodes, grow)[0])
-                prev_key = (layer - 1, dst)
-                if nodes is None:
-                    everything.add(prev_key)
-                elif prev_key not in everything:
-                    lists.setdefault(prev_key, []).append(nodes)
+        for position in range(len(self.stages), 0, -1):
+            for nt in self.num_nodes:
+                if (position, nt) in deferred:
+                    add(pending, nt, deferred.pop((position, nt)) if deferred[(position, nt)]
+                        is _ALL else torch.cat(deferred.pop((position, nt))))
+            stage = self.stages[position - 1]
+            wanted = pending[stage.dst]
+            if wanted is not _ALL:
+                if not wanted:
+                    continue
+                wanted = torch.unique(torch.cat(wanted))
+            need[(position, stage.dst)] = wanted
+            pending[stage.dst] = []
+            if position == 1:
+                continue  # snapshot 0 holds the inputs: never recomputed
+            for et in stage.relations:
+                add(pending, et[0], _ALL if wanted is _ALL else self.incoming(et, wanted, grow)[0])
+            if stage.accumulate:
+                add(pending, stage.dst, wanted)
+            if stage.target == position - 1:
+                add(pending, stage.dst, wanted)
+            elif stage.target > 0:
+                add(deferred, (stage.target, stage.dst), wanted)
         if key is not None:
             if len(self._need_cache) > 256:
                 self._need_cache.clear()
             self._need_cache[key] = need
         return need
 
-    def _text_variant(self, item_text: dict[int, Tensor], users: Tensor, items: Tensor | None,
-                      need: dict) -> list[dict[str, Tensor]]:
+    def _text_variant(self, item_text: dict[int, Tensor], need: dict) -> list[dict[str, Tensor]]:
+        """Base snapshots for a text variant: exact for every needed state."""
         if not item_text:
-            return self.layers
-        key = (tuple(users.tolist()), None if items is None else tuple(items.tolist()),
-               tuple((i, v.numpy().tobytes()) for i, v in sorted(item_text.items())))
+            return self.snapshots
+        key = (id(need), _text_key(item_text))
         with self._lock:
             cached = self._variants.get(key)
         if cached is not None:
-            return cached
-        edit = GraphEdit(item_text=item_text)
-        x0 = self.input_features(edit)
+            return cached[1]
+        x0 = self.input_features(GraphEdit(item_text=item_text))
         changed = {(0, "item"): torch.tensor(sorted(item_text), dtype=torch.long)}
-        base = [x0] + self.layers[1:]
-        layers = self._incremental(base, GraphEdit(), need, changed)
+        base = [x0] + self.snapshots[1:]
+        patch = self._overrides(base, [GraphEdit()], need, [changed])[0]
+        snapshots = [x0]
+        for position in range(1, len(self.stages) + 1):
+            current = dict(base[position])
+            dst = self.stages[position - 1].dst
+            if (position, dst) in patch:
+                nodes, rows = patch[(position, dst)]
+                current[dst] = current[dst].clone().index_put((nodes,), rows)
+            for nt in current:  # types this stage did not update share the previous tensor
+                if nt != dst:
+                    current[nt] = snapshots[-1][nt]
+            snapshots.append(current)
         with self._lock:
             if len(self._variants) >= self.max_cached_variants:
                 self._variants.pop(next(iter(self._variants)))
-            self._variants[key] = layers
-        return layers
-
-    def _incremental(self, base: list[dict[str, Tensor]], edit: GraphEdit, need: dict,
-                     changed: dict[tuple[int, str], Tensor],
-                     edge_weights: dict[EdgeType, tuple[Tensor, Tensor]] | None = None,
-                     convs: list | None = None) -> list[dict[str, Tensor]]:
-        """Full per-layer states after one edit (see :meth:`_overrides`)."""
-        overrides = self._overrides(base, [edit], need, [changed], [edge_weights or {}], convs)[0]
-        layers = [base[0]]
-        for layer in range(1, self.num_layers + 1):
-            current = dict(base[layer])
-            for nt in current:
-                if (layer, nt) in overrides:
-                    nodes, rows = overrides[(layer, nt)]
-                    current[nt] = current[nt].clone().index_put((nodes,), rows)
-            layers.append(current)
-        return layers
+            self._variants[key] = (need, snapshots)  # holds ``need`` so its id stays unique
+        return snapshots
 
     def _overrides(
         self,
@@ -549,16 +655,16 @@ class FlagshipEngine:
         edge_weights: list[dict[EdgeType, tuple[Tensor, Tensor]]] | None = None,
         convs: list | None = None,
     ) -> list[dict[tuple[int, str], tuple[Tensor, Tensor]]]:
-        """Recompute, on top of ``base`` states, the needed states each edit changes.
+        """Recompute, on top of ``base`` snapshots, the needed states each edit changes.
 
-        The edits are evaluated together: at every (layer, node type) step one call of each
-        relation's convolution serves all of them (their recomputed nodes side by side).
+        The edits are evaluated together: at every stage one call of each relation's
+        convolution serves all of them (their recomputed nodes side by side).
 
         Args:
-            base: Per-layer states all edits start from.
+            base: Snapshots all edits start from.
             edits: Edge edits (their ``item_text`` is ignored: it is part of ``base``).
             need: :meth:`needed` for the targets.
-            changed: Per edit, ``(layer, type) -> nodes`` whose state in ``base`` already
+            changed: Per edit, ``(snapshot, type) -> nodes`` whose state in ``base`` already
                 differs from the clean one (text variants).
             edge_weights: Per edit, relation -> ``(positions, weights)``: those edges'
                 messages are multiplied by the (differentiable) weights through PyG's explain
@@ -567,138 +673,99 @@ class FlagshipEngine:
             convs: Layers to use instead of the model's own.
 
         Returns:
-            Per edit, ``(layer, type) -> (nodes, rows)``: the recomputed states.
+            Per edit, ``(snapshot, type) -> (sorted nodes, rows)``: the recomputed states.
         """
         count = len(edits)
         changed = [dict(c) for c in (changed or [{} for _ in range(count)])]
         edge_weights = edge_weights or [{} for _ in range(count)]
-        touched: list[dict[str, Tensor]] = []
-        full_weights: list[dict[EdgeType, Tensor]] = []
+        touched: list[dict[EdgeType, Tensor]] = []
+        dense_weights: list[dict[EdgeType, Tensor]] = []
         for edit, weights in zip(edits, edge_weights, strict=True):
-            parts: dict[str, list[Tensor]] = {}
+            parts: dict[EdgeType, list[Tensor]] = {}
             for et, pos in edit.removed.items():
-                parts.setdefault(et[2], []).append(self.edges[et][1, pos])
+                parts.setdefault(et, []).append(self.edges[et][1, pos])
             for et, ei in edit.added.items():
-                parts.setdefault(et[2], []).append(ei[1])
+                parts.setdefault(et, []).append(ei[1])
             dense = {}
             for et, (pos, weight) in weights.items():
-                parts.setdefault(et[2], []).append(self.edges[et][1, pos])
+                parts.setdefault(et, []).append(self.edges[et][1, pos])
                 dense[et] = torch.ones(self.edges[et].size(1), dtype=weight.dtype).index_put(
                     (pos,), weight)
-            touched.append({nt: torch.cat(p) for nt, p in parts.items()})
-            full_weights.append(dense)
+            touched.append({et: torch.cat(p) for et, p in parts.items()})
+            dense_weights.append(dense)
         overrides: list[dict[tuple[int, str], tuple[Tensor, Tensor]]] = [{} for _ in range(count)]
 
-        for layer in range(1, self.num_layers + 1):
-            layer_convs = (convs or self.module.convs)[layer - 1]
-            for nt in base[layer]:
-                if nt not in self.order:  # never updated: its states carry over
-                    for b in range(count):
-                        if (layer - 1, nt) in overrides[b]:
-                            overrides[b][(layer, nt)] = overrides[b][(layer - 1, nt)]
-                        if (layer - 1, nt) in changed[b]:
-                            changed[b][(layer, nt)] = changed[b][(layer - 1, nt)]
-            for dst in self.order:
-                if (layer, dst) not in need:
-                    continue
-                wanted = need[(layer, dst)]
-                recompute: list[Tensor | None] = []
-                for b, edit in enumerate(edits):
-                    dirty = [touched[b][dst]] if dst in touched[b] else []
-                    if (layer - 1, dst) in changed[b]:
-                        dirty.append(changed[b][(layer - 1, dst)])  # attention reads the target
-                    for et in self.edges:
-                        if et[2] == dst:
-                            src_changed = changed[b].get((self.source_layer(et, layer), et[0]))
-                            if src_changed is not None and src_changed.numel():
-                                dirty.append(self._outgoing_targets(et, src_changed, edit))
-                    nodes = torch.unique(torch.cat(dirty)) if dirty else None
-                    if nodes is not None and wanted is not None:
-                        nodes = nodes[torch.isin(nodes, wanted)]
-                    recompute.append(nodes if nodes is not None and nodes.numel() else None)
-                active = [b for b in range(count) if recompute[b] is not None]
-                if not active:
-                    continue
-                total = None
-                for et in self.edges:
-                    if et[2] != dst:
-                        continue
-                    src_layer = self.source_layer(et, layer)
-                    x_src, x_dst, index, masks = [], [], [], []
-                    src_offset = dst_offset = 0
-                    for b in active:
-                        nodes = recompute[b]
-                        ei, pos = self.incoming_with_positions(et, nodes, edits[b])
-                        src, inverse = torch.unique(ei[0], return_inverse=True)
-                        x_src.append(_patched_rows(base[src_layer][et[0]],
-                                                   overrides[b].get((src_layer, et[0])), src))
-                        x_dst.append(_patched_rows(base[layer - 1][dst],
-                                                   overrides[b].get((layer - 1, dst)), nodes))
-                        index.append(torch.stack([inverse.view(-1) + src_offset,
-                                                  torch.searchsorted(nodes, ei[1]) + dst_offset]))
-                        if full_weights[b]:
-                            masks.append(full_weights[b][et][pos] if et in full_weights[b]
-                                         else torch.ones(pos.numel()))
-                        src_offset += src.numel()
-                        dst_offset += nodes.numel()
-                    local = torch.cat(index, dim=1)
-                    conv = layer_convs["__".join(et)]
-                    weighted = any(et in full_weights[b] for b in active)
-                    if weighted:
-                        set_masks(conv, torch.cat(masks), local, apply_sigmoid=False)
-                    try:
-                        h = conv((torch.cat(x_src), torch.cat(x_dst)), local)
-                    finally:
-                        if weighted:
-                            clear_masks(conv)
-                    total = h if total is None else total + h
-                if total is None:
-                    continue
-                start = 0
+        def changed_at(b: int, snapshot: int, node_type: str) -> Tensor | None:
+            return changed[b].get((self.last_update[snapshot][node_type], node_type))
+
+        for position, stage in enumerate(self.stages, start=1):
+            wanted = need.get((position, stage.dst), [])
+            if wanted is not _ALL and not len(wanted):
+                continue
+            recompute: list[Tensor | None] = []
+            for b, edit in enumerate(edits):
+                dirty = [touched[b][et] for et in stage.relations if et in touched[b]]
+                for snapshot in ({stage.target, position - 1} if stage.accumulate
+                                 else {stage.target}):
+                    own = changed_at(b, snapshot, stage.dst)
+                    if own is not None:
+                        dirty.append(own)  # attention reads the target (and adds to it)
+                for et in stage.relations:
+                    source = changed_at(b, position - 1, et[0])
+                    if source is not None and source.numel():
+                        dirty.append(self._outgoing_targets(et, source, edit))
+                nodes = torch.unique(torch.cat(dirty)) if dirty else None
+                if nodes is not None and wanted is not _ALL:
+                    nodes = nodes[torch.isin(nodes, wanted)]
+                recompute.append(nodes if nodes is not None and nodes.numel() else None)
+            active = [b for b in range(count) if recompute[b] is not None]
+            if not active:
+                continue
+            layer_convs = (convs or self.module.convs)[stage.layer - 1]
+            target_holder = self.last_update[stage.target][stage.dst]
+            total = None
+            for et in stage.relations:
+                source_holder = self.last_update[position - 1][et[0]]
+                x_src, x_dst, index, masks = [], [], [], []
+                src_offset = dst_offset = 0
                 for b in active:
                     nodes = recompute[b]
-                    overrides[b][(layer, dst)] = (nodes, total[start:start + nodes.numel()].float())
-                    changed[b][(layer, dst)] = nodes
-                    start += nodes.numel()
+                    ei, pos = self.incoming_with_positions(et, nodes, edits[b])
+                    src, inverse = torch.unique(ei[0], return_inverse=True)
+                    x_src.append(_patched_rows(base[source_holder][et[0]],
+                                               overrides[b].get((source_holder, et[0])), src))
+                    x_dst.append(_patched_rows(base[target_holder][stage.dst],
+                                               overrides[b].get((target_holder, stage.dst)), nodes))
+                    index.append(torch.stack([inverse.view(-1) + src_offset,
+                                              torch.searchsorted(nodes, ei[1]) + dst_offset]))
+                    masks.append(dense_weights[b][et][pos] if et in dense_weights[b]
+                                 else torch.ones(pos.numel()))
+                    src_offset += src.numel()
+                    dst_offset += nodes.numel()
+                local = torch.cat(index, dim=1)
+                conv = layer_convs["__".join(et)]
+                weighted = any(et in dense_weights[b] for b in active)
+                if weighted:
+                    set_masks(conv, torch.cat(masks), local, apply_sigmoid=False)
+                try:
+                    h = conv((torch.cat(x_src), torch.cat(x_dst)), local)
+                finally:
+                    if weighted:
+                        clear_masks(conv)
+                total = h if total is None else total + h
+            previous_holder = self.last_update[position - 1][stage.dst]
+            start = 0
+            for b in active:
+                nodes = recompute[b]
+                rows = total[start:start + nodes.numel()].float()
+                if stage.accumulate:
+                    rows = rows + _patched_rows(base[previous_holder][stage.dst],
+                                                overrides[b].get((previous_holder, stage.dst)),
+                                                nodes)
+                overrides[b][(position, stage.dst)] = (nodes, rows)
+                changed[b][(position, stage.dst)] = nodes
+                start += nodes.numel()
         return overrides
-
-    @torch.no_grad()
-    def scores_many(self, user: int, items: Iterable[int], edits: list[GraphEdit]) -> np.ndarray:
-        """Scores ``[len(edits), len(items)]`` of ``items`` for ``user`` under each edit,
-        evaluated together (much faster than one :meth:`scores` call per edit)."""
-        users_t = torch.tensor([int(user)])
-        items_t = torch.as_tensor(np.asarray(list(items), dtype=np.int64))
-        out = np.empty((len(edits), len(items_t)), dtype=np.float32)
-        if not self.exact_incremental:
-            for b, edit in enumerate(edits):
-                out[b] = self.scores(user, items_t.tolist(), edit)
-            return out
-        added: dict[EdgeType, list[Tensor]] = {}
-        for edit in edits:
-            for et, ei in edit.added.items():
-                added.setdefault(et, []).append(ei)
-        need = self.needed(users_t, items_t, {et: torch.cat(p, 1) for et, p in added.items()})
-        groups: dict[tuple, list[int]] = {}
-        for b, edit in enumerate(edits):
-            key = tuple((i, v.numpy().tobytes()) for i, v in sorted(edit.item_text.items()))
-            groups.setdefault(key, []).append(b)
-        for members in groups.values():
-            text = edits[members[0]].item_text
-            base = self._text_variant(text, users_t, items_t, need)
-            graph_edits = [GraphEdit(edits[b].removed, edits[b].added) for b in members]
-            overrides = self._overrides(base, graph_edits, need)
-            item_extra = self.item_extras(text)[items_t]
-            for b, patch in zip(members, overrides, strict=True):
-                user_emb = torch.stack([
-                    _patched_rows(base[layer]["user"], patch.get((layer, "user")), users_t)
-                    for layer in range(1, self.num_layers + 1)]).mean(0)
-                item_emb = torch.stack([
-                    _patched_rows(base[layer]["item"], patch.get((layer, "item")), items_t)
-                    for layer in range(self.num_layers + 1)]).mean(0)
-                user_emb = torch.cat([user_emb, self.user_extra[users_t]], 1)
-                item_emb = torch.cat([item_emb, item_extra], 1)
-                out[b] = (user_emb @ item_emb.T).numpy()[0]
-        return out
 
     # ------------------------------------------------------------------ explainers
     def explainable_convs(self) -> torch.nn.ModuleList:
@@ -706,13 +773,13 @@ class FlagshipEngine:
         so that PyG's explain masks and message hooks apply; the flagship's sparse GAT
         becomes :class:`torch_geometric.nn.GATConv`. Checked to give the same outputs."""
         layers = torch.nn.ModuleList()
-        for layer, convs in enumerate(self.module.convs):
+        for convs in self.module.convs:
             converted = torch.nn.ModuleDict()
             for key, conv in convs.items():
                 twin = _message_passing_twin(conv)
                 et = tuple(key.split("__"))
                 ei = self.edges[et][:, :256]
-                args = ((self.layers[layer][et[0]], self.layers[layer][et[2]]), ei)
+                args = ((self.x0[et[0]], self.x0[et[2]]), ei)
                 with torch.no_grad():
                     if not torch.allclose(conv(*args), twin(*args), atol=1e-4, rtol=1e-4):
                         raise RuntimeError(f"Cannot mirror the {type(conv).__name__} of relation "
@@ -721,21 +788,17 @@ class FlagshipEngine:
             layers.append(converted)
         return layers
 
-    def pair_layers(self, users: Tensor, items: Tensor,
-                    edge_weights: dict[EdgeType, tuple[Tensor, Tensor]],
-                    convs: torch.nn.ModuleList) -> list[dict[str, Tensor]]:
-        """Layer states exact for the targets with soft edge weights (differentiable)."""
+    def weighted_embeddings(self, users: Tensor, items: Tensor,
+                            edge_weights: dict[EdgeType, tuple[Tensor, Tensor]],
+                            convs: torch.nn.ModuleList) -> tuple[Tensor, Tensor]:
+        """Final embeddings (with extra columns) of the targets when the given edges' messages
+        are scaled by differentiable weights (GNNExplainer's soft masks)."""
         need = self.needed(users, items)
-        return self._incremental(self.layers, GraphEdit(), need, {}, edge_weights, convs)
-
-    def pool_targets(self, layers: list[dict[str, Tensor]], users: Tensor,
-                     items: Tensor) -> tuple[Tensor, Tensor]:
-        """Pooled final embeddings of the targets from :meth:`layer_states`-like states."""
-        user_emb = torch.stack([layers[layer]["user"][users]
-                                for layer in range(1, self.num_layers + 1)]).mean(0)
-        item_emb = torch.stack([layers[layer]["item"][items]
-                                for layer in range(self.num_layers + 1)]).mean(0)
-        return user_emb, item_emb
+        patch = self._overrides(self.snapshots, [GraphEdit()], need, None, [edge_weights],
+                                convs)[0]
+        z_user, z_item = self.pool_targets(self.snapshots, patch, users, items)
+        return (torch.cat([z_user, self.user_extra[users]], 1),
+                torch.cat([z_item, self.item_extra[items]], 1))
 
 
 def _patched_rows(full: Tensor, patch: tuple[Tensor, Tensor] | None, nodes: Tensor) -> Tensor:
@@ -758,6 +821,14 @@ def _message_passing_twin(conv: torch.nn.Module) -> MessagePassing:
         twin.load_state_dict(conv.state_dict())
         return twin.eval().requires_grad_(False)
     raise RuntimeError(f"No message-passing equivalent of {type(conv).__name__}.")
+
+
+def _index(items: Iterable[int]) -> Tensor:
+    return torch.as_tensor(np.asarray(list(items), dtype=np.int64))
+
+
+def _text_key(item_text: dict[int, Tensor]) -> tuple:
+    return tuple((i, v.numpy().tobytes()) for i, v in sorted(item_text.items()))
 
 
 _ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -42,9 +42,9 @@ class Explanation:
             value); ``None`` for methods without one.
         contributions (pandas.DataFrame): One row per piece of evidence with columns
             :data:`CONTRIBUTION_COLUMNS`, sorted by decreasing ``weight``.
-        other (dict, optional): Evidence grouped into one feature (e.g. the history items
-            outside SHAP's cap) as ``{"label", "weight", "ids"}``; ``None`` when nothing was
-            grouped.
+        other (list[dict], optional): Evidence grouped into single features (e.g. the
+            history items outside SHAP's cap), each ``{"kind", "label", "weight", "ids"}``;
+            ``None`` when nothing was grouped.
         details (dict): Method-specific raw data, e.g. per-edge attention weights
             (``details["edges"]``), the ``shap.Explanation`` (``details["shap"]``) or the
             GNNExplainer edge masks.
@@ -56,7 +56,7 @@ class Explanation:
     score: float
     base_value: float | None
     contributions: pd.DataFrame
-    other: dict[str, Any] | None = None
+    other: list[dict[str, Any]] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def top(self, n: int | None = None, kinds: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -69,8 +69,10 @@ class Explanation:
         return (frame if n is None else frame.head(n)).reset_index(drop=True)
 
     def to_dict(self, top: int | None = None, rationale: str | None = None) -> dict[str, Any]:
-        """JSON-ready form: ``score``, ``base_value``, ``contributions`` (``kind``, ``id``,
-        ``label``, ``weight``), ``other`` when evidence was grouped, and ``rationale``."""
+        """JSON-ready form: ``method``, ``user``, ``item``, ``score``, ``base_value``,
+        ``contributions`` (``kind``, ``id``, ``label``, ``weight``; the ``top`` largest by
+        absolute weight), ``other`` when evidence was grouped (``kind``, ``label``,
+        ``weight``, ``count``) and ``rationale``."""
         rows = [
             {"kind": str(r.kind), "id": str(r.id), "label": str(r.label), "weight": float(r.weight)}
             for r in self.top(top).itertuples(index=False)
@@ -83,14 +85,16 @@ class Explanation:
             "base_value": None if self.base_value is None else float(self.base_value),
             "contributions": rows,
         }
-        if self.other is not None:
-            out["other"] = {"label": self.other["label"], "weight": float(self.other["weight"]),
-                            "count": len(self.other.get("ids", []))}
+        if self.other:
+            out["other"] = [{"kind": str(group["kind"]), "label": str(group["label"]),
+                             "weight": float(group["weight"]), "count": len(group.get("ids", []))}
+                            for group in self.other]
         out["rationale"] = rationale if rationale is not None else ""
         return out
 
 
-def contribution_frame(rows: list[dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def contribution_frame(rows: list[dict[str, Any]],
+                       extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A contributions table from row dicts, typed and sorted by decreasing weight."""
     frame = pd.DataFrame(rows, columns=CONTRIBUTION_COLUMNS + list(extra_columns))
     if len(frame):

@@ -54,7 +54,9 @@ def faithfulness(
 
     Returns:
         dict: ``method``, ``k``, ``users`` (evaluated), ``skipped``, ``mean_drop_top``,
-        ``mean_drop_random``, ``ratio`` (their quotient), ``mean_explain_seconds``, ``per_user``
+        ``mean_drop_random``, ``ratio`` (their quotient; ``inf`` when random removals do not
+        lower the score on average but the top ones do), ``top_beats_random`` (share of users
+        whose top-k drop exceeds their random-k drop), ``mean_explain_seconds``, ``per_user``
         (DataFrame with :data:`FAITHFULNESS_COLUMNS`) and, with ``curves``, ``deletion`` and
         ``insertion`` DataFrames (``k``, ``top``, ``random``: mean score drop when removing /
         mean score when keeping only that many items).
@@ -89,31 +91,35 @@ def faithfulness(
             continue
         base = float(scorer.scores(user, [item])[0])
         draws = [rng.choice(history, size=k, replace=False) for _ in range(n_random)]
-        drop_top = base - float(scorer.scores(user, [item], drop=ranked[:k])[0])
-        drop_random = float(np.mean([base - float(scorer.scores(user, [item], drop=d)[0])
-                                     for d in draws]))
+        drop_top = base - _without(scorer, user, item, ranked[:k])
+        drop_random = float(np.mean([base - _without(scorer, user, item, d) for d in draws]))
         rows.append({"user_id": str(user_id), "item_id": item_id, "history_size": len(history),
                      "score": base, "drop_top": drop_top, "drop_random": drop_random,
                      "explain_seconds": seconds})
         if curves:
             for size in range(1, k + 1):
-                random_sets = [rng.choice(history, size=size, replace=False) for _ in range(n_random)]
-                deletion.append({"k": size, "top": base - float(
-                    scorer.scores(user, [item], drop=ranked[:size])[0]), "random": float(np.mean(
-                        [base - float(scorer.scores(user, [item], drop=r)[0]) for r in random_sets]))})
-                keep_top = np.setdiff1d(history, ranked[:size])
-                insertion.append({"k": size, "top": float(
-                    scorer.scores(user, [item], drop=keep_top)[0]), "random": float(np.mean(
-                        [scorer.scores(user, [item], drop=np.setdiff1d(history, r))[0]
-                         for r in random_sets]))})
+                random_sets = [rng.choice(history, size=size, replace=False)
+                               for _ in range(n_random)]
+                deletion.append({
+                    "k": size, "top": base - _without(scorer, user, item, ranked[:size]),
+                    "random": float(np.mean([base - _without(scorer, user, item, r)
+                                             for r in random_sets]))})
+                insertion.append({
+                    "k": size,
+                    "top": _without(scorer, user, item, np.setdiff1d(history, ranked[:size])),
+                    "random": float(np.mean([_without(scorer, user, item, np.setdiff1d(history, r))
+                                             for r in random_sets]))})
     per_user = pd.DataFrame(rows, columns=FAITHFULNESS_COLUMNS)
     mean_top = float(per_user["drop_top"].mean()) if len(per_user) else float("nan")
     mean_random = float(per_user["drop_random"].mean()) if len(per_user) else float("nan")
     out = {
         "method": name, "k": k, "users": len(per_user), "skipped": skipped,
         "mean_drop_top": mean_top, "mean_drop_random": mean_random,
-        "ratio": mean_top / mean_random if mean_random not in (0.0,) and len(per_user) else float("nan"),
-        "mean_explain_seconds": float(per_user["explain_seconds"].mean()) if len(per_user) else float("nan"),
+        "ratio": _ratio(mean_top, mean_random),
+        "top_beats_random": float((per_user["drop_top"] > per_user["drop_random"]).mean())
+        if len(per_user) else float("nan"),
+        "mean_explain_seconds": (float(per_user["explain_seconds"].mean()) if len(per_user)
+                                 else float("nan")),
         "per_user": per_user,
     }
     if curves:
@@ -128,5 +134,20 @@ def ranked_history(explanation: Explanation, dataset: Dataset, history: np.ndarr
     frame = explanation.contributions
     frame = frame[frame["kind"] == HISTORY_ITEM].sort_values("weight", ascending=False,
                                                               kind="stable")
-    index = dataset.item_idx(frame["id"].astype(str).tolist()) if len(frame) else np.zeros(0, np.int64)
+    if not len(frame):
+        return np.zeros(0, dtype=np.int64)
+    index = dataset.item_idx(frame["id"].astype(str).tolist())
     return index[np.isin(index, history)]
+
+
+def _without(scorer, user: int, item: int, drop: np.ndarray) -> float:
+    """The item's score with ``drop`` removed from the user's history."""
+    return float(scorer.scores(user, [item], drop=drop)[0])
+
+
+def _ratio(top: float, random: float) -> float:
+    if np.isnan(top) or np.isnan(random):
+        return float("nan")
+    if random > 0:
+        return top / random
+    return float("inf") if top > 0 else float("nan")

@@ -5,8 +5,8 @@ PyG's :class:`~torch_geometric.explain.Explainer` with the
 edge (heterogeneous: one mask tensor per relation) that keeps the model's output while being
 sparse. The masked edges are the pair's *evidence* edges: the user's interactions (both
 directions), the user's user-user edges, and the edges into the item from its attribute values
-and its raters. Each mask value multiplies that edge's message in every layer (PyG's explain masks on
-message-passing layers), and the score is recomputed exactly for the masked graph by the
+and its raters. Each mask value multiplies that edge's message in every layer (PyG's explain
+masks on message-passing layers), and the score is recomputed exactly for the masked graph by the
 incremental engine (:class:`~recsys_core.explain.engine.FlagshipEngine`), so an epoch costs a
 fraction of a full forward pass. A node's importance is the largest mask of its edges with the
 pair. The explained output is the logit "this item scores above the user's average item"
@@ -71,10 +71,8 @@ class PairScoreModel(nn.Module):
                 continue
             weights[et] = (pos, mask.sigmoid() if holder._apply_sigmoid else mask)
         users, items = torch.tensor([self.user]), torch.tensor([self.item])
-        layers = self.engine.pair_layers(users, items, weights, self._convs[0])
-        user_emb, item_emb = self.engine.pool_targets(layers, users, items)
-        extra = self.engine.user_extra[self.user] @ self.engine.item_extra[self.item]
-        return (((user_emb * item_emb).sum(-1) + extra) - self.center) / self.scale
+        user_emb, item_emb = self.engine.weighted_embeddings(users, items, weights, self._convs[0])
+        return ((user_emb * item_emb).sum(-1) - self.center) / self.scale
 
 
 def candidate_edges(engine: FlagshipEngine, user: int, item: int) -> dict[EdgeType, Tensor]:
@@ -155,10 +153,9 @@ def gnn_explainer_explanation(
 
     with torch.no_grad():
         soft = {et: (positions[et], masks[et]) for et in masks}
-        layers = engine.pair_layers(torch.tensor([user]), torch.tensor([item]), soft,
-                                    wrapper._convs[0])
-        u_emb, i_emb = engine.pool_targets(layers, torch.tensor([user]), torch.tensor([item]))
-        masked = float((u_emb * i_emb).sum() + engine.user_extra[user] @ engine.item_extra[item])
+        u_emb, i_emb = engine.weighted_embeddings(torch.tensor([user]), torch.tensor([item]),
+                                                  soft, wrapper._convs[0])
+        masked = float((u_emb * i_emb).sum())
     # Importances support the prediction: above the user's average (+) or below it (-).
     sign = 1.0 if score >= center else -1.0
 

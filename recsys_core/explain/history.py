@@ -83,7 +83,8 @@ class EASEHistoryScorer(HistoryScorer):
         history = _edited(self.history(user), drop, add)
         rows = pos[history]
         rows = rows[rows >= 0]  # items without training interactions have no weights
-        item_idx = np.arange(self.dataset.num_items) if items is None else np.asarray(items, np.int64)
+        item_idx = (np.arange(self.dataset.num_items) if items is None
+                    else np.asarray(items, np.int64))
         cols = pos[item_idx]
         out = np.zeros(len(item_idx), dtype=np.float32)
         known = cols >= 0
@@ -131,7 +132,8 @@ class PropagationHistoryScorer(HistoryScorer):
         with self._lock:
             self.module.set_interactions(users, new_items)
             user_emb, item_emb = self.module()
-        targets = item_emb if items is None else item_emb[torch.as_tensor(np.asarray(items, np.int64))]
+        targets = (item_emb if items is None
+                   else item_emb[torch.as_tensor(np.asarray(items, np.int64))])
         return (user_emb[user] @ targets.T).float().numpy()
 
 

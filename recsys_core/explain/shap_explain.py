@@ -227,7 +227,8 @@ class _Game:
         raise NotImplementedError
 
     def off(self, mask: np.ndarray, kind: str) -> list:
-        return [m for f, on in zip(self.feature_list, mask, strict=True) if not on and f.kind == kind
+        return [m for f, on in zip(self.feature_list, mask, strict=True)
+                if not on and f.kind == kind
                 for m in f.members]
 
     def history_features(self, history: np.ndarray, prior: np.ndarray, cap: int,
@@ -309,7 +310,8 @@ class _FlagshipGame(_Game):
         if getattr(self.model, "conv", "gat") in ("gat", "gatv2"):
             edges = decompose(engine, user, item)["edges"]
             first_head = edges[edges["head"] == 0]
-            prior = first_head.groupby(["source_type", "source_index"])["contribution"].sum().to_dict()
+            prior = (first_head.groupby(["source_type", "source_index"])["contribution"]
+                     .sum().to_dict())
         labels = {int(j): node_evidence(dataset, attribute_nodes, "item", j, history_set)
                   for j in history}
         features = self.history_features(
@@ -321,7 +323,8 @@ class _FlagshipGame(_Game):
                       for a in engine.out_neighbours(et, item)]
         attributes = sorted(set(attributes), key=lambda a: -abs(prior.get(a, 0.0)))
         for node_type, index in attributes[:max_attributes]:
-            kind, raw, label = node_evidence(dataset, attribute_nodes, node_type, index, history_set)
+            kind, raw, label = node_evidence(dataset, attribute_nodes, node_type, index,
+                                             history_set)
             features.append(Feature(kind, raw, label, [(node_type, index)], node_type, index))
         rest = attributes[max_attributes:]
         if rest:

@@ -2,14 +2,15 @@
 
 Items start from a frozen sentence-encoder embedding of their text (projected to ``d``) plus a
 learnable id embedding for items seen in training; attribute nodes (genre, category, tag ...)
-have learnable embeddings; users start from nothing but a shared learnable vector (optionally
-plus a small id embedding), so a user's representation is built by attention over the items in
-their history. One convolution per relation and layer (GATv2 by default) runs over the graph of
-:func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
+have learnable embeddings; users start from a shared learnable vector (plus user features
+and, optionally, an id embedding), so a user's representation is built by attention over the
+items in their history. One graph-attention convolution per relation and layer
+(:class:`SparseGATConv`, the maths of PyG's ``GATConv`` on sparse kernels) runs over the graph
+of :func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
 LightGCN) and the score is a dot product.
 
 Because users are their history, editing the graph (removing or adding a user's edges) changes
-that user's scores without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescored an
+that user's scores without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescores an
 edited :class:`~torch_geometric.data.HeteroData`, and :meth:`GNNLLMRecommender.attention`
 returns the attention weights of every edge, layer, head and relation.
 """
@@ -33,7 +34,7 @@ from torch_geometric.utils import degree
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
 from ..device import pick_device
 from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, SIMILAR, build_hetero_graph
-from ..training import EmbeddingRecommender
+from ..training import EmbeddingRecommender, dot_scores
 from .base import ProgressCallback
 
 EdgeType = tuple[str, str, str]
@@ -67,7 +68,7 @@ class SortedEdges(NamedTuple):
         return SortedEdges(perm, row, col, rowptr, perm_t, colptr, num_src, num_dst)
 
     def matrix(self, values: Tensor, transpose: bool = False) -> Tensor:
-        """Sparse CSR ``[num_dst, num_src]`` (or its transpose) holding ``values`` (sorted order)."""
+        """Sparse CSR ``[num_dst, num_src]`` (or its transpose) of ``values`` (sorted order)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             if transpose:
@@ -211,7 +212,8 @@ class SparseGATConv(nn.Module):
 
 class BipartiteGCNConv(MessagePassing):
     r"""GCN propagation between two node sets:
-    :math:`\mathbf{x}'_i = \sum_{j \in \mathcal{N}(i)} \frac{1}{\sqrt{d_i d_j}} \mathbf{W}\mathbf{x}_j + \mathbf{b}`.
+    :math:`\mathbf{x}'_i = \sum_{j \in \mathcal{N}(i)} (d_i d_j)^{-1/2} \mathbf{W}\mathbf{x}_j
+    + \mathbf{b}`.
 
     Args:
         in_channels (int): Input size.
@@ -257,6 +259,40 @@ def make_conv(conv: str, dim: int, heads: int, attention_dropout: float) -> Mess
     raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
 
 
+def user_feature_matrix(dataset: Dataset, max_categories: int = 32) -> Tensor | None:
+    """``[num_users, f]`` features from ``dataset.users``: numeric columns standardised,
+    others one-hot over their ``max_categories`` most frequent values; users without a row, and
+    missing values, are zeros. ``None`` when there are no user feature columns."""
+    users = dataset.users
+    if users is None or not len(users):
+        return None
+    columns = [c for c in users.columns if c != "user_id"]
+    if not columns:
+        return None
+    rows = dataset.user_idx(users["user_id"].astype(str))
+    blocks = []
+    for column in columns:
+        values = users[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            v = values.to_numpy(np.float64)
+            std = np.nanstd(v)
+            if np.isfinite(v).any():
+                v = np.nan_to_num((v - np.nanmean(v)) / (std if std > 0 else 1.0))
+            else:
+                v = np.zeros(len(v))
+            blocks.append(v[:, None])
+        else:
+            text = values.astype("string")
+            top = text.value_counts().index[:max_categories]
+            codes = pd.Categorical(text, categories=top).codes
+            onehot = np.zeros((len(values), len(top)))
+            onehot[np.flatnonzero(codes >= 0), codes[codes >= 0]] = 1.0
+            blocks.append(onehot)
+    features = np.zeros((dataset.num_users, sum(b.shape[1] for b in blocks)), dtype=np.float32)
+    features[rows] = np.concatenate(blocks, axis=1)
+    return torch.from_numpy(features)
+
+
 def edge_key(edge_type: EdgeType) -> str:
     """Module-dict key of an edge type (``"user__rates__item"``)."""
     return "__".join(edge_type)
@@ -269,9 +305,11 @@ class GNNLLMModule(nn.Module):
     embedding :math:`\mathbf{t}_i` projected by a linear layer, plus an id embedding gated by
     :math:`g_i = 1` for items with training interactions and dropped at random during
     training); attribute nodes :math:`\mathbf{a}_v` (learnable); users a shared learnable
-    vector :math:`\mathbf{u}_0` (plus :math:`\mathbf{p}_u` when ``user_id_embedding``). Layer
-    :math:`l+1` sums one convolution per relation into each node type. Final embeddings are the
-    mean over layers (users from layer 1 on, so they are driven by their history).
+    vector :math:`\mathbf{u}_0`, plus projected user features and an optional id embedding.
+    Each layer runs one convolution per relation in stages (see :meth:`propagate`): users
+    from their items, users from users, items from users, attributes and similar items,
+    attributes from items. Final embeddings are the mean over layers 0..L; with
+    ``item_bias`` a last column carries an item bias (users hold 1 there).
 
     Args:
         num_users (int): Number of users.
@@ -282,16 +320,20 @@ class GNNLLMModule(nn.Module):
         static_edges (dict): Edge type -> ``[2, E]`` edges that do not come from interactions
             (attributes, user-user, text similarity).
         embedding_dim (int): Size ``d`` of every representation. (default: :obj:`64`)
-        num_layers (int): Message-passing layers. (default: :obj:`2`)
-        conv (str): ``"gat"`` (GATv2), ``"gcn"``, ``"sage"`` or ``"gin"``. (default: :obj:`"gat"`)
-        heads (int): Attention heads (``gat``); ``d`` must be divisible by it. (default: :obj:`2`)
+        num_layers (int): Message-passing layers. (default: :obj:`1`)
+        conv (str): ``"gat"`` (:class:`SparseGATConv`), ``"gatv2"`` (PyG ``GATv2Conv``),
+            ``"gcn"``, ``"sage"`` or ``"gin"``. (default: :obj:`"gat"`)
+        heads (int): Attention heads; ``d`` must be divisible by it. (default: :obj:`2`)
         attention_dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
         edge_dropout (float): Share of user-item edges dropped in each training pass.
-            (default: :obj:`0.1`)
+            (default: :obj:`0.3`)
         id_dropout (float): Probability that an item's id embedding is dropped in a training
-            pass, so the text path learns to stand in for it (cold items). (default: :obj:`0.5`)
+            pass, so the text path learns to stand in for it (cold items). (default: :obj:`0.1`)
         user_id_embedding (bool): Add a learnable per-user vector to the users' layer-0
             features. (default: :obj:`False`)
+        item_bias (bool): Learn an item bias from text plus an id term. (default: :obj:`True`)
+        user_features (Tensor, optional): ``[num_users, f]`` user features
+            (see :func:`user_feature_matrix`). (default: :obj:`None`)
     """
 
     def __init__(
@@ -303,29 +345,28 @@ class GNNLLMModule(nn.Module):
         edge_types: list[EdgeType],
         static_edges: dict[EdgeType, Tensor],
         embedding_dim: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 1,
         conv: str = "gat",
         heads: int = 2,
         attention_dropout: float = 0.0,
-        edge_dropout: float = 0.1,
-        id_dropout: float = 0.5,
+        edge_dropout: float = 0.3,
+        id_dropout: float = 0.1,
         user_id_embedding: bool = False,
         item_bias: bool = True,
-        normalize: bool = False,
-        degree_scaling: float = 0.0,
+        user_features: Tensor | None = None,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
             raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
         if conv in ATTENTION_CONVS and embedding_dim % heads:
-            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by heads ({heads}).")
+            raise ValueError(f"embedding_dim ({embedding_dim}) must be divisible by heads "
+                             f"({heads}).")
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}.")
         self.num_users, self.num_items = num_users, num_items
         self.embedding_dim, self.num_layers, self.conv = embedding_dim, num_layers, conv
         self.heads = heads if conv in ATTENTION_CONVS else 1
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
-        self.normalize, self.degree_scaling = normalize, degree_scaling
         self.edge_types = [tuple(et) for et in edge_types]
         # (target node type, sources of the same type?) in update order; see propagate().
         self.stages = [("user", False), ("user", True), ("item", False), ("item", True)]
@@ -335,6 +376,10 @@ class GNNLLMModule(nn.Module):
         self.item_id = nn.Embedding(num_items, embedding_dim)
         self.user_token = nn.Parameter(torch.empty(1, embedding_dim))
         self.user_id = nn.Embedding(num_users, embedding_dim) if user_id_embedding else None
+        self.user_feature_proj = None
+        if user_features is not None and user_features.size(1):
+            self.register_buffer("user_features", user_features.float(), persistent=False)
+            self.user_feature_proj = nn.Linear(user_features.size(1), embedding_dim)
         # Item bias (popularity) from text plus an id term, carried as an extra embedding column.
         self.bias_text = nn.Linear(item_text.size(1), 1) if item_bias else None
         self.bias_id = nn.Embedding(num_items, 1) if item_bias else None
@@ -390,6 +435,8 @@ class GNNLLMModule(nn.Module):
         nn.init.normal_(self.user_token, std=0.1)
         if self.user_id is not None:
             nn.init.normal_(self.user_id.weight, std=0.01)
+        if self.user_feature_proj is not None:
+            self.user_feature_proj.reset_parameters()
         if self.bias_text is not None:
             self.bias_text.reset_parameters()
             nn.init.zeros_(self.bias_id.weight)
@@ -401,7 +448,7 @@ class GNNLLMModule(nn.Module):
 
     # ---------------------------------------------------------------- graph
     def set_interactions(self, users: Tensor, items: Tensor) -> None:
-        """Use these user-item pairs as ``rates`` / ``rated_by`` edges; items among them are warm."""
+        """Use these pairs as ``rates`` / ``rated_by`` edges; items among them are warm."""
         device = self.item_text.device
         self.users, self.items = users.long().to(device), items.long().to(device)
         warm = torch.zeros(self.num_items, device=device)
@@ -438,7 +485,11 @@ class GNNLLMModule(nn.Module):
         """Layer-0 features of every node type (``gate`` from :meth:`id_gate`)."""
         x = {"item": self.text_proj(text) + gate * self.item_id.weight}
         user = self.user_token.expand(self.num_users, -1)
-        x["user"] = user + self.user_id.weight if self.user_id is not None else user
+        if self.user_id is not None:
+            user = user + self.user_id.weight
+        if self.user_feature_proj is not None:
+            user = user + self.user_feature_proj(self.user_features)
+        x["user"] = user
         for nt, emb in self.attributes.items():
             x[nt] = emb.weight[:self.node_counts[nt]]
         return x
@@ -462,7 +513,7 @@ class GNNLLMModule(nn.Module):
         gate = self.id_gate()
         text = self.text_features()
         x = self.input_features(gate, text)
-        user_layers, item_layers = [], [x["item"]]
+        user_layers, item_layers = [x["user"]], [x["item"]]
         attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
         want_attention = return_attention and self.conv in ATTENTION_CONVS
         sizes = {nt: v.size(0) for nt, v in x.items()}
@@ -497,18 +548,34 @@ class GNNLLMModule(nn.Module):
             item_layers.append(x["item"])
         user_emb = torch.stack(user_layers).mean(0)
         item_emb = torch.stack(item_layers).mean(0)
-        if self.normalize:
-            user_emb, item_emb = F.normalize(user_emb, dim=1), F.normalize(item_emb, dim=1)
-        if self.degree_scaling and RATED_BY in edge_index_dict:
-            # Attention averages a history; scaling by |history|^g restores how much evidence
-            # there is (g = 1: a sum, g = 0.5: the normalisation of Mult-DAE's input).
-            deg = torch.bincount(edge_index_dict[RATED_BY][1], minlength=self.num_users)
-            user_emb = user_emb * deg.clamp(min=1).to(user_emb.dtype).pow(self.degree_scaling)[:, None]
         if self.bias_text is not None:
             bias = self.bias_text(text) + gate * self.bias_id.weight
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
+
+    def receptive_field(self, edge_index_dict: dict[EdgeType, Tensor], node_type: str,
+                        index: int) -> dict[tuple[int, EdgeType], Tensor]:
+        """Boolean mask per ``(layer, edge_type)``: the edges whose messages reach one node's
+        final representation, following :meth:`propagate`'s stages backwards."""
+        counts = {"user": self.num_users, "item": self.num_items, **self.node_counts}
+        device = next(iter(edge_index_dict.values())).device if edge_index_dict else None
+        relevant = {nt: torch.zeros(n, dtype=torch.bool, device=device)
+                    for nt, n in counts.items()}
+        relevant[node_type][index] = True
+        masks = {}
+        for layer in reversed(range(self.num_layers)):
+            # A source read after its own update in this layer pulls in that update's edges:
+            # walking the stages backwards handles it, since marking a source only affects
+            # the stages still to visit, which are the earlier ones.
+            for dst, same_type in reversed(self.stages):
+                for et, ei in edge_index_dict.items():
+                    if et[2] != dst or (et[0] == dst) != same_type:
+                        continue
+                    mask = relevant[dst][ei[1]]
+                    masks[(layer, tuple(et))] = mask
+                    relevant[et[0]][ei[0][mask]] = True
+        return masks
 
     def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(user_emb, item_emb)`` over the current interactions (``hidden`` pairs left out)."""
@@ -526,18 +593,23 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     Args:
         embedding_dim (int): Representation size. (default: :obj:`64`)
-        num_layers (int): Message-passing layers. (default: :obj:`2`)
-        conv (str): ``"gat"``, ``"gcn"``, ``"sage"`` or ``"gin"``. (default: :obj:`"gat"`)
+        num_layers (int): Message-passing layers; one already reaches friends and raters'
+            profiles (see :meth:`GNNLLMModule.propagate`). (default: :obj:`1`)
+        conv (str): ``"gat"``, ``"gatv2"``, ``"gcn"``, ``"sage"`` or ``"gin"``.
+            (default: :obj:`"gat"`)
         heads (int): Attention heads. (default: :obj:`2`)
         attention_dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
         edge_dropout (float): Share of user-item edges dropped per training pass.
-            (default: :obj:`0.1`)
+            (default: :obj:`0.3`)
         id_dropout (float): Chance an item's id embedding is dropped per training pass.
-            (default: :obj:`0.5`)
+            (default: :obj:`0.1`)
         user_id_embedding (bool): Add a per-user learnable vector. (default: :obj:`False`)
         item_bias (bool): Learn an item bias (text + id), carried as the last embedding column.
             (default: :obj:`True`)
-        use_attributes (bool): Include attribute nodes (genre, category ...). (default: :obj:`True`)
+        use_user_features (bool): Use the columns of ``dataset.users`` as user features.
+            (default: :obj:`True`)
+        use_attributes (bool): Include attribute nodes (genre, category ...).
+            (default: :obj:`True`)
         use_user_edges (bool): Include user-user edges when the data has them.
             (default: :obj:`True`)
         text_knn_k (int): Text-similarity neighbours per item as ``similar_to`` edges; 0 adds
@@ -560,16 +632,15 @@ class GNNLLMRecommender(EmbeddingRecommender):
     def __init__(
         self,
         embedding_dim: int = 64,
-        num_layers: int = 2,
+        num_layers: int = 1,
         conv: str = "gat",
         heads: int = 2,
         attention_dropout: float = 0.0,
-        edge_dropout: float = 0.1,
-        id_dropout: float = 0.5,
+        edge_dropout: float = 0.3,
+        id_dropout: float = 0.1,
         user_id_embedding: bool = False,
         item_bias: bool = True,
-        normalize: bool = False,
-        degree_scaling: float = 0.0,
+        use_user_features: bool = True,
         use_attributes: bool = True,
         use_user_edges: bool = True,
         text_knn_k: int = 0,
@@ -579,7 +650,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         encoder: Any | None = None,
         epochs: int = 300,
         batch_size: int = 8192,
-        lr: float = 5e-3,
+        lr: float = 1e-2,
         weight_decay: float = 0.0,
         loss: str = "softmax",
         num_negatives: int = 2048,
@@ -613,8 +684,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.id_dropout = float(id_dropout)
         self.user_id_embedding = bool(user_id_embedding)
         self.item_bias = bool(item_bias)
-        self.normalize = bool(normalize)
-        self.degree_scaling = float(degree_scaling)
+        self.use_user_features = bool(use_user_features)
         self.use_attributes, self.use_user_edges = bool(use_attributes), bool(use_user_edges)
         self.text_knn_k = int(text_knn_k)
         self.template = template
@@ -630,8 +700,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "conv": self.conv, "heads": self.heads,
                 "attention_dropout": self.attention_dropout, "edge_dropout": self.edge_dropout,
                 "id_dropout": self.id_dropout, "user_id_embedding": self.user_id_embedding,
-                "item_bias": self.item_bias, "normalize": self.normalize,
-                "degree_scaling": self.degree_scaling,
+                "item_bias": self.item_bias, "use_user_features": self.use_user_features,
                 "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
                 "text_knn_k": self.text_knn_k, "template": self.template,
                 "finetune_text_layers": self.finetune_text_layers}
@@ -683,7 +752,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
             user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            normalize=self.normalize, degree_scaling=self.degree_scaling)
+            user_features=user_feature_matrix(dataset) if self.use_user_features else None)
 
     def fit(
         self,
@@ -780,10 +849,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             users (array): User indices.
             items (array, optional): Item indices (default: all).
         """
-        user_emb, item_emb = self.embeddings_with_graph(data)
-        u = user_emb[torch.as_tensor(np.asarray(users, dtype=np.int64))]
-        i = item_emb if items is None else item_emb[torch.as_tensor(np.asarray(items, dtype=np.int64))]
-        return (u @ i.T).numpy()
+        return dot_scores(*self.embeddings_with_graph(data), users, items)
 
     @torch.no_grad()
     def attention(
@@ -795,7 +861,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
         For each target node, a relation's weights sum to 1 over its incoming edges per head.
         With ``user_idx`` only the edges that feed that user's final representation are kept
-        (layer ``l`` edges into nodes within ``L - 1 - l`` hops of the user).
+        (see :meth:`GNNLLMModule.receptive_field`).
 
         Args:
             user_idx (int, optional): Restrict to one user's receptive field. (default: all)
@@ -813,29 +879,14 @@ class GNNLLMRecommender(EmbeddingRecommender):
             return attention
         if not 0 <= int(user_idx) < self.dataset.num_users:
             raise ValueError(f"user_idx {user_idx} is out of range [0, {self.dataset.num_users}).")
-        # Nodes whose layer-l output reaches the user, from the last layer backwards.
-        relevant: dict[str, set[int]] = {"user": {int(user_idx)}}
-        keep_per_layer: dict[int, dict[str, set[int]]] = {}
-        for layer in reversed(range(self.num_layers)):
-            keep_per_layer[layer] = {nt: set(s) for nt, s in relevant.items()}
-            grown = {nt: set(s) for nt, s in relevant.items()}
-            for (src, _rel, dst), ei in edges.items():
-                targets = relevant.get(dst)
-                if not targets:
-                    continue
-                mask = torch.isin(ei[1], torch.tensor(sorted(targets), dtype=torch.long))
-                grown.setdefault(src, set()).update(ei[0, mask].tolist())
-            relevant = grown
-        out = {}
-        for (layer, et), (ei, alpha) in attention.items():
-            targets = keep_per_layer[layer].get(et[2], set())
-            mask = torch.isin(ei[1], torch.tensor(sorted(targets), dtype=torch.long))
-            out[(layer, et)] = (ei[:, mask], alpha[mask])
-        return out
+        masks = self.module.receptive_field(edges, "user", int(user_idx))
+        return {key: (ei[:, masks[key]], alpha[masks[key]])
+                for key, (ei, alpha) in attention.items()}
 
 
 def attention_frame(model: GNNLLMRecommender, user_idx: int) -> pd.DataFrame:
-    """One user's attention weights as a tidy frame: layer, relation, source, target, head, weight."""
+    """One user's attention weights as a tidy frame (layer, relation, source, target, head,
+    weight), see :meth:`GNNLLMRecommender.attention`."""
     rows = []
     for (layer, et), (ei, alpha) in model.attention(user_idx).items():
         for h in range(alpha.size(1)):

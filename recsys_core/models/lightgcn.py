@@ -59,9 +59,12 @@ class LightGCNModule(nn.Module):
 
     def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
         emb = self.lightgcn.embedding.weight
-        reg = emb.index_select(0, users).pow(2).sum() + emb.index_select(0, items + self.num_users).pow(2).sum()
+        offset = self.num_users
+        reg = emb.index_select(0, users).pow(2).sum()
+        reg = reg + emb.index_select(0, items + offset).pow(2).sum()
         if negatives is not None:
-            reg = reg + emb.index_select(0, negatives.view(-1) + self.num_users).pow(2).sum() / negatives.size(1)
+            neg = emb.index_select(0, negatives.reshape(-1) + offset)
+            reg = reg + neg.pow(2).sum() / negatives.size(1)
         return self.reg_weight * reg / users.numel()
 
 

@@ -42,9 +42,11 @@ class MFModule(nn.Module):
 
     def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
         """:math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2)` averaged over the batch."""
-        reg = self.user.weight.index_select(0, users).pow(2).sum() + self.item.weight.index_select(0, items).pow(2).sum()
+        reg = self.user.weight.index_select(0, users).pow(2).sum()
+        reg = reg + self.item.weight.index_select(0, items).pow(2).sum()
         if negatives is not None:
-            reg = reg + self.item.weight.index_select(0, negatives.view(-1)).pow(2).sum() / negatives.size(1)
+            neg = self.item.weight.index_select(0, negatives.reshape(-1))
+            reg = reg + neg.pow(2).sum() / negatives.size(1)
         return self.reg_weight * reg / users.numel()
 
 
