@@ -177,10 +177,26 @@ def bench_browser(args: argparse.Namespace) -> None:
                 worst = max(worst, statistics.median(values))
                 print(f"{name:<16}{values[0]:>10.2f}{statistics.median(values):>11.2f}")
             print(f"\nslowest median: {worst:.2f} s (target < 2 s)")
+            if shots:
+                _explain_shap_screenshot(page, shots)
             browser.close()
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def _explain_shap_screenshot(page, shots: Path) -> None:
+    """The Explain page's SHAP view (computed on request, so timed separately)."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Explain").first.click()
+    page.locator("h1", has_text="Explain").first.wait_for(timeout=120_000)
+    _wait_idle(page)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="SHAP", exact=True).first.click()
+    page.get_by_text("SHAP values (permutation explainer)").first.wait_for(timeout=300_000)
+    _wait_idle(page, timeout=300)
+    print(f"explain (SHAP view, computed on request): {time.perf_counter() - t0:.2f} s")
+    time.sleep(1.5)
+    page.screenshot(path=str(shots / "explain_shap.png"))
 
 
 def _wait_idle(page, timeout: float = 120.0) -> None:

@@ -49,6 +49,9 @@ def _body() -> None:
     recs = _recommendations(run, user)
     titles = ui.item_titles(ws)
     ranked = list(recs["item_id"])
+    if scope == "top 20" and not ranked:
+        st.info("The model has nothing left to recommend to this user; pick any item instead.")
+        return
     if scope == "top 20":
         item = right.selectbox(
             "Item (the user's top 20)",

@@ -117,22 +117,22 @@ def _decorate(ws, user: str, recs: pd.DataFrame) -> pd.DataFrame:
     counts = ws.item_counts()
     head = ws.head_items()
     held = ws.test_items(user)
+    # Markers next to the score, metadata after: the table is read left to right.
     out = pd.DataFrame(
         {
             "rank": recs["rank"].to_numpy(),
-            "item_id": recs["item_id"].to_numpy(),
             "title": ds.items["title"].to_numpy()[idx],
+            "score": recs["score"].to_numpy(),
+            "cold": counts[idx] == 0,
+            "long tail": [
+                (c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"], strict=True)
+            ],
+            "held out": recs["item_id"].isin(held).to_numpy(),
         }
     )
     for column in ds.attribute_columns:
-        out[column] = ds.items[column].to_numpy()[idx]
-        out[column] = out[column].map(ui.join_values)
-    out["score"] = recs["score"].to_numpy()
-    out["cold"] = counts[idx] == 0
-    out["long tail"] = [
-        (c > 0 and i not in head) for c, i in zip(counts[idx], recs["item_id"], strict=True)
-    ]
-    out["held out"] = recs["item_id"].isin(held).to_numpy()
+        out[column] = pd.Series(ds.items[column].to_numpy()[idx]).map(ui.join_values).to_numpy()
+    out["item_id"] = recs["item_id"].to_numpy()
     return out
 
 

@@ -496,6 +496,10 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
     edges = _log_bins(positive)
     hist, _ = np.histogram(positive, bins=edges)
     lo, hi = edges[:-1], edges[1:]
+    filled = np.nonzero(hist)[0]
+    if len(filled):  # drop empty bins at both ends so the axis starts where the data does
+        keep = slice(filled[0], filled[-1] + 1)
+        hist, lo, hi = hist[keep], lo[keep], hi[keep]
     labels = [
         f"{int(a)}" if hi_ - a <= 1 else f"{int(a)}–{int(hi_) - 1}"
         for a, hi_ in zip(lo, hi, strict=True)

@@ -33,7 +33,15 @@ from torch_geometric.utils import degree
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
 from ..device import pick_device
-from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, SIMILAR, build_hetero_graph
+from ..graph import (
+    FOLLOWED_BY,
+    FOLLOWS,
+    RATED_BY,
+    RATES,
+    SIMILAR,
+    build_hetero_graph,
+    text_knn_edges,
+)
 from ..training import EmbeddingRecommender, dot_scores
 from .base import ProgressCallback
 
@@ -784,7 +792,13 @@ class GNNLLMRecommender(EmbeddingRecommender):
         return module
 
     def after_training(self) -> None:
-        self.module.detach_text_encoder()
+        module = self.module
+        if getattr(module, "text_model", None) is None:
+            return
+        module.detach_text_encoder()
+        if SIMILAR in module.edge_types:  # neighbours of the fine-tuned texts, as on restore
+            edges, _ = text_knn_edges(module.item_text.cpu(), self.text_knn_k)
+            setattr(module, f"static__{edge_key(SIMILAR)}", edges.to(module.item_text.device))
 
     def restore(self, dataset: Dataset, train: pd.DataFrame,
                 tensors: dict[str, Tensor]) -> GNNLLMRecommender:
