@@ -191,7 +191,7 @@ def _explain_shap_screenshot(page, shots: Path) -> None:
     page.locator("h1", has_text="Explain").first.wait_for(timeout=120_000)
     _wait_idle(page)
     t0 = time.perf_counter()
-    page.get_by_role("button", name="SHAP", exact=True).first.click()
+    page.locator('[data-testid="stMain"] button', has_text="SHAP").first.click()
     page.get_by_text("SHAP values (permutation explainer)").first.wait_for(timeout=300_000)
     _wait_idle(page, timeout=300)
     print(f"explain (SHAP view, computed on request): {time.perf_counter() - t0:.2f} s")
