@@ -245,7 +245,7 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
         and ws.item_text is not None
         and model_text.shape[1] == ws.item_text.shape[1]
     )
-    permutations = st.slider(
+    permutations = st.columns([1, 2])[0].slider(
         "Permutations",
         1,
         5,

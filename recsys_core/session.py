@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -722,19 +723,31 @@ def training_target(
     def target(ctx: JobContext) -> None:
         for i, (name, params, activate) in enumerate(plan):
             ctx.check_stop()
-            ctx.publish(
-                fit_model(
-                    ws,
-                    name,
-                    params,
-                    ctx,
-                    encoder_factory,
-                    activate=activate,
-                    overall=(float(bounds[i]), float(bounds[i + 1])),
-                )
+            trained = fit_model(
+                ws,
+                name,
+                params,
+                ctx,
+                encoder_factory,
+                activate=activate,
+                overall=(float(bounds[i]), float(bounds[i + 1])),
             )
+            ctx.publish(trained)
+            warm_up_explanations(trained.model)
 
     return target
+
+
+def warm_up_explanations(model: Any) -> None:
+    """Build the flagship's explanation engine (one full forward pass, cached per model) in the
+    background, so the Explain page opens without that wait. Other models need nothing."""
+    try:
+        from .explain.engine import flagship_engine, is_flagship
+
+        if is_flagship(model):
+            flagship_engine(model)
+    except Exception:  # noqa: BLE001 - only a speed-up; the Explain page reports real errors
+        logging.getLogger(__name__).warning("explanation warm-up failed", exc_info=True)
 
 
 def default_training_plan(

@@ -241,14 +241,28 @@ def _edges() -> pd.DataFrame:
                 ("has_genre", "genre", 1, "Drama", "item", 2, "i2", layer, head, 1.0, 0.05),
                 ("rated_by", "user", 3, "u3", "item", 2, "i2", layer, head, 0.2, 0.01),
             ]
-    return pd.DataFrame(rows, columns=["relation", "source_type", "source_index", "source_id",
-                                       "target_type", "target_index", "target_id", "layer",
-                                       "head", "alpha", "contribution"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "relation",
+            "source_type",
+            "source_index",
+            "source_id",
+            "target_type",
+            "target_index",
+            "target_id",
+            "layer",
+            "head",
+            "alpha",
+            "contribution",
+        ],
+    )
 
 
 def test_explanation_subgraph_keeps_the_pair_and_ranks_edges():
-    graph, scores = viz.explanation_subgraph(_edges(), user=0, item=2, top=3, user_id="u0",
-                                             item_id="i2")
+    graph, scores = viz.explanation_subgraph(
+        _edges(), user=0, item=2, top=3, user_id="u0", item_id="i2"
+    )
     assert {"user:0", "item:2"} <= set(graph.nodes)
     assert graph.nodes["user:0"]["label"] == "u0"
     assert len(scores) == 3 and max(scores.values()) == 1.0
@@ -264,16 +278,22 @@ def test_explanation_subgraph_keeps_the_pair_and_ranks_edges():
 def test_edge_mask_frame_and_explain_figures(dataset):
     import torch
 
-    masks = {("user", "rates", "item"): (torch.tensor([[0, 1], [0, 2]]), torch.tensor([0.9, 0.1])),
-             ("item", "has_genre", "genre"): (torch.tensor([[0], [1]]), torch.tensor([0.5]))}
+    masks = {
+        ("user", "rates", "item"): (torch.tensor([[0, 1], [0, 2]]), torch.tensor([0.9, 0.1])),
+        ("item", "has_genre", "genre"): (torch.tensor([[0], [1]]), torch.tensor([0.5])),
+    }
     frame = viz.edge_mask_frame(masks, dataset)
     assert len(frame) == 3 and list(frame["source_id"][:2]) == ["u1", "u2"]
     assert frame["mask"].max() == pytest.approx(0.9)
     graph, scores = viz.explanation_subgraph(frame, 0, 0, weight_column="mask")
     assert scores[("user:0", "item:0")] == 1.0
-    contributions = pd.DataFrame({"kind": ["text", "attribute", "history_item"],
-                                  "label": ['text of "Dune"', "<b>x</b>", "Plain"],
-                                  "weight": [0.3, -0.5, 0.1]})
+    contributions = pd.DataFrame(
+        {
+            "kind": ["text", "attribute", "history_item"],
+            "label": ['text of "Dune"', "<b>x</b>", "Plain"],
+            "weight": [0.3, -0.5, 0.1],
+        }
+    )
     bar = viz.contributions_bar_fig(contributions, top=2)
     assert list(bar.data[0].y) == ['text of "Dune"', "&lt;b&gt;x&lt;/b&gt;"]  # |w| order, flipped
     labels = {("item", 5): "Item five"}
