@@ -176,5 +176,5 @@ def _lookup(universe: np.ndarray, ids, kind: str) -> np.ndarray:
     values = [str(ids)] if scalar else [str(x) for x in ids]
     index = pd.Index(universe).get_indexer(values)
     if (index < 0).any():
-        raise UnknownIdError(kind, [v for v, j in zip(values, index) if j < 0])
+        raise UnknownIdError(kind, [v for v, j in zip(values, index, strict=True) if j < 0])
     return index.astype(np.int64)
