@@ -191,7 +191,8 @@ def k_hop_networkx(
     Nodes are keyed ``"<type>:<index>"`` and carry ``node_type``, ``index`` and ``label``
     (the raw id); edges carry ``relation`` and, for ratings, ``weight``. Reverse relations are
     folded into one edge. When the neighbourhood exceeds ``max_nodes``, each hop is sampled
-    uniformly (deterministically by ``seed``) so the centre and closest nodes survive.
+    uniformly (deterministically by ``seed``) so the centre and closest nodes survive, with
+    the room shared fairly between node types.
 
     Args:
         data (HeteroData): Graph from :func:`build_hetero_graph`.
@@ -219,17 +220,26 @@ def k_hop_networkx(
                 continue
             for s in frontier[et[0]]:
                 nxt.setdefault(et[2], []).append(dst[ptr[s]:ptr[s + 1]])
-        frontier = {}
-        for nt, parts in nxt.items():
-            cand = np.setdiff1d(np.unique(np.concatenate(parts)),
+        candidates = {}
+        for nt in sorted(nxt):
+            cand = np.setdiff1d(np.unique(np.concatenate(nxt[nt])),
                                 np.fromiter(keep.get(nt, set()), dtype=np.int64))
-            room = max_nodes - total
+            if len(cand):
+                candidates[nt] = cand
+        # Share the room fairly between node types (water-filling, smallest first), so a
+        # hop with thousands of users cannot crowd out its handful of genres or friends.
+        frontier = {}
+        room = max_nodes - total
+        for position, nt in enumerate(sorted(candidates, key=lambda t: len(candidates[t]))):
             if room <= 0:
                 break
-            if len(cand) > room:
-                cand = np.sort(rng.choice(cand, size=room, replace=False))
+            cand = candidates[nt]
+            share = room // (len(candidates) - position) or room
+            if len(cand) > share:
+                cand = np.sort(rng.choice(cand, size=share, replace=False))
             keep.setdefault(nt, set()).update(int(c) for c in cand)
             total += len(cand)
+            room -= len(cand)
             frontier[nt] = cand
         if not frontier:
             break

@@ -582,13 +582,20 @@ def train_model(
                unit="epoch", disable=(not config.show_progress) if config.show_progress is not None
                else None, leave=False, initial=start_epoch - 1, total=config.epochs)
     elapsed_before = result.history[-1]["seconds"] if result.history else 0.0
+    # The time limit also ends an epoch part-way (checked between steps), so a slow epoch on a
+    # large data set cannot overrun it by a whole pass.
+    deadline = None if config.time_limit is None else started + config.time_limit
+
+    def time_up() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     oom_count = 0
     try:
         for epoch in bar:
             while True:
                 try:
                     loss, stopped = _train_epoch(module, optimizer, data, config, batch_size,
-                                                 generator, device, should_stop)
+                                                 generator, device, should_stop, deadline)
                     break
                 except torch.cuda.OutOfMemoryError:
                     oom_count += 1
@@ -602,6 +609,9 @@ def train_model(
                         _move_optimizer(optimizer, device)
                         generator = torch.Generator().manual_seed(config.seed + epoch)
                     result.device, result.batch_size = str(device), batch_size
+            if loss is None:  # stopped before this epoch's first step: nothing to record
+                result.stop_reason = "time_limit" if time_up() else "stopped"
+                break
             if not math.isfinite(loss):
                 module.load_state_dict(best_state)
                 where = (f" The last good checkpoint (epoch {result.best_epoch}) is in "
@@ -639,12 +649,12 @@ def train_model(
                              "loss": loss, "valid_ndcg": record["valid_ndcg"],
                              "fraction": epoch / config.epochs})
             if stopped:
-                result.stop_reason = "stopped"
+                result.stop_reason = "time_limit" if time_up() else "stopped"
                 break
             if has_valid and waited >= config.patience:
                 result.stop_reason = "patience"
                 break
-            if config.time_limit is not None and time.perf_counter() - started > config.time_limit:
+            if time_up():
                 result.stop_reason = "time_limit"
                 break
     finally:
@@ -682,8 +692,13 @@ def _train_epoch(
     generator: torch.Generator,
     device: torch.device,
     should_stop: Callable[[], bool] | None,
-) -> tuple[float, bool]:
-    """One pass over the positives; returns (mean loss, whether ``should_stop`` fired)."""
+    deadline: float | None = None,
+) -> tuple[float | None, bool]:
+    """One pass over the positives; returns (mean loss, whether it stopped early).
+
+    It stops early when ``should_stop`` fires or, after at least one step, once
+    ``time.perf_counter()`` passes ``deadline``; the loss is ``None`` when no step ran.
+    """
     module.train()
     n = data.users.numel()
     perm = torch.randperm(n, generator=generator, device=device)
@@ -693,8 +708,10 @@ def _train_epoch(
     regularization = getattr(module, "regularization", None)
     total, steps = 0.0, 0
     for start in range(0, n, batch_size):
-        if should_stop is not None and should_stop():
-            return (total / steps if steps else float("nan")), True
+        if (should_stop is not None and should_stop()) or (
+                deadline is not None and steps and time.perf_counter() > deadline):
+            # A pass stopped before its first step has no loss: report None, not NaN.
+            return (total / steps if steps else None), True
         batch = perm[start:start + batch_size]
         users, items = data.users[batch], data.items[batch]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):

@@ -441,6 +441,14 @@ def test_faithfulness_reports_top_and_random_drops(ds, model):
     assert list(result["deletion"]["k"]) == [1, 2] and list(result["insertion"]["k"]) == [1, 2]
 
 
+def test_faithfulness_with_every_user_skipped_returns_empty_curves(ds, model):
+    result = faithfulness(model, ds, "attention", ["x2"], k=2, n_random=2, curves=True)
+    assert result["users"] == 0 and result["skipped"] == 1
+    assert np.isnan(result["ratio"])
+    assert result["deletion"].empty and list(result["deletion"].columns) == ["k", "top", "random"]
+    assert result["insertion"].empty
+
+
 # ---------------------------------------------------------------------------------- plots
 def test_plots_return_figures(ds, model, pair):
     result = shap_explanation(model, ds, *pair, max_history=3, max_text=1, npermutations=1)

@@ -233,6 +233,18 @@ def test_k_hop_networkx_keeps_mutual_follows():
     assert g.has_edge("user:0", "user:1") and g.has_edge("user:1", "user:0")
 
 
+def test_k_hop_networkx_shares_the_cap_between_node_types():
+    # One item rated by 50 users and tagged with one genre: a cap of 11 must keep the genre.
+    inter = pd.DataFrame({USER_COL: [f"u{k}" for k in range(50)], ITEM_COL: "x"})
+    items = pd.DataFrame({ITEM_COL: ["x"], "title": ["X"], "description": [""],
+                          "genre": [["drama"]]})
+    data = build_hetero_graph(Dataset(inter, items, attribute_columns=["genre"]))
+    g = k_hop_networkx(data, "item", 0, num_hops=1, max_nodes=11)
+    types = [g.nodes[n]["node_type"] for n in g]
+    assert g.number_of_nodes() == 11
+    assert types.count("genre") == 1 and types.count("user") == 9
+
+
 def test_tiny_dataset_graph(tiny_dataset):
     data = build_hetero_graph(tiny_dataset)
     assert data["user"].num_nodes == 8 and data["item"].num_nodes == 12

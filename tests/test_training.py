@@ -167,6 +167,40 @@ def test_should_stop_hook_ends_training():
     assert len(result.history) < 50
 
 
+def test_stop_before_an_epochs_first_step_is_a_clean_stop_not_divergence():
+    ds = tiny_dataset()
+    batches_per_epoch = math.ceil(len(split_validation(ds.interactions, 0.1, 0)[0]) / 32)
+    calls = []
+
+    def should_stop() -> bool:  # fires exactly at the first step of the second epoch
+        calls.append(1)
+        return len(calls) > batches_per_epoch
+
+    result = train_model(MFModule(ds.num_users, ds.num_items, 8), ds, ds.interactions, None,
+                         config(epochs=50, batch_size=32), should_stop=should_stop)
+    assert result.stop_reason == "stopped"
+    assert len(result.history) == 1
+    assert all(math.isfinite(r["loss"]) for r in result.history)
+
+
+def test_time_limit_ends_an_epoch_part_way():
+    ds = tiny_dataset(num_users=60, per_user=10)
+
+    class SlowModule(MFModule):
+        def forward(self, hidden=None):
+            import time
+
+            time.sleep(0.05)
+            return super().forward(hidden)
+
+    # Six steps per epoch at >= 50 ms each: a 0.12 s limit ends the first epoch part-way.
+    result = train_model(SlowModule(ds.num_users, ds.num_items, 8), ds, ds.interactions, None,
+                         config(epochs=50, batch_size=100, time_limit=0.12))
+    assert result.stop_reason == "time_limit"
+    assert len(result.history) == 1
+    assert math.isfinite(result.history[0]["loss"])
+
+
 class ExplodingModule(MFModule):
     """Returns NaN embeddings from the second epoch on."""
 

@@ -123,8 +123,12 @@ def faithfulness(
         "per_user": per_user,
     }
     if curves:
-        out["deletion"] = pd.DataFrame(deletion).groupby("k", as_index=False).mean()
-        out["insertion"] = pd.DataFrame(insertion).groupby("k", as_index=False).mean()
+        # Typed empty frames when every user was skipped (too short a history).
+        columns = ["k", "top", "random"]
+        out["deletion"] = pd.DataFrame(deletion, columns=columns).groupby(
+            "k", as_index=False).mean()
+        out["insertion"] = pd.DataFrame(insertion, columns=columns).groupby(
+            "k", as_index=False).mean()
     return out
 
 
