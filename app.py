@@ -13,10 +13,15 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import ui
-from recsys_core.device import describe_device, pick_device
+from recsys_core.device import configure_cpu_threads, describe_device, pick_device
 from recsys_core.errors import RecScopeError
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")
+
+try:  # one core stays with the web server, so pages stay responsive while a model trains
+    configure_cpu_threads(reserve=1)
+except ValueError as exc:
+    st.sidebar.warning(f"{exc} Using torch's default thread count.")
 
 PAGES = [
     st.Page("pages/data.py", title="Data", icon=":material/table:", default=True),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -29,3 +31,28 @@ def describe_device(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (mps)"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def configure_cpu_threads(reserve: int = 0) -> int:
+    """Set torch's CPU thread count and return it.
+
+    ``RECSCOPE_THREADS`` wins when set; otherwise ``os.cpu_count() - reserve`` (at least 1).
+    The app reserves one core for its web server: on a 2-core machine a training thread pool
+    that competes with the server (or with other processes) runs many times slower than a
+    single thread, because this model's operations are small and hand-offs dominate.
+
+    Args:
+        reserve (int): Cores to leave for other work. (default: :obj:`0`)
+    """
+    wanted = os.environ.get("RECSCOPE_THREADS", "").strip()
+    if wanted:
+        try:
+            threads = int(wanted)
+        except ValueError:
+            raise ValueError(f"RECSCOPE_THREADS must be a whole number, got {wanted!r}.") from None
+    else:
+        threads = (os.cpu_count() or 1) - reserve
+    threads = max(1, threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

@@ -653,21 +653,7 @@ def fit_model(
 
     fit_kwargs: dict[str, Any] = {"on_progress": on_progress}
     if _accepts(model.fit, "should_stop"):
-        # Let every epoch take at least one step before honouring a stop: an epoch stopped
-        # before its first step reports a NaN loss, which the training loop treats as
-        # divergence.
-        steps_in_epoch = [0]
-
-        def counting_progress(event: dict[str, Any]) -> None:
-            if event.get("epoch") is not None:
-                steps_in_epoch[0] = 0
-            on_progress(event)
-
-        def should_stop() -> bool:
-            steps_in_epoch[0] += 1
-            return steps_in_epoch[0] > 1 and ctx.should_stop()
-
-        fit_kwargs = {"on_progress": counting_progress, "should_stop": should_stop}
+        fit_kwargs["should_stop"] = ctx.should_stop
     else:
         # Models without a stop hook are stopped between progress reports.
         def on_progress_checked(event: dict[str, Any]) -> None:

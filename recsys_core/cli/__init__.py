@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import RecScopeError
 
     try:
+        from ..device import configure_cpu_threads
+
+        configure_cpu_threads()  # RECSCOPE_THREADS, else every core
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         return int(args.run(args) or 0)
     except RecScopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
