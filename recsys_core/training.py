@@ -96,6 +96,11 @@ class TrainConfig:
             (default: :obj:`False`)
         show_progress (bool, optional): tqdm bar; ``None`` shows it on terminals only.
             (default: :obj:`None`)
+        refit (bool): After early stopping on a validation split carved from the training
+            interactions, train again from scratch on all of them (validation included) for
+            the chosen number of epochs, as the usual protocol does, so no data is lost to
+            validation. Skipped when training was stopped, or when ``time_limit`` leaves too
+            little room. (default: :obj:`False`)
     """
 
     epochs: int = 200
@@ -118,6 +123,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     resume: bool = False
     show_progress: bool | None = None
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -144,6 +150,8 @@ class TrainResult:
         seconds (float): Wall time of this call.
         device (str): Device the last epoch ran on.
         batch_size (int): Batch size the last epoch used (halved after CUDA out-of-memory).
+        refit_epochs (int): Epochs of the refit on all interactions (0: no refit; see
+            :attr:`TrainConfig.refit`).
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -153,6 +161,7 @@ class TrainResult:
     seconds: float = 0.0
     device: str = "cpu"
     batch_size: int = 0
+    refit_epochs: int = 0
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -831,11 +840,45 @@ class EmbeddingRecommender(Recommender):
         else:
             train_part = train
         self.module = self.build_module(dataset)
-        self.train_result = train_model(self.module, dataset, train_part, valid, config,
-                                         on_progress=on_progress, should_stop=should_stop)
+        result = train_model(self.module, dataset, train_part, valid, config,
+                             on_progress=on_progress, should_stop=should_stop)
+        refit = self._refit_config(result, carved=train_part is not train)
+        if refit is not None:
+            # Same seed and epochs on every interaction; the validation run chose the epochs.
+            def refit_progress(event: dict[str, Any]) -> None:
+                if on_progress is not None:
+                    on_progress({**event, "stage": "refit"})
+
+            validated = self.module
+            self.module = self.build_module(dataset)
+            again = train_model(self.module, dataset, train, train.iloc[:0], refit,
+                                on_progress=refit_progress, should_stop=should_stop)
+            if again.stop_reason == "epochs" and again.best_epoch == refit.epochs:
+                result.refit_epochs = again.best_epoch
+                result.history += [{**r, "stage": "refit"} for r in again.history]
+            else:  # interrupted: keep the validated weights
+                self.module = validated
+            result.seconds += again.seconds
+            result.device, result.batch_size = again.device, again.batch_size
+        self.train_result = result
         self.after_training()
         self._finalize()
         return self
+
+    def _refit_config(self, result: TrainResult, carved: bool) -> TrainConfig | None:
+        """Settings of the refit on all interactions, or ``None`` when there is none."""
+        config = self.train_config
+        if not (config.refit and carved and result.best_epoch > 0
+                and result.stop_reason in ("patience", "epochs")):
+            return None
+        seconds_to_best = result.history[result.best_epoch - 1]["seconds"]
+        time_limit = None
+        if config.time_limit is not None:
+            time_limit = config.time_limit - result.seconds
+            if time_limit < 1.2 * seconds_to_best:  # it would not finish: keep the first run
+                return None
+        return clone_config(config, epochs=result.best_epoch, time_limit=time_limit,
+                            checkpoint_dir=None, resume=False, refit=False)
 
     def after_training(self) -> None:
         """Hook between training (best weights restored) and caching the final embeddings."""

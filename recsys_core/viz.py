@@ -663,14 +663,20 @@ def training_curves_fig(history: Sequence[Mapping], title: str = "Training") -> 
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation"))
     rows = [h for h in history if h.get("epoch") is not None]
-    loss = [(h["epoch"], h["loss"]) for h in rows if _finite(h.get("loss"))]
-    if loss:
-        x, y = zip(*loss, strict=True)
-        fig.add_trace(
-            go.Scatter(x=x, y=y, mode="lines+markers", name="loss", line=dict(color="#4C78A8")),
-            row=1,
-            col=1,
-        )
+    loss = []
+    # The refit on all interactions (after early stopping) restarts at epoch 1: its own line.
+    for refit, name, color in ((False, "loss", "#4C78A8"), (True, "loss, refit on all data",
+                                                            "#72B7B2")):
+        pts = [(h["epoch"], h["loss"]) for h in rows
+               if _finite(h.get("loss")) and (h.get("stage") == "refit") == refit]
+        if pts:
+            loss += pts
+            x, y = zip(*pts, strict=True)
+            fig.add_trace(
+                go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=color)),
+                row=1,
+                col=1,
+            )
     valid_keys = sorted(
         {k for h in rows for k in h if k.startswith("valid_") and _finite(h.get(k))}
     )
@@ -713,7 +719,7 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation ndcg"))
     palette = px.colors.qualitative.Plotly
     for j, (name, history) in enumerate(histories.items()):
-        rows = [h for h in history if h.get("epoch") is not None]
+        rows = [h for h in history if h.get("epoch") is not None and h.get("stage") != "refit"]
         color = palette[j % len(palette)]
         for col, key in ((1, "loss"), (2, "valid_ndcg")):
             pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]

@@ -314,3 +314,34 @@ def test_modules_follow_the_protocol():
 
     assert isinstance(MFModule(3, 4, 2), EmbeddingModule)
     assert not isinstance(nn.Linear(2, 2), EmbeddingModule)
+
+
+def test_refit_retrains_on_all_interactions_for_the_chosen_epochs():
+    from recsys_core.models import create_model
+
+    ds = tiny_dataset(num_users=30, per_user=10)
+    options = dict(embedding_dim=8, epochs=6, batch_size=64, lr=0.01, loss="softmax",
+                   device="cpu", show_progress=False, patience=100)
+    plain = create_model("mf", **options).fit(ds, ds.interactions)
+    events = []
+    refitted = create_model("mf", refit=True, **options).fit(ds, ds.interactions,
+                                                              on_progress=events.append)
+    result = refitted.train_result
+    assert result.refit_epochs == result.best_epoch == plain.train_result.best_epoch > 0
+    stages = [r.get("stage") for r in result.history]
+    assert stages.count("refit") == result.refit_epochs
+    assert [e["stage"] for e in events].count("refit") == result.refit_epochs
+    # Different weights (more data), and deterministic.
+    users = np.arange(ds.num_users)
+    assert not np.allclose(plain.score(users), refitted.score(users))
+    again = create_model("mf", refit=True, **options).fit(ds, ds.interactions)
+    np.testing.assert_array_equal(again.score(users), refitted.score(users))
+
+
+def test_refit_is_skipped_when_the_time_limit_leaves_no_room():
+    from recsys_core.models import create_model
+
+    ds = tiny_dataset()
+    model = create_model("mf", refit=True, embedding_dim=8, epochs=3, device="cpu",
+                         show_progress=False, time_limit=1e-9).fit(ds, ds.interactions)
+    assert model.train_result.refit_epochs == 0

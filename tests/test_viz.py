@@ -183,6 +183,12 @@ def test_training_and_metric_figures():
     assert viz.training_curves_fig([]).layout.annotations[-1].text.startswith("waiting")
     compare = viz.compare_curves_fig({"a": history, "b": history[:1]})
     assert len(compare.data) == 4
+    refit = history + [{"epoch": 1, "loss": 0.8, "valid_ndcg": None, "stage": "refit"},
+                       {"epoch": 2, "loss": 0.65, "valid_ndcg": None, "stage": "refit"}]
+    fig = viz.training_curves_fig(refit)
+    assert [t.name for t in fig.data] == ["loss", "loss, refit on all data", "ndcg"]
+    assert [len(t.x) for t in fig.data] == [3, 2, 2]
+    assert [len(t.x) for t in viz.compare_curves_fig({"a": refit}).data] == [3, 2]
     frame = pd.DataFrame(
         {
             "model": ["m1"] * 4 + ["<m2>"] * 4,

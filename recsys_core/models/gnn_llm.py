@@ -633,6 +633,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
         eval_k, patience, eval_every, valid_fraction, seed, device, amp, max_grad_norm,
         time_limit, checkpoint_dir, resume, show_progress: See
             :class:`~recsys_core.training.TrainConfig`.
+        refit (bool): After early stopping, retrain on all interactions (the carved
+            validation split included) for the chosen epochs; see
+            :class:`~recsys_core.training.TrainConfig`. (default: :obj:`True`)
     """
 
     name = "gnn-llm"
@@ -676,6 +679,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         show_progress: bool | None = None,
+        refit: bool = True,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -683,7 +687,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             eval_k=eval_k, patience=patience, eval_every=eval_every,
             valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
             max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress)
+            resume=resume, show_progress=show_progress, refit=refit)
         if conv not in CONVS:
             raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
         self.embedding_dim, self.num_layers, self.conv = int(embedding_dim), int(num_layers), conv

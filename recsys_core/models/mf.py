@@ -78,6 +78,8 @@ class MFRecommender(EmbeddingRecommender):
         checkpoint_dir (str, optional): Folder for the best checkpoint. (default: :obj:`None`)
         resume (bool): Continue from ``checkpoint_dir``. (default: :obj:`False`)
         show_progress (bool, optional): tqdm bar (``None``: terminals only).
+        refit (bool): Retrain on all interactions for the early-stopped epoch count (see
+            :class:`~recsys_core.training.TrainConfig`). (default: :obj:`False`)
             (default: :obj:`None`)
     """
 
@@ -107,6 +109,7 @@ class MFRecommender(EmbeddingRecommender):
         checkpoint_dir: str | None = None,
         resume: bool = False,
         show_progress: bool | None = None,
+        refit: bool = False,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -114,7 +117,7 @@ class MFRecommender(EmbeddingRecommender):
             eval_k=eval_k, patience=patience, eval_every=eval_every,
             valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
             max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress)
+            resume=resume, show_progress=show_progress, refit=refit)
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
 
