@@ -147,8 +147,10 @@ def _cold_start(ws, run) -> None:
     st.subheader("Cold start: who would a new item reach?")
     st.caption(
         "Describe an item that is not in the catalogue. Its text is embedded with the "
-        "same language model as the catalogue; the users shown are those for whom the "
-        "most similar catalogue items rank highest under the active model."
+        "same language model as the catalogue. The flagship scores the new item itself, "
+        "exactly as it scores a catalogue item without interactions (text and attributes); "
+        "other models are asked through the most similar catalogue items. Users are ranked "
+        "by how high the item would sit in their own list."
     )
     ds = ws.dataset
     with st.form("r-cold"):
@@ -178,7 +180,7 @@ def _cold_start(ws, run) -> None:
             encoder = ui.text_encoder()
             ensure_item_text(ws, ui.text_encoder)
             emb = np.asarray(encoder.encode([text]), dtype=np.float32)[0]
-        users, neighbours = cold_start_reach(run.model, ws, emb)
+        users, neighbours = cold_start_reach(run.model, ws, emb, attributes=attrs)
         ws.cache["cold_start"] = (text, users, neighbours)
     if "cold_start" in ws.cache:
         text, users, neighbours = ws.cache["cold_start"]

@@ -816,26 +816,36 @@ def evaluate_model(
 
 # ---------------------------------------------------------------------------------- cold start
 def cold_start_reach(
-    model: Any, ws: Workspace, text_embedding: np.ndarray, k_items: int = 10, top_users: int = 20
+    model: Any,
+    ws: Workspace,
+    text_embedding: np.ndarray,
+    attributes: dict[str, list[str]] | None = None,
+    k_items: int = 10,
+    top_users: int = 20,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Which users a new item (known only by its text) would reach.
+    """Which users a new item (known by its text and attributes) would reach.
 
-    The new item's text embedding is compared with every catalogue item's; its score for a user
-    is the similarity-weighted mean of the model's scores of the ``k_items`` most similar items
-    (a model-agnostic content bridge, so any trained model can be asked). Scores are
-    standardised per user first, so a user ranks high when the new item would rank high in
-    *their* list, not because their scores are large overall.
+    A model that can score items outside its catalogue (the flagship's
+    ``score_new_items``) scores the new item itself, exactly as it scores a catalogue item
+    without interactions. Any other model is asked through a content bridge: the new item's
+    score for a user is the similarity-weighted mean of the model's scores of the ``k_items``
+    catalogue items whose texts are closest. Scores are standardised per user against the
+    user's scores of the whole catalogue, so a user ranks high when the new item would rank
+    high in *their* list, not because their scores are large overall.
 
     Args:
         model (Recommender): A fitted model.
         ws (Workspace): The workspace (needs :attr:`Workspace.item_text`).
         text_embedding (numpy.ndarray): ``[d]`` embedding of the new item's text.
-        k_items (int): Similar catalogue items used. (default: :obj:`10`)
+        attributes (dict, optional): Attribute column -> values of the new item.
+        k_items (int): Similar catalogue items listed (and used by the bridge). (default:
+            :obj:`10`)
         top_users (int): Users returned. (default: :obj:`20`)
 
     Returns:
-        ``(users, neighbours)``: users with ``user_id``, ``score`` and ``interactions``;
-        the similar items with ``item_id``, ``title`` and ``similarity``.
+        ``(users, neighbours)``: users with ``user_id``, ``score``, ``interactions`` and
+        ``method`` (``"model"`` or ``"text bridge"``); the similar catalogue items with
+        ``item_id``, ``title`` and ``similarity``.
     """
     if ws.item_text is None:
         raise RecScopeError(
@@ -850,17 +860,27 @@ def cold_start_reach(
     nearest = np.argsort(-sims, kind="stable")[:k_items]
     weights = np.clip(sims[nearest], 0.0, None)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(k_items, 1.0 / k_items)
+    native = callable(getattr(model, "score_new_items", None))
     scores = np.zeros(ds.num_users, dtype=np.float64)
     for start in range(0, ds.num_users, 2048):
         block = np.arange(start, min(start + 2048, ds.num_users))
         full = np.asarray(model.score(block, None), dtype=np.float64)
         mean = full.mean(axis=1, keepdims=True)
         std = full.std(axis=1, keepdims=True) + 1e-9
-        scores[block] = ((full[:, nearest] - mean) / std) @ weights
+        if native:
+            new = model.score_new_items(query[None, :], [dict(attributes or {})], users=block)
+            scores[block] = ((np.asarray(new, dtype=np.float64) - mean) / std)[:, 0]
+        else:
+            scores[block] = ((full[:, nearest] - mean) / std) @ weights
     counts = np.bincount(ws.train[USER_IDX].to_numpy(), minlength=ds.num_users)
     order = np.argsort(-scores, kind="stable")[:top_users]
     users = pd.DataFrame(
-        {"user_id": ds.user_ids[order], "score": scores[order], "interactions": counts[order]}
+        {
+            "user_id": ds.user_ids[order],
+            "score": scores[order],
+            "interactions": counts[order],
+            "method": "model" if native else "text bridge",
+        }
     )
     neighbours = pd.DataFrame(
         {

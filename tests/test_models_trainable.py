@@ -321,3 +321,22 @@ def test_user_features_are_encoded_and_used():
     assert np.isfinite(model.score(np.arange(4))).all()
     off = make("gnn-llm", epochs=1, use_user_features=False).fit(data, data.interactions)
     assert off.module.user_feature_proj is None
+
+
+def test_gnn_llm_scores_a_new_item_as_it_scores_a_cold_catalogue_item(ds, fitted):
+    model = fitted["gnn-llm"]
+    cold = int(ds.item_idx(["i29"])[0])  # metadata only: no interactions
+    text = text_embeddings()[cold:cold + 1]
+    genre = ds.items.set_index("item_id").loc["i29", "genre"]
+    new = model.score_new_items(text, [{"genre": list(genre)}])
+    np.testing.assert_allclose(new[:, 0], model.score(np.arange(ds.num_users), [cold])[:, 0],
+                               rtol=1e-5, atol=1e-5)
+    # Attributes matter (another genre gives other scores); unknown values are ignored.
+    other = model.score_new_items(text, [{"genre": ["comedy" if "drama" in genre else "drama"]}])
+    assert not np.allclose(other, new)
+    bare = model.score_new_items(text, [{"genre": ["no-such-genre"]}])
+    np.testing.assert_allclose(bare, model.score_new_items(text), rtol=1e-6)
+    two = model.score_new_items(torch.cat([text, text]), users=np.array([0, 3]))
+    assert two.shape == (2, 2)
+    with pytest.raises(ValueError, match="attributes has 1 entries for 2 new items"):
+        model.score_new_items(torch.cat([text, text]), [{}])

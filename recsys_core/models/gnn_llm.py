@@ -39,6 +39,7 @@ from ..graph import (
     RATED_BY,
     RATES,
     SIMILAR,
+    attribute_edge_types,
     build_hetero_graph,
     text_knn_edges,
 )
@@ -832,6 +833,73 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if tuple(et) not in self.module.edge_types:
                 del data[et]
         return data
+
+    @torch.no_grad()
+    def score_new_items(
+        self,
+        text_embeddings: Tensor | np.ndarray,
+        attributes: list[dict[str, list[str]]] | None = None,
+        users: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Scores of items that are not in the catalogue, known by their text (and attributes).
+
+        Each new item is scored exactly as the model scores a catalogue item without
+        interactions: a copy of the network with the new items appended (text features, no id
+        embedding, edges to the attribute nodes named in ``attributes``) propagates over the
+        training graph, so their final representations come from the same layers.
+
+        Args:
+            text_embeddings (Tensor or array): ``[n, t]`` embeddings of the new items' texts
+                from the model's text encoder.
+            attributes (list of dict, optional): Per new item, attribute column -> values
+                (e.g. ``{"genre": ["Drama"]}``); values the model has never seen are ignored.
+            users (array, optional): User indices to score. (default: all)
+
+        Returns:
+            ``[len(users), n]`` scores, comparable with :meth:`score`.
+        """
+        self._check_fitted()
+        module = self.module
+        text = torch.as_tensor(np.asarray(text_embeddings, dtype=np.float32)).reshape(
+            -1, module.item_text.size(1))
+        count, base = text.size(0), self.dataset.num_items
+        attributes = list(attributes or [{}] * count)
+        if len(attributes) != count:
+            raise ValueError(f"attributes has {len(attributes)} entries for {count} new items.")
+        static = {et: getattr(module, name).cpu() for et, name in module._static.items()}
+        data = self._static_graph(self.dataset, module.item_text.cpu())
+        for node_type, column in (getattr(data, "attr_columns", {}) or {}).items():
+            forward, reverse = attribute_edge_types(node_type)
+            if forward not in static and reverse not in static:
+                continue
+            index = {str(v): k for k, v in enumerate(data[node_type].node_ids)}
+            pairs = [(base + n, index[str(v)]) for n, values in enumerate(attributes)
+                     for v in values.get(column, values.get(node_type, [])) if str(v) in index]
+            if not pairs:
+                continue
+            extra = torch.tensor(pairs, dtype=torch.long).T
+            if forward in static:
+                static[forward] = torch.cat([static[forward], extra], 1)
+            if reverse in static:
+                static[reverse] = torch.cat([static[reverse], extra.flip(0)], 1)
+        grown = GNNLLMModule(
+            self.dataset.num_users, base + count, torch.cat([module.item_text.cpu(), text]),
+            module.node_counts, module.edge_types, static,
+            embedding_dim=self.embedding_dim, num_layers=self.num_layers, conv=self.conv,
+            heads=self.heads, attention_dropout=self.attention_dropout,
+            edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
+            user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
+            user_features=getattr(module, "user_features", None))
+        state = {k: v.cpu() for k, v in module.state_dict().items()}
+        state["item_text"] = grown.item_text
+        for key in ("item_id.weight", "bias_id.weight"):  # new items have no id terms
+            if key in state:
+                state[key] = torch.cat([state[key], state[key].new_zeros(count, state[key].size(1))])
+        grown.load_state_dict(state, strict=True)
+        grown.set_interactions(*self._inference_pairs())
+        user_emb, item_emb = grown.eval()()
+        return dot_scores(user_emb, item_emb, np.arange(self.dataset.num_users)
+                          if users is None else np.asarray(users), np.arange(base, base + count))
 
     def _check_fitted(self) -> None:
         if self.module is None or self.dataset is None:
