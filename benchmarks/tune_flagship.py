@@ -31,35 +31,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ml100k import load_ml100k, recall_ndcg_at_k  # noqa: E402
+
 from recsys_core.dataset import USER_IDX, Dataset  # noqa: E402
-from recsys_core.metrics import ndcg_at_k, recall_at_k  # noqa: E402
 from recsys_core.models import create_model  # noqa: E402
 from recsys_core.splits import cold_start_item_split, per_user_random_split  # noqa: E402
 
-ML100K = Path("/work/shared/data/ml-100k")
+ML100K = Path(__file__).resolve().parents[1] / "../shared/data/ml-100k"
 DEMO = Path(__file__).resolve().parents[1] / "data"
-GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-          "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 TEXT_MODELS = {"gnn-llm", "text-knn"}
-
-
-def load_ml100k(root: str | Path = ML100K) -> Dataset:
-    """MovieLens-100K as a :class:`Dataset` (duplicates dropped; one ``genre`` attribute)."""
-    root = Path(root)
-    inter = pd.read_csv(root / "u.data", sep="\t", header=None,
-                        names=["user_id", "item_id", "rating", "timestamp"])
-    inter = inter.drop_duplicates(["user_id", "item_id"])
-    inter[["user_id", "item_id"]] = inter[["user_id", "item_id"]].astype(str)
-    raw = pd.read_csv(root / "u.item", sep="|", header=None, encoding="latin-1")
-    flags = raw.iloc[:, 5:24].to_numpy().astype(bool)
-    items = pd.DataFrame({
-        "item_id": raw[0].astype(str),
-        "title": raw[1].astype(str),
-        "description": "",
-        "genre": [[g for g, f in zip(GENRES, row, strict=True) if f] for row in flags],
-    })
-    return Dataset(inter, items, attribute_columns=["genre"], name="ml-100k")
 
 
 def load_demo(root: str | Path = DEMO) -> Dataset:
@@ -80,9 +62,7 @@ def evaluate(model, ds: Dataset, truth: pd.DataFrame, candidates: list[str] | No
     """Recall@k and NDCG@k of ``model.recommend`` for every user in ``truth``."""
     users = ds.user_ids[np.unique(truth[USER_IDX].to_numpy())]
     recs = model.recommend(list(users), k=k, exclude_seen=True, candidates=candidates)
-    recs = recs.rename(columns={"score": "prediction"})
-    true = truth[["user_id", "item_id"]]
-    return (recall_at_k(true, recs, k=k), ndcg_at_k(true, recs, k=k))
+    return recall_ndcg_at_k(recs, truth, k=k)
 
 
 def build(name: str, params: dict, text: torch.Tensor | None):
