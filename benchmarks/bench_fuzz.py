@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: random)")
     args = parser.parse_args()
 
+    import recsys_core.graph  # noqa: F401  (items import it lazily; keep torch's import out of the timings)
     from recsys_core.errors import DataError
 
     fuzz = load_fuzz_module()

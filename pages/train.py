@@ -141,6 +141,15 @@ def _widget(model: str, key: str, default: Any) -> Any:
 def _live() -> None:
     ws = st.session_state[ui.STATE_KEY]
     if ws.job is not None:
+        # Outside the once-a-second fragment: a button that is redrawn every second can lose
+        # a click that lands mid-redraw; the callback runs before the next script run.
+        st.button(
+            "Stop",
+            key="t-stop",
+            disabled=ws.job.stop_requested,
+            on_click=ws.job.stop,
+            help="Ends training at the next step and keeps the best weights so far.",
+        )
         _live_job()
         return
     last = ws.finished_jobs[-1] if ws.finished_jobs else None
@@ -170,22 +179,14 @@ def _live_job() -> None:
     if new_runs or job is None:
         st.rerun(scope="app")
     st.progress(job.fraction, text=ui.md(f"{job.label} — {job.describe()}"))
+    if job.stop_requested:
+        st.caption("Stopping…")
     model = job.latest.get("model")
     history = [h for h in job.history if h.get("model") == model and h.get("epoch") is not None]
     st.plotly_chart(
         viz.training_curves_fig(history, f"{model or 'model'}: live training curves"),
         key="t-curves-live",
     )
-    if st.button(
-        "Stop",
-        key="t-stop",
-        disabled=job.stop_requested,
-        help="Ends training at the next step and keeps the best weights so far.",
-    ):
-        job.stop()
-        st.rerun(scope="fragment")
-    if job.stop_requested:
-        st.caption("Stopping…")
 
 
 def _runs(ws) -> None:

@@ -30,19 +30,22 @@ from recsys_core.session import (
 )
 
 
-def make_dataset(num_users: int = 40, num_items: int = 60, seed: int = 0) -> Dataset:
+def make_dataset(
+    num_users: int = 40, num_items: int = 60, seed: int = 0, prefix: str = ""
+) -> Dataset:
+    """Random implicit data; ids are ``{prefix}u<k>`` and ``{prefix}i<j>``."""
     rng = np.random.default_rng(seed)
     cats = ["A", "B", "C"]
     items = pd.DataFrame(
         {
-            "item_id": [f"i{j}" for j in range(num_items)],
+            "item_id": [f"{prefix}i{j}" for j in range(num_items)],
             "title": [f"Item {j}" for j in range(num_items)],
             "description": [f"About {cats[j % 3]}." for j in range(num_items)],
             "cat": [[cats[j % 3]] for j in range(num_items)],
         }
     )
     rows = [
-        (f"u{u}", f"i{j}", 1.0, 1.6e9 + u * 100 + j)
+        (f"{prefix}u{u}", f"{prefix}i{j}", 1.0, 1.6e9 + u * 100 + j)
         for u in range(num_users)
         for j in rng.choice(num_items - 5, size=10, replace=False)
     ]
@@ -239,9 +242,78 @@ def test_evaluate_and_cold_start_reach(ws):
     rng = np.random.default_rng(0)
     ws.item_text = rng.normal(size=(ws.dataset.num_items, 8)).astype(np.float32)
     users, neighbours = cold_start_reach(model, ws, ws.item_text[3], k_items=5, top_users=7)
-    assert len(users) == 7 and list(users.columns) == ["user_id", "score", "interactions"]
+    assert len(users) == 7
+    assert list(users.columns) == ["user_id", "score", "interactions", "method"]
+    assert set(users["method"]) == {"text bridge"}  # EASE cannot score unseen items itself
     assert users["score"].is_monotonic_decreasing
     assert neighbours["item_id"].iloc[0] == "i3"  # its own text is the nearest
+    # The flagship scores the new item itself: the same text as catalogue item 3 plus its
+    # attributes reaches users as item 3 would if it had no interactions.
+    flagship = create_model("gnn-llm", embedding_dim=8, epochs=1, device="cpu",
+                            show_progress=False, item_text_embeddings=ws.item_text)
+    flagship.fit(ws.dataset, ws.train)
+    users, _ = cold_start_reach(flagship, ws, ws.item_text[3], top_users=ws.dataset.num_users)
+    assert set(users["method"]) == {"model"} and users["score"].is_monotonic_decreasing
+    direct = flagship.score_new_items(ws.item_text[3:4])[:, 0]
+    full = flagship.score(np.arange(ws.dataset.num_users), None)
+    z = (direct - full.mean(1)) / (full.std(1) + 1e-9)
+    order = ws.dataset.user_idx(users["user_id"])
+    np.testing.assert_allclose(users["score"].to_numpy(), z[order], rtol=1e-5, atol=1e-6)
     ws.item_text = None
     with pytest.raises(RecScopeError):
         cold_start_reach(model, ws, np.ones(8))
+
+
+# ---------------------------------------------------------------------------------- sessions
+def test_two_sessions_train_at_once_without_sharing_state():
+    """Two browser sessions' workspaces (distinct ids), each with a job running at the same
+    time: neither sees the other's data, runs, progress or caches, and stopping one job
+    leaves the other alone."""
+    ws_a = prepare_workspace(make_dataset(30, 40, seed=1, prefix="A_only_"), source="upload A")
+    ws_b = prepare_workspace(make_dataset(30, 40, seed=2, prefix="B_only_"), source="demo B")
+    both_running = threading.Barrier(2, timeout=30)
+    mf = training_target(ws_a, [("mf", {"epochs": 3, "embedding_dim": 8, "device": "cpu"}, True)])
+
+    def target_a(ctx):
+        both_running.wait()
+        return mf(ctx)
+
+    def target_b(ctx):  # publishes a model, then keeps "training" until stopped
+        both_running.wait()
+        ctx.publish(TrainedModel("pop", create_model("pop").fit(ws_b.dataset, ws_b.train)))
+        while not ctx.should_stop():
+            ctx.progress({"model": "pop", "stage": "train", "fraction": 0.5})
+            time.sleep(0.01)
+
+    job_a = ws_a.start_job(TrainingJob(target_a, "A: mf"))
+    job_b = ws_b.start_job(TrainingJob(target_b, "B: pop"))
+    assert job_a.job_id != job_b.job_id
+    wait(job_a, 60)
+    assert job_a.status == DONE, job_a.error
+    assert not job_b.finished and not job_b.stop_requested  # A's end did not stop B
+    ws_b.collect()  # B's page reruns meanwhile: it picks up only its own model
+    assert ws_b.runs.ids() == ["pop #1"] and ws_b.training
+    job_b.stop()
+    wait(job_b, 10)
+    assert job_b.status == STOPPED and not job_a.stop_requested and job_a.status == DONE
+
+    (run_a,) = ws_a.collect()
+    ws_b.collect()
+    assert ws_a.runs.ids() == ["mf #1"] and ws_b.runs.ids() == ["pop #1"]
+    assert ws_a.runs is not ws_b.runs and ws_a.finished_jobs == [job_a]
+    assert ws_b.finished_jobs == [job_b] and ws_a.job is None and ws_b.job is None
+    assert {e.get("model") for e in job_a.history} == {"mf"}
+    assert {e.get("model") for e in job_b.history} == {"pop"}
+    # Each model knows only its own session's data.
+    for ws, own, other in ((ws_a, "A_only_", "B_only_"), (ws_b, "B_only_", "A_only_")):
+        model = ws.runs.active.model
+        user = ws.dataset.user_ids[0]
+        recs = model.recommend(users=[user], k=5)
+        assert len(recs) == 5
+        assert all(str(i).startswith(own) for i in recs["item_id"])
+        assert all(str(u).startswith(own) for u in ws.dataset.user_ids)
+        assert not any(str(i).startswith(other) for i in ws.dataset.item_ids)
+    assert set(run_a.cache["metrics"]["per_user"]["user_id"]) <= set(ws_a.dataset.user_ids)
+    # Per-session caches are separate objects.
+    ws_a.cache["titles"] = "A"
+    assert "titles" not in ws_b.cache and ws_a.graph() is not ws_b.graph()

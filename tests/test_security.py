@@ -508,6 +508,29 @@ def test_max_distinct_ids_refused_with_the_limit():
         load_dataset(("few.csv", data[:60]), ("items.csv", items), max_ids=20)
 
 
+def test_too_many_columns_refused_with_the_limit():
+    from recsys_core.ingest.readers import MAX_COLUMNS
+
+    wide = ",".join(f"c{k}" for k in range(MAX_COLUMNS + 1)) + "\n" + ",".join(
+        ["1"] * (MAX_COLUMNS + 1)) + "\n"
+    with pytest.raises(DataError, match=f"{MAX_COLUMNS + 1:,} columns, more than the limit of "
+                                        f"{MAX_COLUMNS:,}"):
+        load_dataset(("wide.csv", wide.encode()))
+    # A header line longer than the 64 KB sniffing sample: only a lower bound is known.
+    wider = ",".join(f"c{k}" for k in range(20_000)) + "\n" + ",".join(["1"] * 20_000) + "\n"
+    with pytest.raises(DataError, match=r"has at least [\d,]+ columns, more than the limit"):
+        load_dataset(("wider.csv", wider.encode()))
+
+
+def test_huge_timestamp_cells_are_counted_not_parsed():
+    data = (b"user_id,item_id,timestamp\nu1,i1," + b"2020-01-01 " * 100_000
+            + b"\nu2,i2,2020-01-02\nu3,i3,2020-01-03\n")
+    dataset = load_dataset(("t.csv", data))
+    assert dataset.report.problem_counts()["unparsed_timestamps"] == 1
+    assert np.isnan(dataset.interactions["timestamp"][0])
+    assert dataset.interactions["timestamp"][1] == 1577923200.0
+
+
 def test_upload_size_caps_are_configured():
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     server_cap = int(re.search(r"(?m)^maxUploadSize\s*=\s*(\d+)", config).group(1))

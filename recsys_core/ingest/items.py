@@ -230,6 +230,8 @@ def classify_column(values: pd.Series) -> tuple[str, str | None]:
 
 def multi_value_separator(present: pd.Series) -> str | None:
     """``|``, ``;`` or ``,`` when the column clearly holds lists of short repeated tokens."""
+    if present.empty:  # every value missing: shares below would be NA
+        return None
     for sep, min_share in _MULTI_SEPARATORS:
         share = present.str.contains(sep, regex=False).mean()
         if share < min_share:

@@ -46,6 +46,9 @@ _BINARY_MAGIC = {
 _PARQUET_MAGIC = b"PAR1"
 _SAMPLE_BYTES = 1 << 16
 _SAMPLE_LINES = 200
+#: Refuse wider files up front: detection and attribute handling cost time per column, and
+#: no interactions or metadata file needs this many (drop unused columns instead).
+MAX_COLUMNS = 512
 _CHUNK = 1 << 24
 
 
@@ -133,6 +136,9 @@ def sniff_table(source: Source, *, role: str, max_rows: int) -> SniffedTable:
                              nrows=_SAMPLE_LINES)
     except (pd.errors.ParserError, ValueError, csv.Error) as exc:
         raise _unparseable(exc, name) from exc
+    # A first line longer than the 64 KB sample is cut: its field count is a lower bound.
+    cut = len(data) > _SAMPLE_BYTES and len(data[:_SAMPLE_BYTES].splitlines()) <= 1
+    _check_column_limit(sample.shape[1], name, role, at_least=cut)
     header = detect_header(sample)
     if header:
         columns = _unique_names([str(c).strip() for c in sample.iloc[0].tolist()])
@@ -310,6 +316,15 @@ def _check_row_limit(rows: int, name: str, role: str, max_rows: int, at_least: b
                         "(max_rows / --max-rows) if this machine has the memory.", file=name)
 
 
+def _check_column_limit(count: int, name: str, role: str, at_least: bool = False) -> None:
+    if count > MAX_COLUMNS:
+        more = "at least " if at_least else ""
+        raise DataError(f"the {role} file has {more}{count:,} columns, more than the limit of "
+                        f"{MAX_COLUMNS:,}. Keep only the columns RecScope uses (ids, rating, "
+                        "timestamp, title, text and category columns), or check that the "
+                        "delimiter is right.", file=name)
+
+
 def _reject_binary(raw: bytes, name: str, role: str) -> None:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return
@@ -421,6 +436,7 @@ def _sniff_parquet(name: str, raw: bytes, role: str, max_rows: int) -> SniffedTa
         raise DataError(f"the Parquet {role} file has no rows. Export a table with at least "
                         "one row.", file=name)
     columns = [str(c) for c in schema.names]
+    _check_column_limit(len(columns), name, role)
     try:
         if meta.num_row_groups:
             sample = meta.read_row_group(0).slice(0, _SAMPLE_LINES).to_pandas()

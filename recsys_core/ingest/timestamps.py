@@ -26,6 +26,8 @@ _EPOCH_UNITS = ((1e11, 1.0, "epoch seconds"), (1e14, 1e3, "epoch milliseconds"),
                 (1e17, 1e6, "epoch microseconds"), (np.inf, 1e9, "epoch nanoseconds"))
 _SAMPLE = 2000
 _NULLS = ("", "nan", "nat", "null", "none", "na", "n/a", "<na>")
+#: Longer text cells are not timestamps; parsing them (dateutil for mixed formats) is slow.
+_MAX_TIME_CHARS = 64
 #: Accepted range of parsed times: 0001-01-01 to 9999-12-31 23:59:59 UTC, in epoch seconds.
 _MIN_SECONDS, _MAX_SECONDS = -62135596800.0, 253402300799.0
 
@@ -115,6 +117,7 @@ def _from_numbers(numbers: pd.Series, present: np.ndarray) -> ParsedTimestamps:
 
 
 def _from_text(text: pd.Series, present: np.ndarray) -> ParsedTimestamps:
+    present = present & (text.str.len() <= _MAX_TIME_CHARS).fillna(False).to_numpy(bool)
     values = text[present]
     sample = values.head(_SAMPLE)
     best_format, best_hits = None, -1
