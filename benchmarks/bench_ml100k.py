@@ -163,7 +163,9 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any]) ->
     train_result = getattr(model, "train_result", None)
     if train_result is not None:  # iterative models: how training ended
         result["training"] = {"best_epoch": train_result.best_epoch,
-                              "epochs_run": len(train_result.history),
+                              "epochs_run": len(train_result.history)
+                              - train_result.refit_epochs,
+                              "refit_epochs": train_result.refit_epochs,
                               "stop_reason": train_result.stop_reason,
                               "best_valid_ndcg": train_result.best_valid_ndcg}
     if held is not None:
@@ -205,8 +207,10 @@ def _training(result: dict[str, Any]) -> str:
     t = result.get("training")
     if not t:
         return "no training loop"
+    refit = (f"; then refit on all fit data for {t['refit_epochs']} epochs"
+             if t.get("refit_epochs") else "")
     return (f"best epoch {t['best_epoch']} of {t['epochs_run']} run, stopped by "
-            f"{t['stop_reason']}")
+            f"{t['stop_reason']}{refit}")
 
 
 def _best_of(result: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from recsys_core.session import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data"
+DEMO_TEXT_CACHE = DEMO_DIR / "text_cache"
 DEMO_FILES = {
     "interactions": DEMO_DIR / "interactions.csv",
     "items": DEMO_DIR / "items.csv",
@@ -101,10 +102,11 @@ def file_stamp(*paths: str | None) -> tuple:
 
 @st.cache_resource(show_spinner=False)
 def text_encoder():
-    """The shared, read-only text encoder (one per server process)."""
+    """The shared, read-only text encoder (one per server process); it also reads the demo
+    catalogue's embeddings shipped in ``data/text_cache``, so the demo encodes nothing."""
     from recsys_core.text import default_encoder
 
-    return default_encoder()
+    return default_encoder(seed_cache_dirs=(str(DEMO_TEXT_CACHE),))
 
 
 # ---------------------------------------------------------------------------------- workspace

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -56,3 +58,16 @@ def configure_cpu_threads(reserve: int = 0) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextlib.contextmanager
+def all_cpu_threads() -> Iterator[int]:
+    """Use every core inside the block (e.g. for a batch of large transformer matrix products,
+    which scale well, unlike training's small operations), then restore the thread count."""
+    before = torch.get_num_threads()
+    threads = max(before, os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

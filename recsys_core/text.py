@@ -129,6 +129,9 @@ class TextEncoder:
         cache_dir (str or Path, optional): Embedding cache folder; ``None`` uses
             :func:`default_cache_dir`. (default: :obj:`None`)
         use_cache (bool): Read and write the on-disk embedding cache. (default: :obj:`True`)
+        seed_cache_dirs (sequence of str or Path): Read-only cache folders (same layout as
+            ``cache_dir``) consulted after it, e.g. the embeddings shipped with the demo data,
+            so a fresh install does not re-encode a known catalogue. (default: :obj:`()`)
 
     Raises:
         ModelLoadError: The model or tokenizer cannot be loaded from local files.
@@ -142,6 +145,7 @@ class TextEncoder:
         device: str | torch.device | None = None,
         cache_dir: str | Path | None = None,
         use_cache: bool = True,
+        seed_cache_dirs: tuple[str | Path, ...] | list[str | Path] = (),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -150,6 +154,7 @@ class TextEncoder:
         self.batch_size = int(batch_size)
         self.use_cache = bool(use_cache)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.seed_cache_dirs = tuple(Path(d).expanduser() for d in seed_cache_dirs)
         self.device = device if isinstance(device, torch.device) else pick_device(device)
 
         if model_name_or_path is None or model_name_or_path in _MODEL_ALIASES:
@@ -344,7 +349,15 @@ class TextEncoder:
         return self.cache_dir / self.cache_key[:32]
 
     def _cache_read(self, hashes: list[str]) -> dict[str, torch.Tensor]:
-        folder = self._model_cache_dir
+        found = self._read_folder(self._model_cache_dir, hashes)
+        for seed in self.seed_cache_dirs:
+            if len(found) == len(hashes):
+                break
+            found.update(self._read_folder(seed / self.cache_key[:32],
+                                           [h for h in hashes if h not in found]))
+        return found
+
+    def _read_folder(self, folder: Path, hashes: list[str]) -> dict[str, torch.Tensor]:
         index = _read_index(folder)
         entries = index.get("entries", {})
         wanted: dict[str, list[tuple[str, int]]] = {}
@@ -386,7 +399,7 @@ class TextEncoder:
 
     def _compact(self, folder: Path, entries: dict[str, list]) -> None:
         hashes = list(entries)
-        found = self._cache_read(hashes)
+        found = self._read_folder(folder, hashes)
         hashes = [h for h in hashes if h in found]
         shard = f"emb-{uuid.uuid4().hex}.safetensors"
         _atomic_save_shard(torch.stack([found[h] for h in hashes]), folder / shard)
@@ -427,14 +440,18 @@ def encode_items(
     return encoder.encode(dataset.item_texts(template), on_progress=on_progress)
 
 
-@lru_cache(maxsize=1)
-def default_encoder() -> TextEncoder:
+@lru_cache(maxsize=2)
+def default_encoder(seed_cache_dirs: tuple[str, ...] = ()) -> TextEncoder:
     """The process-wide default :class:`TextEncoder` (bundled all-MiniLM-L6-v2), loaded once.
 
     Shared by the app and the CLI: treat it as read-only (it refuses
     :meth:`TextEncoder.trainable_top_layers`).
+
+    Args:
+        seed_cache_dirs (tuple of str): Read-only embedding caches to consult (see
+            :class:`TextEncoder`). (default: :obj:`()`)
     """
-    encoder = TextEncoder()
+    encoder = TextEncoder(seed_cache_dirs=seed_cache_dirs)
     encoder._shared = True
     return encoder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -211,3 +212,35 @@ def test_default_encoder_is_shared_and_read_only(monkeypatch, tmp_path):
             enc.trainable_top_layers(1)
     finally:
         default_encoder.cache_clear()
+
+
+def test_seed_cache_is_read_but_never_written(fresh, tmp_path):
+    seed = fresh.with_cache_dir(tmp_path / "seed")
+    seed.encode(["alpha", "beta"])
+    before = sorted(p.name for p in (tmp_path / "seed").rglob("*"))
+    reader = fresh.with_cache_dir(tmp_path / "own")
+    reader.seed_cache_dirs = (tmp_path / "seed",)
+    out = reader.encode(["alpha", "beta", "gamma"])
+    assert (reader.stats.cache_hits, reader.stats.cache_misses) == (2, 1)
+    assert torch.allclose(out[:2], seed.encode(["alpha", "beta"]))
+    assert sorted(p.name for p in (tmp_path / "seed").rglob("*")) == before  # untouched
+    again = fresh.with_cache_dir(tmp_path / "own")
+    again.encode(["gamma"])
+    assert again.stats.cache_misses == 0  # the new text went to the writable cache
+
+
+def test_shipped_demo_embeddings_match_the_demo_catalogue(fresh):
+    """data/text_cache holds the demo items' embeddings, so the app's first start encodes
+    nothing. Regenerate it after changing the demo items (see data/README.md)."""
+    from recsys_core.ingest import load_dataset
+
+    root = Path(__file__).resolve().parents[1] / "data"
+    ds = load_dataset(root / "interactions.csv", root / "items.csv")
+    reader = fresh.with_cache_dir(fresh.cache_dir)
+    reader.seed_cache_dirs = (root / "text_cache",)
+    shipped = encode_items(ds, encoder=reader)
+    assert reader.stats.cache_misses == 0
+    sample = [0, 1, ds.num_items - 1]
+    texts = [ds.item_texts()[i] for i in sample]
+    assert torch.allclose(shipped[sample], fresh.with_cache_dir(fresh.cache_dir / "x").encode(texts),
+                          atol=1e-5)
