@@ -204,7 +204,7 @@ def _runs(ws) -> None:
     )
     ui.download_csv("Download runs (CSV)", summary, "runs.csv")
     curves = {r.run_id: r.history for r in ws.runs if r.history}
-    if len(curves) >= 1:
+    if len(curves) >= 2:  # one run's curves are already under "Progress"
         chosen = st.multiselect(
             "Compare training curves", list(curves), default=list(curves)[-3:], key="t-compare"
         )
