@@ -72,16 +72,22 @@ def _body() -> None:
             "first) down to this many nodes.",
         )
         physics = st.toggle("Force layout", value=True, key="g-physics")
-    graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
-    node_labels, titles = viz.describe_nodes(graph, ds)
-    html = viz.graph_html(
-        graph,
-        center=f"{node_type}:{int(centre)}",
-        labels=node_labels,
-        titles=titles,
-        height_px=600,
-        physics=physics,
-    )
+    key = ("graph_view", node_type, int(centre), hops, cap, physics)
+    if key not in ws.cache:  # one view per setting: revisits and reruns cost nothing
+        graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
+        node_labels, titles = viz.describe_nodes(graph, ds)
+        html = viz.graph_html(
+            graph,
+            center=f"{node_type}:{int(centre)}",
+            labels=node_labels,
+            titles=titles,
+            height_px=600,
+            physics=physics,
+        )
+        for old in [k for k in ws.cache if isinstance(k, tuple) and k[:1] == ("graph_view",)]:
+            del ws.cache[old]  # keep only the latest view's HTML (about 0.8 MB)
+        ws.cache[key] = (graph, html)
+    graph, html = ws.cache[key]
     with right:
         st.iframe(html, height=660, alt="Interactive neighbourhood graph")
         counts = {}
