@@ -160,6 +160,7 @@ class ProgressBar:
                                         "{postfix}")
         elif stage != self._bar.desc:
             self._bar.set_description_str(stage, refresh=False)
+            self._bar.set_postfix_str("", refresh=False)  # the last stage's epoch/loss is stale
         fraction = event.get("fraction")
         if fraction is not None:
             target = int(round(min(max(float(fraction), 0.0), 1.0) * self._STEPS))
