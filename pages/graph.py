@@ -86,8 +86,8 @@ def _body() -> None:
         )
         for old in [k for k in ws.cache if isinstance(k, tuple) and k[:1] == ("graph_view",)]:
             del ws.cache[old]  # keep only the latest view's HTML (about 0.8 MB)
-        ws.cache[key] = (graph, html)
-    graph, html = ws.cache[key]
+        ws.cache[key] = (graph, node_labels, html)
+    graph, node_labels, html = ws.cache[key]
     with right:
         st.iframe(html, height=660, alt="Interactive neighbourhood graph")
         counts = {}
