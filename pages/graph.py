@@ -72,8 +72,9 @@ def _body() -> None:
             "first) down to this many nodes.",
         )
         physics = st.toggle("Force layout", value=True, key="g-physics")
-    key = ("graph_view", node_type, int(centre), hops, cap, physics)
-    if key not in ws.cache:  # one view per setting: revisits and reruns cost nothing
+    setting = (node_type, int(centre), hops, cap, physics)
+    view = ws.cache.get("graph_view")
+    if view is None or view[0] != setting:  # the latest view is kept: reruns cost nothing
         graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
         node_labels, titles = viz.describe_nodes(graph, ds)
         html = viz.graph_html(
@@ -84,10 +85,8 @@ def _body() -> None:
             height_px=600,
             physics=physics,
         )
-        for old in [k for k in ws.cache if isinstance(k, tuple) and k[:1] == ("graph_view",)]:
-            del ws.cache[old]  # keep only the latest view's HTML (about 0.8 MB)
-        ws.cache[key] = (graph, node_labels, html)
-    graph, node_labels, html = ws.cache[key]
+        view = ws.cache["graph_view"] = (setting, graph, node_labels, html)
+    _, graph, node_labels, html = view
     with right:
         st.iframe(html, height=660, alt="Interactive neighbourhood graph")
         counts = {}

@@ -864,6 +864,9 @@ def cold_start_reach(
     weights = np.clip(sims[nearest], 0.0, None)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(k_items, 1.0 / k_items)
     native = callable(getattr(model, "score_new_items", None))
+    if native:  # one forward pass for every user
+        new = np.asarray(model.score_new_items(query[None, :], [dict(attributes or {})]),
+                         dtype=np.float64)[:, 0]
     scores = np.zeros(ds.num_users, dtype=np.float64)
     for start in range(0, ds.num_users, 2048):
         block = np.arange(start, min(start + 2048, ds.num_users))
@@ -871,8 +874,7 @@ def cold_start_reach(
         mean = full.mean(axis=1, keepdims=True)
         std = full.std(axis=1, keepdims=True) + 1e-9
         if native:
-            new = model.score_new_items(query[None, :], [dict(attributes or {})], users=block)
-            scores[block] = ((np.asarray(new, dtype=np.float64) - mean) / std)[:, 0]
+            scores[block] = ((new[block, None] - mean) / std)[:, 0]
         else:
             scores[block] = ((full[:, nearest] - mean) / std) @ weights
     counts = np.bincount(ws.train[USER_IDX].to_numpy(), minlength=ds.num_users)

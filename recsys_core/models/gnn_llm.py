@@ -867,7 +867,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
         if len(attributes) != count:
             raise ValueError(f"attributes has {len(attributes)} entries for {count} new items.")
         static = {et: getattr(module, name).cpu() for et, name in module._static.items()}
-        data = self._static_graph(self.dataset, module.item_text.cpu())
+        # Only the attribute node ids are needed: no interactions, user or text-kNN edges.
+        data = build_hetero_graph(self.dataset, interactions=self.dataset.interactions.iloc[:0],
+                                  include_user_edges=False)
         for node_type, column in (getattr(data, "attr_columns", {}) or {}).items():
             forward, reverse = attribute_edge_types(node_type)
             if forward not in static and reverse not in static:
