@@ -152,6 +152,9 @@ class TrainResult:
         batch_size (int): Batch size the last epoch used (halved after CUDA out-of-memory).
         refit_epochs (int): Epochs of the refit on all interactions (0: no refit; see
             :attr:`TrainConfig.refit`).
+        selected (dict): Settings a model chose on the validation split after training
+            (e.g. the flagship's item-item path, see
+            :meth:`EmbeddingRecommender.select_on_validation`); empty when none.
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -162,6 +165,7 @@ class TrainResult:
     device: str = "cpu"
     batch_size: int = 0
     refit_epochs: int = 0
+    selected: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -842,6 +846,7 @@ class EmbeddingRecommender(Recommender):
         self.module = self.build_module(dataset)
         result = train_model(self.module, dataset, train_part, valid, config,
                              on_progress=on_progress, should_stop=should_stop)
+        self.select_on_validation(dataset, train_part, valid, result, on_progress, should_stop)
         refit = self._refit_config(result, carved=train_part is not train)
         if refit is not None:
             # Same seed and epochs on every interaction; the validation run chose the epochs.
@@ -879,6 +884,19 @@ class EmbeddingRecommender(Recommender):
                 return None
         return clone_config(config, epochs=result.best_epoch, time_limit=time_limit,
                             checkpoint_dir=None, resume=False, refit=False)
+
+    def select_on_validation(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        result: TrainResult,
+        on_progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Hook after early stopping, before the refit: the module holds the weights chosen
+        on ``valid`` and was trained on ``train`` only, so further settings can be chosen on
+        ``valid`` without leakage (record them in ``result.selected``)."""
 
     def after_training(self) -> None:
         """Hook between training (best weights restored) and caching the final embeddings."""

@@ -16,6 +16,10 @@ ends of the dot product (each side weighted 1/2). A source's contribution is the
 messages' terms over layers and relations: "how much what it sends moves the score". The
 terms add up to the score exactly: ``base_value`` (biases and id embedding) + sum of the
 weights = ``score``.
+
+When the flagship's item-item path is on (:mod:`recsys_core.models.item_item`), its term
+:math:`\alpha \sum_j B_{ji}` adds one exact contribution per history item :math:`j`
+(``details["item_item"]``), counted in that item's weight.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ..errors import RecScopeError
 from .engine import FlagshipEngine, GraphEdit, flagship_engine, is_flagship
 from .evidence import TEXT, Explanation, contribution_frame, node_evidence
 
+#: Columns of the item-item path's terms (one row per history item).
+ITEM_ITEM_COLUMNS = ["source_type", "source_index", "source_id", "contribution"]
 EDGE_COLUMNS = ["layer", "relation", "source_type", "source_index", "source_id",
                 "target_type", "target_index", "target_id", "head", "alpha", "contribution"]
 
@@ -68,6 +74,8 @@ def attention_explanation(model, dataset: Dataset, user_id: str, item_id: str) -
         part no source accounts for; ``details["edges"]`` holds the raw per-edge weights
         (:data:`EDGE_COLUMNS`: one row per edge into the user or the item, layer and head;
         ``layer`` counts from 0 like :meth:`GNNLLMRecommender.attention`), and
+        ``details["item_item"]`` the item-item path's term per history item
+        (:data:`ITEM_ITEM_COLUMNS`; empty when the path is off), and
         ``details["residual"]`` the (float rounding) gap ``score - base - sum(weights)``.
     """
     engine = require_attention_flagship(model, "attention")
@@ -78,10 +86,13 @@ def attention_explanation(model, dataset: Dataset, user_id: str, item_id: str) -
     attribute_nodes = engine.attribute_nodes
 
     edges = parts["edges"]
-    by_node = (edges[edges["head"] == 0]
+    terms = pd.concat([edges.loc[edges["head"] == 0, ITEM_ITEM_COLUMNS], parts["item_item"]],
+                      ignore_index=True) if len(parts["item_item"]) else edges[edges["head"] == 0]
+    by_node = (terms
                .groupby(["source_type", "source_index"], sort=False)
                .agg(weight=("contribution", "sum")).reset_index())
     attention = edges.groupby(["source_type", "source_index"], sort=False)["alpha"].mean()
+    attention = attention.reindex(by_node.set_index(["source_type", "source_index"]).index)
     rows = []
     for r in by_node.itertuples(index=False):
         if r.source_type == "user" and int(r.source_index) == user:
@@ -101,7 +112,7 @@ def attention_explanation(model, dataset: Dataset, user_id: str, item_id: str) -
     return Explanation(
         method="attention", user_id=str(user_id), item_id=str(item_id),
         score=parts["score"], base_value=base, contributions=frame,
-        details={"edges": edges, "residual": residual,
+        details={"edges": edges, "item_item": parts["item_item"], "residual": residual,
                  "item_self": parts["item_self"], "user_own_messages": parts["self_user"]})
 
 
@@ -177,10 +188,19 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
     text += extra - extra_without_text
     item_self += extra_without_text
     base += item_self
+    item_item = pd.DataFrame(columns=ITEM_ITEM_COLUMNS)
+    if engine.item_item is not None:  # the item-item path: one exact term per history edge
+        history = torch.from_numpy(engine.history(user))
+        terms = engine.item_item.pair_weights(history, torch.tensor([item]))[:, 0]
+        score += float(terms.sum())
+        item_item = pd.DataFrame({
+            "source_type": "item", "source_index": history.numpy(),
+            "source_id": _raw_ids(dataset, engine, "item", history.numpy()),
+            "contribution": terms.numpy()})
     edges = (pd.concat(frames, ignore_index=True) if frames
              else pd.DataFrame(columns=EDGE_COLUMNS))[EDGE_COLUMNS]
     return {"score": score, "edges": edges, "base": base, "text": text, "self_user": self_user,
-            "item_self": item_self}
+            "item_self": item_self, "item_item": item_item}
 
 
 def _layer_end_stages(engine: FlagshipEngine):

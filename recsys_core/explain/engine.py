@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
@@ -140,6 +141,9 @@ class FlagshipEngine:
         self.model = model
         self.module_source = model.module
         self.dataset = model.dataset
+        # The flagship's item-item term (None when off): additive over the user's ``rates``
+        # edges, so edits and soft masks apply to it exactly.
+        self.item_item = getattr(model, "item_item_path", None)
         self.module = copy.deepcopy(model.module).to("cpu").eval()
         self.module.requires_grad_(False)
         self.num_layers = int(self.module.num_layers)
@@ -386,13 +390,57 @@ class FlagshipEngine:
         if edit is None or edit.is_empty:
             z_user = self.user_emb[int(user)]
             z_item = self.item_emb if items is None else self.item_emb[_index(items)]
-            return (z_item @ z_user).numpy()
+            return (z_item @ z_user).numpy() + self.item_item_term(user, items)
         if items is None or not self.exact_incremental:
             # Every item's embedding depends on most of the graph: one full pass is cheaper.
             z_user, z_item = self.full_embeddings(edit)
             z_item = z_item if items is None else z_item[_index(items)]
-            return (z_item @ z_user[int(user)]).numpy()
+            return (z_item @ z_user[int(user)]).numpy() + self.item_item_term(user, items, edit)
         return self.scores_many(user, items, [edit])[0]
+
+    def edited_history(self, user: int, edit: GraphEdit | None = None) -> np.ndarray:
+        """Items of the user's ``rates`` edges after ``edit`` (sorted, distinct)."""
+        if RATES not in self.edges:
+            return np.zeros(0, dtype=np.int64)
+        pos = self.by_src[RATES].positions(torch.tensor([int(user)]))
+        if edit is not None and RATES in edit.removed:
+            pos = pos[~torch.isin(pos, edit.removed[RATES])]
+        items = self.edges[RATES][1, pos]
+        if edit is not None and RATES in edit.added:
+            added = edit.added[RATES]
+            items = torch.cat([items, added[1, added[0] == int(user)]])
+        return np.unique(items.numpy())
+
+    def item_item_term(self, user: int, items: Iterable[int] | None = None,
+                       edit: GraphEdit | None = None) -> np.ndarray | float:
+        """The item-item path's term for ``user`` on the edited graph (0 when off)."""
+        if self.item_item is None:
+            return 0.0
+        history = self.edited_history(user, edit)
+        row = sp.csr_matrix((np.ones(len(history), np.float32),
+                             (np.zeros(len(history), np.int64), history)),
+                            shape=(1, self.num_nodes["item"]))
+        return self.item_item.scores(row, None if items is None else _index(items).numpy())[0]
+
+    def weighted_scores(self, user: int, item: int,
+                        edge_weights: dict[EdgeType, tuple[Tensor, Tensor]],
+                        convs: torch.nn.ModuleList) -> Tensor:
+        """The pair's score ``[1]`` when the given edges' messages (and, for ``rates``
+        edges, their item-item terms) are scaled by differentiable weights (GNNExplainer's
+        soft masks)."""
+        users, items = torch.tensor([int(user)]), torch.tensor([int(item)])
+        z_user, z_item = self.weighted_embeddings(users, items, edge_weights, convs)
+        score = (z_user * z_item).sum(-1)
+        if self.item_item is None or RATES not in self.edges:
+            return score
+        pos = self.by_src[RATES].positions(users)
+        terms = self.item_item.pair_weights(self.edges[RATES][1, pos], items)[:, 0]
+        if RATES in edge_weights:
+            masked, weights = edge_weights[RATES]
+            match = (pos.view(-1, 1) == masked.view(1, -1)).to(weights.dtype)
+            scale = 1.0 + match @ (weights - 1.0)  # masked edges take their weight, others 1
+            return score + (scale * terms).sum()
+        return score + terms.sum()
 
     @torch.no_grad()
     def full_embeddings(self, edit: GraphEdit) -> tuple[Tensor, Tensor]:
@@ -416,7 +464,8 @@ class FlagshipEngine:
         if not self.exact_incremental:
             for b, edit in enumerate(edits):
                 z_user, z_item = self._module_pass(edit)
-                out[b] = (z_item[items_t] @ z_user[int(user)]).numpy()
+                out[b] = ((z_item[items_t] @ z_user[int(user)]).numpy()
+                          + self.item_item_term(user, items_t, edit))
             return out
         added: dict[EdgeType, list[Tensor]] = {}
         for edit in edits:
@@ -436,7 +485,8 @@ class FlagshipEngine:
                 z_user, z_item = self.pool_targets(base, patch, users_t, items_t, edits[b])
                 z_user = torch.cat([z_user, self.user_extra[users_t]], 1)
                 z_item = torch.cat([z_item, item_extra], 1)
-                out[b] = (z_user @ z_item.T).numpy()[0]
+                out[b] = ((z_user @ z_item.T).numpy()[0]
+                          + self.item_item_term(user, items_t, edits[b]))
         return out
 
     def pool_targets(self, base: list[dict[str, Tensor]], patch: dict, users: Tensor,

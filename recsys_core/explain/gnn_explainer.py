@@ -70,9 +70,8 @@ class PairScoreModel(nn.Module):
             if mask is None:
                 continue
             weights[et] = (pos, mask.sigmoid() if holder._apply_sigmoid else mask)
-        users, items = torch.tensor([self.user]), torch.tensor([self.item])
-        user_emb, item_emb = self.engine.weighted_embeddings(users, items, weights, self._convs[0])
-        return ((user_emb * item_emb).sum(-1) - self.center) / self.scale
+        score = self.engine.weighted_scores(self.user, self.item, weights, self._convs[0])
+        return (score - self.center) / self.scale
 
 
 def candidate_edges(engine: FlagshipEngine, user: int, item: int) -> dict[EdgeType, Tensor]:
@@ -128,11 +127,11 @@ def gnn_explainer_explanation(
     user = int(dataset.user_idx(str(user_id))[0])
     item = int(dataset.item_idx(str(item_id))[0])
     positions = candidate_edges(engine, user, item)
-    score = float(engine.user_emb[user] @ engine.item_emb[item])
+    all_scores = torch.from_numpy(engine.scores(user))
+    score = float(all_scores[item])
     # Explained output: the logit "this item scores above the user's average item" (the
     # score standardised over all items), with GNNExplainer's binary objective, which keeps
     # the edges that support the prediction and drops those that oppose it.
-    all_scores = engine.user_emb[user] @ engine.item_emb.T
     center, spread = float(all_scores.mean()), max(float(all_scores.std()), 1e-6)
     wrapper = PairScoreModel(engine, user, item, positions, center, spread).eval()
     edge_index = {et: engine.edges[et][:, pos] for et, pos in positions.items()}
@@ -153,9 +152,7 @@ def gnn_explainer_explanation(
 
     with torch.no_grad():
         soft = {et: (positions[et], masks[et]) for et in masks}
-        u_emb, i_emb = engine.weighted_embeddings(torch.tensor([user]), torch.tensor([item]),
-                                                  soft, wrapper._convs[0])
-        masked = float((u_emb * i_emb).sum())
+        masked = float(engine.weighted_scores(user, item, soft, wrapper._convs[0]).sum())
     # Importances support the prediction: above the user's average (+) or below it (-).
     sign = 1.0 if score >= center else -1.0
 

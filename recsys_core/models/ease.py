@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 
 from ..dataset import Dataset
-from ..device import pick_device
 from ..errors import TrainingError
 from .base import ProgressCallback, Recommender, check_state_tensors
+from .item_item import ease_weights
 
 #: Bytes of memory per squared item count while fitting: the float64 Gram matrix and its
 #: inverse (8 + 8 bytes) plus the float32 weights that are kept (4 bytes).
@@ -83,24 +83,8 @@ class EASERecommender(Recommender):
                 f"catalogues, or raise max_items if this machine has the memory.")
         if on_progress is not None:
             on_progress({"stage": "gram", "fraction": 0.1})
-        x = self.train_matrix[:, active].astype(np.float64)
-        gram = torch.from_numpy((x.T @ x).toarray())
-        device = pick_device(self.device)
-        if device.type == "mps":  # no float64 on Apple GPUs; the inverse needs it
-            device = torch.device("cpu")
-        gram = gram.to(device)
-        gram.diagonal().add_(self.reg_lambda)
-        if on_progress is not None:
-            on_progress({"stage": "invert", "fraction": 0.3})
-        # X^T X + lambda I is symmetric positive definite: Cholesky is stabler than a plain inverse.
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))
-        del gram
-        diag = precision.diagonal().clone()
-        precision.div_(-diag)  # B_ij = -P_ij / P_jj (broadcast over columns)
-        precision.diagonal().zero_()
+        self.weights = ease_weights(self.train_matrix[:, active], self.reg_lambda, self.device)
         self.active_items = torch.from_numpy(active)
-        self.weights = precision.to("cpu", torch.float32).contiguous()
-        del precision
         self._prepare()
         if on_progress is not None:
             on_progress({"stage": "fit", "fraction": 1.0})

@@ -43,10 +43,19 @@ from ..graph import (
     build_hetero_graph,
     text_knn_edges,
 )
-from ..training import EmbeddingRecommender, dot_scores
-from .base import ProgressCallback
+from ..training import EmbeddingRecommender, TrainResult, dot_scores, unique_pairs
+from .base import ProgressCallback, interaction_matrix
+from .item_item import (
+    DEFAULT_REG_LAMBDAS,
+    DEFAULT_RELATIVE_WEIGHTS,
+    ItemItemChoice,
+    ItemItemPath,
+    select_item_item,
+    spread_ratio,
+)
 
 EdgeType = tuple[str, str, str]
+ITEM_ITEM_PREFIX = "item_item."
 CONVS = ("gat", "gatv2", "gcn", "sage", "gin")
 ATTENTION_CONVS = ("gat", "gatv2")
 
@@ -637,6 +646,18 @@ class GNNLLMRecommender(EmbeddingRecommender):
         refit (bool): After early stopping, retrain on all interactions (the carved
             validation split included) for the chosen epochs; see
             :class:`~recsys_core.training.TrainConfig`. (default: :obj:`True`)
+        item_item (bool): Add the full-rank item-item path
+            (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
+            weight chosen on the validation split (weight 0 where it does not help).
+            (default: :obj:`True`)
+        item_item_lambda (float, optional): Fix its regularisation instead of choosing it.
+            (default: :obj:`None`)
+        item_item_weight (float, optional): Fix its weight (relative to the spread ratio of
+            the two terms, see :func:`~recsys_core.models.item_item.spread_ratio`) instead of
+            choosing it. (default: :obj:`None`)
+        item_item_max_items (int): The path covers the items with the most interactions, at
+            most this many (its dense weights take ``4 * n**2`` bytes, about ``20 * n**2``
+            while fitting). (default: :obj:`5000`)
     """
 
     name = "gnn-llm"
@@ -681,6 +702,10 @@ class GNNLLMRecommender(EmbeddingRecommender):
         resume: bool = False,
         show_progress: bool | None = None,
         refit: bool = True,
+        item_item: bool = True,
+        item_item_lambda: float | None = None,
+        item_item_weight: float | None = None,
+        item_item_max_items: int = 5000,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -704,8 +729,18 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.finetune_text_layers = int(finetune_text_layers)
         self.encoder = encoder
         self._given_text = item_text_embeddings
+        self.item_item = bool(item_item)
+        if item_item_lambda is not None and item_item_lambda <= 0:
+            raise ValueError(f"item_item_lambda must be positive, got {item_item_lambda}.")
+        if item_item_weight is not None and item_item_weight < 0:
+            raise ValueError(f"item_item_weight must be >= 0, got {item_item_weight}.")
+        self.item_item_lambda = None if item_item_lambda is None else float(item_item_lambda)
+        self.item_item_weight = None if item_item_weight is None else float(item_item_weight)
+        self.item_item_max_items = int(item_item_max_items)
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
+        self.item_item_choice: ItemItemChoice | None = None
+        self.item_item_path: ItemItemPath | None = None
 
     # ---------------------------------------------------------------- building
     def model_config(self) -> dict[str, Any]:
@@ -716,7 +751,10 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "item_bias": self.item_bias, "use_user_features": self.use_user_features,
                 "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
                 "text_knn_k": self.text_knn_k, "template": self.template,
-                "finetune_text_layers": self.finetune_text_layers}
+                "finetune_text_layers": self.finetune_text_layers, "item_item": self.item_item,
+                "item_item_lambda": self.item_item_lambda,
+                "item_item_weight": self.item_item_weight,
+                "item_item_max_items": self.item_item_max_items}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
         text = self._given_text
@@ -775,13 +813,72 @@ class GNNLLMRecommender(EmbeddingRecommender):
         on_progress: ProgressCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> GNNLLMRecommender:
-        """Embed the item texts (unless given), then train; see :meth:`EmbeddingRecommender.fit`."""
+        """Embed the item texts (unless given), train (see :meth:`EmbeddingRecommender.fit`),
+        then fit the item-item path on every training interaction."""
         self.train_interactions = train
+        self.item_item_choice = self.item_item_path = None
         self._text_cache = self._item_text(dataset, on_progress)
         try:
-            return super().fit(dataset, train, valid, on_progress, should_stop)
+            super().fit(dataset, train, valid, on_progress, should_stop)
         finally:
             self._text_cache = None
+        self._fit_item_item_path()
+        return self
+
+    # ---------------------------------------------------------------- item-item path
+    def select_on_validation(self, dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame,
+                             result: TrainResult, on_progress: ProgressCallback | None = None,
+                             should_stop: Callable[[], bool] | None = None) -> None:
+        """Choose the item-item path's regularisation and weight on the validation split
+        (see :func:`~recsys_core.models.item_item.select_item_item`)."""
+        self.item_item_choice = None
+        if not self.item_item:
+            return
+        fixed = self.item_item_lambda is not None and self.item_item_weight is not None
+        if len(valid) == 0 or (should_stop is not None and should_stop()):
+            if fixed:  # nothing to choose: use the given settings
+                self.item_item_choice = ItemItemChoice(self.item_item_lambda,
+                                                       self.item_item_weight, float("nan"),
+                                                       float("nan"))
+                result.selected["item_item"] = self.item_item_choice.summary()
+            return
+        module = self.module
+        module.set_interactions(*unique_pairs(train))
+        module.eval()
+        with torch.no_grad():
+            user_emb, item_emb = (t.float().cpu() for t in module())
+        lambdas = (DEFAULT_REG_LAMBDAS if self.item_item_lambda is None
+                   else (self.item_item_lambda,))
+        weights = (DEFAULT_RELATIVE_WEIGHTS if self.item_item_weight is None
+                   else (self.item_item_weight,))
+        self.item_item_choice = select_item_item(
+            lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T, train, valid,
+            dataset.num_users, dataset.num_items, k=self.train_config.eval_k,
+            reg_lambdas=lambdas, relative_weights=weights, max_items=self.item_item_max_items,
+            seed=self.train_config.seed, device=self.train_config.device, on_progress=on_progress,
+            should_stop=should_stop)
+        result.selected["item_item"] = self.item_item_choice.summary()
+
+    def _fit_item_item_path(self) -> None:
+        """Fit the chosen path on every training interaction; its absolute weight is the
+        chosen relative weight times the two terms' spread ratio on the final model."""
+        choice = self.item_item_choice
+        if choice is None or choice.relative_weight <= 0:
+            return
+        matrix = self.train_matrix
+        path = ItemItemPath.fit(matrix, choice.reg_lambda, self.item_item_max_items,
+                                device=self.train_config.device)
+        users = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        if len(users) > 2000:
+            users = np.sort(np.random.default_rng(self.train_config.seed).choice(
+                users, 2000, replace=False))
+        seen = torch.from_numpy(matrix[users].toarray() > 0)
+        graph = torch.from_numpy(super().score(users))
+        term = torch.from_numpy(path.scores(matrix[users]))
+        path.scale = choice.relative_weight * spread_ratio(graph[~seen], term[~seen])
+        self.item_item_path = path if path.scale > 0 else None
+        if self.train_result is not None and "item_item" in self.train_result.selected:
+            self.train_result.selected["item_item"]["scale"] = path.scale
 
     def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
         if text is None:
@@ -809,6 +906,27 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 tensors: dict[str, Tensor]) -> GNNLLMRecommender:
         self.train_interactions = train
         return super().restore(dataset, train, tensors)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        tensors = super().state_tensors()
+        if self.item_item_path is not None:
+            tensors.update(self.item_item_path.state_tensors(ITEM_ITEM_PREFIX))
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        path = {k: v for k, v in tensors.items() if k.startswith(ITEM_ITEM_PREFIX)}
+        super().load_state_tensors({k: v for k, v in tensors.items() if k not in path})
+        self.item_item_path = (ItemItemPath.from_state_tensors(path, self.dataset.num_items,
+                                                               ITEM_ITEM_PREFIX)
+                               if path else None)
+
+    # ---------------------------------------------------------------- scoring
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Graph score (dot product) plus the item-item path's term."""
+        scores = super().score(users, items)
+        if self.item_item_path is not None:
+            scores += self.item_item_path.scores(self.train_matrix[np.asarray(users)], items)
+        return scores
 
     def _module_for_restore(self, tensors: dict[str, Tensor]) -> GNNLLMModule:
         if "item_text" not in tensors:
@@ -937,7 +1055,15 @@ class GNNLLMRecommender(EmbeddingRecommender):
             users (array): User indices.
             items (array, optional): Item indices (default: all).
         """
-        return dot_scores(*self.embeddings_with_graph(data), users, items)
+        scores = dot_scores(*self.embeddings_with_graph(data), users, items)
+        if self.item_item_path is not None:
+            rates = data[RATES].edge_index.long().cpu() if RATES in data.edge_types else (
+                torch.zeros(2, 0, dtype=torch.long))
+            history = interaction_matrix(
+                pd.DataFrame({USER_IDX: rates[0].numpy(), ITEM_IDX: rates[1].numpy()}),
+                self.dataset.num_users, self.dataset.num_items)
+            scores += self.item_item_path.scores(history[np.asarray(users)], items)
+        return scores
 
     @torch.no_grad()
     def attention(
