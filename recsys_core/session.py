@@ -375,6 +375,7 @@ class RunRegistry:
                     f"recall@{HEADLINE_K}": metrics.get("recall"),
                     f"ndcg@{HEADLINE_K}": metrics.get("ndcg"),
                     "parameters": ", ".join(f"{k}={v}" for k, v in r.params.items()),
+                    "chosen_on_validation": chosen_on_validation(r.model),
                 }
             )
         return pd.DataFrame(
@@ -388,8 +389,19 @@ class RunRegistry:
                 f"recall@{HEADLINE_K}",
                 f"ndcg@{HEADLINE_K}",
                 "parameters",
+                "chosen_on_validation",
             ],
         )
+
+
+def chosen_on_validation(model: Any) -> str:
+    """What a model chose on its validation split after training, in words (the flagship's
+    item-item path); empty when nothing was chosen."""
+    from .models.item_item import describe_choice
+
+    result = getattr(model, "train_result", None)
+    chosen = (getattr(result, "selected", None) or {}).get("item_item")
+    return describe_choice(chosen) if chosen else ""
 
 
 # ---------------------------------------------------------------------------------- workspace

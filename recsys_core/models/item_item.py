@@ -296,5 +296,17 @@ def select_item_item(
     return best
 
 
+def describe_choice(summary: dict[str, Any]) -> str:
+    """An :meth:`ItemItemChoice.summary` in words."""
+    if summary["relative_weight"] <= 0:
+        return "item-item path off (it did not help on validation)"
+    text = (f"item-item path: lambda={summary['reg_lambda']:g}, "
+            f"weight={summary['relative_weight']:.3g}")
+    if np.isfinite(summary.get("valid_ndcg_graph", np.nan)):
+        text += (f" (validation NDCG {summary['valid_ndcg_graph']:.4f} graph only, "
+                 f"{summary['valid_ndcg']:.4f} with it)")
+    return text
+
+
 __all__ = ["DEFAULT_REG_LAMBDAS", "DEFAULT_RELATIVE_WEIGHTS", "ItemItemChoice", "ItemItemPath",
-           "ease_weights", "head_items", "select_item_item", "spread_ratio"]
+           "describe_choice", "ease_weights", "head_items", "select_item_item", "spread_ratio"]

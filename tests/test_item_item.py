@@ -1,0 +1,228 @@
+"""The flagship's full-rank item-item path (recsys_core.models.item_item)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from test_explain import explain_dataset, fit_flagship
+
+from recsys_core.dataset import ITEM_IDX, USER_IDX
+from recsys_core.explain.attention import attention_explanation
+from recsys_core.explain.engine import flagship_engine
+from recsys_core.explain.gnn_explainer import candidate_edges
+from recsys_core.models.base import interaction_matrix
+from recsys_core.models.ease import EASERecommender
+from recsys_core.models.item_item import (
+    ItemItemPath,
+    describe_choice,
+    ease_weights,
+    head_items,
+    select_item_item,
+    spread_ratio,
+)
+from recsys_core.run import load_run, save_run
+from recsys_core.training import EmbeddingRecommender
+
+
+def random_matrix(users: int = 30, items: int = 12, density: float = 0.3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < density).astype(np.float32)
+    dense[:, -1] = 0.0  # one item nobody interacted with
+    return sp.csr_matrix(dense)
+
+
+# ---------------------------------------------------------------------------------- weights
+def test_ease_weights_match_the_closed_form():
+    x = random_matrix()
+    weights = ease_weights(x, 7.0).numpy()
+    gram = (x.T @ x).toarray().astype(np.float64) + 7.0 * np.eye(x.shape[1])
+    precision = np.linalg.inv(gram)
+    expected = -precision / np.diag(precision)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(weights, expected, atol=1e-5)
+    assert np.all(np.diag(weights) == 0.0)
+    with pytest.raises(ValueError, match="positive"):
+        ease_weights(x, 0.0)
+
+
+def test_head_items_keep_the_most_interacted_and_never_cold_items():
+    x = sp.csr_matrix(np.array([[1, 1, 0, 1, 0], [1, 0, 0, 1, 0], [0, 1, 0, 1, 0]], np.float32))
+    assert head_items(x, 10).tolist() == [0, 1, 3]  # item 2 and 4 have no interactions
+    assert head_items(x, 1).tolist() == [3]
+    assert head_items(x, 2).tolist() == [0, 3]  # 0 and 1 tie at 2: the lower index wins
+
+
+def test_path_scores_are_history_times_weights_on_the_head_and_zero_elsewhere():
+    x = random_matrix()
+    path = ItemItemPath.fit(x, 5.0, max_items=6, scale=2.5)
+    head = path.items.numpy()
+    assert len(head) == 6
+    scores = path.scores(x)
+    expected = np.zeros(x.shape, np.float32)
+    expected[:, head] = 2.5 * (x[:, head] @ ease_weights(x[:, head], 5.0).numpy())
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    np.testing.assert_allclose(path.scores(x[3:5], np.array([head[2], 11])),
+                               expected[3:5][:, [head[2], 11]], atol=1e-6)
+    # Per-edge terms add up to the score of the history they come from.
+    history = torch.from_numpy(x[4].indices.astype(np.int64))
+    terms = path.pair_weights(history, torch.arange(x.shape[1]))
+    np.testing.assert_allclose(terms.sum(0).numpy(), scores[4], atol=1e-5)
+
+
+def test_ease_baseline_uses_the_same_weights():
+    ds = explain_dataset()
+    model = EASERecommender(reg_lambda=30.0).fit(ds, ds.interactions)
+    x = interaction_matrix(ds.interactions, ds.num_users, ds.num_items)
+    path = ItemItemPath.fit(x, 30.0, max_items=10_000)
+    np.testing.assert_allclose(model.score(np.arange(ds.num_users)), path.scores(x), atol=1e-5)
+
+
+def test_state_tensors_round_trip_and_bad_tensors_are_refused():
+    path = ItemItemPath.fit(random_matrix(), 5.0, max_items=8, scale=1.5)
+    state = path.state_tensors("p.")
+    again = ItemItemPath.from_state_tensors(state, 12, "p.")
+    assert again.scale == 1.5 and again.reg_lambda == 5.0
+    np.testing.assert_array_equal(again.scores(random_matrix()), path.scores(random_matrix()))
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        ItemItemPath.from_state_tensors({**state, "p.items": state["p.items"].flip(0)}, 12, "p.")
+    with pytest.raises(ValueError, match="sorted, distinct"):
+        ItemItemPath.from_state_tensors(state, 5, "p.")
+    with pytest.raises(ValueError, match="shape"):
+        ItemItemPath.from_state_tensors({**state, "p.weights": torch.zeros(2, 2)}, 12, "p.")
+
+
+# ---------------------------------------------------------------------------------- selection
+def block_interactions(seed: int = 0) -> pd.DataFrame:
+    """Two communities of 20 users x 10 items; each user likes 6 items of their own."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(40):
+        group = user // 20
+        for item in rng.choice(10, 6, replace=False):
+            rows.append((user, group * 10 + int(item)))
+    return pd.DataFrame(rows, columns=[USER_IDX, ITEM_IDX])
+
+
+def test_selection_turns_the_path_on_when_the_graph_score_is_noise():
+    frame = block_interactions()
+    valid = frame.groupby(USER_IDX).head(1)
+    train = frame.drop(valid.index)
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=(40, 20)).astype(np.float32))
+    choice = select_item_item(lambda users: noise[torch.from_numpy(users)], train, valid,
+                              40, 20, k=5, reg_lambdas=(1.0, 10.0))
+    assert choice.relative_weight > 0
+    assert choice.valid_ndcg > choice.valid_ndcg_graph
+    assert len(choice.grid) == 2 * 13
+    assert "lambda=" in describe_choice(choice.summary())
+
+
+def test_selection_keeps_the_path_off_when_the_graph_score_is_already_perfect():
+    frame = block_interactions()
+    valid = frame.groupby(USER_IDX).head(1)
+    train = frame.drop(valid.index)
+    oracle = torch.zeros(40, 20)
+    oracle[torch.tensor(valid[USER_IDX].to_numpy()), torch.tensor(valid[ITEM_IDX].to_numpy())] = 100.0
+    choice = select_item_item(lambda users: oracle[torch.from_numpy(users)], train, valid,
+                              40, 20, k=5, reg_lambdas=(10.0,), relative_weights=(0.5, 1.0))
+    assert choice.relative_weight == 0.0
+    assert choice.valid_ndcg == choice.valid_ndcg_graph == pytest.approx(1.0)
+    assert "off" in describe_choice(choice.summary())
+
+
+def test_spread_ratio():
+    assert spread_ratio(torch.tensor([0.0, 2.0, 4.0]), torch.tensor([0.0, 1.0, 2.0])) == 2.0
+    assert spread_ratio(torch.tensor([0.0, 2.0]), torch.tensor([1.0, 1.0])) == 0.0
+
+
+# ---------------------------------------------------------------------------------- flagship
+@pytest.fixture(scope="module")
+def ds():
+    return explain_dataset()
+
+
+@pytest.fixture(scope="module")
+def model(ds):
+    torch.set_num_threads(1)
+    return fit_flagship(ds, item_item_lambda=20.0, item_item_weight=1.0)
+
+
+def test_flagship_score_is_graph_score_plus_the_path(ds, model):
+    path = model.item_item_path
+    assert path is not None and path.reg_lambda == 20.0 and path.scale > 0
+    users = np.arange(ds.num_users)
+    graph = EmbeddingRecommender.score(model, users)
+    expected = graph + path.scores(model.train_matrix)
+    np.testing.assert_allclose(model.score(users), expected, atol=1e-5)
+    assert not np.allclose(model.score(users), graph)
+    chosen = model.train_result.selected["item_item"]
+    assert chosen["reg_lambda"] == 20.0 and chosen["relative_weight"] == 1.0
+    assert chosen["scale"] == pytest.approx(path.scale)
+
+
+def test_flagship_with_the_path_survives_save_and_load(ds, model, tmp_path):
+    save_run(tmp_path / "run", model, ds, ds.interactions)
+    loaded, _, info = load_run(tmp_path / "run")
+    assert "item_item.weights" in info["tensors"]
+    assert loaded.item_item_path is not None
+    users = np.arange(ds.num_users)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+
+
+def test_removing_an_interaction_removes_its_item_item_term(ds, model):
+    user = int(ds.user_idx("u00")[0])
+    data = model.graph()
+    history = data["user", "rates", "item"].edge_index
+    drop = int(history[1, history[0] == user][0])
+    keep = ~((history[0] == user) & (history[1] == drop))
+    data["user", "rates", "item"].edge_index = history[:, keep]
+    before = model.score_with_graph(model.graph(), [user])[0]
+    after = model.score_with_graph(data, [user])[0]
+    # Only the rates edge went: the user's graph state is unchanged (its messages come through
+    # rated_by) and so are the other items', so their whole change is the item-item term.
+    term = model.item_item_path.pair_weights(torch.tensor([drop]), torch.arange(ds.num_items))
+    others = np.arange(ds.num_items) != drop
+    np.testing.assert_allclose((before - after)[others], term[0].numpy()[others], atol=1e-4)
+    assert np.abs(term[0].numpy()[others]).max() > 1e-3
+
+
+def test_explanations_include_the_path_exactly(ds, model):
+    engine = flagship_engine(model)
+    user, item = int(ds.user_idx("u00")[0]), int(ds.item_idx("i05")[0])
+    score = float(model.score([user], [item])[0, 0])
+    # GNNExplainer's soft-masked score with every mask at 1 is the score.
+    positions = candidate_edges(engine, user, item)
+    ones = {et: (pos, torch.ones(pos.numel())) for et, pos in positions.items()}
+    masked = engine.weighted_scores(user, item, ones, engine.explainable_convs())
+    assert float(masked) == pytest.approx(score, abs=1e-4)
+    # Masking a rates edge to 0 removes exactly its item-item term (the edge's message goes
+    # into the user through rated_by, which stays).
+    rates = ("user", "rates", "item")
+    pos = positions[rates][:1]
+    j = int(engine.edges[rates][1, pos])
+    zero = {rates: (pos, torch.zeros(1))}
+    term = float(model.item_item_path.pair_weights(torch.tensor([j]), torch.tensor([item])))
+    masked = engine.weighted_scores(user, item, zero, engine.explainable_convs())
+    assert float(masked) == pytest.approx(score - term, abs=1e-4)
+    # The attention explanation adds the path's per-history-item terms and still sums up.
+    explanation = attention_explanation(model, ds, "u00", "i05")
+    terms = explanation.details["item_item"]
+    assert len(terms) == len(engine.history(user))
+    assert explanation.score == pytest.approx(score, abs=1e-4)
+    total = explanation.base_value + explanation.contributions["weight"].sum()
+    assert total == pytest.approx(score, abs=1e-3)
+
+
+def test_path_is_off_without_validation_or_when_disabled(ds):
+    plain = fit_flagship(ds, item_item=False)
+    assert plain.item_item_path is None and "item_item" not in plain.train_result.selected
+    users = np.arange(ds.num_users)
+    np.testing.assert_allclose(plain.score(users), EmbeddingRecommender.score(plain, users))
+    no_valid = fit_flagship(ds, valid_fraction=0.0)
+    assert no_valid.item_item_path is None
+    fixed = fit_flagship(ds, valid_fraction=0.0, item_item_lambda=10.0, item_item_weight=0.5)
+    assert fixed.item_item_path is not None and fixed.item_item_path.reg_lambda == 10.0
+    with pytest.raises(ValueError, match="item_item_lambda"):
+        fit_flagship(ds, item_item_lambda=-1.0)
