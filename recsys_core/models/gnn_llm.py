@@ -7,10 +7,14 @@ and, optionally, an id embedding), so a user's representation is built by attent
 items in their history. One graph-attention convolution per relation and layer
 (:class:`SparseGATConv`, the maths of PyG's ``GATConv`` on sparse kernels) runs over the graph
 of :func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
-LightGCN) and the score is a dot product.
+LightGCN) and the graph score is their dot product. A full-rank item-item path over the same
+user-item graph (closed-form EASE weights, :mod:`recsys_core.models.item_item`) is added to it,
+with its regularisation and weight chosen on the validation split (off where it does not help):
+a rank-``d`` dot product alone cannot express every co-occurrence pattern of a dense catalogue.
 
-Because users are their history, editing the graph (removing or adding a user's edges) changes
-that user's scores without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescores an
+Because users are their history (and the item-item term sums over the user's ``rates``
+edges), editing the graph (removing or adding a user's edges) changes that user's scores
+without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescores an
 edited :class:`~torch_geometric.data.HeteroData`, and :meth:`GNNLLMRecommender.attention`
 returns the attention weights of every edge, layer, head and relation.
 """
@@ -974,7 +978,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             users (array, optional): User indices to score. (default: all)
 
         Returns:
-            ``[len(users), n]`` scores, comparable with :meth:`score`.
+            ``[len(users), n]`` scores, comparable with :meth:`score` (a new item has no
+            interactions, so, like a cold catalogue item, no item-item term).
         """
         self._check_fitted()
         module = self.module
