@@ -72,6 +72,36 @@ def test_path_scores_are_history_times_weights_on_the_head_and_zero_elsewhere():
     np.testing.assert_allclose(terms.sum(0).numpy(), scores[4], atol=1e-5)
 
 
+def test_items_outside_the_head_get_text_bridged_columns():
+    x = random_matrix()
+    text = torch.from_numpy(np.random.default_rng(3).normal(size=(12, 5)).astype(np.float32))
+    path = ItemItemPath.fit(x, 5.0, max_items=6, scale=2.0, text=text, bridge_k=3)
+    head = path.items.numpy()
+    outside = np.setdiff1d(np.arange(12), head)
+    assert path.bridge_items.numpy().tolist() == outside.tolist()  # the cold item 11 included
+    assert path.bridge_neighbours.shape == (6, 3)
+    np.testing.assert_allclose(path.bridge_weights.sum(1).numpy(), 1.0, atol=1e-6)
+    scores = path.scores(x)
+    # A bridged column is the weighted mean of its text neighbours' head columns.
+    for row, item in enumerate(outside):
+        neighbours = head[path.bridge_neighbours[row].numpy()]
+        expected = scores[:, neighbours] @ path.bridge_weights[row].numpy()
+        np.testing.assert_allclose(scores[:, item], expected, atol=1e-5)
+    # Neighbours are the most similar head items by cosine.
+    normed = torch.nn.functional.normalize(text, dim=1)
+    sims = (normed[outside[0]] @ normed[head].T).numpy()
+    assert set(path.bridge_neighbours[0].tolist()) == set(np.argsort(-sims)[:3].tolist())
+    # Per-edge terms still add up, bridged items included; a new text gets the same column.
+    history = torch.from_numpy(x[4].indices.astype(np.int64))
+    terms = path.pair_weights(history, torch.arange(12))
+    np.testing.assert_allclose(terms.sum(0).numpy(), scores[4], atol=1e-5)
+    neighbours, weights = path.text_neighbours(text[outside[:2]], text, 3)
+    np.testing.assert_allclose(path.bridged_scores(x, neighbours, weights),
+                               scores[:, outside[:2]], atol=1e-5)
+    without = ItemItemPath.fit(x, 5.0, max_items=6, scale=2.0)
+    assert np.all(without.scores(x)[:, outside] == 0.0)
+
+
 def test_ease_baseline_uses_the_same_weights():
     ds = explain_dataset()
     model = EASERecommender(reg_lambda=30.0).fit(ds, ds.interactions)
@@ -86,12 +116,20 @@ def test_state_tensors_round_trip_and_bad_tensors_are_refused():
     again = ItemItemPath.from_state_tensors(state, 12, "p.")
     assert again.scale == 1.5 and again.reg_lambda == 5.0
     np.testing.assert_array_equal(again.scores(random_matrix()), path.scores(random_matrix()))
-    with pytest.raises(ValueError, match="sorted, distinct"):
+    with pytest.raises(ValueError, match="sorted and distinct"):
         ItemItemPath.from_state_tensors({**state, "p.items": state["p.items"].flip(0)}, 12, "p.")
-    with pytest.raises(ValueError, match="sorted, distinct"):
+    with pytest.raises(ValueError, match="outside"):
         ItemItemPath.from_state_tensors(state, 5, "p.")
+    bridged = ItemItemPath.fit(random_matrix(), 5.0, max_items=6, text=torch.randn(12, 4))
+    state = bridged.state_tensors()
+    again = ItemItemPath.from_state_tensors(state, 12)
+    np.testing.assert_array_equal(again.scores(random_matrix()), bridged.scores(random_matrix()))
+    bad = state["item_item.bridge_neighbours"].clone()
+    bad[0, 0] = 99
+    with pytest.raises(ValueError, match="bridge_neighbours"):
+        ItemItemPath.from_state_tensors({**state, "item_item.bridge_neighbours": bad}, 12)
     with pytest.raises(ValueError, match="shape"):
-        ItemItemPath.from_state_tensors({**state, "p.weights": torch.zeros(2, 2)}, 12, "p.")
+        ItemItemPath.from_state_tensors({**state, "item_item.weights": torch.zeros(2, 2)}, 12)
 
 
 # ---------------------------------------------------------------------------------- selection
@@ -213,6 +251,26 @@ def test_explanations_include_the_path_exactly(ds, model):
     assert explanation.score == pytest.approx(score, abs=1e-4)
     total = explanation.base_value + explanation.contributions["weight"].sum()
     assert total == pytest.approx(score, abs=1e-3)
+
+
+def test_new_items_get_the_text_bridge_as_catalogue_items_outside_the_path(ds):
+    model = fit_flagship(ds, item_item_lambda=20.0, item_item_weight=1.0,
+                         item_item_max_items=20)
+    path = model.item_item_path
+    assert len(path.items) == 20 and len(path.bridge_items) == ds.num_items - 20
+    item = int(path.bridge_items[0])
+    text = model.module.item_text[item:item + 1].float()
+    users = np.arange(ds.num_users)
+    new = model.score_new_items(text)
+    model.item_item_path = None
+    try:
+        graph_only = model.score_new_items(text)
+    finally:
+        model.item_item_path = path
+    expected = path.scores(model.train_matrix, [item])
+    np.testing.assert_allclose(new - graph_only, expected, atol=1e-5)
+    assert np.abs(expected).max() > 1e-3
+    assert new.shape == (len(users), 1)
 
 
 def test_path_is_off_without_validation_or_when_disabled(ds):

@@ -662,6 +662,10 @@ class GNNLLMRecommender(EmbeddingRecommender):
         item_item_max_items (int): The path covers the items with the most interactions, at
             most this many (its dense weights take ``4 * n**2`` bytes, about ``20 * n**2``
             while fitting). (default: :obj:`5000`)
+        item_item_bridge_k (int): Items outside the path (no interactions yet, or beyond
+            ``item_item_max_items``) take the similarity-weighted mean of the path's columns
+            of this many most text-similar covered items; 0 leaves them out (term 0).
+            (default: :obj:`20`)
     """
 
     name = "gnn-llm"
@@ -710,6 +714,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         item_item_lambda: float | None = None,
         item_item_weight: float | None = None,
         item_item_max_items: int = 5000,
+        item_item_bridge_k: int = 20,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -741,6 +746,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.item_item_lambda = None if item_item_lambda is None else float(item_item_lambda)
         self.item_item_weight = None if item_item_weight is None else float(item_item_weight)
         self.item_item_max_items = int(item_item_max_items)
+        self.item_item_bridge_k = int(item_item_bridge_k)
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
         self.item_item_choice: ItemItemChoice | None = None
@@ -758,7 +764,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "finetune_text_layers": self.finetune_text_layers, "item_item": self.item_item,
                 "item_item_lambda": self.item_item_lambda,
                 "item_item_weight": self.item_item_weight,
-                "item_item_max_items": self.item_item_max_items}
+                "item_item_max_items": self.item_item_max_items,
+                "item_item_bridge_k": self.item_item_bridge_k}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
         text = self._given_text
@@ -860,7 +867,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             dataset.num_users, dataset.num_items, k=self.train_config.eval_k,
             reg_lambdas=lambdas, relative_weights=weights, max_items=self.item_item_max_items,
             seed=self.train_config.seed, device=self.train_config.device, on_progress=on_progress,
-            should_stop=should_stop)
+            should_stop=should_stop, text=module.item_text.float().cpu(),
+            bridge_k=self.item_item_bridge_k)
         result.selected["item_item"] = self.item_item_choice.summary()
 
     def _fit_item_item_path(self) -> None:
@@ -871,7 +879,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
             return
         matrix = self.train_matrix
         path = ItemItemPath.fit(matrix, choice.reg_lambda, self.item_item_max_items,
-                                device=self.train_config.device)
+                                device=self.train_config.device,
+                                text=self.module.item_text.float().cpu(),
+                                bridge_k=self.item_item_bridge_k)
         users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         if len(users) > 2000:
             users = np.sort(np.random.default_rng(self.train_config.seed).choice(
@@ -979,7 +989,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
         Returns:
             ``[len(users), n]`` scores, comparable with :meth:`score` (a new item has no
-            interactions, so, like a cold catalogue item, no item-item term).
+            interactions, so, like a cold catalogue item, its item-item term comes through
+            the text bridge of :class:`~recsys_core.models.item_item.ItemItemPath`).
         """
         self._check_fitted()
         module = self.module
@@ -1023,8 +1034,14 @@ class GNNLLMRecommender(EmbeddingRecommender):
         grown.load_state_dict(state, strict=True)
         grown.set_interactions(*self._inference_pairs())
         user_emb, item_emb = grown.eval()()
-        return dot_scores(user_emb, item_emb, np.arange(self.dataset.num_users)
-                          if users is None else np.asarray(users), np.arange(base, base + count))
+        users = np.arange(self.dataset.num_users) if users is None else np.asarray(users)
+        scores = dot_scores(user_emb, item_emb, users, np.arange(base, base + count))
+        path = self.item_item_path
+        if path is not None:  # the text bridge, as for a catalogue item outside the path
+            neighbours, weights = path.text_neighbours(text, module.item_text.float().cpu(),
+                                                       self.item_item_bridge_k)
+            scores += path.bridged_scores(self.train_matrix[users], neighbours, weights)
+        return scores
 
     def _check_fitted(self) -> None:
         if self.module is None or self.dataset is None:

@@ -18,6 +18,11 @@ explanation stays exact.
 Its regularisation :math:`\lambda` and weight :math:`\alpha` are chosen per data set on the
 validation split carved for early stopping (:func:`select_item_item`): a data set where the
 path does not help gets :math:`\alpha = 0`.
+
+An item outside the weights (no interactions yet, or beyond ``max_items``) gets a column
+through its text: the similarity-weighted mean of the columns of its most similar covered
+items (:meth:`ItemItemPath.text_neighbours`), so new items keep the collaborative signal of
+the items they resemble and stay comparable with warm ones.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..dataset import USER_IDX
@@ -38,6 +44,8 @@ from .base import ProgressCallback, check_state_tensors, interaction_matrix
 
 #: Regularisation values tried on validation (a 1-2-5 series around the published range).
 DEFAULT_REG_LAMBDAS: tuple[float, ...] = (20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+#: Head items whose columns make up the column of an item outside the head (from its text).
+DEFAULT_BRIDGE_K = 20
 #: Weights tried on validation, relative to the ratio of the two terms' spreads: half-octave
 #: steps from 1/16 to 4 (weight 0, the path off, is always the alternative).
 DEFAULT_RELATIVE_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 5))
@@ -87,8 +95,11 @@ def head_items(matrix: sp.spmatrix, max_items: int) -> np.ndarray:
 class ItemItemPath:
     r"""The term :math:`\alpha\, \mathbf{x}_u \mathbf{B}` over a set of (head) items.
 
-    Items outside ``items`` (cold items, or the tail beyond ``max_items``) neither contribute
-    nor receive a score (their term is 0).
+    Items outside ``items`` (cold items without interactions, or the tail beyond
+    ``max_items``) get their column from their text when ``text`` is given: the
+    similarity-weighted mean of the columns of their ``bridge_k`` most similar head items
+    (cosine of the text embeddings), so "users whose history points at items like this one"
+    carries over to an item nobody has interacted with yet. Without text they score 0.
 
     Args:
         num_items (int): Catalogue size.
@@ -96,70 +107,157 @@ class ItemItemPath:
         weights (Tensor): ``[n, n]`` EASE weights over those items.
         scale (float): :math:`\alpha`, in the units of the graph score.
         reg_lambda (float): The :math:`\lambda` the weights were fitted with.
+        bridge_items (Tensor, optional): ``[m]`` items outside ``items`` with a text column.
+        bridge_neighbours (Tensor, optional): ``[m, k]`` their neighbours (rows of
+            ``weights``).
+        bridge_weights (Tensor, optional): ``[m, k]`` neighbour weights (each row sums to 1).
     """
 
     def __init__(self, num_items: int, items: Tensor, weights: Tensor, scale: float,
-                 reg_lambda: float) -> None:
+                 reg_lambda: float, bridge_items: Tensor | None = None,
+                 bridge_neighbours: Tensor | None = None,
+                 bridge_weights: Tensor | None = None) -> None:
         self.num_items = int(num_items)
         self.items = items.to("cpu", torch.int64).contiguous()
         self.weights = weights.to("cpu", torch.float32).contiguous()
         self.scale = float(scale)
         self.reg_lambda = float(reg_lambda)
+        self.bridge_items = (torch.zeros(0, dtype=torch.int64) if bridge_items is None
+                             else bridge_items.to("cpu", torch.int64).contiguous())
+        m = len(self.bridge_items)
+        self.bridge_neighbours = (torch.zeros(m, 0, dtype=torch.int64)
+                                  if bridge_neighbours is None
+                                  else bridge_neighbours.to("cpu", torch.int64).contiguous())
+        self.bridge_weights = (torch.zeros(m, 0) if bridge_weights is None
+                               else bridge_weights.to("cpu", torch.float32).contiguous())
         self.position = np.full(self.num_items, -1, dtype=np.int64)
         self.position[self.items.numpy()] = np.arange(len(self.items))
+        self.bridge_position = np.full(self.num_items, -1, dtype=np.int64)
+        self.bridge_position[self.bridge_items.numpy()] = np.arange(m)
 
     @classmethod
     def fit(cls, matrix: sp.spmatrix, reg_lambda: float, max_items: int, scale: float = 1.0,
-            device: str | None = "cpu") -> ItemItemPath:
-        """Fit the weights on a binary ``[users, items]`` matrix over its head items."""
+            device: str | None = "cpu", text: Tensor | None = None,
+            bridge_k: int = DEFAULT_BRIDGE_K) -> ItemItemPath:
+        """Fit the weights on a binary ``[users, items]`` matrix over its head items; with
+        ``text`` (``[items, t]`` embeddings) bridge every other item to its head neighbours."""
         items = head_items(matrix, max_items)
         weights = ease_weights(sp.csr_matrix(matrix)[:, items], reg_lambda, device)
-        return cls(matrix.shape[1], torch.from_numpy(items), weights, scale, reg_lambda)
+        path = cls(matrix.shape[1], torch.from_numpy(items), weights, scale, reg_lambda)
+        if text is not None and bridge_k > 0 and len(items):
+            others = torch.from_numpy(np.setdiff1d(np.arange(matrix.shape[1]), items))
+            neighbours, weights = path.text_neighbours(text[others], text, bridge_k)
+            path = cls(matrix.shape[1], path.items, path.weights, scale, reg_lambda,
+                       others, neighbours, weights)
+        return path
+
+    def text_neighbours(self, text: Tensor, catalogue_text: Tensor,
+                        k: int = DEFAULT_BRIDGE_K) -> tuple[Tensor, Tensor]:
+        """``(neighbours [n, k], weights [n, k])``: for each row of ``text``, its ``k`` most
+        similar head items (positions in :attr:`weights`, by cosine against
+        ``catalogue_text[items]``) with their similarities, clipped at 0 and normalised
+        to sum 1 (uniform when none is positive)."""
+        head = F.normalize(catalogue_text[self.items].float(), dim=1)
+        query = F.normalize(text.float(), dim=1)
+        k = min(int(k), head.size(0))
+        parts = [(query[start:start + 4096] @ head.T).topk(k, dim=1)  # bounded memory
+                 for start in range(0, query.size(0), 4096)]
+        values = torch.cat([p.values for p in parts]) if parts else torch.zeros(0, k)
+        neighbours = (torch.cat([p.indices for p in parts]) if parts
+                      else torch.zeros(0, k, dtype=torch.int64))
+        values = values.clamp(min=0.0)
+        total = values.sum(1, keepdim=True)
+        weights = torch.where(total > 0, values / total.clamp(min=1e-12),
+                              torch.full_like(values, 1.0 / max(k, 1)))
+        return neighbours, weights
+
+    def _head_scores(self, history: sp.spmatrix, columns: np.ndarray) -> np.ndarray:
+        history = sp.csr_matrix(history)[:, self.items.numpy()]
+        return np.asarray(history @ self.weights.numpy()[:, columns], dtype=np.float32)
+
+    def bridged_scores(self, history: sp.spmatrix, neighbours: Tensor,
+                       weights: Tensor) -> np.ndarray:
+        """``[rows, n]`` term of items given by head ``neighbours`` and ``weights`` (see
+        :meth:`text_neighbours`), already multiplied by :attr:`scale`."""
+        if neighbours.numel() == 0:
+            return np.zeros((history.shape[0], neighbours.size(0)), dtype=np.float32)
+        needed, inverse = np.unique(neighbours.numpy(), return_inverse=True)
+        block = self._head_scores(history, needed)[:, inverse.reshape(neighbours.shape)]
+        return (block * weights.numpy()[None]).sum(-1) * np.float32(self.scale)
 
     def scores(self, history: sp.spmatrix, items: np.ndarray | None = None) -> np.ndarray:
         """``[rows, len(items)]`` term for binary history rows ``[rows, num_items]``
         (all items when ``items`` is ``None``), already multiplied by :attr:`scale`."""
-        history = sp.csr_matrix(history)[:, self.items.numpy()]
         item_idx = np.arange(self.num_items) if items is None else np.asarray(items, np.int64)
-        pos = self.position[item_idx]
+        pos, bridged = self.position[item_idx], self.bridge_position[item_idx]
         out = np.zeros((history.shape[0], len(item_idx)), dtype=np.float32)
         known = pos >= 0
         if known.any():
-            out[:, known] = history @ self.weights.numpy()[:, pos[known]]
-        return out * np.float32(self.scale)
+            out[:, known] = self._head_scores(history, pos[known]) * np.float32(self.scale)
+        via_text = bridged >= 0
+        if via_text.any():
+            rows = torch.from_numpy(bridged[via_text])
+            out[:, via_text] = self.bridged_scores(history, self.bridge_neighbours[rows],
+                                                   self.bridge_weights[rows])
+        return out
 
     def pair_weights(self, history_items: Tensor, items: Tensor) -> Tensor:
-        r"""``[len(history_items), len(items)]`` of :math:`\alpha B_{ji}` (0 outside the head):
-        the contribution of each history edge to each item's score."""
+        r"""``[len(history_items), len(items)]`` of :math:`\alpha B_{ji}` (a text-bridged
+        item's column for items outside the head; 0 where there is none): the contribution
+        of each history edge to each item's score."""
         rows = torch.from_numpy(self.position[history_items.numpy()])
+        out = torch.zeros(rows.numel(), items.numel())
+        r_ok = rows >= 0
+        if not r_ok.any():
+            return out
+        weights = self.weights[rows[r_ok]]  # [history in head, n_head]
         cols = torch.from_numpy(self.position[items.numpy()])
-        out = torch.zeros(rows.numel(), cols.numel())
-        r_ok, c_ok = rows >= 0, cols >= 0
-        if r_ok.any() and c_ok.any():
-            block = self.weights[rows[r_ok]][:, cols[c_ok]] * self.scale
-            out[r_ok.nonzero().view(-1, 1), c_ok.nonzero().view(1, -1)] = block
+        c_ok = cols >= 0
+        if c_ok.any():
+            out[r_ok.nonzero().view(-1, 1), c_ok.nonzero().view(1, -1)] = (
+                weights[:, cols[c_ok]] * self.scale)
+        bridged = torch.from_numpy(self.bridge_position[items.numpy()])
+        b_ok = bridged >= 0
+        if b_ok.any():
+            neighbours = self.bridge_neighbours[bridged[b_ok]]  # [b, k]
+            mix = (weights[:, neighbours] * self.bridge_weights[bridged[b_ok]]).sum(-1)
+            out[r_ok.nonzero().view(-1, 1), b_ok.nonzero().view(1, -1)] = mix * self.scale
         return out
 
     def state_tensors(self, prefix: str = "item_item.") -> dict[str, Tensor]:
         return {f"{prefix}items": self.items, f"{prefix}weights": self.weights,
                 f"{prefix}scale": torch.tensor([self.scale], dtype=torch.float64),
-                f"{prefix}reg_lambda": torch.tensor([self.reg_lambda], dtype=torch.float64)}
+                f"{prefix}reg_lambda": torch.tensor([self.reg_lambda], dtype=torch.float64),
+                f"{prefix}bridge_items": self.bridge_items,
+                f"{prefix}bridge_neighbours": self.bridge_neighbours,
+                f"{prefix}bridge_weights": self.bridge_weights}
 
     @classmethod
     def from_state_tensors(cls, tensors: dict[str, Tensor], num_items: int,
                            prefix: str = "item_item.") -> ItemItemPath:
-        """Inverse of :meth:`state_tensors` (strict about names, shapes and index range)."""
+        """Inverse of :meth:`state_tensors` (strict about names, shapes and index ranges)."""
         n = tensors[f"{prefix}items"].shape[0] if f"{prefix}items" in tensors else None
+        m, k = (tuple(tensors[f"{prefix}bridge_neighbours"].shape)
+                if f"{prefix}bridge_neighbours" in tensors else (None, None))
         check_state_tensors("gnn-llm item-item path", tensors, {
             f"{prefix}items": (n,), f"{prefix}weights": (n, n), f"{prefix}scale": (1,),
-            f"{prefix}reg_lambda": (1,)})
+            f"{prefix}reg_lambda": (1,), f"{prefix}bridge_items": (m,),
+            f"{prefix}bridge_neighbours": (m, k), f"{prefix}bridge_weights": (m, k)})
         items = tensors[f"{prefix}items"].to(torch.int64)
-        if len(items) and (int(items.min()) < 0 or int(items.max()) >= num_items
-                           or bool((items[1:] <= items[:-1]).any())):
-            raise ValueError("gnn-llm item-item path: 'items' must be sorted, distinct item "
-                             "indices within the catalogue.")
+        bridge = tensors[f"{prefix}bridge_items"].to(torch.int64)
+        neighbours = tensors[f"{prefix}bridge_neighbours"].to(torch.int64)
+        for name, index, size in (("items", items, num_items), ("bridge_items", bridge, num_items),
+                                  ("bridge_neighbours", neighbours.view(-1), len(items))):
+            if len(index) and (int(index.min()) < 0 or int(index.max()) >= size):
+                raise ValueError(f"gnn-llm item-item path: '{name}' holds indices outside "
+                                 f"[0, {size}).")
+        if len(items) and bool((items[1:] <= items[:-1]).any()):
+            raise ValueError("gnn-llm item-item path: 'items' must be sorted and distinct.")
+        if bool(torch.isin(bridge, items).any()):
+            raise ValueError("gnn-llm item-item path: an item is both in the head and bridged.")
         return cls(num_items, items, tensors[f"{prefix}weights"],
-                   float(tensors[f"{prefix}scale"][0]), float(tensors[f"{prefix}reg_lambda"][0]))
+                   float(tensors[f"{prefix}scale"][0]), float(tensors[f"{prefix}reg_lambda"][0]),
+                   bridge, neighbours, tensors[f"{prefix}bridge_weights"])
 
 
 @dataclass
@@ -215,6 +313,8 @@ def select_item_item(
     device: str | None = "cpu",
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    text: Tensor | None = None,
+    bridge_k: int = DEFAULT_BRIDGE_K,
 ) -> ItemItemChoice:
     """Choose the item-item path's :math:`\\lambda` and weight by validation NDCG@K.
 
@@ -243,6 +343,9 @@ def select_item_item(
         on_progress (callable, optional): Called with ``stage="item-item"`` and ``fraction``.
         should_stop (callable, optional): Polled between fits; ``True`` keeps what was
             tried so far.
+        text (Tensor, optional): ``[num_items, t]`` item text embeddings for the text
+            bridge of items outside the weights (see :class:`ItemItemPath`).
+        bridge_k (int): Neighbours of that bridge. (default: :obj:`20`)
     """
     users = _users_for_selection(valid, max_users, seed)
     train_matrix = interaction_matrix(train, num_users, num_items)
@@ -269,7 +372,8 @@ def select_item_item(
     for row, reg_lambda in enumerate(reg_lambdas):
         if should_stop is not None and should_stop():
             break
-        path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device)
+        path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device, text=text,
+                                bridge_k=bridge_k)
         term = torch.from_numpy(path.scores(history))
         ratio = spread_ratio(finite, term[~seen])
         for col, weight in enumerate(weights):
@@ -308,5 +412,5 @@ def describe_choice(summary: dict[str, Any]) -> str:
     return text
 
 
-__all__ = ["DEFAULT_REG_LAMBDAS", "DEFAULT_RELATIVE_WEIGHTS", "ItemItemChoice", "ItemItemPath",
+__all__ = ["DEFAULT_BRIDGE_K", "DEFAULT_REG_LAMBDAS", "DEFAULT_RELATIVE_WEIGHTS", "ItemItemChoice", "ItemItemPath",
            "describe_choice", "ease_weights", "head_items", "select_item_item", "spread_ratio"]
