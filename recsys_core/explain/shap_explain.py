@@ -312,6 +312,11 @@ class _FlagshipGame(_Game):
             first_head = edges[edges["head"] == 0]
             prior = (first_head.groupby(["source_type", "source_index"])["contribution"]
                      .sum().to_dict())
+        if engine.item_item is not None:  # each history item's exact item-item term
+            terms = engine.item_item.pair_weights(torch.from_numpy(history),
+                                                  torch.tensor([item]))[:, 0]
+            for j, term in zip(history.tolist(), terms.tolist(), strict=True):
+                prior[("item", j)] = prior.get(("item", j), 0.0) + term
         labels = {int(j): node_evidence(dataset, attribute_nodes, "item", j, history_set)
                   for j in history}
         features = self.history_features(
