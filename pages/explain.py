@@ -208,10 +208,17 @@ def _attention(ws, run, ds, user: str, item: str) -> None:
         run, ("attention", user, item), lambda: attention_explanation(run.model, ds, user, item)
     )
     _rationale(exp, ds)
+    item_item = exp.details.get("item_item")
+    path_note = (
+        f" History items' weights include their item-item term (together "
+        f"{float(item_item['contribution'].sum()):.4f} of the score)."
+        if item_item is not None and len(item_item)
+        else ""
+    )
     st.caption(
         f"The score ({exp.score:.4f}) splits exactly into one term per attention-weighted "
         f"message into the user or the item, plus a base of {exp.base_value:.4f} "
-        "(biases and id embedding)."
+        f"(biases and id embedding).{path_note}"
     )
     left, right = st.columns(2)
     with left:

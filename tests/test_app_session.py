@@ -144,6 +144,24 @@ def test_run_registry():
     assert reg.active_id == a.run_id
     table = reg.summary()
     assert list(table["run"]) == [a.run_id] and "recall@20" in table
+    assert table["chosen_on_validation"].tolist() == [""]  # nothing chosen by this model
+
+
+def test_runs_table_says_what_the_flagship_chose_on_validation():
+    from types import SimpleNamespace
+
+    from recsys_core.training import TrainResult
+
+    chosen = {"reg_lambda": 200.0, "relative_weight": 0.1768, "valid_ndcg_graph": 0.2737,
+              "valid_ndcg": 0.2892}
+    reg = RunRegistry()
+    reg.add(SimpleNamespace(train_result=TrainResult(selected={"item_item": chosen})), "gnn-llm")
+    reg.add(SimpleNamespace(train_result=TrainResult(
+        selected={"item_item": {**chosen, "relative_weight": 0.0}})), "gnn-llm")
+    on, off = reg.summary()["chosen_on_validation"]
+    assert on == ("item-item path: lambda=200, weight=0.177 (validation NDCG 0.2737 graph "
+                  "only, 0.2892 with it)")
+    assert off == "item-item path off (it did not help on validation)"
 
 
 # ---------------------------------------------------------------------------------- workspace
