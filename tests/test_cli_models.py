@@ -131,6 +131,27 @@ def test_recommend_candidates_rank_a_cold_item_from_text(split_files, tmp_path, 
     assert cold.groupby("user_id")["score"].nunique().gt(1).any()  # ranked, not tied
 
 
+def test_flagship_through_the_cli_reports_its_item_item_choice_and_ranks_cold_items(
+        split_files, tmp_path, write_file, monkeypatch, capsys):
+    monkeypatch.setenv("RECSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run_flagship"
+    assert main(["train", "--interactions", str(split_files["train"]), "--items",
+                 str(split_files["items"]), "--epochs", "3", "--out", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert "Chosen on validation: item-item path" in err
+    info = json.loads((run_dir / "run.json").read_text())
+    chosen = info["extra"]["train_result"]["selected"]["item_item"]
+    assert chosen["reg_lambda"] > 0 and chosen["relative_weight"] >= 0
+    assert ("item_item.weights" in info["tensors"]) == (chosen["relative_weight"] > 0)
+    candidates = write_file("cands_flagship.csv", "item_id\ni11\ni12\ni4\n")
+    out = tmp_path / "recs_flagship.csv"
+    assert main(["recommend", "--run", str(run_dir), "--k", "3", "--out", str(out),
+                 "--candidates", str(candidates)]) == 0
+    recs = read_csv(out)
+    assert set(recs["item_id"]) <= {"i11", "i12", "i4"} and len(recs) >= 8
+    assert np.isfinite(recs["score"]).all()
+
+
 def test_recommend_with_candidates_and_ease(ease_run, write_file, tmp_path):
     candidates = write_file("c.txt", "i11\ni1\ni2\n")
     out = tmp_path / "r.csv"
