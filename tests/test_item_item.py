@@ -284,3 +284,39 @@ def test_path_is_off_without_validation_or_when_disabled(ds):
     assert fixed.item_item_path is not None and fixed.item_item_path.reg_lambda == 10.0
     with pytest.raises(ValueError, match="item_item_lambda"):
         fit_flagship(ds, item_item_lambda=-1.0)
+
+
+def community_text(num_items: int, communities: dict[int, int], seed: int = 0) -> torch.Tensor:
+    """Item text embeddings: the item's community direction plus a little noise."""
+    rng = np.random.default_rng(seed)
+    text = rng.normal(scale=0.05, size=(num_items, 4)).astype(np.float32)
+    for item, community in communities.items():
+        text[item, community] += 1.0
+    return torch.from_numpy(text)
+
+
+def test_bridge_scale_is_chosen_on_validation():
+    frame = block_interactions()
+    noise = torch.from_numpy(
+        np.random.default_rng(1).normal(scale=0.1, size=(40, 24)).astype(np.float32))
+    communities = {i: i // 10 for i in range(20)} | {20: 0, 21: 0, 22: 1, 23: 1}
+    text = community_text(24, communities)
+    # Items 20-23 never have interactions: bridging them can only take the places of hits.
+    valid = frame.groupby(USER_IDX).head(1)
+    train = frame.drop(valid.index)
+    choice = select_item_item(lambda users: noise[torch.from_numpy(users)], train, valid, 40, 24,
+                              k=5, reg_lambdas=(10.0,), relative_weights=(1.0,), text=text,
+                              bridge_k=3)
+    assert choice.relative_weight == 1.0 and choice.bridge_scale == 0.0
+    assert {g["bridge_scale"] for g in choice.grid if "bridge_scale" in g} == {1.0, 0.5, 0.25, 0.0}
+    # Item 5's interactions are all held out (with one more per user): its text column is
+    # what finds them.
+    held = (frame[ITEM_IDX] == 5) | frame.index.isin(frame[frame[ITEM_IDX] != 5]
+                                                     .groupby(USER_IDX).head(1).index)
+    valid, train = frame[held], frame[~held]
+    choice = select_item_item(lambda users: noise[torch.from_numpy(users)][:, :20], train, valid,
+                              40, 20, k=5, reg_lambdas=(10.0,), relative_weights=(1.0,),
+                              text=text[:20], bridge_k=3)
+    assert choice.relative_weight == 1.0 and choice.bridge_scale == 1.0
+    bridge_grid = {g["bridge_scale"]: g["valid_ndcg"] for g in choice.grid if "bridge_scale" in g}
+    assert bridge_grid[1.0] > bridge_grid[0.0]

@@ -850,7 +850,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if fixed:  # nothing to choose: use the given settings
                 self.item_item_choice = ItemItemChoice(self.item_item_lambda,
                                                        self.item_item_weight, float("nan"),
-                                                       float("nan"))
+                                                       float("nan"), bridge_scale=1.0)
                 result.selected["item_item"] = self.item_item_choice.summary()
             return
         module = self.module
@@ -881,7 +881,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         path = ItemItemPath.fit(matrix, choice.reg_lambda, self.item_item_max_items,
                                 device=self.train_config.device,
                                 text=self.module.item_text.float().cpu(),
-                                bridge_k=self.item_item_bridge_k)
+                                bridge_k=self.item_item_bridge_k, bridge_scale=0.0)
         users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         if len(users) > 2000:
             users = np.sort(np.random.default_rng(self.train_config.seed).choice(
@@ -890,6 +890,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph = torch.from_numpy(super().score(users))
         term = torch.from_numpy(path.scores(matrix[users]))
         path.scale = choice.relative_weight * spread_ratio(graph[~seen], term[~seen])
+        path.bridge_scale = choice.bridge_scale  # the spread ratio is over covered items only
         self.item_item_path = path if path.scale > 0 else None
         if self.train_result is not None and "item_item" in self.train_result.selected:
             self.train_result.selected["item_item"]["scale"] = path.scale

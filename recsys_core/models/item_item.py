@@ -111,12 +111,14 @@ class ItemItemPath:
         bridge_neighbours (Tensor, optional): ``[m, k]`` their neighbours (rows of
             ``weights``).
         bridge_weights (Tensor, optional): ``[m, k]`` neighbour weights (each row sums to 1).
+        bridge_scale (float): Factor on the bridged columns (chosen on validation: how much a
+            text-bridged item's term counts next to a covered item's). (default: :obj:`1.0`)
     """
 
     def __init__(self, num_items: int, items: Tensor, weights: Tensor, scale: float,
                  reg_lambda: float, bridge_items: Tensor | None = None,
                  bridge_neighbours: Tensor | None = None,
-                 bridge_weights: Tensor | None = None) -> None:
+                 bridge_weights: Tensor | None = None, bridge_scale: float = 1.0) -> None:
         self.num_items = int(num_items)
         self.items = items.to("cpu", torch.int64).contiguous()
         self.weights = weights.to("cpu", torch.float32).contiguous()
@@ -134,11 +136,12 @@ class ItemItemPath:
         self.position[self.items.numpy()] = np.arange(len(self.items))
         self.bridge_position = np.full(self.num_items, -1, dtype=np.int64)
         self.bridge_position[self.bridge_items.numpy()] = np.arange(m)
+        self.bridge_scale = float(bridge_scale)
 
     @classmethod
     def fit(cls, matrix: sp.spmatrix, reg_lambda: float, max_items: int, scale: float = 1.0,
             device: str | None = "cpu", text: Tensor | None = None,
-            bridge_k: int = DEFAULT_BRIDGE_K) -> ItemItemPath:
+            bridge_k: int = DEFAULT_BRIDGE_K, bridge_scale: float = 1.0) -> ItemItemPath:
         """Fit the weights on a binary ``[users, items]`` matrix over its head items; with
         ``text`` (``[items, t]`` embeddings) bridge every other item to its head neighbours."""
         items = head_items(matrix, max_items)
@@ -148,7 +151,7 @@ class ItemItemPath:
             others = torch.from_numpy(np.setdiff1d(np.arange(matrix.shape[1]), items))
             neighbours, weights = path.text_neighbours(text[others], text, bridge_k)
             path = cls(matrix.shape[1], path.items, path.weights, scale, reg_lambda,
-                       others, neighbours, weights)
+                       others, neighbours, weights, bridge_scale)
         return path
 
     def text_neighbours(self, text: Tensor, catalogue_text: Tensor,
@@ -178,12 +181,14 @@ class ItemItemPath:
     def bridged_scores(self, history: sp.spmatrix, neighbours: Tensor,
                        weights: Tensor) -> np.ndarray:
         """``[rows, n]`` term of items given by head ``neighbours`` and ``weights`` (see
-        :meth:`text_neighbours`), already multiplied by :attr:`scale`."""
+        :meth:`text_neighbours`), already multiplied by :attr:`scale` and
+        :attr:`bridge_scale`."""
         if neighbours.numel() == 0:
             return np.zeros((history.shape[0], neighbours.size(0)), dtype=np.float32)
         needed, inverse = np.unique(neighbours.numpy(), return_inverse=True)
         block = self._head_scores(history, needed)[:, inverse.reshape(neighbours.shape)]
-        return (block * weights.numpy()[None]).sum(-1) * np.float32(self.scale)
+        return (block * weights.numpy()[None]).sum(-1) * np.float32(
+            self.scale * self.bridge_scale)
 
     def scores(self, history: sp.spmatrix, items: np.ndarray | None = None) -> np.ndarray:
         """``[rows, len(items)]`` term for binary history rows ``[rows, num_items]``
@@ -221,7 +226,8 @@ class ItemItemPath:
         if b_ok.any():
             neighbours = self.bridge_neighbours[bridged[b_ok]]  # [b, k]
             mix = (weights[:, neighbours] * self.bridge_weights[bridged[b_ok]]).sum(-1)
-            out[r_ok.nonzero().view(-1, 1), b_ok.nonzero().view(1, -1)] = mix * self.scale
+            out[r_ok.nonzero().view(-1, 1), b_ok.nonzero().view(1, -1)] = (
+                mix * self.scale * self.bridge_scale)
         return out
 
     def state_tensors(self, prefix: str = "item_item.") -> dict[str, Tensor]:
@@ -230,7 +236,8 @@ class ItemItemPath:
                 f"{prefix}reg_lambda": torch.tensor([self.reg_lambda], dtype=torch.float64),
                 f"{prefix}bridge_items": self.bridge_items,
                 f"{prefix}bridge_neighbours": self.bridge_neighbours,
-                f"{prefix}bridge_weights": self.bridge_weights}
+                f"{prefix}bridge_weights": self.bridge_weights,
+                f"{prefix}bridge_scale": torch.tensor([self.bridge_scale], dtype=torch.float64)}
 
     @classmethod
     def from_state_tensors(cls, tensors: dict[str, Tensor], num_items: int,
@@ -242,7 +249,8 @@ class ItemItemPath:
         check_state_tensors("gnn-llm item-item path", tensors, {
             f"{prefix}items": (n,), f"{prefix}weights": (n, n), f"{prefix}scale": (1,),
             f"{prefix}reg_lambda": (1,), f"{prefix}bridge_items": (m,),
-            f"{prefix}bridge_neighbours": (m, k), f"{prefix}bridge_weights": (m, k)})
+            f"{prefix}bridge_neighbours": (m, k), f"{prefix}bridge_weights": (m, k),
+            f"{prefix}bridge_scale": (1,)})
         items = tensors[f"{prefix}items"].to(torch.int64)
         bridge = tensors[f"{prefix}bridge_items"].to(torch.int64)
         neighbours = tensors[f"{prefix}bridge_neighbours"].to(torch.int64)
@@ -257,7 +265,8 @@ class ItemItemPath:
             raise ValueError("gnn-llm item-item path: an item is both in the head and bridged.")
         return cls(num_items, items, tensors[f"{prefix}weights"],
                    float(tensors[f"{prefix}scale"][0]), float(tensors[f"{prefix}reg_lambda"][0]),
-                   bridge, neighbours, tensors[f"{prefix}bridge_weights"])
+                   bridge, neighbours, tensors[f"{prefix}bridge_weights"],
+                   float(tensors[f"{prefix}bridge_scale"][0]))
 
 
 @dataclass
@@ -269,18 +278,27 @@ class ItemItemChoice:
         relative_weight (float): Chosen weight relative to the spread ratio (0: path off).
         valid_ndcg_graph (float): Validation NDCG@K of the graph score alone.
         valid_ndcg (float): Validation NDCG@K with the chosen path.
-        grid (list[dict]): Every (``reg_lambda``, ``relative_weight``, ``valid_ndcg``) tried.
+        bridge_scale (float): Chosen factor on text-bridged columns (see
+            :class:`ItemItemPath`).
+        grid (list[dict]): Every (``reg_lambda``, ``relative_weight``, ``valid_ndcg``) tried
+            (covered items only), then every ``bridge_scale``.
     """
 
     reg_lambda: float
     relative_weight: float
     valid_ndcg_graph: float
     valid_ndcg: float
+    bridge_scale: float = 1.0
     grid: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"reg_lambda": self.reg_lambda, "relative_weight": self.relative_weight,
-                "valid_ndcg_graph": self.valid_ndcg_graph, "valid_ndcg": self.valid_ndcg}
+                "valid_ndcg_graph": self.valid_ndcg_graph, "valid_ndcg": self.valid_ndcg,
+                "bridge_scale": self.bridge_scale}
+
+
+#: Factors tried on validation for text-bridged columns (ties keep the larger one).
+BRIDGE_SCALES: tuple[float, ...] = (1.0, 0.5, 0.25, 0.0)
 
 
 def spread_ratio(graph_rows: Tensor, path_rows: Tensor) -> float:
@@ -323,6 +341,8 @@ def select_item_item(
     scored against ``valid`` (binary gains, as in early stopping). The chosen cell of the
     (lambda, weight) grid is the one whose neighbourhood scores best (single cells are
     noisy); the path stays off (weight 0) unless that cell beats the graph score alone.
+    Then the factor on text-bridged columns (items without interactions in ``train``) is
+    chosen from :data:`BRIDGE_SCALES`.
 
     Args:
         graph_scores (callable): User indices -> ``[len(users), num_items]`` graph scores.
@@ -369,11 +389,14 @@ def select_item_item(
     best = ItemItemChoice(float(reg_lambdas[0]) if len(reg_lambdas) else 0.0, 0.0, base, base)
     weights = [float(w) for w in relative_weights if w > 0]
     table = np.full((len(reg_lambdas), len(weights)), -np.inf)
+    paths: dict[int, ItemItemPath] = {}
     for row, reg_lambda in enumerate(reg_lambdas):
         if should_stop is not None and should_stop():
             break
+        # The grid scores covered items only (bridge off); the bridge is calibrated after.
         path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device, text=text,
-                                bridge_k=bridge_k)
+                                bridge_k=bridge_k, bridge_scale=0.0)
+        paths[row] = path
         term = torch.from_numpy(path.scores(history))
         ratio = spread_ratio(finite, term[~seen])
         for col, weight in enumerate(weights):
@@ -385,6 +408,36 @@ def select_item_item(
                          "valid_ndcg": float(table.max(initial=base))})
     if not np.isfinite(table).any():
         return best
+    # The surface is flat near its top and each cell is noisy: choose the cell whose
+    # neighbourhood (one step either way on both axes) scores best, not the single best cell.
+    smooth = np.full_like(table, -np.inf)
+    for row in range(table.shape[0]):
+        for col in range(table.shape[1]):
+            window = table[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+            if np.isfinite(table[row, col]):
+                smooth[row, col] = window[np.isfinite(window)].mean()
+    row, col = np.unravel_index(np.argmax(smooth), smooth.shape)  # first max: smaller weight
+    if table[row, col] <= base:
+        return best
+    best.reg_lambda, best.relative_weight = float(reg_lambdas[row]), weights[col]
+    best.valid_ndcg = float(table[row, col])
+    path = paths[row]
+    if len(path.bridge_items):
+        # How much text-bridged items (no interactions in ``train``) count: they can be
+        # validation hits, or take the places of warm hits. Ties keep the larger factor.
+        covered = torch.from_numpy(path.scores(history))
+        path.bridge_scale = 1.0
+        bridged = torch.from_numpy(path.scores(history)) - covered
+        factor = best.relative_weight * spread_ratio(finite, covered[~seen])
+        best.bridge_scale, best.valid_ndcg = 0.0, -np.inf
+        for scale in BRIDGE_SCALES:
+            value = ndcg(graph + factor * (covered + scale * bridged))
+            best.grid.append({"reg_lambda": best.reg_lambda,
+                              "relative_weight": best.relative_weight,
+                              "bridge_scale": scale, "valid_ndcg": value})
+            if value > best.valid_ndcg + 1e-12:
+                best.bridge_scale, best.valid_ndcg = scale, value
+    return best
     # The surface is flat near its top and each cell is noisy: choose the cell whose
     # neighbourhood (one step either way on both axes) scores best, not the single best cell.
     smooth = np.full_like(table, -np.inf)
@@ -406,11 +459,24 @@ def describe_choice(summary: dict[str, Any]) -> str:
         return "item-item path off (it did not help on validation)"
     text = (f"item-item path: lambda={summary['reg_lambda']:g}, "
             f"weight={summary['relative_weight']:.3g}")
+    if "bridge_scale" in summary:
+        text += f", text bridge x{summary['bridge_scale']:g}"
     if np.isfinite(summary.get("valid_ndcg_graph", np.nan)):
         text += (f" (validation NDCG {summary['valid_ndcg_graph']:.4f} graph only, "
                  f"{summary['valid_ndcg']:.4f} with it)")
     return text
 
 
-__all__ = ["DEFAULT_BRIDGE_K", "DEFAULT_REG_LAMBDAS", "DEFAULT_RELATIVE_WEIGHTS", "ItemItemChoice", "ItemItemPath",
-           "describe_choice", "ease_weights", "head_items", "select_item_item", "spread_ratio"]
+__all__ = [
+    "BRIDGE_SCALES",
+    "DEFAULT_BRIDGE_K",
+    "DEFAULT_REG_LAMBDAS",
+    "DEFAULT_RELATIVE_WEIGHTS",
+    "ItemItemChoice",
+    "ItemItemPath",
+    "describe_choice",
+    "ease_weights",
+    "head_items",
+    "select_item_item",
+    "spread_ratio",
+]
