@@ -664,8 +664,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             while fitting). (default: :obj:`5000`)
         item_item_bridge_k (int): Items outside the path (no interactions yet, or beyond
             ``item_item_max_items``) take the similarity-weighted mean of the path's columns
-            of this many most text-similar covered items; 0 leaves them out (term 0).
-            (default: :obj:`20`)
+            of this many most text-similar covered items, times a factor chosen on
+            validation; 0 leaves them out (term 0). (default: :obj:`20`)
     """
 
     name = "gnn-llm"

@@ -19,10 +19,12 @@ Its regularisation :math:`\lambda` and weight :math:`\alpha` are chosen per data
 validation split carved for early stopping (:func:`select_item_item`): a data set where the
 path does not help gets :math:`\alpha = 0`.
 
-An item outside the weights (no interactions yet, or beyond ``max_items``) gets a column
+An item outside the weights (no interactions yet, or beyond ``max_items``) can get a column
 through its text: the similarity-weighted mean of the columns of its most similar covered
-items (:meth:`ItemItemPath.text_neighbours`), so new items keep the collaborative signal of
-the items they resemble and stay comparable with warm ones.
+items (:meth:`ItemItemPath.text_neighbours`), times a factor also chosen on validation. Items
+that never had an interaction cannot be validation hits, so where a catalogue holds many of
+them validation tends to switch this bridge off; it pays where the tail beyond ``max_items``
+(or items seen only in validation) can be hits.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class ItemItemPath:
     Items outside ``items`` (cold items without interactions, or the tail beyond
     ``max_items``) get their column from their text when ``text`` is given: the
     similarity-weighted mean of the columns of their ``bridge_k`` most similar head items
-    (cosine of the text embeddings), so "users whose history points at items like this one"
-    carries over to an item nobody has interacted with yet. Without text they score 0.
+    (cosine of the text embeddings), times :attr:`bridge_scale`, so "users whose history
+    points at items like this one" can carry over to an item nobody has interacted with yet.
+    Without text (or with ``bridge_scale`` 0) they score 0.
 
     Args:
         num_items (int): Catalogue size.
@@ -183,7 +186,7 @@ class ItemItemPath:
         """``[rows, n]`` term of items given by head ``neighbours`` and ``weights`` (see
         :meth:`text_neighbours`), already multiplied by :attr:`scale` and
         :attr:`bridge_scale`."""
-        if neighbours.numel() == 0:
+        if neighbours.numel() == 0 or self.bridge_scale == 0:
             return np.zeros((history.shape[0], neighbours.size(0)), dtype=np.float32)
         needed, inverse = np.unique(neighbours.numpy(), return_inverse=True)
         block = self._head_scores(history, needed)[:, inverse.reshape(neighbours.shape)]
@@ -200,7 +203,7 @@ class ItemItemPath:
         if known.any():
             out[:, known] = self._head_scores(history, pos[known]) * np.float32(self.scale)
         via_text = bridged >= 0
-        if via_text.any():
+        if via_text.any() and self.bridge_scale != 0:
             rows = torch.from_numpy(bridged[via_text])
             out[:, via_text] = self.bridged_scores(history, self.bridge_neighbours[rows],
                                                    self.bridge_weights[rows])
@@ -223,7 +226,7 @@ class ItemItemPath:
                 weights[:, cols[c_ok]] * self.scale)
         bridged = torch.from_numpy(self.bridge_position[items.numpy()])
         b_ok = bridged >= 0
-        if b_ok.any():
+        if b_ok.any() and self.bridge_scale != 0:
             neighbours = self.bridge_neighbours[bridged[b_ok]]  # [b, k]
             mix = (weights[:, neighbours] * self.bridge_weights[bridged[b_ok]]).sum(-1)
             out[r_ok.nonzero().view(-1, 1), b_ok.nonzero().view(1, -1)] = (
