@@ -392,14 +392,12 @@ def select_item_item(
     best = ItemItemChoice(float(reg_lambdas[0]) if len(reg_lambdas) else 0.0, 0.0, base, base)
     weights = [float(w) for w in relative_weights if w > 0]
     table = np.full((len(reg_lambdas), len(weights)), -np.inf)
-    paths: dict[int, ItemItemPath] = {}
     for row, reg_lambda in enumerate(reg_lambdas):
         if should_stop is not None and should_stop():
             break
         # The grid scores covered items only (bridge off); the bridge is calibrated after.
         path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device, text=text,
                                 bridge_k=bridge_k, bridge_scale=0.0)
-        paths[row] = path
         term = torch.from_numpy(path.scores(history))
         ratio = spread_ratio(finite, term[~seen])
         for col, weight in enumerate(weights):
@@ -424,7 +422,11 @@ def select_item_item(
         return best
     best.reg_lambda, best.relative_weight = float(reg_lambdas[row]), weights[col]
     best.valid_ndcg = float(table[row, col])
-    path = paths[row]
+    if text is None or bridge_k <= 0 or len(head_items(train_matrix, max_items)) == num_items:
+        return best
+    # One path at a time is kept (each holds n**2 weights): refit the chosen one.
+    path = ItemItemPath.fit(train_matrix, best.reg_lambda, max_items, device=device, text=text,
+                            bridge_k=bridge_k, bridge_scale=0.0)
     if len(path.bridge_items):
         # How much text-bridged items (no interactions in ``train``) count: they can be
         # validation hits, or take the places of warm hits. Ties keep the larger factor.
