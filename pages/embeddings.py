@@ -50,7 +50,8 @@ def _body() -> None:
     if space == MODEL_SPACE:
         st.caption(
             f"Final user and item vectors of **{ui.md(run.run_id)}**; users and items share "
-            "one space (score = dot product), projected together on the first two "
+            "one space (score = dot product, plus the flagship's item-item term when it "
+            "has one), projected together on the first two "
             "principal components. Dots are items, crosses users (coloured by the value "
             "most common in their history)."
         )
