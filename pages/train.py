@@ -13,6 +13,7 @@ import tempfile
 import zipfile
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from pages import ui
@@ -228,6 +229,7 @@ def _runs(ws) -> None:
         if b2.button("Remove", key="t-remove"):
             ws.runs.remove(run_id)
             st.rerun()
+        _item_item_choice(run)
     with right:
         st.caption(
             "Save a run as a folder (safetensors weights + JSON + Parquet data) for "
@@ -246,6 +248,20 @@ def _runs(ws) -> None:
                 icon=":material/download:",
                 key="t-zip-dl",
             )
+
+
+def _item_item_choice(run) -> None:
+    """The flagship's item-item path settings tried on validation (when it chose any)."""
+    choice = getattr(run.model, "item_item_choice", None)
+    if choice is None or not choice.grid:
+        return
+    from recsys_core.models.item_item import describe_choice
+
+    with st.expander("Item-item path, chosen on validation"):
+        st.caption(describe_choice(choice.summary()))
+        st.plotly_chart(viz.item_item_grid_fig(choice.grid, choice.summary()), key="t-ii-fig")
+        ui.download_csv("Download the settings tried (CSV)", pd.DataFrame(choice.grid),
+                        "item_item_choice.csv", key="t-ii-csv")
 
 
 def _run_zip(ws, run) -> bytes:

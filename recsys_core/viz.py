@@ -745,6 +745,33 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
     return fig
 
 
+def item_item_grid_fig(grid: Sequence[Mapping], chosen: Mapping | None = None) -> go.Figure:
+    """Validation NDCG of the flagship's item-item path per (lambda, relative weight) tried
+    (see :func:`recsys_core.models.item_item.select_item_item`), the chosen cell marked."""
+    frame = pd.DataFrame([g for g in grid if "bridge_scale" not in g])
+    fig = go.Figure()
+    if len(frame):
+        table = frame.pivot_table(index="reg_lambda", columns="relative_weight",
+                                  values="valid_ndcg", aggfunc="mean")
+        x = [f"{w:.3g}" for w in table.columns]
+        y = [f"{lam:g}" for lam in table.index]
+        fig.add_trace(go.Heatmap(
+            z=table.to_numpy(), x=x, y=y, colorscale="Viridis",
+            colorbar=dict(title="valid NDCG"),
+            hovertemplate="lambda %{y}, weight %{x}: NDCG %{z:.4f}<extra></extra>"))
+        if chosen and chosen.get("relative_weight", 0) > 0:
+            fig.add_trace(go.Scatter(
+                x=[f"{chosen['relative_weight']:.3g}"], y=[f"{chosen['reg_lambda']:g}"],
+                mode="markers", marker=dict(symbol="x", size=14, color="white",
+                                            line=dict(width=2, color="black")),
+                name="chosen", hoverinfo="skip"))
+    fig.update_layout(
+        title="Item-item path: validation NDCG per setting",
+        xaxis_title="relative weight", yaxis_title="lambda", height=360,
+        margin=dict(t=50, b=40, l=60, r=10), showlegend=False)
+    return fig
+
+
 def _finite(value) -> bool:
     try:
         return value is not None and bool(np.isfinite(float(value)))

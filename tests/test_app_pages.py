@@ -145,6 +145,19 @@ def test_pages_show_content(workspace):
     assert "gnn-llm #2" in set(at.dataframe[0].value["run"])
 
 
+def test_train_page_shows_the_flagships_item_item_choice(workspace):
+    workspace.runs.active_id = "gnn-llm #2"
+    choice = workspace.runs.get("gnn-llm #2").model.item_item_choice
+    assert choice is not None and choice.grid  # chosen on the carved validation split
+    at = page_test("train", workspace).run()
+    expanders = [e for e in at.expander if e.label == "Item-item path, chosen on validation"]
+    assert len(expanders) == 1
+    assert expanders[0].get("plotly_chart") and "item-item path" in expanders[0].caption[0].value
+    table = at.dataframe[0].value
+    chosen = table.loc[table["run"] == "gnn-llm #2", "chosen_on_validation"].iloc[0]
+    assert chosen.startswith("item-item path")
+
+
 def test_app_entry_with_sidebar(workspace):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.session_state[ui.STATE_KEY] = workspace

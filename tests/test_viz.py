@@ -316,3 +316,17 @@ def test_plot_text_keeps_quotes_and_escapes_tags():
     assert plot_text('say "hi" <b>') == 'say "hi" &lt;b&gt;'
     fig = viz.degree_histogram_fig(np.array([1, 3, 30, 300]), "item")
     assert fig.layout.xaxis.dtick == 1 and fig.layout.yaxis.dtick == 1
+
+
+def test_item_item_grid_fig_marks_the_chosen_setting():
+    grid = [{"reg_lambda": lam, "relative_weight": w, "valid_ndcg": 0.2 + 0.001 * lam / 100 + w}
+            for lam in (50.0, 200.0) for w in (0.25, 0.5)]
+    grid.append({"reg_lambda": 200.0, "relative_weight": 0.5, "bridge_scale": 0.0,
+                 "valid_ndcg": 0.9})  # bridge rows are not part of the heatmap
+    fig = viz.item_item_grid_fig(grid, {"reg_lambda": 200.0, "relative_weight": 0.5})
+    heat, mark = fig.data
+    assert list(heat.y) == ["50", "200"] and list(heat.x) == ["0.25", "0.5"]
+    np.testing.assert_allclose(heat.z, [[0.4505, 0.7005], [0.452, 0.702]])
+    assert list(mark.x) == ["0.5"] and list(mark.y) == ["200"]
+    off = viz.item_item_grid_fig(grid, {"reg_lambda": 50.0, "relative_weight": 0.0})
+    assert len(off.data) == 1  # the path is off: nothing chosen to mark
