@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# The app server and browser settings are the browser tests' (tests/browser_support.py).
+sys.path.insert(0, str(ROOT / "tests"))
 
 PAGES = [
     ("data", "Data"),
@@ -94,95 +96,52 @@ def bench_apptest(args: argparse.Namespace) -> None:
 
 
 def bench_browser(args: argparse.Namespace) -> None:
-    import socket
-    import subprocess
-
+    from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.fileWatcherType",
-        "none",
-    ]
+    app_args = []
     if args.interactions != str(ROOT / "data" / "interactions.csv"):
-        cmd += ["--", "--interactions", args.interactions]
-        cmd += ["--items", args.items] if args.items else []
-        cmd += ["--user-edges", args.user_edges] if args.user_edges else []
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app_args += ["--interactions", args.interactions]
+        app_args += ["--items", args.items] if args.items else []
+        app_args += ["--user-edges", args.user_edges] if args.user_edges else []
     shots = Path(args.screenshots) if args.screenshots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.time() + 120
-            while True:
-                try:
-                    page.goto(url)
-                    break
-                except Exception:  # noqa: BLE001 - server still starting
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(1)
-            started = time.perf_counter()
-            page.locator("h1", has_text="Data").first.wait_for(timeout=120_000)
-            print(f"first page shown after {time.perf_counter() - started:.1f} s")
-            while True:
-                sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-                if "gnn-llm" in sidebar and "Training in the background" not in sidebar:
-                    break
-                if time.perf_counter() - started > args.model_timeout:
-                    raise SystemExit("flagship not ready in time")
-                time.sleep(1)
-            print(f"flagship ready {time.perf_counter() - started:.1f} s after the first page")
-            times: dict[str, list[float]] = {name: [] for name, _ in PAGES}
-            for _ in range(1 + args.repeat):  # passes over all pages
-                for name, title in PAGES:
-                    t0 = time.perf_counter()
-                    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-                    page.locator("h1", has_text=title).first.wait_for(timeout=120_000)
-                    _wait_idle(page)
-                    times[name].append(time.perf_counter() - t0)
-                    if shots and len(times[name]) == 1:
-                        _settle(page, name)
-                        page.screenshot(path=str(shots / f"{name}.png"))
-            print(f"\n{'page':<16}{'first (s)':>10}{'median (s)':>11}")
-            worst = 0.0
-            for name, values in times.items():
-                worst = max(worst, statistics.median(values))
-                print(f"{name:<16}{values[0]:>10.2f}{statistics.median(values):>11.2f}")
-            print(f"\nslowest median: {worst:.2f} s (target < 2 s)")
-            if shots:
-                _explain_shap_screenshot(page, shots)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(15)
+    with streamlit_server(app_args=app_args) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(url)
+        started = time.perf_counter()
+        page.locator("h1", has_text="Data").first.wait_for(timeout=120_000)
+        print(f"first page shown after {time.perf_counter() - started:.1f} s")
+        while True:
+            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+            if "gnn-llm" in sidebar and "Training in the background" not in sidebar:
+                break
+            if time.perf_counter() - started > args.model_timeout:
+                raise SystemExit("flagship not ready in time")
+            time.sleep(1)
+        print(f"flagship ready {time.perf_counter() - started:.1f} s after the first page")
+        times: dict[str, list[float]] = {name: [] for name, _ in PAGES}
+        for _ in range(1 + args.repeat):  # passes over all pages
+            for name, title in PAGES:
+                t0 = time.perf_counter()
+                page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+                page.locator("h1", has_text=title).first.wait_for(timeout=120_000)
+                _wait_idle(page)
+                times[name].append(time.perf_counter() - t0)
+                if shots and len(times[name]) == 1:
+                    _settle(page, name)
+                    page.screenshot(path=str(shots / f"{name}.png"))
+        print(f"\n{'page':<16}{'first (s)':>10}{'median (s)':>11}")
+        worst = 0.0
+        for name, values in times.items():
+            worst = max(worst, statistics.median(values))
+            print(f"{name:<16}{values[0]:>10.2f}{statistics.median(values):>11.2f}")
+        print(f"\nslowest median: {worst:.2f} s (target < 2 s)")
+        if shots:
+            _explain_shap_screenshot(page, shots)
+        browser.close()
 
 
 def _explain_shap_screenshot(page, shots: Path) -> None:

@@ -56,12 +56,14 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> Non
 
 
 @contextmanager
-def streamlit_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port (output in ``log``); yields its URL."""
+def streamlit_server(log: Path | None = None, env: dict[str, str] | None = None,
+                     app_args: list[str] | None = None) -> Iterator[str]:
+    """``streamlit run app.py [-- app_args]`` on a free port (output in ``log``, discarded
+    when ``None``); yields its URL."""
     port = free_port()
     env = dict(os.environ, **(env or {}))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    with open(log, "w") as out:
+    with open(log if log is not None else os.devnull, "w") as out:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -77,6 +79,7 @@ def streamlit_server(log: Path, env: dict[str, str] | None = None) -> Iterator[s
                 "none",
                 "--browser.gatherUsageStats",
                 "false",
+                *(["--", *app_args] if app_args else []),
             ],
             cwd=ROOT,
             stdout=out,

@@ -395,9 +395,8 @@ def select_item_item(
     for row, reg_lambda in enumerate(reg_lambdas):
         if should_stop is not None and should_stop():
             break
-        # The grid scores covered items only (bridge off); the bridge is calibrated after.
-        path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device, text=text,
-                                bridge_k=bridge_k, bridge_scale=0.0)
+        # The grid scores covered items only (no bridge); the bridge is calibrated after.
+        path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device)
         term = torch.from_numpy(path.scores(history))
         ratio = spread_ratio(finite, term[~seen])
         for col, weight in enumerate(weights):
@@ -442,19 +441,6 @@ def select_item_item(
                               "bridge_scale": scale, "valid_ndcg": value})
             if value > best.valid_ndcg + 1e-12:
                 best.bridge_scale, best.valid_ndcg = scale, value
-    return best
-    # The surface is flat near its top and each cell is noisy: choose the cell whose
-    # neighbourhood (one step either way on both axes) scores best, not the single best cell.
-    smooth = np.full_like(table, -np.inf)
-    for row in range(table.shape[0]):
-        for col in range(table.shape[1]):
-            window = table[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-            if np.isfinite(table[row, col]):
-                smooth[row, col] = window[np.isfinite(window)].mean()
-    row, col = np.unravel_index(np.argmax(smooth), smooth.shape)  # first max: smaller weight
-    if table[row, col] > base:
-        best.reg_lambda, best.relative_weight = float(reg_lambdas[row]), weights[col]
-        best.valid_ndcg = float(table[row, col])
     return best
 
 
