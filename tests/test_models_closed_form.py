@@ -213,7 +213,8 @@ def test_text_knn_encodes_item_texts_when_not_given(tiny_dataset, monkeypatch):
 
 # ---------------------------------------------------------------------------- registry
 def test_registry_names_and_default_order():
-    assert list(MODEL_REGISTRY) == ["gnn-llm", "lightgcn", "mf", "ease", "pop", "text-knn"]
+    assert list(MODEL_REGISTRY) == ["gnn-llm", "lightgcn", "mf", "ease", "pop", "text-knn",
+                                    "rp3beta", "itemknn", "text-pop"]
     assert set(CLOSED_FORM) <= set(available_models())
     assert get_model_class("ease") is EASERecommender
     assert isinstance(create_model("pop"), PopularityRecommender)

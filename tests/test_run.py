@@ -33,8 +33,11 @@ FAST = {
     "mf": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
     "lightgcn": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
     "gnn-llm": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
+    "rp3beta": {"neighbours": 4},
+    "itemknn": {"neighbours": 4, "shrink": 1.0},
+    "text-pop": {},
 }
-TEXT_MODELS = {"text-knn", "gnn-llm"}
+TEXT_MODELS = {"text-knn", "gnn-llm", "text-pop"}
 
 
 def build(name, dataset):

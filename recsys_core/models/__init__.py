@@ -23,6 +23,9 @@ MODEL_REGISTRY: dict[str, str] = {
     "ease": "ease:EASERecommender",
     "pop": "pop:PopularityRecommender",
     "text-knn": "text_knn:TextKNNRecommender",
+    "rp3beta": "rp3beta:RP3betaRecommender",
+    "itemknn": "itemknn:ItemKNNRecommender",
+    "text-pop": "text_pop:TextPopRecommender",
 }
 
 #: The flagship model, trained when no other is asked for.
