@@ -223,15 +223,17 @@ def tune_model(
     best = record.best
     final_params = {**base, **(best.params if best is not None else {})}
     record.chosen = dict(best.params) if best is not None else {}
-    if best is not None and best.best_epoch:
-        # Early stopping chose the epochs: train on everything for that many, as the
-        # flagship's refit does (same seed), instead of repeating the validated run first.
-        final_params.update(epochs=best.best_epoch, refit=False)
-        record.chosen["epochs"] = best.best_epoch
+    iterative = best is not None and best.best_epoch is not None
+    if iterative:
+        # Early stopping chose the epochs: train on everything for that many (at least one),
+        # as the flagship's refit does (same seed), without repeating the validated run.
+        epochs = max(1, best.best_epoch)
+        final_params.update(epochs=epochs, refit=False)
+        record.chosen["epochs"] = epochs
     started = time.perf_counter()
     final = create_model(model_name, **final_params)
-    empty = fit_interactions.iloc[:0] if best is not None and best.best_epoch else None
-    _fit(final, dataset, fit_interactions, empty, should_stop)
+    _fit(final, dataset, fit_interactions, fit_interactions.iloc[:0] if iterative else None,
+         should_stop)
     record.refit_seconds = time.perf_counter() - started
     if on_progress is not None:
         on_progress({"stage": "refit", "fraction": 1.0})
