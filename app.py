@@ -5,33 +5,37 @@
 
 Sets the page config, draws the sidebar shared by every page (data set, active model, device,
 training progress) and runs the page chosen in the navigation. Pages live in ``pages/`` and are
-registered here explicitly.
+registered here explicitly (``recscope_ui.navigation``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from pages import ui
+from recscope_ui import navigation, ui
 from recsys_core.device import configure_cpu_threads, describe_device, pick_device
 from recsys_core.errors import RecScopeError
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")
+# Registered first, drawn first: the navigation shows before the sidebar's slower work.
+NAV_PAGES = navigation.pages()
+current_page = st.navigation(NAV_PAGES, position="hidden")
+navigation.sidebar_links(NAV_PAGES)
 
-try:  # one core stays with the web server, so pages stay responsive while a model trains
-    configure_cpu_threads(reserve=1)
-except ValueError as exc:
-    st.sidebar.warning(f"{exc} Using torch's default thread count.")
 
-PAGES = [
-    st.Page("pages/data.py", title="Data", icon=":material/table:", default=True),
-    st.Page("pages/graph.py", title="Graph", icon=":material/hub:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
-    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
-    st.Page("pages/explain.py", title="Explain", icon=":material/psychology:"),
-    st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
-]
+@st.cache_resource(show_spinner=False)
+def thread_setting_problem() -> str | None:
+    """Set torch's CPU threads once per server process (never per rerun or job): one core
+    stays with the web server, so pages stay responsive while a model trains."""
+    try:
+        configure_cpu_threads(reserve=1)
+    except ValueError as exc:
+        return f"{exc} Using torch's default thread count."
+    return None
+
+
+if (problem := thread_setting_problem()) is not None:
+    st.sidebar.warning(problem)
 
 
 @st.cache_resource(show_spinner=False)
@@ -82,4 +86,4 @@ def sidebar() -> None:
 
 
 ui.guarded(sidebar)
-st.navigation(PAGES).run()
+current_page.run()

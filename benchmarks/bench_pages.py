@@ -42,7 +42,7 @@ PAGES = [
 def bench_apptest(args: argparse.Namespace) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from pages import ui
+    from recscope_ui import ui
     from recsys_core.ingest import load_dataset
     from recsys_core.session import (
         TrainingJob,

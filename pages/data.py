@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.errors import DataError, RecScopeError
 
@@ -207,4 +201,4 @@ def _columns(source: tuple[str, bytes]) -> list[str]:
     return list(sniff_table(source, role="interactions", max_rows=DEFAULT_MAX_ROWS).columns)
 
 
-render()
+ui.run_page(render)

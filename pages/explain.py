@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core import viz
 
 ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
@@ -508,4 +502,4 @@ def _sample_users(ws, user: str, n: int, k: int) -> list[str]:
     return first + [str(u) for u in picked]
 
 
-render()
+ui.run_page(render)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import numpy as np
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.graph import graph_summary, k_hop_networkx
 
@@ -177,4 +171,4 @@ def _matches(ws, node_type: str, query: str) -> list[int]:
     return order[:MAX_MATCHES]
 
 
-render()
+ui.run_page(render)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import pandas as pd
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.session import HEADLINE_K, evaluate_model
 
@@ -146,4 +140,4 @@ def _table(results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-render()
+ui.run_page(render)

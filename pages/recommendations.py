@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core.session import cold_start_reach, ensure_item_text
 
 
@@ -208,4 +202,4 @@ def _cold_start(ws, run) -> None:
             )
 
 
-render()
+ui.run_page(render)

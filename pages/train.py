@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # `AppTest.from_file(page)` runs
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # pages without app.py
-
 import io
 import tempfile
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from pages import ui
+from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.device import describe_device, pick_device
 from recsys_core.models import DEFAULT_MODEL, available_models
@@ -290,4 +285,4 @@ def _run_zip(ws, run) -> bytes:
         return buffer.getvalue()
 
 
-render()
+ui.run_page(render)

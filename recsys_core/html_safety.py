@@ -65,14 +65,16 @@ def escape_markdown(value: object, max_length: int | None = None) -> str:
 
 
 def graph_label(value: object, max_length: int = 40) -> str:
-    """A node/edge label for vis-network drawn with ``font.multi = "html"``.
+    """A node label for the pyvis graph: plain text on one line.
 
-    vis-network draws labels on a canvas; in ``"html"`` mode it interprets ``<b>``, ``<i>`` and
-    ``<code>`` and decodes exactly two entities, ``&lt;`` and ``&amp;``. Escaping those two
-    characters therefore makes every label render literally (no tag is ever interpreted).
+    vis-network draws labels on a canvas, which never interprets markup, as long as its
+    ``font.multi`` markup modes stay off (:func:`recsys_core.viz.graph_html` leaves them off:
+    its ``"html"`` mode parses labels with regular expressions built from the text itself, so
+    a ``(`` or ``[`` in a title broke the whole drawing). The page embeds the label through
+    Jinja's ``tojson``, which escapes ``<``, ``>``, ``&`` and ``'``, so no string can leave
+    its script either. Nothing is escaped here: the canvas shows exactly these characters.
     """
-    text = clean_text(value, max_length).replace("\n", " ")
-    return text.replace("&", "&amp;").replace("<", "&lt;")
+    return clean_text(value, max_length).replace("\r", " ").replace("\n", " ")
 
 
 def graph_title(value: object, max_length: int = 600) -> str:

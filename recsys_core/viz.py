@@ -205,7 +205,7 @@ def graph_html(
             )
         net.add_edge(u, v, **edge)
     net.options = {
-        "nodes": {"font": {"size": 13, "multi": "html", "face": "sans-serif"}},
+        "nodes": {"font": {"size": 13, "multi": False, "face": "sans-serif"}},
         "edges": {"smooth": False},
         "interaction": {"hover": True, "tooltipDelay": 120, "navigationButtons": False},
         "physics": {

@@ -30,8 +30,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 #: What a page shows when drawing it failed: Streamlit's exception box (uncaught errors) or
-#: ``pages.ui.guarded``'s message (caught ones).
+#: ``recscope_ui.ui.guarded``'s message (caught ones).
 ERROR_MARKERS = ("Traceback", "Something went wrong")
+#: The app's navigation links (``recscope_ui.navigation.sidebar_links``).
+NAV_LINKS = '[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]'
 
 
 def free_port() -> int:
@@ -100,7 +102,7 @@ def streamlit_server(log: Path | None = None, env: dict[str, str] | None = None,
 
 def open_page(page, title: str) -> None:
     """Click ``title`` in the sidebar navigation and wait for the page's heading."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.locator(NAV_LINKS, has_text=title).first.click()
     page.locator("h1", has_text=title).first.wait_for(timeout=60_000)
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pages` is a folder of the repository, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from pages import ui  # noqa: E402
+from recscope_ui import ui  # noqa: E402
 from recsys_core import viz  # noqa: E402
 from recsys_core.dataset import Dataset  # noqa: E402
 from recsys_core.models import create_model  # noqa: E402

@@ -44,6 +44,9 @@ PAYLOADS = [
     "<img src=x onerror=alert(1)>",
     "an href=x and &lt;b&gt; entities",
     "<iframe srcdoc='<script>parent.__pwned=1</script>'></iframe>",
+    # Regular-expression syntax: vis-network's "html" label mode built a RegExp from the text.
+    'user <img src=y onerror=alert("xss-user (unbalanced [ * + ? \\ |',
+    "a) b] c{ d* e+ f? g\\ h| i^ j$ k.",
 ]
 
 
@@ -56,16 +59,18 @@ def _csv(frame: pd.DataFrame) -> bytes:
 @pytest.fixture(scope="module")
 def hostile_page(tmp_path_factory):
     """The graph page around a hostile user, with the unescaped texts it should show."""
-    users = ["u-" + PAYLOADS[0], "u-" + PAYLOADS[1], "u-" + PAYLOADS[2]]
+    users = ["u-" + PAYLOADS[0], "u-" + PAYLOADS[1], "u-" + PAYLOADS[2], PAYLOADS[10]]
     items = [f"i{j}-{p}" for j, p in enumerate(PAYLOADS[3:8])]
     interactions = pd.DataFrame({
-        "user_id": [users[0], users[0], users[0], users[1], users[1], users[2], users[2]],
-        "item_id": [items[0], items[1], items[2], items[1], items[3], items[2], items[4]],
-        "rating": [5, 4, 3, 2, 5, 4, 1],
+        "user_id": [users[0], users[0], users[0], users[1], users[1], users[2], users[2],
+                    users[3], users[3]],
+        "item_id": [items[0], items[1], items[2], items[1], items[3], items[2], items[4],
+                    items[0], items[4]],
+        "rating": [5, 4, 3, 2, 5, 4, 1, 3, 4],
     })
     metadata = pd.DataFrame({
         "item_id": items,
-        "title": PAYLOADS[5:10],
+        "title": PAYLOADS[5:9] + [PAYLOADS[11]],
         "description": [p + " is a long enough description to be read as text" for p in
                         PAYLOADS[:5]],
         "genres": [f"{PAYLOADS[6]}|{PAYLOADS[7]}", PAYLOADS[1], f"{PAYLOADS[6]}|{PAYLOADS[8]}",
@@ -74,7 +79,7 @@ def hostile_page(tmp_path_factory):
     dataset = load_dataset(("hostile interactions.csv", _csv(interactions)),
                            ("hostile items.csv", _csv(metadata)), categorical_cols=["genres"],
                            text_cols=["description"])
-    assert dataset.num_users == 3 and dataset.num_items == 5
+    assert dataset.num_users == 4 and dataset.num_items == 5
     graph = k_hop_networkx(build_hetero_graph(dataset), "user", 0, num_hops=3, max_nodes=100)
     labels, titles = viz.describe_nodes(graph, dataset)
     page = viz.graph_html(graph, center="user:0", labels=labels, titles=titles,
@@ -95,13 +100,14 @@ def test_graph_page_runs_no_payload_and_shows_every_tooltip_as_text(hostile_page
     from playwright.sync_api import sync_playwright
 
     path, expected, labels = hostile_page
-    dialogs, requests = [], []
+    dialogs, requests, errors = [], [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
             page.on("request", lambda request: requests.append(request.url))
+            page.on("pageerror", lambda error: errors.append(str(error)))
             page.add_init_script("window.__pwned = undefined;")
             page.goto(path.as_uri())
             page.wait_for_function("window.recscopeGraphReady === true", timeout=30_000)
@@ -151,4 +157,5 @@ def test_graph_page_runs_no_payload_and_shows_every_tooltip_as_text(hostile_page
         finally:
             browser.close()
     assert dialogs == []
+    assert errors == []  # e.g. no "Invalid regular expression" from a title's "("
     assert requests == [path.as_uri()], requests

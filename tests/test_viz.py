@@ -69,15 +69,15 @@ def test_graph_html_is_offline(page):
 def test_graph_html_escapes_every_label_and_title(page):
     nodes, edges = viz.graph_node_data(page)
     assert nodes and edges
-    for entry in nodes + edges:
-        for key in ("label", "title"):
-            text = entry.get(key, "")
-            assert "<" not in text, (key, text)
+    for entry in nodes + edges:  # tooltips become DOM text, so they are escaped
+        assert "<" not in entry.get("title", ""), entry
     titles = " ".join(n["title"] for n in nodes)
     assert "&lt;img src=x onerror=alert(1)&gt;" in titles
     assert "&lt;script&gt;" in titles
+    # Labels are drawn on the canvas as plain text (no markup mode), shown as typed.
     labels = [n["label"] for n in nodes]
-    assert any("&lt;img" in label for label in labels)
+    assert any("<img" in label for label in labels)
+    assert '"multi": false' in page
     # Raw markup never appears anywhere in the page outside vis-network's own code.
     assert "onerror=alert(1)>" not in page
     assert "<script>alert(3)" not in page
@@ -145,7 +145,8 @@ def test_escape_markdown_neutralises_syntax(text):
 
 def test_escape_helpers():
     assert escape_html('<a href="x">') == "&lt;a href=&quot;x&quot;&gt;"
-    assert graph_label("a<b&c") == "a&lt;b&amp;c"
+    assert graph_label("a<b&c (x[") == "a<b&c (x["  # the canvas draws text, never markup
+    assert graph_label("two\nlines") == "two lines"
     assert "href" not in graph_title("an href here") and "hre" in graph_title("an href here")
     assert escape_markdown("x" * 50, max_length=10).endswith("…")
     assert escape_html("a\x00b\x1fc") == "abc"

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from recscope_ui import navigation
 from recsys_core.csv_safety import to_csv_string
 from recsys_core.errors import RecScopeError
 from recsys_core.html_safety import escape_markdown
@@ -214,6 +215,12 @@ def require_model(ws: Workspace):
 
 
 # ---------------------------------------------------------------------------------- guards
+def run_page(render: Callable[[], None]) -> None:
+    """A page script's body: make sure it runs inside the app (see
+    :func:`recscope_ui.navigation.run_page`), then draw it."""
+    navigation.run_page(render)
+
+
 def guarded(render: Callable[[], None]) -> None:
     """Run a page body; any error is shown as a message with what to do, never a traceback."""
     try:

@@ -1,2 +1,0 @@
-"""RecScope's Streamlit pages (registered explicitly in ``app.py``) and their shared helpers
-(:mod:`pages.ui`)."""
