@@ -11,14 +11,31 @@ Cold-start protocol: 10% of the items (``default_rng(7)``) are held out entirely
 the other interactions and, for each user with held-out interactions, rank only the held-out
 items (known from their title and genres).
 
+Tuned peers: the peers with a grid in :data:`recsys_core.tuning.DEFAULT_GRIDS` (pop, EASE,
+RP3beta, ItemKNN, MF, LightGCN) choose their settings as the flagship does, on the validation
+split :func:`recsys_core.tuning.tune_model` carves out of train + valid (the flagship's own
+``split_validation(fit, 0.1, seed=0)``), then refit on all of train + valid; ``--no-tune`` runs
+them with their constructor defaults instead. MF and LightGCN train with the flagship's loss
+and negatives (sampled softmax over 2,048 items). ``--time-limit`` caps each grid point's
+training; the refit of an iterative peer trains for the epochs validation chose.
+
+Split seeds: ``--seeds 42,1,2`` repeats the warm protocol on other random splits (42 is the
+BENCHMARK.md one); per-seed figures and their means are printed and saved. The cold-start
+split keeps its protocol seed (7).
+
 Each model runs in a fresh subprocess so that its peak resident memory (RSS) is its own. Fit
-seconds cover ``model.fit`` only; text encoding (all-MiniLM-L6-v2, cached on disk) is reported
-separately. Results go to ``benchmarks/results/ml100k.{json,md}``.
+seconds cover ``model.fit`` only (for a tuned peer: the whole grid plus the refit); text
+encoding (all-MiniLM-L6-v2, cached on disk) is reported separately. Results go to
+``benchmarks/results/ml100k.{json,md}``; a run replaces the entries it re-measures (same model,
+protocol, seed and tuning) and keeps the others, so runs of different models add up
+(``--fresh`` starts over).
 
 Usage::
 
     python benchmarks/bench_ml100k.py                      # every available model
     python benchmarks/bench_ml100k.py --models ease,pop,text-knn --no-cold
+    python benchmarks/bench_ml100k.py --models pop,ease,rp3beta,itemknn,mf,lightgcn \\
+        --cold-models text-knn,text-pop --seeds 42,1,2 --time-limit 120
 """
 
 from __future__ import annotations
@@ -46,7 +63,12 @@ sys.path.insert(0, str(REPO))
 from recsys_core.dataset import ITEM_IDX, USER_IDX, Dataset  # noqa: E402
 from recsys_core.metrics import ndcg_at_k, recall_at_k  # noqa: E402
 from recsys_core.models import available_models, create_model, get_model_class  # noqa: E402
-from recsys_core.splits import benchmark_split, cold_start_item_split  # noqa: E402
+from recsys_core.splits import (  # noqa: E402
+    BENCHMARK_SEED,
+    cold_start_item_split,
+    per_user_random_split,
+)
+from recsys_core.tuning import DEFAULT_BASE_PARAMS, DEFAULT_GRIDS, tune_model  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "../shared/data/ml-100k"
 RESULTS = REPO / "benchmarks" / "results"
@@ -56,8 +78,13 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
           "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 #: Peer figures from BENCHMARK.md (Recall@20, NDCG@20) for the table's reference column.
 PEERS = {"pop": (0.182, 0.158), "ease": (0.406, 0.367), "lightgcn": (0.357, 0.308)}
-PEERS_COLD = {"text-knn": 0.241}
-MODEL_ORDER = ["pop", "ease", "text-knn", "mf", "lightgcn", "gnn-llm"]
+#: BENCHMARK.md's validation-tuned peers (chosen on its valid split), for the tuned table.
+PEERS_TUNED = {"pop": (0.182, 0.158), "ease": (0.417, 0.369), "rp3beta": (0.357, 0.313)}
+PEERS_COLD = {"text-knn": 0.241, "text-pop": 0.322}
+MODEL_ORDER = ["pop", "ease", "rp3beta", "itemknn", "text-knn", "text-pop", "mf", "lightgcn",
+               "gnn-llm"]
+#: Peers tuned on validation in the warm protocol (unless --no-tune), in table order.
+TUNED_PEERS = [m for m in MODEL_ORDER if m in DEFAULT_GRIDS]
 FAST_FIT_S = 10.0
 FAST_FIT_REPEATS = 3
 
@@ -83,14 +110,15 @@ def load_ml100k(root: str | Path) -> Dataset:
     return Dataset(inter, items, attribute_columns=["genre"], name="ml-100k")
 
 
-def protocol_splits(ds: Dataset, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                          np.ndarray | None]:
+def protocol_splits(ds: Dataset, protocol: str, seed: int = BENCHMARK_SEED
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
     """(fit frame, test frame, held-out item indices or ``None``) for ``"random"``/``"cold"``.
 
-    Both come from :mod:`recsys_core.splits`, whose defaults are the BENCHMARK.md protocols.
+    Both come from :mod:`recsys_core.splits`, whose defaults are the BENCHMARK.md protocols;
+    ``seed`` is the random split's (the cold-start split keeps its protocol seed).
     """
     if protocol == "random":
-        train, valid, test = benchmark_split(ds.interactions)
+        train, valid, test = per_user_random_split(ds.interactions, seed=seed)
         return pd.concat([train, valid]), test, None
     train, test = cold_start_item_split(ds.interactions)
     return train, test, np.unique(test[ITEM_IDX].to_numpy())
@@ -131,17 +159,26 @@ def _model_kwargs(name: str, ds: Dataset, options: dict[str, Any]) -> tuple[dict
     return kwargs, encode_s
 
 
-def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any]) -> dict[str, Any]:
+def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any],
+               seed: int = BENCHMARK_SEED, tune: bool = False) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(0)
     ds = load_ml100k(data)
     kwargs, encode_s = _model_kwargs(name, ds, options)
-    fit_frame, test, held = protocol_splits(ds, protocol)
+    fit_frame, test, held = protocol_splits(ds, protocol, seed)
     rss_before = _rss_mb()
     fit_times = []
+    tuning = None
+    if tune:  # the whole grid plus the refit, once (it is not a fast fit to repeat)
+        start = time.perf_counter()
+        model, record = tune_model(name, ds, fit_frame,
+                                   base_params={**DEFAULT_BASE_PARAMS.get(name, {}), **kwargs})
+        fit_times.append(time.perf_counter() - start)
+        tuning = {**record.to_dict(), "describe": record.describe()}
     # Fast fits are repeated (best of 3, like timeit) because the CPU may be shared.
-    while not fit_times or (len(fit_times) < FAST_FIT_REPEATS and max(fit_times) < FAST_FIT_S):
+    while not tune and (not fit_times or (len(fit_times) < FAST_FIT_REPEATS
+                                          and max(fit_times) < FAST_FIT_S)):
         model = create_model(name, **kwargs)
         start = time.perf_counter()
         model.fit(ds, fit_frame)
@@ -153,13 +190,19 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any]) ->
                            candidates=candidates)
     score_s = time.perf_counter() - start
     recall, ndcg = recall_ndcg_at_k(recs, test)
-    result = {"model": name, "protocol": protocol, "recall@20": recall, "ndcg@20": ndcg,
+    result = {"model": name, "protocol": protocol, "seed": seed if held is None else None,
+              "tuned": tune, "recall@20": recall, "ndcg@20": ndcg,
               "fit_s": min(fit_times), "fit_runs": len(fit_times), "encode_s": encode_s,
               "recommend_s": score_s, "peak_rss_mb": _peak_rss_mb(),
               "rss_before_fit_mb": rss_before, "test_users": int(len(user_idx)),
               "test_interactions": int(len(test)),
               "candidates": None if held is None else int(len(held)), "config": model.config(),
-              "device": _device_of(model)}
+              "device": _device_of(model),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if tuning is not None:
+        result["tuning"] = tuning
+    if getattr(model, "validation", None):  # text-pop: its pseudo-cold choice
+        result["validation"] = model.validation
     train_result = getattr(model, "train_result", None)
     if train_result is not None:  # iterative models: how training ended
         result["training"] = {"best_epoch": train_result.best_epoch,
@@ -183,18 +226,22 @@ def _device_of(model: Any) -> str:
     return "CPU" if device is None else describe_device(pick_device(device))
 
 
-def run_in_subprocess(name: str, protocol: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_in_subprocess(name: str, protocol: str, args: argparse.Namespace,
+                      seed: int = BENCHMARK_SEED, tune: bool = False) -> dict[str, Any]:
+    key = {"model": name, "protocol": protocol,
+           "seed": seed if protocol == "random" else None, "tuned": tune}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, __file__, "--worker", name, "--protocol", protocol,
-               "--data", str(args.data), "--result", str(out), "--options", args.options_json]
+               "--data", str(args.data), "--result", str(out), "--options", args.options_json,
+               "--split-seed", str(seed)] + (["--tune"] if tune else [])
         try:
             proc = subprocess.run(cmd, timeout=args.timeout, stderr=subprocess.PIPE, text=True)
         except subprocess.TimeoutExpired:
-            return {"model": name, "protocol": protocol, "error": f"timeout ({args.timeout} s)"}
+            return {**key, "error": f"timeout ({args.timeout} s)"}
         if proc.returncode != 0 or not out.is_file():
             tail = proc.stderr.strip().splitlines()[-3:]
-            return {"model": name, "protocol": protocol, "error": " | ".join(tail) or "failed"}
+            return {**key, "error": " | ".join(tail) or "failed"}
         return json.loads(out.read_text())
 
 
@@ -218,42 +265,143 @@ def _best_of(result: dict[str, Any]) -> str:
     return f" (best of {runs})" if runs > 1 else ""
 
 
-def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [f"# MovieLens-100K ({meta['created']}, {meta['machine']})", "",
-             "Warm protocol (random 80/10/10 per user, fit on train+valid, full ranking):", "",
-             "| model | Recall@20 | NDCG@20 | peer R/N | fit s | encode s | recommend s | "
-             "peak RSS MB | RSS before fit MB | device | training |",
+def _seed_order(result: dict[str, Any]) -> tuple[bool, int]:
+    """The BENCHMARK.md seed first, then the others in ascending order."""
+    seed = result.get("seed")
+    return (seed != BENCHMARK_SEED, seed or 0)
+
+
+def _seed_label(result: dict[str, Any]) -> str:
+    return "-" if result.get("seed") is None else str(result["seed"])
+
+
+def _chosen(result: dict[str, Any]) -> str:
+    """The tuned setting in words, with how iterative grid points ended."""
+    tuning = result.get("tuning") or {}
+    chosen = tuning.get("chosen") or {}
+    text = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in chosen.items()) or "nothing to tune"
+    stops = {p.get("stop_reason") for p in tuning.get("points", [])} - {None}
+    if "time_limit" in stops:
+        text += " (time limit hit)"
+    return text
+
+
+def tuned_peer_table(results: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each tuned peer's choice on validation and its test figures, per seed."""
+    rows = sorted((r for r in results if r["protocol"] == "random" and r.get("tuned")),
+                  key=lambda r: (_order_of(r["model"]), _seed_order(r)))
+    if not rows:
+        return []
+    lines = ["Tuned peers (each chose its settings on the flagship's validation split, "
+             "`split_validation(train + valid, 0.1, seed=0)`, by NDCG@20, then refit on train + "
+             "valid; fit s = the whole grid plus the refit):", "",
+             "| model | split seed | chosen on validation | grid points | valid NDCG@20 | "
+             "Recall@20 | NDCG@20 | BENCHMARK.md tuned R/N | fit s | refit s | peak RSS MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in (r for r in results if r["protocol"] == "random"):
+    for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | error: {r['error']} " + "|" * 10)
+            lines.append(f"| {r['model']} | {_seed_label(r)} | error: {r['error']} " + "|" * 8)
             continue
-        peer = PEERS.get(r["model"])
+        t = r["tuning"]
+        best = max((p["ndcg"] for p in t["points"]), default=None)
+        peer = PEERS_TUNED.get(r["model"]) if r.get("seed") == BENCHMARK_SEED else None
         lines.append(
-            f"| {r['model']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | "
+            f"| {r['model']} | {_seed_label(r)} | {_chosen(r)} | {len(t['points'])} | "
+            f"{_fmt(best, '.4f')} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | "
+            f"{'-' if peer is None else f'{peer[0]:.3f} / {peer[1]:.3f}'} | {r['fit_s']:.1f} | "
+            f"{t['refit_seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
+    return lines
+
+
+def seed_means(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, tuned): warm-protocol Recall@20 / NDCG@20 averaged over the split seeds."""
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["protocol"] == "random" and "error" not in r:
+            groups.setdefault((r["model"], bool(r.get("tuned"))), []).append(r)
+    out = []
+    for (model, tuned), rows in sorted(groups.items(), key=lambda g: (_order_of(g[0][0]),
+                                                                     g[0][1])):
+        rows = sorted(rows, key=_seed_order)
+        out.append({"model": model, "tuned": tuned, "seeds": [r.get("seed") for r in rows],
+                    "recall@20": float(np.mean([r["recall@20"] for r in rows])),
+                    "ndcg@20": float(np.mean([r["ndcg@20"] for r in rows])),
+                    "per_seed": {str(r.get("seed")): [r["recall@20"], r["ndcg@20"]]
+                                 for r in rows},
+                    "chosen": {str(r.get("seed")): _chosen(r) for r in rows if tuned}})
+    return out
+
+
+def seed_mean_table(means: list[dict[str, Any]]) -> list[str]:
+    if not any(len(m["seeds"]) > 1 for m in means):
+        return []
+    lines = ["Averaged over split seeds (warm protocol):", "",
+             "| model | tuned | seeds | mean Recall@20 | mean NDCG@20 | per seed Recall / NDCG |",
+             "|---|---|---|---|---|---|"]
+    for m in means:
+        per_seed = "; ".join(f"{seed}: {r:.4f} / {n:.4f}" for seed, (r, n) in
+                             m["per_seed"].items())
+        lines.append(f"| {m['model']} | {'yes' if m['tuned'] else 'no'} | "
+                     f"{','.join(str(s) for s in m['seeds'])} | {m['recall@20']:.4f} | "
+                     f"{m['ndcg@20']:.4f} | {per_seed} |")
+    return lines
+
+
+def _order_of(name: str) -> int:
+    return MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER)
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [f"# MovieLens-100K ({meta['created']}, {meta['machine']})", ""]
+    tuned = tuned_peer_table(results)
+    if tuned:
+        lines += tuned + [""]
+    means = seed_mean_table(seed_means(results))
+    if means:
+        lines += means + [""]
+    untuned = [r for r in results if r["protocol"] == "random" and not r.get("tuned")]
+    if untuned:
+        lines += ["Warm protocol (random 80/10/10 per user, fit on train+valid, full ranking; "
+                  "constructor defaults):", "",
+                  "| model | split seed | Recall@20 | NDCG@20 | peer R/N | fit s | encode s | "
+                  "recommend s | peak RSS MB | RSS before fit MB | device | training |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(untuned, key=lambda r: (_order_of(r["model"]), _seed_order(r))):
+        if "error" in r:
+            lines.append(f"| {r['model']} | {_seed_label(r)} | error: {r['error']} " + "|" * 10)
+            continue
+        peer = PEERS.get(r["model"]) if r.get("seed", BENCHMARK_SEED) == BENCHMARK_SEED else None
+        lines.append(
+            f"| {r['model']} | {_seed_label(r)} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | "
             f"{'-' if peer is None else f'{peer[0]:.3f} / {peer[1]:.3f}'} | {r['fit_s']:.2f}"
             f"{_best_of(r)} | "
             f"{r['encode_s']:.1f} | {r['recommend_s']:.2f} | {r['peak_rss_mb']:.0f} | "
             f"{r['rss_before_fit_mb']:.0f} | {r.get('device', '-')} | {_training(r)} |")
-    cold = [r for r in results if r["protocol"] == "cold"]
+    cold = sorted((r for r in results if r["protocol"] == "cold"),
+                  key=lambda r: _order_of(r["model"]))
     if cold:
         size = next((r["candidates"] for r in cold if r.get("candidates")), None)
         lines += ["", f"Cold-start protocol ({size} held-out items, rank only those; random "
                       f"ranking expects Recall@20 = {min(K, size or K) / (size or K):.3f}):", "",
-                  "| model | Recall@20 | NDCG@20 | peer Recall@20 | fit s | encode s | "
-                  "peak RSS MB |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | Recall@20 | NDCG@20 | peer Recall@20 | chosen on validation | "
+                  "fit s | encode s | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in cold:
             if "error" in r:
-                lines.append(f"| {r['model']} | error: {r['error']} ||||||")
+                lines.append(f"| {r['model']} | error: {r['error']} |||||||")
                 continue
             if not r.get("scores_cold_items", True):
                 lines.append(f"| {r['model']} | n/a: scores every held-out item the same "
-                             f"(tie order would give {r['recall@20']:.3f}) ||||||")
+                             f"(tie order would give {r['recall@20']:.3f}) |||||||")
                 continue
+            chosen = r.get("validation") or {}
+            weight = ("-" if "popularity_weight" not in chosen else
+                      f"popularity weight {chosen['popularity_weight']:g} (pseudo-cold, "
+                      f"{chosen['held_out_items']} items)")
             lines.append(f"| {r['model']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | "
-                         f"{_fmt(PEERS_COLD.get(r['model']), '.3f')} | {r['fit_s']:.2f} | "
-                         f"{r['encode_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+                         f"{_fmt(PEERS_COLD.get(r['model']), '.3f')} | {weight} | "
+                         f"{r['fit_s']:.2f} | {r['encode_s']:.1f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -267,22 +415,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="maximum epochs for iterative models")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: model's)")
     parser.add_argument("--time-limit", type=float, default=None,
-                        help="training seconds for iterative models (best weights so far are "
-                             "kept; default: none)")
+                        help="training seconds for iterative models, per grid point when tuned "
+                             "(best weights so far are kept; default: none)")
+    parser.add_argument("--seeds", default=str(BENCHMARK_SEED),
+                        help="comma-separated split seeds of the warm protocol (default: 42, the "
+                             "BENCHMARK.md split), e.g. 42,1,2")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="run the peers with their defaults instead of tuning them on "
+                             "validation")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start protocol")
     parser.add_argument("--cold-models", default=None,
                         help="models for the cold-start protocol (default: same as --models)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds allowed per model and protocol (default: none)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--fresh", action="store_true",
+                        help="discard the results already in --out instead of updating them")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--protocol", default="random", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--split-seed", type=int, default=BENCHMARK_SEED, help=argparse.SUPPRESS)
+    parser.add_argument("--tune", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        result = run_worker(args.worker, args.protocol, args.data, json.loads(args.options))
+        result = run_worker(args.worker, args.protocol, args.data, json.loads(args.options),
+                            seed=args.split_seed, tune=args.tune)
         args.result.write_text(json.dumps(result))
         return 0
 
@@ -296,27 +455,58 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in cold_names if n not in available_models()]
     if unknown:
         raise SystemExit(f"not available: {', '.join(unknown)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     args.options_json = json.dumps({"epochs": args.epochs, "device": args.device, "seed": 0,
                                     "time_limit": args.time_limit})
-    protocols = {"random": names}
+    runs = [("random", name, seed, name in TUNED_PEERS and not args.no_tune)
+            for seed in seeds for name in names]
     if not args.no_cold:
-        protocols["cold"] = cold_names
+        runs += [("cold", name, BENCHMARK_SEED, False) for name in cold_names]
     meta = run_metadata(args.data)
+    meta["seeds"] = seeds
+    previous = [] if args.fresh else read_results(args.out)
     results: list[dict[str, Any]] = []
-    for protocol, models in protocols.items():
-        for name in models:
-            print(f"[{protocol}] {name} ...", file=sys.stderr, flush=True)
-            result = run_in_subprocess(name, protocol, args)
-            results.append(result)
-            if "error" in result:
-                print(f"  error: {result['error']}", file=sys.stderr)
-            else:
-                print(f"  Recall@20 {result['recall@20']:.4f}  NDCG@20 {result['ndcg@20']:.4f}  "
-                      f"fit {result['fit_s']:.2f} s  peak RSS {result['peak_rss_mb']:.0f} MB",
-                      file=sys.stderr, flush=True)
-            table = write_results(args.out, results, meta)  # after each model: partial runs count
+    for protocol, name, seed, tune in runs:
+        label = f"[{protocol}{f' seed {seed}' if protocol == 'random' else ''}]"
+        print(f"{label} {name}{' (tuned on validation)' if tune else ''} ...", file=sys.stderr,
+              flush=True)
+        result = run_in_subprocess(name, protocol, args, seed=seed, tune=tune)
+        results.append(result)
+        if "error" in result:
+            print(f"  error: {result['error']}", file=sys.stderr)
+        else:
+            chosen = f"  chosen {_chosen(result)}" if tune else ""
+            print(f"  Recall@20 {result['recall@20']:.4f}  NDCG@20 {result['ndcg@20']:.4f}  "
+                  f"fit {result['fit_s']:.2f} s  peak RSS {result['peak_rss_mb']:.0f} MB{chosen}",
+                  file=sys.stderr, flush=True)
+        # After each model, so partial runs count.
+        table = write_results(args.out, merge_results(previous, results), meta)
     print(table)
     return 0
+
+
+def _result_key(result: dict[str, Any]) -> tuple:
+    seed = result.get("seed", BENCHMARK_SEED) if result["protocol"] == "random" else None
+    return (result["model"], result["protocol"], seed, bool(result.get("tuned")))
+
+
+def merge_results(previous: list[dict[str, Any]], new: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """``previous`` with every entry re-measured in ``new`` replaced (same model, protocol,
+    seed and tuning), plus the new ones."""
+    fresh = {_result_key(r) for r in new}
+    return [r for r in previous if _result_key(r) not in fresh] + list(new)
+
+
+def read_results(folder: Path) -> list[dict[str, Any]]:
+    """The results saved in ``folder`` (none when there is no readable file)."""
+    try:
+        return list(json.loads((folder / "ml100k.json").read_text())["results"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def run_metadata(data: Path) -> dict[str, Any]:
@@ -333,7 +523,8 @@ def write_results(folder: Path, results: list[dict[str, Any]], meta: dict[str, A
     """Write ``ml100k.json`` and ``ml100k.md`` into ``folder``; return the markdown."""
     table = markdown(results, meta)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ml100k.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    payload = {"meta": meta, "results": results, "seed_means": seed_means(results)}
+    (folder / "ml100k.json").write_text(json.dumps(payload, indent=2))
     (folder / "ml100k.md").write_text(table)
     return table
 

@@ -56,6 +56,19 @@ def _body() -> None:
     )
     ui.download_csv("Download summary (CSV)", table, "metrics_summary.csv", key="m-dl-summary")
 
+    st.subheader("Settings chosen on validation")
+    st.caption(
+        "Which settings each model chose on its validation split, carved from the training "
+        "interactions (the test split is never used to choose). Peers are tuned on the same "
+        "split as the flagship, so the comparison above is fair."
+    )
+    choices = ws.runs.validation_choices()
+    st.dataframe(
+        choices,
+        hide_index=True,
+        column_config={f"valid ndcg@{K}": st.column_config.NumberColumn(format="%.4f")},
+    )
+
     at_k = pd.concat(
         [m["at_k"].assign(model=run_id) for run_id, (_, m) in results.items()], ignore_index=True
     )

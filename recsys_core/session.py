@@ -257,6 +257,8 @@ class TrainedModel:
         status (str): ``done`` or ``stopped`` (stopped early; best weights so far).
         metrics (dict, optional): Output of :func:`evaluate_model`.
         activate (bool): Make it the session's active run. (default: :obj:`True`)
+        tuning (dict, optional): :meth:`recsys_core.tuning.TuningResult.to_dict` when the
+            settings were chosen on validation (``params`` then holds the chosen values).
     """
 
     model_name: str
@@ -268,6 +270,7 @@ class TrainedModel:
     status: str = DONE
     metrics: dict[str, Any] | None = None
     activate: bool = True
+    tuning: dict[str, Any] | None = None
 
 
 @dataclass
@@ -285,6 +288,7 @@ class Run:
     status: str = DONE
     created: float = field(default_factory=time.time)
     cache: dict[str, Any] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
 
 
 class RunRegistry:
@@ -334,6 +338,7 @@ class RunRegistry:
             device=trained.device,
             train_seconds=trained.seconds,
             status=trained.status,
+            tuning=trained.tuning,
         )
 
     def remove(self, run_id: str) -> None:
@@ -394,14 +399,65 @@ class RunRegistry:
         )
 
 
+    def validation_choices(self) -> pd.DataFrame:
+        """Which model chose which settings on validation: one row per run.
+
+        Columns ``run``, ``model``, ``chosen on validation`` (the settings, in words),
+        ``how`` (what was searched, on which split) and ``valid ndcg@20`` (of the chosen
+        setting, where measured).
+        """
+        rows = [{"run": r.run_id, "model": r.model_name, **validation_choice(r.model)}
+                for r in self]
+        return pd.DataFrame(rows, columns=["run", "model", "chosen on validation", "how",
+                                           f"valid ndcg@{HEADLINE_K}"])
+
+
 def chosen_on_validation(model: Any) -> str:
-    """What a model chose on its validation split after training, in words (the flagship's
-    item-item path); empty when nothing was chosen."""
+    """What a model chose on its validation split, in words (the flagship's item-item path, a
+    tuned peer's grid choice); empty when nothing was chosen."""
     from .models.item_item import describe_choice
 
+    record = getattr(model, "tuning", None)
+    if record is not None:
+        return record.describe()
     result = getattr(model, "train_result", None)
     chosen = (getattr(result, "selected", None) or {}).get("item_item")
     return describe_choice(chosen) if chosen else ""
+
+
+def validation_choice(model: Any) -> dict[str, Any]:
+    """``chosen on validation``, ``how`` and ``valid ndcg@20`` of one fitted model (see
+    :meth:`RunRegistry.validation_choices`)."""
+    valid_ndcg = f"valid ndcg@{HEADLINE_K}"
+    record = getattr(model, "tuning", None)
+    if record is not None:  # a peer tuned by recsys_core.tuning
+        settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in record.chosen.items())
+        return {"chosen on validation": settings or "defaults (nothing to tune)",
+                "how": (f"grid of {len(record.points)} on the validation split "
+                        f"({record.valid_fraction:.0%} of each user's training interactions, "
+                        f"seed {record.seed}), best {record.metric}, then refit on all"),
+                valid_ndcg: record.best.ndcg if record.best is not None else None}
+    result = getattr(model, "train_result", None)
+    if result is not None:  # trained with early stopping on a carved validation split
+        parts = [f"{result.best_epoch} epochs (early stopping)"]
+        item_item = (getattr(result, "selected", None) or {}).get("item_item")
+        if item_item:
+            parts.append(chosen_on_validation(model))
+        ndcg = result.best_valid_ndcg
+        return {"chosen on validation": "; ".join(parts),
+                "how": "early stopping on the validation split carved from the training "
+                       "interactions" + (", then refit on all" if result.refit_epochs else ""),
+                valid_ndcg: float(ndcg) if _is_number(ndcg) else None}
+    weight = (getattr(model, "validation", None) or {}).get("popularity_weight")
+    if weight is not None:  # text-pop's pseudo-cold choice
+        recall = model.validation["recall_by_weight"][str(weight)]
+        return {"chosen on validation": f"popularity weight {weight:g}",
+                "how": (f"pseudo-cold validation: {model.validation['held_out_items']} items "
+                        f"held out, Recall@{model.valid_k} {recall:.4f}"),
+                valid_ndcg: None}
+    return {"chosen on validation": "constructor settings (nothing chosen on validation)",
+            "how": "", valid_ndcg: None}
 
 
 # ---------------------------------------------------------------------------------- workspace
@@ -617,11 +673,16 @@ def fit_model(
     evaluate: bool = True,
     activate: bool = True,
     overall: tuple[float, float] = (0.0, 1.0),
+    tune: bool | None = None,
 ) -> TrainedModel:
     """Create, fit (and evaluate) one model inside a job.
 
     Text-based models get the workspace's item text embeddings (computed on first use) when
-    their constructor takes ``item_text_embeddings``, else the shared ``encoder``.
+    their constructor takes ``item_text_embeddings``, else the shared ``encoder``. A peer
+    with an app grid (:func:`recsys_core.tuning.app_tuning_grid`, e.g. EASE's lambda) that
+    is given no settings chooses them on validation with
+    :func:`recsys_core.tuning.tune_model` when the data is small enough to do it quickly;
+    the run then records the chosen settings and the grid.
 
     Args:
         ws (Workspace): Data and split.
@@ -633,9 +694,12 @@ def fit_model(
         activate (bool): Make the run active when registered. (default: :obj:`True`)
         overall (tuple of float): Share ``(start, end)`` of the whole job this fit covers, for
             the job's overall progress bar. (default: :obj:`(0.0, 1.0)`)
+        tune (bool, optional): Choose the settings on validation (``None``: when ``params``
+            is empty and the data is small enough). (default: :obj:`None`)
     """
     from .device import describe_device, pick_device
     from .models import create_model, model_arguments
+    from .tuning import app_tuning_grid, tune_model
 
     accepted = set(model_arguments(model_name))
     kwargs = dict(params)
@@ -676,7 +740,15 @@ def fit_model(
             ctx.check_stop()
 
         fit_kwargs["on_progress"] = on_progress_checked
-    model.fit(ws.dataset, ws.train, **fit_kwargs)
+    grid = (app_tuning_grid(model_name, ws.dataset, ws.train, force=bool(tune))
+            if tune or (tune is None and not params) else None)
+    record = None
+    if grid:
+        model, record = tune_model(model_name, ws.dataset, ws.train, grid, base_params=kwargs,
+                                   on_progress=fit_kwargs["on_progress"],
+                                   should_stop=ctx.should_stop)
+    else:
+        model.fit(ws.dataset, ws.train, **fit_kwargs)
     seconds = time.perf_counter() - started
     train_result = getattr(model, "train_result", None)
     if train_result is not None and getattr(train_result, "device", None):
@@ -689,6 +761,8 @@ def fit_model(
         report({"stage": "evaluate", "fraction": 1.0})
         metrics = evaluate_model(model, ws)
     shown = {k: v for k, v in params.items() if k not in ("item_text_embeddings", "encoder")}
+    if record is not None:
+        shown.update(record.chosen)
     return TrainedModel(
         model_name=model_name,
         model=model,
@@ -699,6 +773,7 @@ def fit_model(
         status=status,
         metrics=metrics,
         activate=activate,
+        tuning=None if record is None else record.to_dict(),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from .dataset import USER_COL, Dataset
+from .dataset import ITEM_COL, USER_COL, Dataset
 from .models import create_model
 from .models.base import ProgressCallback, Recommender
 
@@ -55,6 +55,32 @@ DEFAULT_BASE_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Grids the app searches when it trains a peer with no settings given (fast peers only).
+APP_GRIDS: dict[str, dict[str, list[Any]]] = {"ease": DEFAULT_GRIDS["ease"]}
+#: The app tunes only on data this small: EASE inverts an items x items matrix per grid point
+#: (about a second at 3,000 items on 2 CPU cores).
+APP_TUNING_MAX_ITEMS = 3000
+APP_TUNING_MAX_INTERACTIONS = 1_000_000
+
+
+def app_tuning_grid(model_name: str, dataset: Dataset, fit_interactions: pd.DataFrame,
+                    force: bool = False) -> dict[str, list[Any]] | None:
+    """The grid the app searches for ``model_name`` on this data, or ``None``.
+
+    ``None`` when the model has no app grid (:data:`APP_GRIDS`) or, unless ``force``, when the
+    data is too large to search it quickly (more than :data:`APP_TUNING_MAX_ITEMS` items with
+    interactions or :data:`APP_TUNING_MAX_INTERACTIONS` interactions).
+    """
+    grid = APP_GRIDS.get(model_name)
+    if grid is None:
+        return None
+    items = fit_interactions[ITEM_COL].nunique()
+    if not force and (items > APP_TUNING_MAX_ITEMS
+                      or len(fit_interactions) > APP_TUNING_MAX_INTERACTIONS):
+        return None
+    return dict(grid)
+
+
 @dataclass
 class GridPoint:
     """One tried setting and what validation said of it.
@@ -65,6 +91,8 @@ class GridPoint:
         recall (float): Validation Recall@K.
         fit_seconds (float): Fit time on the training part.
         best_epoch (int, optional): Epochs chosen by early stopping (iterative models).
+        stop_reason (str, optional): How training ended (iterative models): ``"patience"``,
+            ``"epochs"``, ``"time_limit"`` or ``"stopped"``.
     """
 
     params: dict[str, Any]
@@ -72,6 +100,7 @@ class GridPoint:
     recall: float
     fit_seconds: float
     best_epoch: int | None = None
+    stop_reason: str | None = None
 
 
 @dataclass
@@ -115,7 +144,7 @@ class TuningResult:
         best = self.best
         rows = [{**p.params, f"valid ndcg@{VALID_K}": p.ndcg, f"valid recall@{VALID_K}": p.recall,
                  "fit seconds": p.fit_seconds, "best epoch": p.best_epoch,
-                 "chosen": p is best} for p in self.points]
+                 "stopped by": p.stop_reason, "chosen": p is best} for p in self.points]
         return pd.DataFrame(rows)
 
     def describe(self) -> str:
@@ -213,8 +242,10 @@ def tune_model(
         _fit(model, dataset, train, valid, should_stop)
         seconds = time.perf_counter() - fit_started
         ndcg, recall = validation_metrics(model, valid, k)
-        best_epoch = getattr(getattr(model, "train_result", None), "best_epoch", None)
-        record.points.append(GridPoint(dict(params), ndcg, recall, seconds, best_epoch))
+        trained = getattr(model, "train_result", None)
+        record.points.append(GridPoint(dict(params), ndcg, recall, seconds,
+                                       getattr(trained, "best_epoch", None),
+                                       getattr(trained, "stop_reason", None)))
         if on_progress is not None:
             on_progress({"stage": "tune", "point": i + 1, "points": len(points),
                          "valid_ndcg": ndcg, "fraction": (i + 1) / (len(points) + 1)})
@@ -226,9 +257,10 @@ def tune_model(
     iterative = best is not None and best.best_epoch is not None
     if iterative:
         # Early stopping chose the epochs: train on everything for that many (at least one),
-        # as the flagship's refit does (same seed), without repeating the validated run.
+        # as the flagship's refit does (same seed), without repeating the validated run. The
+        # epoch count bounds the refit, so a time limit would only cut it short.
         epochs = max(1, best.best_epoch)
-        final_params.update(epochs=epochs, refit=False)
+        final_params.update(epochs=epochs, refit=False, time_limit=None)
         record.chosen["epochs"] = epochs
     started = time.perf_counter()
     final = create_model(model_name, **final_params)

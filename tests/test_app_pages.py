@@ -139,6 +139,9 @@ def test_pages_show_content(workspace):
     at = page_test("metrics", workspace).run()
     summary = at.dataframe[0].value
     assert set(summary["model"]) == {"ease #1", "gnn-llm #2"}
+    choices = at.dataframe[1].value.set_index("run")["chosen on validation"]
+    assert "early stopping" in choices["gnn-llm #2"]
+    assert choices["ease #1"].startswith("constructor settings")  # fitted directly, untuned
     at = page_test("embeddings", workspace).run()
     assert at.get("plotly_chart") and at.dataframe[0].value.shape[0] > 0
     at = page_test("train", workspace).run()

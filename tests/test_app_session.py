@@ -245,6 +245,76 @@ def test_fit_model_stop_keeps_partial_model(ws):
     assert trained.model.recommend(users=[ws.dataset.user_ids[0]], k=3).shape[0] == 3
 
 
+class QuietContext:
+    """A job context that records progress and never stops."""
+
+    def __init__(self):
+        self.events = []
+
+    def progress(self, event):
+        self.events.append(event)
+
+    def should_stop(self):
+        return False
+
+    def check_stop(self):
+        pass
+
+
+def test_default_ease_chooses_lambda_on_validation_and_the_run_records_it(ws):
+    from recsys_core.tuning import DEFAULT_GRIDS
+
+    ctx = QuietContext()
+    trained = fit_model(ws, "ease", {}, ctx, evaluate=False)
+    chosen = trained.tuning["chosen"]["reg_lambda"]
+    assert chosen in DEFAULT_GRIDS["ease"]["reg_lambda"]
+    assert trained.model.reg_lambda == chosen and trained.params == {"reg_lambda": chosen}
+    assert len(trained.tuning["points"]) == len(DEFAULT_GRIDS["ease"]["reg_lambda"])
+    assert any(e.get("stage") == "tune" for e in ctx.events)
+    reg = RunRegistry()
+    run = reg.add_trained(trained)
+    assert run.tuning == trained.tuning
+    row = reg.validation_choices().iloc[0]
+    assert row["chosen on validation"] == f"reg_lambda {chosen:g}"
+    assert row["how"].startswith("grid of 7 on the validation split (10% of each user's")
+    best = max(p["ndcg"] for p in trained.tuning["points"])
+    assert row["valid ndcg@20"] == pytest.approx(best)
+    assert reg.summary()["chosen_on_validation"].iloc[0].startswith(f"reg_lambda {chosen:g} (")
+
+
+def test_ease_given_settings_or_large_data_is_not_tuned(ws, monkeypatch):
+    import recsys_core.tuning as tuning
+
+    given = fit_model(ws, "ease", {"reg_lambda": 50.0}, QuietContext(), evaluate=False)
+    assert given.tuning is None and given.model.reg_lambda == 50.0
+    monkeypatch.setattr(tuning, "APP_TUNING_MAX_ITEMS", 5)
+    large = fit_model(ws, "ease", {}, QuietContext(), evaluate=False)
+    assert large.tuning is None and large.model.reg_lambda == 500.0
+    forced = fit_model(ws, "ease", {}, QuietContext(), evaluate=False, tune=True)
+    assert forced.tuning is not None
+
+
+def test_validation_choices_table_covers_every_kind_of_run():
+    from types import SimpleNamespace
+
+    from recsys_core.training import TrainResult
+
+    reg = RunRegistry()
+    reg.add(object(), "pop")
+    reg.add(SimpleNamespace(train_result=TrainResult(best_epoch=12, best_valid_ndcg=0.25)), "mf")
+    reg.add(SimpleNamespace(validation={"popularity_weight": 1.0, "held_out_items": 150,
+                                        "recall_by_weight": {"1.0": 0.31}}, valid_k=20),
+            "text-pop")
+    table = reg.validation_choices()
+    assert list(table.columns) == ["run", "model", "chosen on validation", "how",
+                                   "valid ndcg@20"]
+    assert table["chosen on validation"].tolist() == [
+        "constructor settings (nothing chosen on validation)", "12 epochs (early stopping)",
+        "popularity weight 1"]
+    assert table["valid ndcg@20"].tolist()[1] == 0.25
+    assert "150 items held out" in table["how"].iloc[2]
+
+
 def test_default_plan_and_defaults():
     plan, weights = default_training_plan()
     names = [p[0] for p in plan]
