@@ -467,7 +467,6 @@ def main(argv: list[str] | None = None) -> int:
         runs += [("cold", name, BENCHMARK_SEED, False) for name in cold_names]
     meta = run_metadata(args.data)
     meta["seeds"] = seeds
-    previous = [] if args.fresh else read_results(args.out)
     results: list[dict[str, Any]] = []
     for protocol, name, seed, tune in runs:
         label = f"[{protocol}{f' seed {seed}' if protocol == 'random' else ''}]"
@@ -482,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  Recall@20 {result['recall@20']:.4f}  NDCG@20 {result['ndcg@20']:.4f}  "
                   f"fit {result['fit_s']:.2f} s  peak RSS {result['peak_rss_mb']:.0f} MB{chosen}",
                   file=sys.stderr, flush=True)
-        # After each model, so partial runs count.
+        # After each model, so partial runs count; the file is read again each time, so a run
+        # of other models writing to it meanwhile keeps its entries.
+        previous = [] if args.fresh else read_results(args.out)
         table = write_results(args.out, merge_results(previous, results), meta)
     print(table)
     return 0
