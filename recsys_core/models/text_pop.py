@@ -54,8 +54,8 @@ class TextPopRecommender(Recommender):
             penalised). (default: :obj:`1.0`)
         popularity_weight (float, optional): Fix :math:`w` instead of choosing it.
             (default: :obj:`None`)
-        weight_grid (sequence of float): Candidate values of :math:`w`.
-            (default: :obj:`(0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3)`)
+        weight_grid (sequence of float, optional): Candidate values of :math:`w`.
+            (default: :data:`DEFAULT_WEIGHT_GRID`, ``(0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3)``)
         valid_fraction (float): Share of the items with interactions held out for choosing
             :math:`w`. (default: :obj:`0.1`)
         valid_k (int): Cut-off of the validation recall. (default: :obj:`20`)
@@ -71,7 +71,7 @@ class TextPopRecommender(Recommender):
         encoder: Any | None = None,
         ridge_lambda: float = 1.0,
         popularity_weight: float | None = None,
-        weight_grid: Sequence[float] = DEFAULT_WEIGHT_GRID,
+        weight_grid: Sequence[float] | None = None,
         valid_fraction: float = 0.1,
         valid_k: int = 20,
         seed: int = 0,
@@ -81,6 +81,7 @@ class TextPopRecommender(Recommender):
             raise ValueError(f"ridge_lambda must be positive, got {ridge_lambda}.")
         if not 0 < valid_fraction < 1:
             raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}.")
+        weight_grid = DEFAULT_WEIGHT_GRID if weight_grid is None else weight_grid
         if not len(weight_grid):
             raise ValueError("weight_grid must hold at least one weight.")
         self.template = template
