@@ -157,8 +157,12 @@ class TuningResult:
                 f"valid NDCG@{VALID_K} {self.best.ndcg:.4f})")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable record."""
-        return asdict(self)
+        """JSON-serialisable record (base settings that are not plain values, such as
+        embedding arrays, are named by their type)."""
+        out = asdict(self)
+        out["base_params"] = {k: v if isinstance(v, (str, int, float, bool, type(None)))
+                              else f"<{type(v).__name__}>" for k, v in self.base_params.items()}
+        return out
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:

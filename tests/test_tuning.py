@@ -29,7 +29,7 @@ class NearestToShift(Recommender):
     name = "nearest-to-shift"
     fitted_on: list[pd.DataFrame] = []
 
-    def __init__(self, shift: int = 0) -> None:
+    def __init__(self, shift: int = 0, **ignored) -> None:
         super().__init__()
         self.shift = shift
 
@@ -183,3 +183,14 @@ def test_default_grids_are_the_documented_ones():
     for name, grid in DEFAULT_GRIDS.items():  # every grid key is a constructor argument
         params = inspect.signature(get_model_class(name).__init__).parameters
         assert set(grid) <= set(params), name
+
+
+def test_record_is_json_serialisable_even_with_array_settings(shift_data):
+    import json
+
+    ds = shift_data
+    _, record = tune_model("nearest-to-shift", ds, ds.interactions, grid={"shift": [0]},
+                           base_params={"embeddings": np.zeros((2, 2)), "k": 3})
+    data = json.loads(json.dumps(record.to_dict()))
+    assert data["base_params"] == {"embeddings": "<ndarray>", "k": 3}
+    assert data["chosen"] == {"shift": 0} and data["points"][0]["ndcg"] == pytest.approx(1.0)
