@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 
 import torch
 
@@ -35,16 +33,20 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def configure_cpu_threads(reserve: int = 0) -> int:
-    """Set torch's CPU thread count and return it.
+def configure_cpu_threads(reserve: int = 0, default: int | None = None) -> int:
+    """Set torch's CPU thread count and return it. Call it once per process, at start-up,
+    from the main thread (never from a job thread: the count is shared by every session).
 
-    ``RECSCOPE_THREADS`` wins when set; otherwise ``os.cpu_count() - reserve`` (at least 1).
+    ``RECSCOPE_THREADS`` wins when set; otherwise ``default`` when given, else
+    ``os.cpu_count() - reserve`` (at least 1).
     The app reserves one core for its web server: on a 2-core machine a training thread pool
     that competes with the server (or with other processes) runs many times slower than a
     single thread, because this model's operations are small and hand-offs dominate.
 
     Args:
         reserve (int): Cores to leave for other work. (default: :obj:`0`)
+        default (int, optional): Thread count when ``RECSCOPE_THREADS`` is not set (e.g. 1
+            for a command whose operations are too small to share). (default: :obj:`None`)
     """
     wanted = os.environ.get("RECSCOPE_THREADS", "").strip()
     if wanted:
@@ -52,6 +54,8 @@ def configure_cpu_threads(reserve: int = 0) -> int:
             threads = int(wanted)
         except ValueError:
             raise ValueError(f"RECSCOPE_THREADS must be a whole number, got {wanted!r}.") from None
+    elif default is not None:
+        threads = int(default)
     else:
         threads = (os.cpu_count() or 1) - reserve
     threads = max(1, threads)
@@ -59,15 +63,3 @@ def configure_cpu_threads(reserve: int = 0) -> int:
         torch.set_num_threads(threads)
     return threads
 
-
-@contextlib.contextmanager
-def all_cpu_threads() -> Iterator[int]:
-    """Use every core inside the block (e.g. for a batch of large transformer matrix products,
-    which scale well, unlike training's small operations), then restore the thread count."""
-    before = torch.get_num_threads()
-    threads = max(before, os.cpu_count() or 1)
-    torch.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(before)

@@ -655,10 +655,8 @@ def ensure_item_text(
                 ctx.check_stop()
                 ctx.progress({**event, "stage": "encode item texts"})
 
-        from .device import all_cpu_threads
-
-        with all_cpu_threads():  # 1,500 texts: 26 s with both cores of a 2-core CPU, 44 s with one
-            emb = encode_items(ws.dataset, encoder=encoder, on_progress=report)
+        # Runs in a job thread: the process's thread count (set once at start-up) stays as is.
+        emb = encode_items(ws.dataset, encoder=encoder, on_progress=report)
         ws.item_text = np.asarray(emb, dtype=np.float32)
         ws.cache["item_text_encoded"] = True  # from the shared encoder (not user-supplied)
     return ws.item_text

@@ -14,11 +14,11 @@ writes atomic safetensors + JSON checkpoints that :attr:`TrainConfig.resume` con
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
-import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +36,14 @@ from .dataset import ITEM_IDX, USER_IDX, Dataset
 from .device import pick_device
 from .errors import ModelLoadError, TrainingError
 from .models.base import ProgressCallback, Recommender
+from .rng import (
+    attach_generator,
+    draws_from,
+    draws_without_generator,
+    private_draws,
+    reset_parameters,
+    torch_generator,
+)
 
 LOSSES = ("bpr", "bce", "softmax")
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
@@ -169,13 +177,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def unique_pairs(frame: pd.DataFrame) -> tuple[Tensor, Tensor]:
     """Deduplicated ``(users, items)`` index tensors of a frame, in first-seen order."""
     users = frame[USER_IDX].to_numpy(np.int64)
@@ -275,7 +276,6 @@ def sample_negatives(
         draw[todo] = pool[torch.randint(pool.numel(), (todo.numel(),), generator=generator,
                                         device=pool.device)]
     return draw.view(size)
-    return draw
 
 
 class CSRHistory:
@@ -400,8 +400,10 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.optim.Optimizer,
-                    generator: torch.Generator, meta: dict[str, Any]) -> None:
-    """Write weights, optimiser moments and RNG states (safetensors) + ``meta`` (JSON).
+                    generator: torch.Generator, meta: dict[str, Any],
+                    model_generator: torch.Generator | None = None) -> None:
+    """Write weights, optimiser moments and the job's generator states (safetensors) +
+    ``meta`` (JSON).
 
     Both files are written to temporary names and moved into place. The safetensors header
     carries ``meta`` too, so the weights file alone is the commit point: a crash at any moment
@@ -419,7 +421,8 @@ def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.o
             if torch.is_tensor(value):
                 tensors[f"optim.{i}.{key}"] = value.detach().cpu().contiguous()
     tensors["rng.sampler"] = generator.get_state().cpu()
-    tensors["rng.torch"] = torch.get_rng_state()
+    if model_generator is not None:
+        tensors["rng.model"] = model_generator.get_state().cpu()
     epoch = str(meta["epoch"])
     text = json.dumps({"format": CHECKPOINT_FORMAT, **meta}, indent=1)
     _atomic_write(directory / CHECKPOINT_WEIGHTS,
@@ -543,17 +546,19 @@ def train_model(
         train, valid = split_validation(train, config.valid_fraction, config.seed)
     if len(train) == 0:
         raise TrainingError("There are no training interactions to learn from.")
-    seed_everything(config.seed)
     device = pick_device(config.device)
     data = _Data(dataset, train, valid, device)
     module.set_interactions(data.users.cpu(), data.items.cpu())
     module.to(device)
+    # The job's own generators (never torch's global one, which other sessions share): one
+    # draws the initial weights and then the model's dropout, one shuffles and samples.
+    model_generator = torch_generator(config.seed, device)
     if hasattr(module, "reset_parameters"):
-        seed_everything(config.seed)
-        module.reset_parameters()
+        reset_parameters(module, model_generator)
+    attach_generator(module, model_generator)
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad],
                                  lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = torch_generator(config.seed, device)
     result = TrainResult(device=str(device), batch_size=config.batch_size)
     batch_size = config.batch_size
     has_valid = data.valid_users.numel() > 0
@@ -573,7 +578,11 @@ def train_model(
             _restore_optimizer(optimizer, tensors, meta, device)
             if tensors["rng.sampler"].numel() == generator.get_state().numel():
                 generator.set_state(tensors["rng.sampler"])
-            torch.set_rng_state(tensors["rng.torch"])
+            # "rng.torch": the global CPU state older checkpoints saved (dropout drew from it).
+            model_state = tensors.get("rng.model", tensors.get("rng.torch"))
+            if model_state is not None and \
+                    model_state.numel() == model_generator.get_state().numel():
+                model_generator.set_state(model_state)
             result.history = list(meta.get("history", []))
             result.best_epoch = int(meta["epoch"])
             result.best_valid_ndcg = float(meta.get("best_valid_ndcg", float("-inf")))
@@ -608,7 +617,8 @@ def train_model(
             while True:
                 try:
                     loss, stopped = _train_epoch(module, optimizer, data, config, batch_size,
-                                                 generator, device, should_stop, deadline)
+                                                 generator, model_generator, device, should_stop,
+                                                 deadline)
                     break
                 except torch.cuda.OutOfMemoryError:
                     oom_count += 1
@@ -620,7 +630,9 @@ def train_model(
                         module.to(device)
                         data.to(device)
                         _move_optimizer(optimizer, device)
-                        generator = torch.Generator().manual_seed(config.seed + epoch)
+                        generator = torch_generator(config.seed + epoch)
+                        model_generator = torch_generator(config.seed + epoch + 1)
+                        attach_generator(module, model_generator)
                     result.device, result.batch_size = str(device), batch_size
             if loss is None:  # stopped before this epoch's first step: nothing to record
                 result.stop_reason = "time_limit" if time_up() else "stopped"
@@ -655,7 +667,8 @@ def train_model(
                 save_checkpoint(config.checkpoint_dir, module, optimizer, generator, {
                     "epoch": epoch, "best_valid_ndcg": result.best_valid_ndcg,
                     "history": result.history, "batch_size": batch_size,
-                    "lrs": [g["lr"] for g in optimizer.param_groups], "config": asdict(config)})
+                    "lrs": [g["lr"] for g in optimizer.param_groups], "config": asdict(config)},
+                    model_generator)
             bar.set_postfix(loss=f"{loss:.4f}", ndcg=f"{result.best_valid_ndcg:.4f}")
             if on_progress is not None:
                 on_progress({"stage": "train", "epoch": epoch, "epochs": config.epochs,
@@ -672,6 +685,7 @@ def train_model(
                 break
     finally:
         bar.close()
+        attach_generator(module, None)  # a finished model holds no job's generator
     module.load_state_dict(best_state)
     result.seconds = time.perf_counter() - started
     return result
@@ -703,13 +717,16 @@ def _train_epoch(
     config: TrainConfig,
     batch_size: int,
     generator: torch.Generator,
+    model_generator: torch.Generator,
     device: torch.device,
     should_stop: Callable[[], bool] | None,
     deadline: float | None = None,
 ) -> tuple[float | None, bool]:
     """One pass over the positives; returns (mean loss, whether it stopped early).
 
-    It stops early when ``should_stop`` fires or, after at least one step, once
+    ``generator`` shuffles and samples negatives; the forward pass draws its dropout from
+    ``model_generator`` (layers from other libraries included, see
+    :func:`~recsys_core.rng.draws_from`). It stops early when ``should_stop`` fires or, after at least one step, once
     ``time.perf_counter()`` passes ``deadline``; the loss is ``None`` when no step ran.
     """
     module.train()
@@ -719,6 +736,8 @@ def _train_epoch(
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     regularization = getattr(module, "regularization", None)
+    # Layers from other libraries that drop at random draw from the job's generator too.
+    routed = draws_without_generator(module)
     total, steps = 0.0, 0
     for start in range(0, n, batch_size):
         if (should_stop is not None and should_stop()) or (
@@ -727,7 +746,8 @@ def _train_epoch(
             return (total / steps if steps else None), True
         batch = perm[start:start + batch_size]
         users, items = data.users[batch], data.items[batch]
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
+                (draws_from(model_generator) if routed else contextlib.nullcontext()):
             user_emb, item_emb = module(batch if config.hide_targets else None)
         # The loss runs in float32: low-precision logits would blur a softmax over the catalogue.
         user_emb, item_emb = user_emb.float(), item_emb.float()
@@ -843,7 +863,7 @@ class EmbeddingRecommender(Recommender):
             train_part, valid = split_validation(train, config.valid_fraction, config.seed)
         else:
             train_part = train
-        self.module = self.build_module(dataset)
+        self.module = self._fresh_module(dataset)
         result = train_model(self.module, dataset, train_part, valid, config,
                              on_progress=on_progress, should_stop=should_stop)
         self.select_on_validation(dataset, train_part, valid, result, on_progress, should_stop)
@@ -855,7 +875,7 @@ class EmbeddingRecommender(Recommender):
                     on_progress({**event, "stage": "refit"})
 
             validated = self.module
-            self.module = self.build_module(dataset)
+            self.module = self._fresh_module(dataset)
             again = train_model(self.module, dataset, train, train.iloc[:0], refit,
                                 on_progress=refit_progress, should_stop=should_stop)
             if again.stop_reason == "epochs" and again.best_epoch == refit.epochs:
@@ -960,4 +980,10 @@ class EmbeddingRecommender(Recommender):
         self._finalize()
 
     def _module_for_restore(self, tensors: dict[str, Tensor]) -> nn.Module:
-        return self.build_module(self.dataset)
+        return self._fresh_module(self.dataset)
+
+    def _fresh_module(self, dataset: Dataset) -> nn.Module:
+        """:meth:`build_module` without touching the global generator (the initial weights are
+        re-drawn by :func:`train_model` or loaded)."""
+        with private_draws(self.train_config.seed):
+            return self.build_module(dataset)

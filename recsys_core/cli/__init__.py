@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from ..device import configure_cpu_threads
 
-        configure_cpu_threads()  # RECSCOPE_THREADS, else every core
+        # Once per process: RECSCOPE_THREADS, else the command's own default, else every core.
+        configure_cpu_threads(default=getattr(args, "threads", None))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,20 +32,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="contributions printed, largest absolute weight first (default: 10)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of SHAP's permutations / GNNExplainer's masks (default: 0)")
-    parser.set_defaults(run=run)
+    # Explanations run many small tensor operations, which lose more to thread hand-offs
+    # (badly so on a busy machine) than they gain from a second thread: one thread unless
+    # RECSCOPE_THREADS says otherwise (read once, at start-up, by the CLI's main).
+    parser.set_defaults(run=run, threads=1)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..explain import explain, rationale
     from ..run import load_run
 
     if args.top < 1:
         raise DataError(f"--top must be at least 1, got {args.top}.")
-    # Explanations run many small tensor operations, which lose more to thread hand-offs
-    # (badly so on a busy machine) than they gain from a second thread.
-    torch.set_num_threads(1)
     model, dataset, _ = load_run(args.run_dir)
     options = {"seed": args.seed} if args.method in ("shap", "gnnexplainer") else {}
     result = explain(model, dataset, args.user, args.item, method=args.method, **options)

@@ -30,6 +30,7 @@ import torch
 
 from ..dataset import Dataset
 from ..errors import RecScopeError
+from ..rng import private_draws
 from .engine import FlagshipEngine, GraphEdit, flagship_engine, is_flagship
 from .evidence import TEXT, Explanation, contribution_frame, node_evidence
 
@@ -130,7 +131,8 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
     # constant for this pair, so the split stays exact.
     scale = float(engine.user_scale[user] * engine.item_scale[item])
     score = float(engine.user_emb[user] @ engine.item_emb[item])
-    convs = engine.explainable_convs()
+    with private_draws():  # the twins' initial weights are replaced by the model's
+        convs = engine.explainable_convs()
     dataset = engine.dataset
     frames = []
     base = 0.0

@@ -25,6 +25,7 @@ from torch_geometric.explain import Explainer, GNNExplainer
 from torch_geometric.nn import MessagePassing
 
 from ..dataset import Dataset
+from ..rng import draws_from, private_draws, torch_generator
 from .attention import require_attention_flagship
 from .engine import EdgeType, FlagshipEngine
 from .evidence import Explanation, contribution_frame, node_evidence
@@ -35,6 +36,24 @@ class _MaskHolder(MessagePassing):
 
     def forward(self, *args, **kwargs):  # pragma: no cover - never called
         raise RuntimeError("mask holder is not a layer")
+
+
+class GeneratorGNNExplainer(GNNExplainer):
+    """PyG's :class:`~torch_geometric.explain.algorithm.GNNExplainer` whose masks start from
+    its own generator (PyG draws them from torch's global one, which other sessions share).
+
+    Args:
+        generator (torch.Generator): Source of the initial masks.
+        **kwargs: :class:`~torch_geometric.explain.algorithm.GNNExplainer`'s arguments.
+    """
+
+    def __init__(self, generator: torch.Generator, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.generator = generator
+
+    def _initialize_masks(self, x, edge_index) -> None:
+        with draws_from(self.generator):  # PyG's own initialisation, drawing from ours
+            super()._initialize_masks(x, edge_index)
 
 
 class PairScoreModel(nn.Module):
@@ -60,7 +79,8 @@ class PairScoreModel(nn.Module):
         self.positions = positions
         self.holders = nn.ModuleDict({"__".join(et): _MaskHolder() for et in positions})
         # A plain list keeps the layers out of ``modules()``: PyG must not mask them itself.
-        self._convs = [engine.explainable_convs()]
+        with private_draws():  # the twins' initial weights are replaced by the model's
+            self._convs = [engine.explainable_convs()]
 
     def forward(self, x_dict: dict[str, Tensor], edge_index_dict: dict[EdgeType, Tensor]) -> Tensor:
         weights = {}
@@ -137,16 +157,13 @@ def gnn_explainer_explanation(
     edge_index = {et: engine.edges[et][:, pos] for et, pos in positions.items()}
     x_dict = {nt: x for nt, x in engine.x0.items()}
     explainer = Explainer(
-        model=wrapper, algorithm=GNNExplainer(epochs=epochs, lr=lr, edge_size=edge_size),
+        model=wrapper,
+        algorithm=GeneratorGNNExplainer(torch_generator(seed), epochs=epochs, lr=lr,
+                                        edge_size=edge_size),
         explanation_type="model", edge_mask_type="object", node_mask_type=None,
         model_config={"mode": "binary_classification", "task_level": "graph",
                       "return_type": "raw"})
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        result = explainer(x_dict, edge_index)
-    finally:
-        torch.random.set_rng_state(state)
+    result = explainer(x_dict, edge_index)
     masks = {et: result[et].edge_mask.detach() for et in positions
              if "edge_mask" in result[et]}
 
@@ -181,4 +198,5 @@ def gnn_explainer_explanation(
                  "epochs": epochs})
 
 
-__all__ = ["PairScoreModel", "candidate_edges", "gnn_explainer_explanation"]
+__all__ = ["GeneratorGNNExplainer", "PairScoreModel", "candidate_edges",
+           "gnn_explainer_explanation"]

@@ -18,7 +18,9 @@ with the largest cheap prior (the attention decomposition for the flagship, the 
 weight for EASE, text similarity for text-kNN, embedding similarity for LightGCN) are
 separate features and the rest form one "other history items" feature; attributes and
 neighbours are capped the same way; the description is merged into at most ``max_text``
-chunks of whole sentences. SHAP values come from :class:`shap.PermutationExplainer`
+chunks of whole sentences. SHAP values come from the estimator of
+:class:`shap.PermutationExplainer` (:func:`permutation_shap_values`, its permutations drawn
+from the explanation's own :class:`numpy.random.Generator`, not NumPy's global one)
 (antithetic permutations), whose values add up exactly to ``score - base_value``, where
 ``base_value`` is the score with every feature removed.
 """
@@ -36,6 +38,7 @@ import pandas as pd
 import torch
 
 from ..dataset import DESCRIPTION_COL, ITEM_COL, Dataset
+from ..rng import numpy_generator
 from .engine import GraphEdit, flagship_engine, is_flagship
 from .evidence import (
     ATTRIBUTE,
@@ -166,17 +169,45 @@ def shap_explanation(
     if num == 0:
         return _explanation(user_id, item_id, score, score, features, np.zeros(0), None,
                             game, start)
-    explainer = shap.PermutationExplainer(game, np.zeros((1, num)),
-                                          feature_names=[f.label for f in features])
-    state = np.random.get_state()
-    np.random.seed(seed)  # shap draws its permutations from numpy's global generator
-    try:
-        values = explainer(full, max_evals=max(1, npermutations) * (2 * num + 1), silent=True)[0]
-    finally:
-        np.random.set_state(state)
-    base = float(values.base_values)
-    return _explanation(user_id, item_id, score, base, features, np.asarray(values.values),
-                        values, game, start)
+    row_values, base = permutation_shap_values(game, num, max(1, npermutations),
+                                               numpy_generator(seed))
+    values = shap.Explanation(values=row_values, base_values=base, data=full[0],
+                              feature_names=[f.label for f in features])
+    return _explanation(user_id, item_id, score, base, features, row_values, values, game,
+                        start)
+
+
+def permutation_shap_values(
+    game, num: int, npermutations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Antithetic permutation estimate of the SHAP values of ``game`` (as
+    :class:`shap.PermutationExplainer` computes them, with permutations drawn from ``rng``).
+
+    For each random order of the features, the features are switched on one by one from
+    all off to all on, then off again in the same order; each feature's value is the mean of
+    the score changes it causes. The values add up exactly to ``game(all on) - game(all off)``.
+
+    Args:
+        game (callable): ``[n, num]`` binary masks -> ``[n]`` scores.
+        num (int): Number of features (at least 1).
+        npermutations (int): Random orders (each costs ``2 * num + 1`` evaluations).
+        rng (numpy.random.Generator): Source of the orders.
+
+    Returns:
+        ``(values [num], base)``: the SHAP values and the all-off score.
+    """
+    values = np.zeros(num)
+    base = 0.0
+    for _ in range(npermutations):
+        order = rng.permutation(num)
+        masks = np.zeros((2 * num + 1, num))
+        for step, feature in enumerate(order, start=1):
+            masks[step:step + num, feature] = 1.0  # on from ``step``, off again num rows later
+        outputs = np.asarray(game(masks), dtype=np.float64)
+        changes = np.diff(outputs)
+        values[order] += changes[:num] - changes[num:]
+        base = float(outputs[0])
+    return values / (2 * npermutations), base
 
 
 def _explanation(user_id, item_id, score, base, features, values, shap_values, game, start):

@@ -47,6 +47,7 @@ from ..graph import (
     build_hetero_graph,
     text_knn_edges,
 )
+from ..rng import masked_dropout
 from ..training import EmbeddingRecommender, TrainResult, dot_scores, unique_pairs
 from .base import ProgressCallback, interaction_matrix
 from .item_item import (
@@ -180,6 +181,8 @@ class SparseGATConv(nn.Module):
         dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
     """
 
+    generator: torch.Generator | None = None  # the job's, in training (rng.attach_generator)
+
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1,
                  negative_slope: float = 0.2, dropout: float = 0.0) -> None:
         super().__init__()
@@ -221,7 +224,7 @@ class SparseGATConv(nn.Module):
         logits = F.leaky_relu(a_src.index_select(0, edges.col) + a_dst.index_select(0, edges.row),
                               self.negative_slope)
         alpha = segment_softmax(logits, edges)
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        alpha = masked_dropout(alpha, self.dropout, self.training, self.generator)
         if torch.is_autocast_enabled(h_src.device.type):  # sparse kernels run in float32
             alpha, h_src = alpha.float(), h_src.float()
         out = _AttentionSpMM.apply(alpha, h_src, edges).reshape(-1, H * C) + self.bias
@@ -358,6 +361,8 @@ class GNNLLMModule(nn.Module):
             (see :func:`user_feature_matrix`). (default: :obj:`None`)
     """
 
+    generator: torch.Generator | None = None  # the job's, in training (rng.attach_generator)
+
     def __init__(
         self,
         num_users: int,
@@ -484,7 +489,8 @@ class GNNLLMModule(nn.Module):
         if hidden is not None or (self.training and self.edge_dropout > 0):
             keep = torch.ones(users.numel(), dtype=torch.bool, device=users.device)
             if self.training and self.edge_dropout > 0:
-                keep = torch.rand(users.numel(), device=users.device) >= self.edge_dropout
+                keep = torch.rand(users.numel(), device=users.device,
+                                  generator=self.generator) >= self.edge_dropout
             if hidden is not None:
                 keep[hidden] = False
             users, items = users[keep], items[keep]
@@ -500,7 +506,8 @@ class GNNLLMModule(nn.Module):
         """``[num_items, 1]``: 1 where an item's id embedding is used (warm, not dropped)."""
         gate = self.item_warm
         if self.training and self.id_dropout > 0:
-            gate = gate * (torch.rand_like(gate) >= self.id_dropout)
+            gate = gate * (torch.rand(gate.shape, device=gate.device,
+                                      generator=self.generator) >= self.id_dropout)
         return gate.unsqueeze(1)
 
     def input_features(self, gate: Tensor, text: Tensor) -> dict[str, Tensor]:
