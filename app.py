@@ -15,6 +15,8 @@ import streamlit as st
 from recscope_ui import navigation, ui
 from recsys_core.device import configure_cpu_threads, describe_device, pick_device
 from recsys_core.errors import RecScopeError
+from recsys_core.session import HEADLINE_K
+from recsys_core.views.metrics import headline
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")
 # Registered first, drawn first: the navigation shows before the sidebar's slower work.
@@ -69,11 +71,10 @@ def sidebar() -> None:
             )
             ws.runs.active_id = choice
             run = ws.runs.active
-            summary = (run.cache.get("metrics") or {}).get("summary") or {}
-            recall = summary.get("recall")
+            summary = headline(run.cache.get("metrics"), HEADLINE_K)
             st.caption(
                 f"{ui.md(run.model_name)}"
-                + (f" · recall@20 {recall:.3f}" if recall is not None else "")
+                + (f" · {summary}" if summary else "")
                 + f" · trained in {run.train_seconds:.0f} s on {ui.md(run.device)}"
                 + (" · stopped early" if run.status == "stopped" else "")
             )

@@ -1,4 +1,5 @@
-"""Embeddings page: a 2-D map (PCA) of item and user embeddings, coloured by category."""
+"""Embeddings page: a 2-D map (PCA) of item embeddings, users among their items, coloured by
+category."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import streamlit as st
 
 from recscope_ui import ui
 from recsys_core import viz
-from recsys_core.dataset import ITEM_IDX, USER_IDX
+from recsys_core.views.embeddings import (
+    central_items,
+    embedding_map,
+    listed_items,
+    selected_keys,
+)
 
 MODEL_SPACE = "Model embeddings"
 TEXT_SPACE = "Text embeddings (language model)"
@@ -43,16 +49,16 @@ def _body() -> None:
     show_users = c3.toggle("Show users", value=True, key="e-users")
     if space == MODEL_SPACE:
         st.caption(
-            f"Final user and item vectors of **{ui.md(run.run_id)}**; users and items share "
-            "one space (score = dot product, plus the flagship's item-item term when it "
-            "has one), projected together on the first two "
-            "principal components. Dots are items, crosses users (coloured by the value "
-            "most common in their history)."
+            f"Final item vectors of **{ui.md(run.run_id)}** (the space its scores are dot "
+            "products in), projected on their first two principal components: items that sit "
+            "together are scored alike. Dots are items; a cross is a user, placed at the mean "
+            "of the items in their training history (coloured by the value most common there)."
         )
     else:
         st.caption(
-            "all-MiniLM-L6-v2 embeddings of the item texts (dots); a user (cross) is the "
-            "mean of the items in their training history."
+            "all-MiniLM-L6-v2 embeddings of the item texts (dots), projected on their first "
+            "two principal components; a user (cross) sits at the mean of the items in their "
+            "training history."
         )
     points = _points(ws, run, space, color_by)
     if not show_users:
@@ -64,115 +70,39 @@ def _body() -> None:
     st.caption(
         "Drag a box or lasso (toolbar) around points to list them below; double-click to clear."
     )
-    keys = _selected_keys(event, fig)
+    keys = selected_keys(_selection_points(event), [trace.customdata for trace in fig.data])
     selected = points[points["key"].isin(keys)]
     if selected.empty:
         st.caption(
             "No points selected yet — the table shows the items closest to the centre "
-            "of the map's densest category instead."
+            "of the map's most common colour instead."
         )
-        top = points["color"].value_counts().index[0]
-        part = points[(points["kind"] == "item") & (points["color"] == top)]
-        centre = part[["x", "y"]].mean().to_numpy()
-        dist = np.hypot(part["x"] - centre[0], part["y"] - centre[1])
-        selected = part.assign(_d=dist.to_numpy()).nsmallest(10, "_d").drop(columns="_d")
+        selected = central_items(points)
     _selected_table(ws, selected)
 
 
 def _points(ws, run, space: str, color_by: str) -> pd.DataFrame:
     key = ("embedding_points", run.run_id if (run and space == MODEL_SPACE) else "text", color_by)
-    if key in ws.cache:
-        return ws.cache[key]
-    ds = ws.dataset
-    if space == MODEL_SPACE:
-        user_emb, item_emb = run.model.embeddings()
-        user_emb, item_emb = (
-            np.asarray(user_emb, dtype=np.float64),
-            np.asarray(item_emb, dtype=np.float64),
-        )
-    else:
-        item_emb = np.asarray(ws.item_text, dtype=np.float64)
-        sums = np.zeros((ds.num_users, item_emb.shape[1]))
-        np.add.at(sums, ws.train[USER_IDX].to_numpy(), item_emb[ws.train[ITEM_IDX].to_numpy()])
-        counts = np.bincount(ws.train[USER_IDX].to_numpy(), minlength=ds.num_users)[:, None]
-        user_emb = sums / np.maximum(counts, 1)
-    coords = viz.pca_2d(np.vstack([item_emb, user_emb]))
-    item_color = _item_colors(ws, color_by)
-    user_color = _user_colors(ws, item_color)
-    points = pd.DataFrame(
-        {
-            "x": coords[:, 0],
-            "y": coords[:, 1],
-            "kind": ["item"] * ds.num_items + ["user"] * ds.num_users,
-            "key": [f"item:{i}" for i in range(ds.num_items)]
-            + [f"user:{u}" for u in range(ds.num_users)],
-            "label": list(ds.items["title"].astype(str)) + [f"user {u}" for u in ds.user_ids],
-            "color": np.concatenate([item_color, user_color]),
-        }
-    )
-    ws.cache[key] = points
-    return points
+    if key not in ws.cache:
+        if space == MODEL_SPACE:
+            item_vectors = np.asarray(run.model.embeddings()[1], dtype=np.float64)
+        else:
+            item_vectors = np.asarray(ws.item_text, dtype=np.float64)
+        ws.cache[key] = embedding_map(item_vectors, ws.dataset, ws.train, color_by)
+    return ws.cache[key]
 
 
-def _item_colors(ws, column: str) -> np.ndarray:
-    ds = ws.dataset
-    if column not in ds.attribute_columns:
-        return np.array(["all"] * ds.num_items, dtype=object)
-    return np.array(
-        [
-            str(v[0]) if isinstance(v, (list, tuple)) and len(v) else "(none)"
-            for v in ds.items[column]
-        ],
-        dtype=object,
-    )
-
-
-def _user_colors(ws, item_color: np.ndarray) -> np.ndarray:
-    """Each user's most frequent item colour in their training history."""
-    ds = ws.dataset
-    values, codes = np.unique(item_color.astype(str), return_inverse=True)
-    counts = np.zeros((ds.num_users, len(values)), dtype=np.int64)
-    np.add.at(counts, (ws.train[USER_IDX].to_numpy(), codes[ws.train[ITEM_IDX].to_numpy()]), 1)
-    out = values[counts.argmax(axis=1)].astype(object)
-    out[counts.sum(axis=1) == 0] = "(no history)"
-    return out
-
-
-def _selected_keys(event, fig) -> list[str]:
-    """Point keys of a plotly selection, read back from the figure's customdata by trace and
-    point index (the event reports positions)."""
+def _selection_points(event) -> list:
     try:
-        points = event.selection.points if event is not None else []
+        return event.selection.points if event is not None else []
     except AttributeError:
-        points = (event or {}).get("selection", {}).get("points", [])
-    keys = []
-    for p in points or []:
-        curve, index = p.get("curve_number"), p.get("point_index", p.get("point_number"))
-        if curve is None or index is None or not 0 <= curve < len(fig.data):
-            continue
-        data = fig.data[curve].customdata
-        if data is not None and 0 <= index < len(data):
-            keys.append(str(data[index][0]))
-    return keys
+        return (event or {}).get("selection", {}).get("points", [])
 
 
 def _selected_table(ws, selected: pd.DataFrame) -> None:
-    ds = ws.dataset
-    items = selected[selected["kind"] == "item"]
-    idx = items["key"].str.removeprefix("item:").astype(int).to_numpy()
-    counts = ws.item_counts()
-    table = pd.DataFrame(
-        {
-            "item_id": ds.item_ids[idx],
-            "title": ds.items["title"].to_numpy()[idx],
-            **{c: ds.items[c].to_numpy()[idx] for c in ds.attribute_columns},
-            "interactions": counts[idx],
-        }
-    )
-    for c in ds.attribute_columns:
-        table[c] = table[c].map(ui.join_values)
+    table = listed_items(ws.dataset, ws.item_counts(), selected)
     users = selected[selected["kind"] == "user"]
-    st.markdown(f"**{len(items)} items** and **{len(users)} users** listed")
+    st.markdown(f"**{len(table)} items** and **{len(users)} users** listed")
     st.dataframe(table, hide_index=True)
     ui.download_csv("Download listed items (CSV)", table, "embedding_selection.csv", key="e-dl")
     if len(users):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from recscope_ui import ui
 from recsys_core import viz
+from recsys_core.views.explain import faithfulness_users, score_and_rank, what_if_ranks
 
 ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
     "Attention",
@@ -60,7 +60,7 @@ def _body() -> None:
             key="x-item-any",
             format_func=lambda i: f"{titles[i]} ({i})",
         )
-    score, rank = _score_and_rank(run, ws, user, item)
+    score, rank = score_and_rank(run.model, ws.dataset, user, item)
     flagship = _is_flagship(run.model)
     where = f"at #{rank}" if rank is not None else "(already in the user's history)"
     st.caption(
@@ -111,21 +111,6 @@ def _recommendations(run, user: str) -> pd.DataFrame:
     if key not in run.cache:
         run.cache[key] = run.model.recommend(users=[user], k=20)
     return run.cache[key]
-
-
-def _score_and_rank(run, ws, user: str, item: str) -> tuple[float, int | None]:
-    """The model's score of the pair and the item's rank among the user's unseen items
-    (``None`` when the user already interacted with it)."""
-    ds = ws.dataset
-    u = ds.user_idx(user)
-    scores = np.asarray(run.model.score(u, None), dtype=np.float64)[0]
-    i = int(ds.item_idx(item)[0])
-    score = float(scores[i])
-    seen = run.model.train_matrix[int(u[0])].indices
-    if i in seen:
-        return score, None
-    scores[seen] = -np.inf
-    return score, int((scores > score).sum()) + 1
 
 
 def _is_flagship(model) -> bool:
@@ -282,12 +267,14 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
 
 
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core.explain import gnn_explainer_explanation
+    from recsys_core.explain.gnn_explainer import DEFAULT_EPOCHS, gnn_explainer_explanation
 
     key = ("gnnexplainer", user, item)
     if key not in run.cache:
-        with st.spinner("Optimising GNNExplainer's edge mask (100 steps)…"):
-            run.cache[key] = gnn_explainer_explanation(run.model, ds, user, item)
+        with st.spinner(f"Optimising GNNExplainer's edge mask ({DEFAULT_EPOCHS} steps)…"):
+            run.cache[key] = gnn_explainer_explanation(
+                run.model, ds, user, item, epochs=DEFAULT_EPOCHS
+            )
     exp = run.cache[key]
     _rationale(exp, ds)
     masked = exp.details.get("masked_score")
@@ -334,8 +321,7 @@ def _what_if(ws, run, ds, user: str, item: str) -> None:
     )
     result = what_if(run.model, ds, user, drop=drop, k=10, items=[item])
     row = result.scores.iloc[0]
-    before_rank = _rank_of(result, item, "before", run, user)
-    after_rank = _rank_of(result, item, "after", run, user, drop)
+    before_rank, after_rank = what_if_ranks(run.model, user, item, drop)
     c1, c2 = st.columns(2)
     c1.metric(
         "Score", f"{row['score_after']:.4f}", delta=f"{row['delta']:+.4f}", delta_color="normal"
@@ -372,23 +358,6 @@ def _what_if(ws, run, ds, user: str, item: str) -> None:
         )
 
 
-def _rank_of(result, item: str, when: str, run, user: str, drop=()) -> int:
-    """Rank of ``item`` among the user's unseen items, before or after the edit."""
-    from recsys_core.explain.history import history_scorer
-
-    ds = run.model.dataset
-    scorer = history_scorer(run.model)
-    u = int(ds.user_idx(user)[0])
-    history = scorer.history(u)
-    drop_idx = ds.item_idx(list(drop)) if drop else []
-    scores = scorer.scores(u, None, drop=drop_idx) if when == "after" else scorer.scores(u, None)
-    seen = history if when == "before" else [h for h in history if h not in set(drop_idx)]
-    scores = pd.Series(scores, dtype=float)
-    scores.iloc[list(seen)] = float("-inf")
-    target = scores.iloc[int(ds.item_idx(item)[0])]
-    return int((scores > target).sum()) + 1
-
-
 def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain import faithfulness
 
@@ -409,7 +378,7 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     if not chosen:
         st.info("Pick at least one method.")
         return
-    sample = _sample_users(ws, user, n_users, k)
+    sample = faithfulness_users(ws.train, user, n_users, k)
     if not sample:
         st.warning(f"No user has more than {k} history items; lower k.")
         return
@@ -487,19 +456,6 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
     ui.download_csv(
         "Download per-user results (CSV)", per_user, "faithfulness.csv", key="x-dl-faith"
     )
-
-
-def _sample_users(ws, user: str, n: int, k: int) -> list[str]:
-    """Up to ``n`` users with more than ``k`` history items (removing ``k`` must leave some):
-    ``user`` first when it qualifies, the others drawn with a fixed seed."""
-    counts = ws.train["user_id"].value_counts()
-    eligible = set(counts.index[counts > k].astype(str))
-    pool = sorted(eligible - {user})
-    first = [user] if user in eligible else []
-    rng = np.random.default_rng(0)
-    size = min(n - len(first), len(pool))
-    picked = list(rng.choice(pool, size=size, replace=False)) if size > 0 else []
-    return first + [str(u) for u in picked]
 
 
 ui.run_page(render)

@@ -8,6 +8,7 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.session import HEADLINE_K, evaluate_model
+from recsys_core.views.metrics import COVERAGE_CAPTION, POPULARITY_BIAS_CAPTION, metrics_table
 
 K = HEADLINE_K
 
@@ -25,10 +26,11 @@ def _body() -> None:
     st.caption(
         f"Every model ranks all items it has not seen in training for each of the "
         f"{ws.test['user_id'].nunique():,} test users; metrics compare that ranking with "
-        f"the {len(ws.test):,} held-out interactions. **Cold items** ranks only items "
-        "with no training interaction (5% of items were held out entirely), **long "
-        "tail** only items outside the most popular ones that hold 80% of training "
-        "interactions."
+        f"the {len(ws.test):,} held-out interactions. **Warm** metrics rank only items with "
+        "training interactions against the test interactions with them; **cold** metrics "
+        "rank only items with none (5% of items were held out entirely) against theirs; "
+        "**long tail** ranks only items outside the most popular ones that hold 80% of "
+        "training interactions."
     )
     ids = ws.runs.ids()
     chosen = st.multiselect("Models", ids, default=ids, key="m-runs")
@@ -41,9 +43,9 @@ def _body() -> None:
         if "metrics" not in run.cache or run.cache["metrics"] is None:
             with st.spinner(f"Evaluating {run_id}…"):
                 run.cache["metrics"] = evaluate_model(run.model, ws)
-        results[run_id] = (run, run.cache["metrics"])
+        results[run_id] = (run.train_seconds, run.cache["metrics"])
 
-    table = _table(results)
+    table = metrics_table(results, K)
     st.subheader(f"Summary at K = {K}")
     st.dataframe(
         table,
@@ -73,6 +75,7 @@ def _body() -> None:
         [m["at_k"].assign(model=run_id) for run_id, (_, m) in results.items()], ignore_index=True
     )
     st.subheader("Recall and NDCG over K")
+    st.caption("Every item ranked against every held-out interaction (warm and cold together).")
     st.plotly_chart(viz.metrics_at_k_fig(at_k, ("recall", "ndcg")), key="m-at-k")
     ui.download_csv(
         "Download metrics@K (CSV)",
@@ -86,7 +89,7 @@ def _body() -> None:
         slices = table[
             [
                 "model",
-                f"recall@{K}",
+                f"warm recall@{K}",
                 f"cold recall@{K}",
                 f"long-tail recall@{K}",
                 f"light-user recall@{K}",
@@ -96,20 +99,19 @@ def _body() -> None:
             viz.metric_bars_fig(slices, list(slices.columns[1:]), "Recall by slice"), key="m-slices"
         )
     with right:
-        beyond = table[["model", "coverage", "popularity bias"]]
+        beyond = table[["model", "coverage", "popularity percentile"]]
         st.plotly_chart(
             viz.metric_bars_fig(
-                beyond, ["coverage", "popularity bias"], "Catalogue coverage and popularity bias"
+                beyond,
+                ["coverage", "popularity percentile"],
+                "Catalogue coverage and popularity bias",
             ),
             key="m-beyond",
         )
-        st.caption(
-            "Coverage: share of the catalogue appearing in any top-K list. Popularity "
-            "bias: how much more popular the recommended items are than the catalogue "
-            "average (see recsys_core.metrics.popularity_bias)."
-        )
+        st.caption(f"{COVERAGE_CAPTION} {POPULARITY_BIAS_CAPTION}")
 
     st.subheader("Per-user distribution")
+    st.caption("Every item ranked against every held-out interaction (warm and cold together).")
     metric = st.selectbox(
         "Metric",
         ["ndcg", "recall", "precision", "reciprocal_rank", "average_precision"],
@@ -124,33 +126,6 @@ def _body() -> None:
     ui.download_csv(
         "Download per-user metrics (CSV)", per_user, "metrics_per_user.csv", key="m-dl-per-user"
     )
-
-
-def _table(results) -> pd.DataFrame:
-    rows = []
-    for run_id, (run, m) in results.items():
-        s = m["summary"]
-        light = (s.get("slices") or {}).get("light_users") or {}
-        rows.append(
-            {
-                "model": run_id,
-                f"recall@{K}": s.get("recall"),
-                f"ndcg@{K}": s.get("ndcg"),
-                f"precision@{K}": s.get("precision"),
-                "hit rate": s.get("hit_rate"),
-                "mrr": s.get("mrr"),
-                f"cold recall@{K}": m["cold_items"].get("recall"),
-                f"cold ndcg@{K}": m["cold_items"].get("ndcg"),
-                f"long-tail recall@{K}": m["long_tail"].get("recall"),
-                f"light-user recall@{K}": light.get("recall"),
-                "coverage": s.get("catalog_coverage"),
-                "novelty": s.get("novelty"),
-                "popularity bias": s.get("popularity_bias"),
-                "test users": s.get("n_users"),
-                "train seconds": round(run.train_seconds, 2),
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 ui.run_page(render)

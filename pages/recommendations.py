@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from recscope_ui import ui
-from recsys_core.session import cold_start_reach, ensure_item_text
+from recsys_core.session import cold_start_reach, cold_start_text, ensure_item_text
 
 
 def render() -> None:
@@ -151,7 +151,7 @@ def _cold_start(ws, run) -> None:
         c1, c2 = st.columns([2, 1])
         title = c1.text_input("Title", key="r-cold-title", placeholder="e.g. The Clockwork Archive")
         attrs = {}
-        for column in ds.attribute_columns[:2]:
+        for column in ds.attribute_columns:
             attrs[column] = c2.multiselect(
                 column.capitalize(), _attribute_values(ws, column), key=f"r-cold-{column}"
             )
@@ -166,10 +166,7 @@ def _cold_start(ws, run) -> None:
         if not title.strip() and not description.strip():
             st.warning("Enter a title or a description first.")
             return
-        attributes = " ".join(
-            f"{c.replace('_', ' ').capitalize()}: {', '.join(v)}." for c, v in attrs.items() if v
-        )
-        text = " ".join(f"{title.strip()}. {description.strip()} {attributes}".split())
+        text = cold_start_text(ws, title.strip(), description.strip(), attrs)
         with st.spinner("Embedding the text…"):
             encoder = ui.text_encoder()
             ensure_item_text(ws, ui.text_encoder)

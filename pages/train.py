@@ -194,8 +194,9 @@ def _runs(ws) -> None:
         summary,
         hide_index=True,
         column_config={
-            "recall@20": st.column_config.NumberColumn(format="%.4f"),
-            "ndcg@20": st.column_config.NumberColumn(format="%.4f"),
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in summary.columns
+            if "recall@" in c or "ndcg@" in c
         },
     )
     ui.download_csv("Download runs (CSV)", summary, "runs.csv")

@@ -138,19 +138,48 @@ class Dataset:
         The template may use ``{title}``, ``{description}``, ``{attributes}`` (all attribute
         values as "Column: a, b." sentences) and any attribute column name.
         """
-        texts = []
         cols = self.attribute_columns
         titles = self.items[TITLE_COL].fillna("").astype(str).tolist()
         descs = (self.items[DESCRIPTION_COL].fillna("").astype(str).tolist()
                  if DESCRIPTION_COL in self.items else [""] * self.num_items)
         attr_values = {c: self.items[c].tolist() for c in cols}
-        for i in range(self.num_items):
-            parts = {c: ", ".join(attr_values[c][i] or []) for c in cols}
-            attributes = " ".join(f"{c.replace('_', ' ').capitalize()}: {v}." for c, v in parts.items() if v)
-            text = template.format_map(_Default(title=titles[i], description=descs[i],
-                                                attributes=attributes, **parts))
-            texts.append(" ".join(text.split()))
-        return texts
+        return [self._compose_text(template, titles[i], descs[i],
+                                   {c: attr_values[c][i] for c in cols})
+                for i in range(self.num_items)]
+
+    def new_item_text(
+        self,
+        title: str,
+        description: str = "",
+        attributes: dict[str, list[str]] | None = None,
+        template: str = DEFAULT_TEXT_TEMPLATE,
+    ) -> str:
+        """The text of an item that is not in the catalogue, built exactly as
+        :meth:`item_texts` builds a catalogue item's (every attribute column, same template).
+
+        Args:
+            title (str): The new item's title.
+            description (str): Its description. (default: :obj:`""`)
+            attributes (dict, optional): Attribute column -> values; columns the dataset does
+                not have are ignored. (default: :obj:`None`)
+            template (str): Item text template, the one the catalogue was encoded with.
+                (default: :obj:`DEFAULT_TEXT_TEMPLATE`)
+        """
+        attributes = attributes or {}
+        return self._compose_text(template, str(title or ""), str(description or ""),
+                                  {c: attributes.get(c) for c in self.attribute_columns})
+
+    @staticmethod
+    def _compose_text(template: str, title: str, description: str,
+                      attribute_values: dict[str, list[str] | None]) -> str:
+        """One item's text from ``template`` (see :meth:`item_texts`), whitespace collapsed."""
+        parts = {c: ", ".join(str(v) for v in (values or [])) for c, values in
+                 attribute_values.items()}
+        attributes = " ".join(f"{c.replace('_', ' ').capitalize()}: {v}."
+                              for c, v in parts.items() if v)
+        text = template.format_map(_Default(title=title, description=description,
+                                            attributes=attributes, **parts))
+        return " ".join(text.split())
 
     def interacted_items(self) -> np.ndarray:
         """Boolean mask over items: ``True`` where the item has at least one interaction."""

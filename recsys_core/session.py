@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .dataset import ITEM_COL, ITEM_IDX, USER_COL, USER_IDX, Dataset
+from .dataset import DEFAULT_TEXT_TEMPLATE, ITEM_COL, ITEM_IDX, USER_COL, USER_IDX, Dataset
 from .errors import RecScopeError
 
 PENDING, RUNNING, DONE, STOPPED, FAILED = "pending", "running", "done", "stopped", "failed"
@@ -366,10 +366,12 @@ class RunRegistry:
         return run_id in self._runs
 
     def summary(self) -> pd.DataFrame:
-        """One row per run: id, model, status, device, seconds, headline metrics, parameters."""
+        """One row per run: id, model, status, device, seconds, headline metrics (warm and cold
+        items separately, see :func:`evaluate_model`), parameters."""
         rows = []
         for r in self:
-            metrics = (r.cache.get("metrics") or {}).get("summary") or {}
+            metrics = r.cache.get("metrics") or {}
+            warm, cold = metrics.get("warm_items") or {}, metrics.get("cold_items") or {}
             rows.append(
                 {
                     "run": r.run_id,
@@ -377,8 +379,9 @@ class RunRegistry:
                     "status": r.status,
                     "device": r.device,
                     "train_seconds": round(r.train_seconds, 2),
-                    f"recall@{HEADLINE_K}": metrics.get("recall"),
-                    f"ndcg@{HEADLINE_K}": metrics.get("ndcg"),
+                    f"warm recall@{HEADLINE_K}": warm.get("recall"),
+                    f"warm ndcg@{HEADLINE_K}": warm.get("ndcg"),
+                    f"cold recall@{HEADLINE_K}": cold.get("recall"),
                     "parameters": ", ".join(f"{k}={v}" for k, v in r.params.items()),
                     "chosen_on_validation": chosen_on_validation(r.model),
                 }
@@ -391,8 +394,9 @@ class RunRegistry:
                 "status",
                 "device",
                 "train_seconds",
-                f"recall@{HEADLINE_K}",
-                f"ndcg@{HEADLINE_K}",
+                f"warm recall@{HEADLINE_K}",
+                f"warm ndcg@{HEADLINE_K}",
+                f"cold recall@{HEADLINE_K}",
                 "parameters",
                 "chosen_on_validation",
             ],
@@ -656,7 +660,8 @@ def ensure_item_text(
                 ctx.progress({**event, "stage": "encode item texts"})
 
         # Runs in a job thread: the process's thread count (set once at start-up) stays as is.
-        emb = encode_items(ws.dataset, encoder=encoder, on_progress=report)
+        emb = encode_items(ws.dataset, template=DEFAULT_TEXT_TEMPLATE, encoder=encoder,
+                           on_progress=report)
         ws.item_text = np.asarray(emb, dtype=np.float32)
         ws.cache["item_text_encoded"] = True  # from the shared encoder (not user-supplied)
     return ws.item_text
@@ -860,8 +865,10 @@ def evaluate_model(
     Returns:
         dict with ``summary`` (:func:`recsys_core.metrics.evaluate_recommendations` at
         :data:`HEADLINE_K`), ``at_k`` (long DataFrame ``k, metric, value``), ``per_user``
-        (:func:`recsys_core.metrics.per_user_metrics` at :data:`HEADLINE_K`), ``cold_items``
-        and ``long_tail`` (slice metrics where only cold / long-tail items are ranked) and
+        (:func:`recsys_core.metrics.per_user_metrics` at :data:`HEADLINE_K`), ``warm_items``,
+        ``cold_items`` and ``long_tail`` (slice metrics where only warm / cold / long-tail items
+        are ranked and only their test interactions count; warm items are those with
+        training interactions, so ``warm_items`` and ``cold_items`` are the headline pair) and
         ``seconds``.
     """
     from .metrics import RANKING_METRICS, evaluate_recommendations, per_user_metrics, slice_metrics
@@ -883,10 +890,11 @@ def evaluate_model(
             rows.append({"k": int(k), "metric": name, "value": float(per_k[column].mean())})
     per_user = per_user_metrics(test, recs, k=HEADLINE_K)
     train_items = set(ws.train[ITEM_COL])
+    warm = [i for i in ds.item_ids if i in train_items]
     cold = [i for i in ds.item_ids if i not in train_items]
     tail = [i for i in ds.item_ids if i in train_items and i not in ws.head_items(head_share)]
     slices = {}
-    for name, candidates in (("cold_items", cold), ("long_tail", tail)):
+    for name, candidates in (("warm_items", warm), ("cold_items", cold), ("long_tail", tail)):
         if candidates:
             slice_recs = model.recommend(users=users, k=HEADLINE_K, candidates=candidates)
             slices[name] = slice_metrics(test, slice_recs, k=HEADLINE_K, items=candidates)
@@ -896,6 +904,7 @@ def evaluate_model(
         "summary": summary,
         "at_k": pd.DataFrame(rows),
         "per_user": per_user,
+        "warm_items": slices["warm_items"],
         "cold_items": slices["cold_items"],
         "long_tail": slices["long_tail"],
         "seconds": time.perf_counter() - started,
@@ -903,6 +912,26 @@ def evaluate_model(
 
 
 # ---------------------------------------------------------------------------------- cold start
+def cold_start_text(
+    ws: Workspace,
+    title: str,
+    description: str = "",
+    attributes: dict[str, list[str]] | None = None,
+) -> str:
+    """The text of a new item, built by the same code and template as the catalogue texts
+    the workspace's item embeddings were encoded from (:func:`ensure_item_text`), so the new
+    item and the catalogue are compared like for like.
+
+    Args:
+        ws (Workspace): The workspace.
+        title (str): The new item's title.
+        description (str): Its description. (default: :obj:`""`)
+        attributes (dict, optional): Attribute column -> values. (default: :obj:`None`)
+    """
+    return ws.dataset.new_item_text(title, description, attributes,
+                                    template=DEFAULT_TEXT_TEMPLATE)
+
+
 def cold_start_reach(
     model: Any,
     ws: Workspace,

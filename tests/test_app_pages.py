@@ -372,3 +372,48 @@ def test_command_line_files_open_and_bad_files_fall_back_to_upload(tmp_path, mon
     assert not at.exception
     assert at.error and "bad.csv" in at.error[0].value and "PNG" in at.error[0].value
     assert at.file_uploader(key="up-interactions") is not None
+
+
+def test_cold_start_form_builds_the_text_like_catalogue_items(workspace, monkeypatch):
+    class FakeEncoder:
+        def encode(self, texts):
+            return np.random.default_rng(0).normal(size=(len(texts), 16)).astype(np.float32)
+
+    monkeypatch.setattr(ui, "text_encoder", lambda: FakeEncoder())
+    workspace.runs.active_id = "gnn-llm #2"
+    workspace.cache.pop("cold_start", None)
+    at = page_test("recommendations", workspace).run()
+    at.text_input(key="r-cold-title").input("The Clockwork Archive")
+    at.text_area(key="r-cold-desc").input("A quiet mystery.")
+    at.multiselect(key="r-cold-category").select("Crime")
+    next(b for b in at.button if b.label == "Find users").click()
+    at.run()
+    assert_clean(at)
+    expected = workspace.dataset.new_item_text(
+        "The Clockwork Archive", "A quiet mystery.", {"category": ["Crime"]}
+    )
+    assert expected == "The Clockwork Archive. A quiet mystery. Category: Crime."
+    assert expected in [t.value for t in at.text]
+
+
+def test_metrics_report_warm_and_cold_items_apart_and_say_what_numbers_are(workspace):
+    at = page_test("metrics", workspace).run()
+    assert_clean(at)
+    summary = at.dataframe[0].value
+    assert {"warm recall@20", "cold recall@20", "warm ndcg@20", "cold ndcg@20"} <= set(
+        summary.columns
+    )
+    assert "recall@20" not in summary.columns
+    text = all_text(at)
+    assert "mean popularity percentile" in text and "how much more popular" not in text
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.session_state[ui.STATE_KEY] = workspace
+    at.run()
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "warm recall@20" in sidebar and "cold recall@20" in sidebar
+
+
+def test_embeddings_map_places_users_among_their_items(workspace):
+    at = page_test("embeddings", workspace).run()
+    assert_clean(at)
+    assert "mean of the items in their training history" in all_text(at)

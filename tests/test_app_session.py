@@ -143,7 +143,7 @@ def test_run_registry():
     reg.remove(b.run_id)
     assert reg.active_id == a.run_id
     table = reg.summary()
-    assert list(table["run"]) == [a.run_id] and "recall@20" in table
+    assert list(table["run"]) == [a.run_id] and "warm recall@20" in table and "cold recall@20" in table
     assert table["chosen_on_validation"].tolist() == [""]  # nothing chosen by this model
 
 

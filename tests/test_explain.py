@@ -409,11 +409,45 @@ def test_rationale_mentions_only_positive_grounded_evidence(ds):
     result = Explanation("shap", "u00", item, 1.0, 0.0, frame)
     text = rationale(result, ds)
     assert "Alpha Book" in text and "Fantasy" in text
-    assert f"liked by user {rater}" in text and "connected to u03" in text
+    assert f"user {rater} also rated it" in text and "connected to u03" in text
     for absent in ("Beta Book", "Not Read Book", "Isolated", "young mage", "x1"):
         assert absent not in text
     empty = Explanation("shap", "u00", item, 1.0, 0.0, frame.assign(weight=-1.0))
     assert "No single piece of evidence" in rationale(empty, ds)
+
+
+def test_rationale_words_history_by_the_rating_scale(ds):
+    inter = ds.interactions.copy()
+    history = sorted(history_ids(ds, "u00"))
+    rows = inter["user_id"] == "u00"
+    inter.loc[rows & (inter["item_id"] == history[0]), "rating"] = 1.0
+    inter.loc[rows & (inter["item_id"] == history[1]), "rating"] = 5.0
+    rated = ds.subset_interactions(inter)
+    frame = contribution_frame([
+        {"kind": "history_item", "id": history[0], "label": "One Star Book", "weight": 0.9,
+         "node_type": "item", "index": 0},
+        {"kind": "history_item", "id": history[1], "label": "Five Star Book", "weight": 0.8,
+         "node_type": "item", "index": 1},
+    ])
+    text = rationale(Explanation("shap", "u00", "i00", 1.0, 0.0, frame), rated)
+    assert 'you liked "Five Star Book"' in text and 'you rated "One Star Book" low' in text
+    assert "liked \"One Star Book\"" not in text
+    implicit = ds.subset_interactions(inter.assign(rating=1.0))
+    text = rationale(Explanation("shap", "u00", "i00", 1.0, 0.0, frame), implicit)
+    assert 'you interacted with "One Star Book" and "Five Star Book"' in text
+    assert "liked" not in text
+
+
+def test_rationale_names_the_items_text_without_quoting_a_label(ds):
+    whole = contribution_frame([{"kind": "text", "id": "item_text",
+                                 "label": 'text of "Fantasy Tale 0"', "weight": 0.9,
+                                 "node_type": "item", "index": 0}])
+    text = rationale(Explanation("attention", "u00", "i00", 1.0, None, whole), ds)
+    assert "its own text (title, description and attributes)" in text
+    assert "description says" not in text and "text of" not in text
+    sentence = whole.assign(id="sentence:0", label="The story of a young mage.")
+    text = rationale(Explanation("shap", "u00", "i00", 1.0, 0.0, sentence), ds)
+    assert 'its description says "The story of a young mage."' in text
 
 
 def test_rationale_of_a_real_explanation_quotes_only_positive_history(ds, model, pair):

@@ -30,6 +30,8 @@ from .attention import require_attention_flagship
 from .engine import EdgeType, FlagshipEngine
 from .evidence import Explanation, contribution_frame, node_evidence
 
+DEFAULT_EPOCHS = 50  # GNNExplainer's optimisation steps unless told otherwise
+
 
 class _MaskHolder(MessagePassing):
     """Receives one relation's edge mask from PyG's explainer (never propagates itself)."""
@@ -117,7 +119,7 @@ def gnn_explainer_explanation(
     dataset: Dataset,
     user_id: str,
     item_id: str,
-    epochs: int = 50,
+    epochs: int = DEFAULT_EPOCHS,
     lr: float = 0.01,
     edge_size: float = 0.005,
     seed: int = 0,
@@ -198,5 +200,5 @@ def gnn_explainer_explanation(
                  "epochs": epochs})
 
 
-__all__ = ["GeneratorGNNExplainer", "PairScoreModel", "candidate_edges",
+__all__ = ["DEFAULT_EPOCHS", "GeneratorGNNExplainer", "PairScoreModel", "candidate_edges",
            "gnn_explainer_explanation"]

@@ -5,13 +5,18 @@ pair, pushed the score *up*, and are checked against the data: history items the
 interacted with, attribute values the recommended item (or the user's history) really has,
 sentences of the item's own description, users who interacted with the item or are connected
 to the user, similar items. Nothing else is mentioned.
+
+History items are worded by the user's rating on the data set's scale (see
+:func:`rating_scale`): "you liked" only for ratings above the middle of the scale, "you rated
+... low" below it; implicit data (one rating value for everything) says "you interacted with".
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from ..dataset import ITEM_COL, USER_COL, Dataset
+from ..dataset import ITEM_COL, RATING_COL, USER_COL, Dataset
 from ..graph import attribute_node_type
 from .evidence import ATTRIBUTE, HISTORY_ITEM, NEIGHBOUR, TEXT, Explanation
 
@@ -27,8 +32,11 @@ def rationale(
 
     Only contributions with a positive weight of at least ``min_share`` of the largest
     positive weight count as evidence, so numerical noise never becomes a reason. History
-    items must be in the user's interactions and attribute values on the item (``"it has the
-    genre A"``) or, failing that, on the user's history items (``"you like the genre A"``).
+    items must be in the user's interactions (worded by the user's rating, see
+    :func:`rating_scale`) and attribute values on the item (``"it has the genre A"``) or,
+    failing that, on the user's history items (``"you like the genre A"``). A sentence of the
+    item's description is quoted only when it is one (SHAP's text features); the item's text
+    as a whole (attention's text feature) is named, not quoted.
 
     Args:
         explanation (Explanation): Output of any explanation method.
@@ -51,23 +59,68 @@ def rationale(
     history_ids = _history_ids(dataset, explanation.user_id)
 
     clauses = []
-    liked = positive[(positive["kind"] == HISTORY_ITEM)
-                     & positive["id"].astype(str).isin(history_ids)].head(max_items)
-    if len(liked):
-        clauses.append("you liked " + _join([f'"{label}"' for label in liked["label"]]))
+    history = positive[(positive["kind"] == HISTORY_ITEM)
+                       & positive["id"].astype(str).isin(history_ids)].head(max_items)
+    if len(history):
+        clauses.extend(_history_clauses(history, dataset, str(explanation.user_id)))
     attribute_clause = _attribute_clause(positive[positive["kind"] == ATTRIBUTE], dataset,
                                          explanation.item_id, history_ids, max_attributes)
     if attribute_clause:
         clauses.append(attribute_clause)
     text = positive[positive["kind"] == TEXT].head(1)
     if len(text):
-        clauses.append(f'its description says "{_shorten(str(text["label"].iloc[0]))}"')
+        if str(text["id"].iloc[0]).startswith("sentence:"):  # a real sentence of the description
+            clauses.append(f'its description says "{_shorten(str(text["label"].iloc[0]))}"')
+        else:  # the item's text features as a whole: nothing to quote
+            clauses.append("its own text (title, description and attributes) fits")
     clauses.extend(_neighbour_clauses(positive[positive["kind"] == NEIGHBOUR], dataset,
                                       explanation, max_items))
     if not clauses:
         return (f"No single piece of evidence raised the score of item "
                 f"{explanation.item_id!r}; it comes from the model's overall preferences.")
     return "Recommended because " + "; ".join(clauses) + "."
+
+
+def rating_scale(dataset: Dataset) -> tuple[float, float] | None:
+    """``(bottom, top)`` of the data set's rating scale, ``None`` for implicit data (a single
+    rating value, e.g. 1.0 for every interaction).
+
+    The top is the largest rating seen; the bottom the smallest, or 1 when every rating is
+    non-negative and above 1 (a star scale whose low values nobody used still starts at 1).
+    """
+    ratings = pd.to_numeric(dataset.interactions[RATING_COL], errors="coerce").dropna()
+    if ratings.nunique() < 2:
+        return None
+    low, high = float(ratings.min()), float(ratings.max())
+    if low >= 0:
+        low = min(low, 1.0)
+    return low, high
+
+
+def _history_clauses(rows: pd.DataFrame, dataset: Dataset, user_id: str) -> list[str]:
+    """"you liked ...", "you rated ... low", "you gave ... a middling rating" (explicit
+    ratings, by the user's mean rating of each item) or "you interacted with ..." (implicit)."""
+    labels = [f'"{label}"' for label in rows["label"]]
+    scale = rating_scale(dataset)
+    if scale is None:
+        return ["you interacted with " + _join(labels)]
+    inter = dataset.interactions
+    mine = inter[inter[USER_COL].astype(str) == user_id]
+    ratings = mine.groupby(mine[ITEM_COL].astype(str))[RATING_COL].mean()
+    middle = (scale[0] + scale[1]) / 2
+    groups: dict[str, list[str]] = {"high": [], "low": [], "middle": []}
+    for item_id, label in zip(rows["id"].astype(str), labels, strict=True):
+        rating = float(ratings.get(item_id, np.nan))
+        group = "high" if rating > middle else "low" if rating < middle else "middle"
+        groups[group].append(label)
+    clauses = []
+    if groups["high"]:
+        clauses.append("you liked " + _join(groups["high"]))
+    if groups["low"]:
+        clauses.append("you rated " + _join(groups["low"]) + " low")
+    if groups["middle"]:
+        clauses.append("you gave " + _join(groups["middle"]) + " a middling rating")
+    return clauses
 
 
 def _neighbour_clauses(rows: pd.DataFrame, dataset: Dataset, explanation: Explanation,
@@ -94,8 +147,9 @@ def _neighbour_clauses(rows: pd.DataFrame, dataset: Dataset, explanation: Explan
             liked.append(node_id)
     clauses = []
     if liked:
-        clauses.append(f"it was liked by user{'s' if len(liked[:limit]) > 1 else ''} "
-                       f"{_join(liked[:limit])}")
+        verb = "rated" if rating_scale(dataset) is not None else "interacted with"
+        clauses.append(f"user{'s' if len(liked[:limit]) > 1 else ''} {_join(liked[:limit])} "
+                       f"also {verb} it")
     if friends:
         clauses.append(f"you are connected to {_join(friends[:limit])}")
     if items:

@@ -1,0 +1,7 @@
+"""View models: what each page shows, computed in the library (no streamlit here).
+
+A page reads session state, calls one of these functions and draws what it returns:
+:mod:`~recsys_core.views.embeddings` (the 2-D map and its listings),
+:mod:`~recsys_core.views.explain` (scores and ranks around an explanation) and
+:mod:`~recsys_core.views.metrics` (the headline table and the sidebar's summary).
+"""
