@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,13 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from recsys_core.explain import explain, faithfulness
+from recsys_core.ingest import load_dataset
+from recsys_core.models.gnn_llm import GNNLLMRecommender
+from recsys_core.run import load_run, save_run
 
-from recsys_core.explain import explain, faithfulness  # noqa: E402
-from recsys_core.ingest import load_dataset  # noqa: E402
-from recsys_core.models.gnn_llm import GNNLLMRecommender  # noqa: E402
-from recsys_core.run import load_run, save_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the repository (demo data under data/)
 
 DATASETS = {
     "demo": lambda: load_dataset(ROOT / "data" / "interactions.csv", ROOT / "data" / "items.csv",

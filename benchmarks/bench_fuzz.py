@@ -20,7 +20,6 @@ import argparse
 import collections
 import importlib.util
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def load_fuzz_module():

@@ -57,7 +57,6 @@ def generate(folder: Path, rows: int, users: int, items: int, seed: int = 0) -> 
 def measure(folder: Path) -> dict:
     import resource
 
-    sys.path.insert(0, str(ROOT))  # runnable without installing the package
     from recsys_core.graph import build_hetero_graph
     from recsys_core.ingest import load_dataset
 

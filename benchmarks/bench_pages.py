@@ -17,16 +17,13 @@ Two ways to measure:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-# The app server and browser settings are the browser tests' (tests/browser_support.py).
-sys.path.insert(0, str(ROOT / "tests"))
 
 PAGES = [
     ("data", "Data"),
@@ -37,6 +34,16 @@ PAGES = [
     ("explain", "Explain"),
     ("embeddings", "Embeddings"),
 ]
+
+
+def load_browser_support():
+    """``tests/browser_support.py`` loaded from its file (``tests/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location("browser_support",
+                                                  ROOT / "tests" / "browser_support.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench_apptest(args: argparse.Namespace) -> None:
@@ -96,7 +103,10 @@ def bench_apptest(args: argparse.Namespace) -> None:
 
 
 def bench_browser(args: argparse.Namespace) -> None:
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+    # The app server and browser settings are the browser tests' (tests/browser_support.py).
+    support = load_browser_support()
+    CHROMIUM, CHROMIUM_ARGS, streamlit_server = (
+        support.CHROMIUM, support.CHROMIUM_ARGS, support.streamlit_server)
     from playwright.sync_api import sync_playwright
 
     app_args = []

@@ -1,9 +1,10 @@
 """Text-encoder throughput: texts/second for short item texts, and the cached re-run.
 
 Encodes 2,000 short item texts ("Title (year). Genre: a, b.") with the bundled
-all-MiniLM-L6-v2 at batch 64 on 2 CPU threads (the figure in /work/shared/BENCHMARK.md is about
-420 texts/s through sentence-transformers), then encodes them again from the on-disk cache.
-Titles come from MovieLens-100K when ``--ml100k`` points at it, else they are synthetic.
+all-MiniLM-L6-v2 at batch 64 on 2 CPU threads (the figure in ``../shared/BENCHMARK.md``, next to
+the repository, is about 420 texts/s through sentence-transformers), then encodes them again
+from the on-disk cache. Titles come from MovieLens-100K when ``--ml100k`` points at it (default:
+``../shared/data/ml-100k`` relative to the repository root), else they are synthetic.
 
     python benchmarks/bench_text.py [--n 2000] [--batch-size 64] [--threads 2] [--no-compare]
 """
@@ -11,7 +12,6 @@ Titles come from MovieLens-100K when ``--ml100k`` points at it, else they are sy
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from recsys_core.text import TextEncoder, default_model_path
 
-from recsys_core.text import TextEncoder, default_model_path  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+ML100K = (REPO / ".." / "shared" / "data" / "ml-100k").resolve()
 
 ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
                  "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -55,7 +56,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ml100k", type=Path, default=Path("/work/shared/data/ml-100k"))
+    parser.add_argument("--ml100k", type=Path, default=ML100K,
+                        help="MovieLens-100K folder (default: ../shared/data/ml-100k from the "
+                             "repository root)")
     parser.add_argument("--no-compare", action="store_true",
                         help="skip the sentence-transformers reference run")
     args = parser.parse_args()

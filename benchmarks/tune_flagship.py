@@ -1,9 +1,9 @@
 """Accuracy, cold start, fit time and memory of the trainable recommenders.
 
-Protocol: /work/shared/BENCHMARK.md (MovieLens-100K, every rating a positive, per-user random
-80/10/10 split with seed 42, Recall@20 / NDCG@20 over all unseen items; cold start: 10% of the
-items (seed 7) held out entirely, each user ranks only those). The same protocol runs on the
-shipped demo data (``--data demo``) to check that the defaults generalise.
+Protocol: ``../shared/BENCHMARK.md`` next to the repository (MovieLens-100K, every rating a
+positive, per-user random 80/10/10 split with seed 42, Recall@20 / NDCG@20 over all unseen
+items; cold start: 10% of the items (seed 7) held out entirely, each user ranks only those).
+The same protocol runs on the shipped demo data (``--data demo``) to check that the defaults generalise.
 
 All defaults were chosen with ``--tune`` (fit on train, score the validation split); the test
 split is only ever printed. Every model, metric and split comes from ``recsys_core``.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -29,15 +28,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A sibling script: ``python benchmarks/tune_flagship.py`` puts benchmarks/ on the path.
+from bench_ml100k import load_ml100k, recall_ndcg_at_k
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_ml100k import load_ml100k, recall_ndcg_at_k  # noqa: E402
-
-from recsys_core.dataset import USER_IDX, Dataset  # noqa: E402
-from recsys_core.models import create_model  # noqa: E402
-from recsys_core.splits import cold_start_item_split, per_user_random_split  # noqa: E402
+from recsys_core.dataset import USER_IDX, Dataset
+from recsys_core.models import create_model
+from recsys_core.splits import cold_start_item_split, per_user_random_split
 
 ML100K = Path(__file__).resolve().parents[1] / "../shared/data/ml-100k"
 DEMO = Path(__file__).resolve().parents[1] / "data"

@@ -17,7 +17,8 @@ import pandas as pd
 from .dataset import ITEM_COL, TIME_COL, USER_COL
 from .errors import DataError
 
-#: The /work/shared/BENCHMARK.md protocol: seed, minimum interactions per user, ratios.
+#: The protocol of ``../shared/BENCHMARK.md`` (next to the repository): seed, minimum
+#: interactions per user, ratios.
 BENCHMARK_SEED = 42
 BENCHMARK_MIN_INTERACTIONS = 5
 BENCHMARK_TEST_RATIO = 0.1

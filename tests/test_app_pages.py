@@ -16,15 +16,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pages` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(ROOT))
+from recscope_ui import ui
+from recsys_core import viz
+from recsys_core.dataset import Dataset
+from recsys_core.models import create_model
+from recsys_core.session import evaluate_model, prepare_workspace
 
-from recscope_ui import ui  # noqa: E402
-from recsys_core import viz  # noqa: E402
-from recsys_core.dataset import Dataset  # noqa: E402
-from recsys_core.models import create_model  # noqa: E402
-from recsys_core.session import evaluate_model, prepare_workspace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the pages run from their files (AppTest)
 
 PAGES = ["data", "graph", "train", "recommendations", "metrics", "explain", "embeddings"]
 TIMEOUT = 120

@@ -388,11 +388,7 @@ def test_cli_recommend_csv_neutralises_formulas(hostile_ids_run, tmp_path, capsy
 
 def test_app_download_helper_neutralises_formulas(monkeypatch):
     pytest.importorskip("streamlit")
-    sys.path.insert(0, str(ROOT))
-    try:
-        from recscope_ui import ui
-    finally:
-        sys.path.remove(str(ROOT))
+    from recscope_ui import ui
     captured = {}
 
     def fake_download_button(label, data, file_name=None, mime=None, **kwargs):
@@ -545,11 +541,7 @@ def test_upload_size_caps_are_configured():
                 calls.append((path.name, {k.arg for k in node.keywords}))
     assert calls
     assert all("max_upload_size" in keys for _, keys in calls), calls
-    sys.path.insert(0, str(ROOT))
-    try:
-        from recscope_ui import ui
-    finally:
-        sys.path.remove(str(ROOT))
+    from recscope_ui import ui
     assert all(0 < mb <= server_cap for mb in ui.UPLOAD_LIMIT_MB.values())
 
 
@@ -683,11 +675,7 @@ def test_pages_never_render_raw_html():
 
 
 def test_markdown_helpers_escape_payloads(hostile_dataset):
-    sys.path.insert(0, str(ROOT))
-    try:
-        from recscope_ui import ui
-    finally:
-        sys.path.remove(str(ROOT))
+    from recscope_ui import ui
     for payload in PAYLOADS:
         for out in (escape_markdown(payload), ui.md(payload)):
             assert "<" not in out and ">" not in out, out
