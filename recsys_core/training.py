@@ -44,6 +44,7 @@ from .rng import (
     reset_parameters,
     torch_generator,
 )
+from .tensor_metrics import ndcg_from_hits, top_k
 
 LOSSES = ("bpr", "bce", "softmax")
 CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
@@ -370,20 +371,15 @@ def ndcg_at_k(
         k (int): Cut-off. (default: :obj:`20`)
         chunk (int): Users scored per block. (default: :obj:`1024`)
     """
-    k = min(k, item_emb.size(0))
-    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=user_emb.device, dtype=torch.float))
-    ideal_cum = torch.cumsum(discounts, 0)
     total = 0.0
     for start in range(0, eval_users.numel(), chunk):
         users = eval_users[start:start + chunk]
         scores = user_emb[users].float() @ item_emb.float().T
         rows, seen = history.rows(users)
         scores[rows, seen] = float("-inf")
-        top = scores.topk(k, dim=1).indices
-        hits = targets.contains(users.view(-1, 1).expand_as(top), top).float()
-        dcg = (hits * discounts).sum(1)
-        ideal = ideal_cum[(target_counts[users].clamp(max=k) - 1).clamp(min=0)]
-        total += float((dcg / ideal).sum())
+        top = top_k(scores, k)
+        hits = targets.contains(users.view(-1, 1).expand_as(top), top)
+        total += float(ndcg_from_hits(hits, target_counts[users]).sum())
     return total / max(eval_users.numel(), 1)
 
 

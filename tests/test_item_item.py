@@ -189,7 +189,7 @@ def model(ds):
 
 def test_flagship_score_is_graph_score_plus_the_path(ds, model):
     path = model.item_item_path
-    assert path is not None and path.reg_lambda == 20.0 and path.scale > 0
+    assert path is not None and path.reg_lambda == 20.0 and path.scale == 1.0
     users = np.arange(ds.num_users)
     graph = EmbeddingRecommender.score(model, users)
     expected = graph + path.scores(model.train_matrix)
@@ -197,7 +197,7 @@ def test_flagship_score_is_graph_score_plus_the_path(ds, model):
     assert not np.allclose(model.score(users), graph)
     chosen = model.train_result.selected["item_item"]
     assert chosen["reg_lambda"] == 20.0 and chosen["relative_weight"] == 1.0
-    assert chosen["scale"] == pytest.approx(path.scale)
+    assert chosen["scale"] > 0  # folded into the path's weights (scale 1)
 
 
 def test_flagship_with_the_path_survives_save_and_load(ds, model, tmp_path):
@@ -274,10 +274,14 @@ def test_new_items_get_the_text_bridge_as_catalogue_items_outside_the_path(ds):
 
 
 def test_path_is_off_without_validation_or_when_disabled(ds):
-    plain = fit_flagship(ds, item_item=False)
+    plain = fit_flagship(ds, item_item=False, graph_filter=False)
     assert plain.item_item_path is None and "item_item" not in plain.train_result.selected
+    assert "graph_filter" not in plain.train_result.selected
     users = np.arange(ds.num_users)
     np.testing.assert_allclose(plain.score(users), EmbeddingRecommender.score(plain, users))
+    filter_only = fit_flagship(ds, item_item=False)
+    assert "item_item" not in filter_only.train_result.selected
+    assert "graph_filter" in filter_only.train_result.selected
     no_valid = fit_flagship(ds, valid_fraction=0.0)
     assert no_valid.item_item_path is None
     fixed = fit_flagship(ds, valid_fraction=0.0, item_item_lambda=10.0, item_item_weight=0.5)

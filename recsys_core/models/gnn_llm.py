@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -50,11 +51,22 @@ from ..graph import (
 from ..rng import masked_dropout
 from ..training import EmbeddingRecommender, TrainResult, dot_scores, unique_pairs
 from .base import ProgressCallback, interaction_matrix
+from .graph_filter import (
+    DEFAULT_FILTER_SETTINGS,
+    DEFAULT_FILTER_WEIGHTS,
+    GraphFilterBasis,
+    GraphFilterChoice,
+    select_graph_filter,
+)
 from .item_item import (
+    DEFAULT_MARGIN,
     DEFAULT_REG_LAMBDAS,
     DEFAULT_RELATIVE_WEIGHTS,
     ItemItemChoice,
     ItemItemPath,
+    ValidationRanking,
+    ease_weights,
+    head_items,
     select_item_item,
     spread_ratio,
 )
@@ -657,6 +669,23 @@ class GNNLLMRecommender(EmbeddingRecommender):
         refit (bool): After early stopping, retrain on all interactions (the carved
             validation split included) for the chosen epochs; see
             :class:`~recsys_core.training.TrainConfig`. (default: :obj:`True`)
+        use_text (bool): Initialise items from their text embeddings; ``False`` (an ablation)
+            gives every item the same constant text input, so only ids, attributes and the
+            graph describe items. (default: :obj:`True`)
+        graph_filter (bool): Add the graph-filter layer
+            (:mod:`recsys_core.models.graph_filter`: closed-form normalised propagation over
+            the user-item graph, linear plus ideal low-pass) to the learned score, its
+            settings and weight chosen on the validation split (off where it does not clear
+            the margin). (default: :obj:`True`)
+        graph_filter_dim (int, optional): Fix its ideal low-pass rank ``k`` (with
+            ``graph_filter_alpha``) instead of choosing it. (default: :obj:`None`)
+        graph_filter_alpha (float, optional): Fix the ideal low-pass weight.
+            (default: :obj:`None`)
+        graph_filter_weight (float, optional): Fix its weight relative to the spread ratio.
+            (default: :obj:`None`)
+        selection_margin (float): Relative validation NDCG gain the graph filter, the
+            item-item path and the text bridge must each show to switch on.
+            (default: :obj:`0.01`)
         item_item (bool): Add the full-rank item-item path
             (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
             weight chosen on the validation split (weight 0 where it does not help).
@@ -722,6 +751,12 @@ class GNNLLMRecommender(EmbeddingRecommender):
         item_item_weight: float | None = None,
         item_item_max_items: int = 5000,
         item_item_bridge_k: int = 20,
+        use_text: bool = True,
+        graph_filter: bool = True,
+        graph_filter_dim: int | None = None,
+        graph_filter_alpha: float | None = None,
+        graph_filter_weight: float | None = None,
+        selection_margin: float = DEFAULT_MARGIN,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -754,6 +789,25 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.item_item_weight = None if item_item_weight is None else float(item_item_weight)
         self.item_item_max_items = int(item_item_max_items)
         self.item_item_bridge_k = int(item_item_bridge_k)
+        self.use_text = bool(use_text)
+        self.graph_filter = bool(graph_filter)
+        if (graph_filter_dim is None) != (graph_filter_alpha is None):
+            raise ValueError("graph_filter_dim and graph_filter_alpha are fixed together.")
+        if graph_filter_dim is not None and graph_filter_dim < 0:
+            raise ValueError(f"graph_filter_dim must be >= 0, got {graph_filter_dim}.")
+        if graph_filter_alpha is not None and graph_filter_alpha < 0:
+            raise ValueError(f"graph_filter_alpha must be >= 0, got {graph_filter_alpha}.")
+        if graph_filter_weight is not None and graph_filter_weight < 0:
+            raise ValueError(f"graph_filter_weight must be >= 0, got {graph_filter_weight}.")
+        if not 0 <= selection_margin < 1:
+            raise ValueError(f"selection_margin must be in [0, 1), got {selection_margin}.")
+        self.graph_filter_dim = None if graph_filter_dim is None else int(graph_filter_dim)
+        self.graph_filter_alpha = (None if graph_filter_alpha is None
+                                   else float(graph_filter_alpha))
+        self.graph_filter_weight = (None if graph_filter_weight is None
+                                    else float(graph_filter_weight))
+        self.selection_margin = float(selection_margin)
+        self.graph_filter_choice: GraphFilterChoice | None = None
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
         self.item_item_choice: ItemItemChoice | None = None
@@ -772,9 +826,15 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "item_item_lambda": self.item_item_lambda,
                 "item_item_weight": self.item_item_weight,
                 "item_item_max_items": self.item_item_max_items,
-                "item_item_bridge_k": self.item_item_bridge_k}
+                "item_item_bridge_k": self.item_item_bridge_k, "use_text": self.use_text,
+                "graph_filter": self.graph_filter, "graph_filter_dim": self.graph_filter_dim,
+                "graph_filter_alpha": self.graph_filter_alpha,
+                "graph_filter_weight": self.graph_filter_weight,
+                "selection_margin": self.selection_margin}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
+        if not self.use_text:  # ablation: one constant text input for every item
+            return torch.ones(dataset.num_items, 1)
         text = self._given_text
         if text is None:
             from ..text import encode_items  # heavy (transformers): only when needed
@@ -834,7 +894,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         """Embed the item texts (unless given), train (see :meth:`EmbeddingRecommender.fit`),
         then fit the item-item path on every training interaction."""
         self.train_interactions = train
-        self.item_item_choice = self.item_item_path = None
+        self.item_item_choice = self.item_item_path = self.graph_filter_choice = None
         self._text_cache = self._item_text(dataset, on_progress)
         try:
             super().fit(dataset, train, valid, on_progress, should_stop)
@@ -843,64 +903,137 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self._fit_item_item_path()
         return self
 
-    # ---------------------------------------------------------------- item-item path
+    # ---------------------------------------------------------------- closed-form paths
     def select_on_validation(self, dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame,
                              result: TrainResult, on_progress: ProgressCallback | None = None,
                              should_stop: Callable[[], bool] | None = None) -> None:
-        """Choose the item-item path's regularisation and weight on the validation split
-        (see :func:`~recsys_core.models.item_item.select_item_item`)."""
-        self.item_item_choice = None
-        if not self.item_item:
+        """Choose the graph filter, then the item-item path on top of it, on the validation
+        split (see :func:`~recsys_core.models.graph_filter.select_graph_filter` and
+        :func:`~recsys_core.models.item_item.select_item_item`). Each switches on only past
+        ``selection_margin``; ``result.selected`` records the validation NDCG@K of the
+        learned embeddings alone, with the filter, and with everything."""
+        self.graph_filter_choice = self.item_item_choice = None
+        if not (self.graph_filter or self.item_item):
             return
-        fixed = self.item_item_lambda is not None and self.item_item_weight is not None
         if len(valid) == 0 or (should_stop is not None and should_stop()):
-            if fixed:  # nothing to choose: use the given settings
-                self.item_item_choice = ItemItemChoice(self.item_item_lambda,
-                                                       self.item_item_weight, float("nan"),
-                                                       float("nan"), bridge_scale=1.0)
-                result.selected["item_item"] = self.item_item_choice.summary()
+            self._fixed_choices(result)
             return
         module = self.module
         module.set_interactions(*unique_pairs(train))
         module.eval()
         with torch.no_grad():
             user_emb, item_emb = (t.float().cpu() for t in module())
-        lambdas = (DEFAULT_REG_LAMBDAS if self.item_item_lambda is None
-                   else (self.item_item_lambda,))
-        weights = (DEFAULT_RELATIVE_WEIGHTS if self.item_item_weight is None
-                   else (self.item_item_weight,))
-        self.item_item_choice = select_item_item(
-            lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T, train, valid,
-            dataset.num_users, dataset.num_items, k=self.train_config.eval_k,
-            reg_lambdas=lambdas, relative_weights=weights, max_items=self.item_item_max_items,
-            seed=self.train_config.seed, device=self.train_config.device, on_progress=on_progress,
-            should_stop=should_stop, text=module.item_text.float().cpu(),
-            bridge_k=self.item_item_bridge_k)
-        result.selected["item_item"] = self.item_item_choice.summary()
+        config = self.train_config
+        ranking = ValidationRanking(lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T,
+                                    train, valid, dataset.num_users, dataset.num_items,
+                                    k=config.eval_k, seed=config.seed)
+        learned_ndcg = ranking.base_ndcg
+        if self.graph_filter:
+            settings = (DEFAULT_FILTER_SETTINGS if self.graph_filter_dim is None
+                        else ((self.graph_filter_dim, self.graph_filter_alpha),))
+            weights = (DEFAULT_FILTER_WEIGHTS if self.graph_filter_weight is None
+                       else (self.graph_filter_weight,))
+            fixed = len(settings) == 1 and len(weights) == 1  # the user's setting: keep it
+            choice = select_graph_filter(ranking, settings, weights, self.item_item_max_items,
+                                         None if fixed else self.selection_margin,
+                                         config.seed, on_progress, should_stop)
+            self.graph_filter_choice = choice
+            result.selected["graph_filter"] = choice.summary()
+            if choice.relative_weight > 0:
+                items = head_items(ranking.train_matrix, self.item_item_max_items)
+                basis = GraphFilterBasis(ranking.train_matrix[:, items], choice.ideal_dim,
+                                         config.seed)
+                term = torch.zeros(len(ranking.users), dataset.num_items)
+                term[:, torch.from_numpy(items)] = torch.from_numpy(basis.term(
+                    ranking.history[:, items], choice.ideal_dim, choice.ideal_weight))
+                ranking.add(choice.relative_weight * ranking.spread_ratio(term) * term)
+        filtered_ndcg = ranking.base_ndcg
+        if self.item_item:
+            lambdas = (DEFAULT_REG_LAMBDAS if self.item_item_lambda is None
+                       else (self.item_item_lambda,))
+            weights = (DEFAULT_RELATIVE_WEIGHTS if self.item_item_weight is None
+                       else (self.item_item_weight,))
+            self.item_item_choice = select_item_item(
+                ranking, train, valid, dataset.num_users, dataset.num_items, k=config.eval_k,
+                reg_lambdas=lambdas, relative_weights=weights,
+                max_items=self.item_item_max_items, seed=config.seed, device=config.device,
+                on_progress=on_progress, should_stop=should_stop,
+                text=module.item_text.float().cpu() if self.use_text else None,
+                bridge_k=self.item_item_bridge_k,
+                margin=None if len(lambdas) == len(weights) == 1 else self.selection_margin)
+            result.selected["item_item"] = self.item_item_choice.summary()
+        result.selected["validation"] = {
+            "valid_ndcg_learned": learned_ndcg, "valid_ndcg_graph": filtered_ndcg,
+            "valid_ndcg": (self.item_item_choice.valid_ndcg if self.item_item_choice
+                           else filtered_ndcg)}
+
+    def _fixed_choices(self, result: TrainResult) -> None:
+        """Without a validation split, use the settings given (nothing to choose)."""
+        if (self.graph_filter and self.graph_filter_dim is not None
+                and self.graph_filter_weight is not None):
+            self.graph_filter_choice = GraphFilterChoice(
+                self.graph_filter_dim, self.graph_filter_alpha, self.graph_filter_weight,
+                float("nan"), float("nan"))
+            result.selected["graph_filter"] = self.graph_filter_choice.summary()
+        if (self.item_item and self.item_item_lambda is not None
+                and self.item_item_weight is not None):
+            self.item_item_choice = ItemItemChoice(self.item_item_lambda, self.item_item_weight,
+                                                   float("nan"), float("nan"),
+                                                   bridge_scale=1.0)
+            result.selected["item_item"] = self.item_item_choice.summary()
 
     def _fit_item_item_path(self) -> None:
-        """Fit the chosen path on every training interaction; its absolute weight is the
-        chosen relative weight times the two terms' spread ratio on the final model."""
-        choice = self.item_item_choice
-        if choice is None or choice.relative_weight <= 0:
+        """Fit the chosen graph filter and item-item path on every training interaction, as
+        one additive path over the head items: ``gf_scale * W + ii_scale * B``. Each absolute
+        scale is its chosen relative weight times the spread ratio of the score so far and
+        its term on the final model, as on validation."""
+        gf, ii = self.graph_filter_choice, self.item_item_choice
+        use_gf = gf is not None and gf.relative_weight > 0
+        use_ii = ii is not None and ii.relative_weight > 0
+        if not (use_gf or use_ii):
             return
         matrix = self.train_matrix
-        path = ItemItemPath.fit(matrix, choice.reg_lambda, self.item_item_max_items,
-                                device=self.train_config.device,
-                                text=self.module.item_text.float().cpu(),
-                                bridge_k=self.item_item_bridge_k, bridge_scale=0.0)
+        items = head_items(matrix, self.item_item_max_items)
+        head = sp.csr_matrix(matrix)[:, items]
         users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         if len(users) > 2000:
             users = np.sort(np.random.default_rng(self.train_config.seed).choice(
                 users, 2000, replace=False))
-        seen = torch.from_numpy(matrix[users].toarray() > 0)
-        graph = torch.from_numpy(super().score(users))
-        term = torch.from_numpy(path.scores(matrix[users]))
-        path.scale = choice.relative_weight * spread_ratio(graph[~seen], term[~seen])
-        path.bridge_scale = choice.bridge_scale  # the spread ratio is over covered items only
-        self.item_item_path = path if path.scale > 0 else None
-        if self.train_result is not None and "item_item" in self.train_result.selected:
-            self.train_result.selected["item_item"]["scale"] = path.scale
+        seen = torch.from_numpy(head[users].toarray() > 0)
+        score = torch.from_numpy(super().score(users, items))
+        combined = torch.zeros(len(items), len(items))
+        scales = {}
+        for name, use in (("graph_filter", use_gf), ("item_item", use_ii)):
+            if not use:
+                continue
+            if name == "graph_filter":
+                weights = GraphFilterBasis(head, gf.ideal_dim, self.train_config.seed).weights(
+                    gf.ideal_dim, gf.ideal_weight)
+                relative = gf.relative_weight
+            else:
+                weights = ease_weights(head, ii.reg_lambda, self.train_config.device)
+                relative = ii.relative_weight
+            term = torch.from_numpy(np.asarray(head[users] @ weights.numpy(), np.float32))
+            scale = relative * spread_ratio(score[~seen], term[~seen])
+            combined += scale * weights
+            score = score + scale * term
+            scales[name] = scale
+        path = ItemItemPath(matrix.shape[1], torch.from_numpy(items), combined, 1.0,
+                            ii.reg_lambda if use_ii else 0.0, bridge_scale=0.0)
+        if use_ii and self.use_text and self.item_item_bridge_k > 0 and ii.bridge_scale > 0:
+            text = self.module.item_text.float().cpu()
+            others = torch.from_numpy(np.setdiff1d(np.arange(matrix.shape[1]), items))
+            if len(others):
+                neighbours, bridge = path.text_neighbours(text[others], text,
+                                                          self.item_item_bridge_k)
+                path = ItemItemPath(matrix.shape[1], path.items, combined, 1.0,
+                                    path.reg_lambda, others, neighbours, bridge,
+                                    ii.bridge_scale)
+        self.item_item_path = path
+        if self.train_result is not None:
+            for name, scale in scales.items():
+                if name in self.train_result.selected:
+                    self.train_result.selected[name]["scale"] = scale
 
     def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
         if text is None:

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ..dataset import USER_IDX
 from ..device import pick_device
+from ..tensor_metrics import ndcg_at_k
 from .base import ProgressCallback, check_state_tensors, interaction_matrix
 
 #: Regularisation values tried on validation (a 1-2-5 series around the published range).
@@ -318,9 +319,118 @@ def _users_for_selection(valid: pd.DataFrame, max_users: int, seed: int) -> np.n
     return users
 
 
+#: A path switches on only when it lifts validation NDCG@K by at least this share over the
+#: score without it (the same rule for the graph filter, the item-item path and the text
+#: bridge): a smaller gain is within the noise of one validation split.
+DEFAULT_MARGIN = 0.01
+
+
+class ValidationRanking:
+    """Validation users' histories, targets and base scores, for choosing additive terms by
+    NDCG@K (:mod:`recsys_core.tensor_metrics`).
+
+    Args:
+        graph_scores (callable): User indices -> ``[len(users), num_items]`` base scores.
+        train (pandas.DataFrame): Interactions the base model and the terms see.
+        valid (pandas.DataFrame): Held-out interactions.
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        k (int): Cut-off. (default: :obj:`20`)
+        max_users (int): Validation users sampled. (default: :obj:`2000`)
+        seed (int): Seed of that sample. (default: :obj:`0`)
+    """
+
+    def __init__(self, graph_scores: Callable[[np.ndarray], Tensor], train: pd.DataFrame,
+                 valid: pd.DataFrame, num_users: int, num_items: int, k: int = 20,
+                 max_users: int = 2000, seed: int = 0) -> None:
+        self.users = _users_for_selection(valid, max_users, seed)
+        self.train_matrix = interaction_matrix(train, num_users, num_items)
+        self.history = self.train_matrix[self.users]
+        self.truth = torch.from_numpy(
+            interaction_matrix(valid, num_users, num_items)[self.users].toarray() > 0)
+        self.k = min(k, num_items)
+        self.seen = torch.from_numpy(self.history.toarray() > 0)
+        self.base = graph_scores(self.users).float().cpu().masked_fill(self.seen, float("-inf"))
+        self.base_ndcg = self.ndcg(self.base)
+
+    def ndcg(self, scores: Tensor) -> float:
+        return ndcg_at_k(scores, self.truth, self.k)
+
+    def spread_ratio(self, term: Tensor, base: Tensor | None = None) -> float:
+        """:func:`spread_ratio` of ``base`` (default: the base scores) to ``term`` over the
+        unseen items."""
+        base = self.base if base is None else base
+        return spread_ratio(base[~self.seen], term[~self.seen])
+
+    def add(self, term: Tensor) -> None:
+        """Make ``base + term`` the new base (a chosen term becomes part of the model)."""
+        self.base = self.base + term.masked_fill(self.seen, 0.0)
+        self.base_ndcg = self.ndcg(self.base)
+
+
+@dataclass
+class BlendChoice:
+    """The row (a setting of the term) and weight :func:`choose_blend` chose.
+
+    Attributes:
+        row (int): Index of the chosen setting (-1: the term stays off).
+        relative_weight (float): Chosen weight relative to the spread ratio (0: off).
+        valid_ndcg_base (float): Validation NDCG@K without the term.
+        valid_ndcg (float): With the chosen term (equal to the base when off).
+        table (numpy.ndarray): ``[rows, weights]`` validation NDCG@K of every cell.
+    """
+
+    row: int
+    relative_weight: float
+    valid_ndcg_base: float
+    valid_ndcg: float
+    table: np.ndarray
+
+
+def choose_blend(ranking: ValidationRanking, terms: Callable[[int], Tensor], num_rows: int,
+                 relative_weights: Sequence[float], margin: float | None = DEFAULT_MARGIN,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_row: Callable[[int, float], None] | None = None) -> BlendChoice:
+    """Choose a term's setting (row) and weight on validation.
+
+    Each row's term (``terms(row)``, ``[users, items]`` for ``ranking.users``) is added to the
+    base scores at every weight (in units of the two terms' :func:`spread_ratio`). The surface
+    is flat near its top and each cell is noisy, so the chosen cell is the one whose
+    neighbourhood (one step either way on both axes) scores best; the term stays off unless
+    that cell beats the base by ``margin`` (relative; ``None``: a setting the user fixed,
+    kept whatever validation says).
+    """
+    weights = [float(w) for w in relative_weights if w > 0]
+    base = ranking.base_ndcg
+    table = np.full((num_rows, len(weights)), -np.inf)
+    for row in range(num_rows):
+        if should_stop is not None and should_stop():
+            break
+        term = terms(row)
+        ratio = ranking.spread_ratio(term)
+        for col, weight in enumerate(weights):
+            table[row, col] = (ranking.ndcg(ranking.base + (weight * ratio) * term)
+                               if ratio > 0 else base)
+        if on_row is not None:
+            on_row(row, float(table.max(initial=base)))
+    off = BlendChoice(-1, 0.0, base, base, table)
+    if not np.isfinite(table).any():
+        return off
+    smooth = np.full_like(table, -np.inf)
+    for row in range(table.shape[0]):
+        for col in range(table.shape[1]):
+            window = table[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
+            if np.isfinite(table[row, col]):
+                smooth[row, col] = window[np.isfinite(window)].mean()
+    row, col = np.unravel_index(np.argmax(smooth), smooth.shape)  # first max: smaller weight
+    if margin is not None and not table[row, col] > base * (1.0 + margin):
+        return off
+    return BlendChoice(int(row), weights[col], base, float(table[row, col]), table)
+
+
 @torch.no_grad()
 def select_item_item(
-    graph_scores: Callable[[np.ndarray], Tensor],
+    graph_scores: Callable[[np.ndarray], Tensor] | ValidationRanking,
     train: pd.DataFrame,
     valid: pd.DataFrame,
     num_users: int,
@@ -336,19 +446,21 @@ def select_item_item(
     should_stop: Callable[[], bool] | None = None,
     text: Tensor | None = None,
     bridge_k: int = DEFAULT_BRIDGE_K,
+    margin: float | None = DEFAULT_MARGIN,
 ) -> ItemItemChoice:
     """Choose the item-item path's :math:`\\lambda` and weight by validation NDCG@K.
 
     The graph model was trained on ``train`` only; for (at most ``max_users``) validation
     users, every candidate blend ranks all items not in the user's ``train`` history and is
-    scored against ``valid`` (binary gains, as in early stopping). The chosen cell of the
-    (lambda, weight) grid is the one whose neighbourhood scores best (single cells are
-    noisy); the path stays off (weight 0) unless that cell beats the graph score alone.
-    Then the factor on text-bridged columns (items without interactions in ``train``) is
-    chosen from :data:`BRIDGE_SCALES`.
+    scored against ``valid`` (binary gains, as in early stopping); see :func:`choose_blend`
+    for the rule (neighbourhood of the best cell, on only past a ``margin``). Then the factor
+    on text-bridged columns (items without interactions in ``train``) is chosen from
+    :data:`BRIDGE_SCALES`; a factor above 0 needs the same margin over the bridge off.
 
     Args:
-        graph_scores (callable): User indices -> ``[len(users), num_items]`` graph scores.
+        graph_scores (callable or ValidationRanking): User indices -> ``[len(users),
+            num_items]`` graph scores, or a :class:`ValidationRanking` whose base already
+            holds them (then ``train`` and ``valid`` must be the ones it was built from).
         train (pandas.DataFrame): Interactions the graph model and the weights see.
         valid (pandas.DataFrame): Held-out interactions.
         num_users (int): Number of users.
@@ -369,58 +481,36 @@ def select_item_item(
         text (Tensor, optional): ``[num_items, t]`` item text embeddings for the text
             bridge of items outside the weights (see :class:`ItemItemPath`).
         bridge_k (int): Neighbours of that bridge. (default: :obj:`20`)
+        margin (float, optional): Relative validation gain a path (and the bridge) must show
+            to switch on; ``None`` keeps a single given setting whatever validation says.
+            (default: :data:`DEFAULT_MARGIN`)
     """
-    users = _users_for_selection(valid, max_users, seed)
-    train_matrix = interaction_matrix(train, num_users, num_items)
-    valid_matrix = interaction_matrix(valid, num_users, num_items)
-    history = train_matrix[users]
-    truth = torch.from_numpy(valid_matrix[users].toarray() > 0)
-    k = min(k, num_items)
-    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
-    ideal = torch.cumsum(discounts, 0)[(truth.sum(1).clamp(1, k) - 1)]
-    graph = graph_scores(users).float().cpu()
-    seen = torch.from_numpy(history.toarray() > 0)
-    graph = graph.masked_fill(seen, float("-inf"))
-    finite = graph[~seen]
+    ranking = (graph_scores if isinstance(graph_scores, ValidationRanking) else
+               ValidationRanking(graph_scores, train, valid, num_users, num_items, k,
+                                 max_users, seed))
+    train_matrix = ranking.train_matrix
 
-    def ndcg(scores: Tensor) -> float:
-        top = scores.topk(k, dim=1).indices
-        gains = truth.gather(1, top).double()
-        return float(((gains * discounts).sum(1) / ideal).mean())
-
-    base = ndcg(graph)
-    best = ItemItemChoice(float(reg_lambdas[0]) if len(reg_lambdas) else 0.0, 0.0, base, base)
-    weights = [float(w) for w in relative_weights if w > 0]
-    table = np.full((len(reg_lambdas), len(weights)), -np.inf)
-    for row, reg_lambda in enumerate(reg_lambdas):
-        if should_stop is not None and should_stop():
-            break
+    def term(row: int) -> Tensor:
         # The grid scores covered items only (no bridge); the bridge is calibrated after.
-        path = ItemItemPath.fit(train_matrix, reg_lambda, max_items, device=device)
-        term = torch.from_numpy(path.scores(history))
-        ratio = spread_ratio(finite, term[~seen])
-        for col, weight in enumerate(weights):
-            table[row, col] = ndcg(graph + (weight * ratio) * term) if ratio > 0 else base
-            best.grid.append({"reg_lambda": float(reg_lambda), "relative_weight": weight,
-                              "valid_ndcg": float(table[row, col])})
+        path = ItemItemPath.fit(train_matrix, reg_lambdas[row], max_items, device=device)
+        return torch.from_numpy(path.scores(ranking.history))
+
+    def report(row: int, best_ndcg: float) -> None:
         if on_progress is not None:
             on_progress({"stage": "item-item", "fraction": (row + 1) / len(reg_lambdas),
-                         "valid_ndcg": float(table.max(initial=base))})
-    if not np.isfinite(table).any():
+                         "valid_ndcg": best_ndcg})
+
+    blend = choose_blend(ranking, term, len(reg_lambdas), relative_weights, margin,
+                         should_stop, report)
+    weights = [float(w) for w in relative_weights if w > 0]
+    best = ItemItemChoice(float(reg_lambdas[max(blend.row, 0)]) if len(reg_lambdas) else 0.0,
+                          blend.relative_weight, blend.valid_ndcg_base, blend.valid_ndcg)
+    best.grid = [{"reg_lambda": float(reg_lambdas[r]), "relative_weight": w,
+                  "valid_ndcg": float(blend.table[r, c])}
+                 for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
+                 if np.isfinite(blend.table[r, c])]
+    if blend.row < 0:
         return best
-    # The surface is flat near its top and each cell is noisy: choose the cell whose
-    # neighbourhood (one step either way on both axes) scores best, not the single best cell.
-    smooth = np.full_like(table, -np.inf)
-    for row in range(table.shape[0]):
-        for col in range(table.shape[1]):
-            window = table[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2]
-            if np.isfinite(table[row, col]):
-                smooth[row, col] = window[np.isfinite(window)].mean()
-    row, col = np.unravel_index(np.argmax(smooth), smooth.shape)  # first max: smaller weight
-    if table[row, col] <= base:
-        return best
-    best.reg_lambda, best.relative_weight = float(reg_lambdas[row]), weights[col]
-    best.valid_ndcg = float(table[row, col])
     if text is None or bridge_k <= 0 or len(head_items(train_matrix, max_items)) == num_items:
         return best
     # One path at a time is kept (each holds n**2 weights): refit the chosen one.
@@ -428,19 +518,21 @@ def select_item_item(
                             bridge_k=bridge_k, bridge_scale=0.0)
     if len(path.bridge_items):
         # How much text-bridged items (no interactions in ``train``) count: they can be
-        # validation hits, or take the places of warm hits. Ties keep the larger factor.
-        covered = torch.from_numpy(path.scores(history))
+        # validation hits, or take the places of warm hits.
+        covered = torch.from_numpy(path.scores(ranking.history))
         path.bridge_scale = 1.0
-        bridged = torch.from_numpy(path.scores(history)) - covered
-        factor = best.relative_weight * spread_ratio(finite, covered[~seen])
-        best.bridge_scale, best.valid_ndcg = 0.0, -np.inf
+        bridged = torch.from_numpy(path.scores(ranking.history)) - covered
+        factor = best.relative_weight * ranking.spread_ratio(covered)
+        values = {}
         for scale in BRIDGE_SCALES:
-            value = ndcg(graph + factor * (covered + scale * bridged))
+            values[scale] = ranking.ndcg(ranking.base + factor * (covered + scale * bridged))
             best.grid.append({"reg_lambda": best.reg_lambda,
                               "relative_weight": best.relative_weight,
-                              "bridge_scale": scale, "valid_ndcg": value})
-            if value > best.valid_ndcg + 1e-12:
-                best.bridge_scale, best.valid_ndcg = scale, value
+                              "bridge_scale": scale, "valid_ndcg": values[scale]})
+        best.bridge_scale, best.valid_ndcg = 0.0, values[0.0]
+        on = max((s for s in BRIDGE_SCALES if s > 0), key=lambda s: values[s], default=None)
+        if on is not None and values[on] > values[0.0] * (1.0 + (margin or 0.0)):
+            best.bridge_scale, best.valid_ndcg = on, values[on]
     return best
 
 
@@ -460,6 +552,10 @@ def describe_choice(summary: dict[str, Any]) -> str:
 
 __all__ = [
     "BRIDGE_SCALES",
+    "BlendChoice",
+    "DEFAULT_MARGIN",
+    "ValidationRanking",
+    "choose_blend",
     "DEFAULT_BRIDGE_K",
     "DEFAULT_REG_LAMBDAS",
     "DEFAULT_RELATIVE_WEIGHTS",

@@ -1,0 +1,205 @@
+r"""The flagship's graph-filter layer: closed-form low-pass filtering of the user-item graph.
+
+LightGCN-style propagation with symmetric degree normalisation, run to its limit, is a
+low-pass filter on the item-item graph (Shen et al., "How Powerful is Graph Convolution for
+Recommendation?", CIKM 2021, GF-CF). With the normalised biadjacency matrix
+:math:`\tilde{\mathbf{R}} = \mathbf{D}_U^{-1/2} \mathbf{R} \mathbf{D}_I^{-1/2}`, the filter is
+
+.. math::
+    \mathbf{W} = \tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}
+        + \alpha\, \mathbf{D}_I^{-1/2} \mathbf{V}_k \mathbf{V}_k^\top \mathbf{D}_I^{1/2},
+
+a linear filter (two normalised hops item -> user -> item) plus an ideal low-pass filter over
+the ``k`` leading right singular vectors :math:`\mathbf{V}_k` of :math:`\tilde{\mathbf{R}}`.
+A user's term is :math:`\mathbf{r}_u \mathbf{W}`: a sum over the user's ``rates`` edges, so
+each history edge's contribution is exact and explanations stay exact. Unlike a learned
+rank-``d`` embedding, the linear part is full-rank, and it costs one sparse product and one
+truncated SVD instead of training.
+
+The flagship adds this term to its learned graph-attention score with a weight chosen on
+validation (:func:`recsys_core.models.item_item.select_path`), as part of the graph network
+itself; the separate item-item path (EASE) comes on top only where validation shows a margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import svds
+from torch import Tensor
+
+from .base import ProgressCallback
+from .item_item import DEFAULT_MARGIN, ValidationRanking, choose_blend, head_items
+
+#: Ideal low-pass settings tried on validation, as (singular vectors k, weight alpha); k = 0
+#: is the linear filter alone. Larger k passes more of the graph's signal (and its noise).
+DEFAULT_FILTER_SETTINGS: tuple[tuple[int, float], ...] = (
+    (0, 0.0), (32, 0.5), (32, 1.0), (64, 0.5), (64, 1.0), (64, 2.0), (128, 1.0), (128, 2.0))
+#: Weights tried for the filter, relative to the spread ratio of the learned graph score
+#: and the filter's term: half-octave steps from 1/4 to 16 (the filter may carry most of
+#: the score where the learned embeddings are weak; 0, the filter off, is always an option).
+DEFAULT_FILTER_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 9))
+
+
+class GraphFilterBasis:
+    r"""The pieces of the filter over a set of (head) items, computed once: the linear part
+    :math:`\tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}` and the leading right singular
+    vectors of :math:`\tilde{\mathbf{R}}`, so every ``(k, alpha)`` setting is cheap.
+
+    Args:
+        matrix (scipy.sparse matrix): Binary ``[users, n]`` interaction matrix over the items
+            the filter covers.
+        max_dim (int): Most singular vectors any setting uses. (default: :obj:`128`)
+        seed (int): Seed of the truncated SVD's start vector (results are deterministic).
+            (default: :obj:`0`)
+    """
+
+    def __init__(self, matrix: sp.spmatrix, max_dim: int = 128, seed: int = 0) -> None:
+        x = sp.csr_matrix(matrix, dtype=np.float64)
+        user_degree = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
+        item_degree = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
+        normalised = sp.diags(user_degree ** -0.5) @ x @ sp.diags(item_degree ** -0.5)
+        self.linear = np.asarray((normalised.T @ normalised).todense(), dtype=np.float32)
+        k = min(int(max_dim), min(x.shape) - 2)
+        if k > 0 and normalised.nnz:
+            v0 = np.random.default_rng(seed).standard_normal(min(x.shape))
+            _, values, vt = svds(normalised, k=k, v0=v0, random_state=seed)
+            vt = vt[np.argsort(-values)]  # strongest first, so setting k takes the first k
+        else:
+            vt = np.zeros((0, x.shape[1]))
+        self.left = (vt.T * (item_degree ** -0.5)[:, None]).astype(np.float32)  # D^-1/2 V
+        self.right = (vt * np.sqrt(item_degree)[None, :]).astype(np.float32)  # V^T D^1/2
+
+    def term(self, history: sp.spmatrix, dim: int, weight: float) -> np.ndarray:
+        r"""``[rows, n]``: :math:`\mathbf{r}_u \mathbf{W}` for binary history rows over the
+        covered items."""
+        history = sp.csr_matrix(history, dtype=np.float32)
+        out = np.asarray(history @ self.linear, dtype=np.float32)
+        dim = min(int(dim), self.left.shape[1])
+        if weight > 0 and dim > 0:
+            out += np.float32(weight) * ((history @ self.left[:, :dim]) @ self.right[:dim])
+        return out
+
+    def weights(self, dim: int, weight: float) -> Tensor:
+        r"""``[n, n]`` float32 filter :math:`\mathbf{W}` (row: history item, column: scored
+        item)."""
+        out = self.linear.copy()
+        dim = min(int(dim), self.left.shape[1])
+        if weight > 0 and dim > 0:
+            out += np.float32(weight) * (self.left[:, :dim] @ self.right[:dim])
+        return torch.from_numpy(out)
+
+
+def graph_filter_weights(matrix: sp.spmatrix, ideal_dim: int = 64, ideal_weight: float = 1.0,
+                         seed: int = 0) -> Tensor:
+    r"""GF-CF weights :math:`\mathbf{W}` (see the module docstring) over every column of
+    ``matrix``.
+
+    Args:
+        matrix (scipy.sparse matrix): Binary ``[users, n]`` interaction matrix.
+        ideal_dim (int): Singular vectors :math:`k` of the ideal low-pass filter; 0 leaves it
+            out. (default: :obj:`64`)
+        ideal_weight (float): Its weight :math:`\alpha`. (default: :obj:`1.0`)
+        seed (int): Seed of the truncated SVD. (default: :obj:`0`)
+    """
+    return GraphFilterBasis(matrix, ideal_dim, seed).weights(ideal_dim, ideal_weight)
+
+
+@dataclass
+class GraphFilterChoice:
+    """What :func:`select_graph_filter` chose and saw.
+
+    Attributes:
+        ideal_dim (int): Chosen singular vectors of the ideal low-pass part.
+        ideal_weight (float): Chosen weight of that part.
+        relative_weight (float): Chosen weight relative to the spread ratio (0: filter off).
+        valid_ndcg_base (float): Validation NDCG@K of the learned graph score alone.
+        valid_ndcg (float): With the chosen filter.
+        grid (list[dict]): Every (``ideal_dim``, ``ideal_weight``, ``relative_weight``,
+            ``valid_ndcg``) tried.
+    """
+
+    ideal_dim: int
+    ideal_weight: float
+    relative_weight: float
+    valid_ndcg_base: float
+    valid_ndcg: float
+    grid: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"ideal_dim": self.ideal_dim, "ideal_weight": self.ideal_weight,
+                "relative_weight": self.relative_weight,
+                "valid_ndcg_base": self.valid_ndcg_base, "valid_ndcg": self.valid_ndcg}
+
+
+@torch.no_grad()
+def select_graph_filter(
+    ranking: ValidationRanking,
+    settings: Sequence[tuple[int, float]] = DEFAULT_FILTER_SETTINGS,
+    relative_weights: Sequence[float] = DEFAULT_FILTER_WEIGHTS,
+    max_items: int = 5000,
+    margin: float | None = DEFAULT_MARGIN,
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> GraphFilterChoice:
+    """Choose the filter's ``(k, alpha)`` and weight on validation (see
+    :func:`~recsys_core.models.item_item.choose_blend`: the best neighbourhood of the grid,
+    on only past a relative ``margin`` over the learned score alone).
+
+    Args:
+        ranking (ValidationRanking): Validation users and the learned graph scores.
+        settings (sequence of (int, float)): ``(k, alpha)`` settings to try.
+            (default: :data:`DEFAULT_FILTER_SETTINGS`)
+        relative_weights (sequence of float): Weights in units of the spread ratio.
+            (default: :data:`DEFAULT_FILTER_WEIGHTS`)
+        max_items (int): Head items the filter covers. (default: :obj:`5000`)
+        margin (float, optional): Relative validation gain needed to switch the filter on
+            (``None``: keep a setting the user fixed).
+            (default: :data:`~recsys_core.models.item_item.DEFAULT_MARGIN`)
+        seed (int): Seed of the truncated SVD. (default: :obj:`0`)
+        on_progress (callable, optional): Called with ``stage="graph-filter"``.
+        should_stop (callable, optional): Polled between settings.
+    """
+    items = head_items(ranking.train_matrix, max_items)
+    basis = GraphFilterBasis(ranking.train_matrix[:, items],
+                             max(k for k, _ in settings) if settings else 0, seed)
+    history = ranking.history[:, items]
+    num_items = ranking.train_matrix.shape[1]
+
+    def term(row: int) -> Tensor:
+        out = torch.zeros(len(ranking.users), num_items)
+        out[:, torch.from_numpy(items)] = torch.from_numpy(basis.term(history, *settings[row]))
+        return out
+
+    def report(row: int, best_ndcg: float) -> None:
+        if on_progress is not None:
+            on_progress({"stage": "graph-filter", "fraction": (row + 1) / len(settings),
+                         "valid_ndcg": best_ndcg})
+
+    blend = choose_blend(ranking, term, len(settings), relative_weights, margin, should_stop,
+                         report)
+    weights = [float(w) for w in relative_weights if w > 0]
+    dim, alpha = settings[max(blend.row, 0)] if settings else (0, 0.0)
+    choice = GraphFilterChoice(int(dim), float(alpha), blend.relative_weight,
+                               blend.valid_ndcg_base, blend.valid_ndcg)
+    choice.grid = [{"ideal_dim": int(settings[r][0]), "ideal_weight": float(settings[r][1]),
+                    "relative_weight": w, "valid_ndcg": float(blend.table[r, c])}
+                   for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
+                   if np.isfinite(blend.table[r, c])]
+    return choice
+
+
+def describe_filter_choice(summary: dict[str, Any]) -> str:
+    """A :meth:`GraphFilterChoice.summary` in words."""
+    if summary["relative_weight"] <= 0:
+        return "graph filter off (it did not help on validation)"
+    return (f"graph filter: k={summary['ideal_dim']}, alpha={summary['ideal_weight']:g}, "
+            f"weight={summary['relative_weight']:.3g} (validation NDCG "
+            f"{summary['valid_ndcg_base']:.4f} learned embeddings alone, "
+            f"{summary['valid_ndcg']:.4f} with it)")

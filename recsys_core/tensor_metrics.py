@@ -1,0 +1,52 @@
+"""Ranking metrics on score tensors: the one NDCG@K and top-K that training (early stopping)
+and validation-time selection (item-item path, graph filter) share.
+
+:mod:`recsys_core.metrics` holds the DataFrame metrics used for reporting; these work on
+``[users, items]`` tensors inside fitting loops, where building frames would cost more than
+the scoring itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def top_k(scores: Tensor, k: int) -> Tensor:
+    """``[rows, min(k, items)]`` indices of each row's highest scores, best first (exclude an
+    item by setting its score to ``-inf``)."""
+    return scores.topk(min(int(k), scores.size(1)), dim=1).indices
+
+
+def ndcg_from_hits(hits: Tensor, target_counts: Tensor) -> Tensor:
+    """Per-row binary-gain NDCG of ranked lists.
+
+    Args:
+        hits (Tensor): ``[rows, k]``, nonzero where the item at that rank is a target.
+        target_counts (Tensor): ``[rows]`` number of targets of each row (the ideal DCG runs
+            over ``min(count, k)`` positions; rows without targets score 0).
+
+    Returns:
+        ``[rows]`` float64 NDCG values.
+    """
+    k = hits.size(1)
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64,
+                                              device=hits.device))
+    ideal_cum = torch.cumsum(discounts, 0)
+    counts = target_counts.to(hits.device).long()
+    ideal = ideal_cum[(counts.clamp(max=k) - 1).clamp(min=0)]
+    dcg = (hits.double() * discounts).sum(1)
+    return torch.where(counts > 0, dcg / ideal, torch.zeros_like(dcg))
+
+
+def ndcg_at_k(scores: Tensor, truth: Tensor, k: int = 20) -> float:
+    """Mean binary-gain NDCG@K over the rows of ``scores``.
+
+    Args:
+        scores (Tensor): ``[rows, items]`` scores, ``-inf`` for excluded (seen) items.
+        truth (Tensor): ``[rows, items]`` boolean targets.
+        k (int): Cut-off. (default: :obj:`20`)
+    """
+    top = top_k(scores, k)
+    hits = truth.gather(1, top)
+    return float(ndcg_from_hits(hits, truth.sum(1)).mean())
