@@ -12,6 +12,7 @@ from typing import Any
 from ..device import describe_device, pick_device
 from ..errors import RecScopeError
 from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
+from ..models.params import ModelParamError, parse_model_params
 
 #: CLI option -> constructor argument names it may go by, in preference order.
 _OPTION_ARGUMENTS = {
@@ -21,6 +22,8 @@ _OPTION_ARGUMENTS = {
     "k": ("eval_k", "valid_k", "k"),
     "text_model": ("text_model", "text_model_name_or_path"),
 }
+#: Constructor arguments this command sets itself, never through --param.
+_COMMAND_ARGUMENTS = {"show_progress": "the command draws its own progress bar"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--items", metavar="FILE",
                         help="item metadata: id, title, description, categories/tags")
     parser.add_argument("--user-edges", metavar="FILE", help="user-user edges (src, dst)")
+    parser.add_argument("--users", metavar="FILE",
+                        help="user attributes: a user id column plus categorical columns "
+                             "(age, gender, occupation ...; MovieLens u.user works as it is)")
     parser.add_argument("--model", choices=list(MODEL_REGISTRY), default=DEFAULT_MODEL,
                         help=f"model to train (default: {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, metavar="N",
@@ -54,6 +60,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="text encoder for item texts: a local model folder or a model id "
                              "already in the local Hugging Face cache (default: bundled "
                              "all-MiniLM-L6-v2)")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any constructor argument of the model, parsed by its type "
+                             "(bool: true/false; none where optional); repeatable, e.g. "
+                             "--param item_item=false --param embedding_dim=128")
     parser.set_defaults(run=run)
 
 
@@ -61,12 +71,17 @@ def run(args: argparse.Namespace) -> int:
     from ..ingest import load_dataset
     from ..run import save_run
 
-    dataset = load_dataset(args.interactions, args.items, args.user_edges,
+    params = _checked_params(args)  # a bad --param fails before any file is read
+    dataset = load_dataset(args.interactions, args.items, args.user_edges, args.users,
                            user_col=args.user_col, item_col=args.item_col,
                            rating_col=args.rating_col, time_col=args.time_col)
     _print_ingest_report(dataset)
-    kwargs = _model_kwargs(args)
-    model = create_model(args.model, **kwargs)
+    kwargs = _model_kwargs(args, params)
+    try:
+        model = create_model(args.model, **kwargs)
+    except (TypeError, ValueError) as exc:  # the model refuses a value (e.g. conv=foo)
+        given = ", ".join(args.param) or "the options given"
+        raise ModelParamError(f"the {args.model} model refuses {given}: {exc}") from None
     device = describe_device(pick_device(args.device)) if "device" in kwargs else "CPU"
     print(f"Training {args.model} on {dataset.num_users:,} users x {dataset.num_items:,} items "
           f"({len(dataset.interactions):,} interactions), device {device}", file=sys.stderr)
@@ -78,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     extra = {"fit_seconds": round(fit_seconds, 3), "device": device,
              "command": ["python", "-m", "recsys_core", *sys.argv[1:]],
              "inputs": {"interactions": str(args.interactions), "items": args.items,
-                        "user_edges": args.user_edges}}
+                        "user_edges": args.user_edges, "users": args.users},
+             "params": list(args.param)}
     metrics = None
     result = getattr(model, "train_result", None)  # iterative models report their training
     if dataclasses.is_dataclass(result):
@@ -101,8 +117,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Constructor arguments for the chosen model from the generic CLI options."""
+def _checked_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--param`` values, parsed by the model's constructor types.
+
+    Raises:
+        ModelParamError: An unknown key, a bad value, or a key that a dedicated option
+            (``--epochs``, ``--seed`` ...) or the command itself sets.
+    """
+    accepted = set(model_arguments(args.model))
+    params = parse_model_params(args.model, args.param)
+    for key in params:
+        flag = next(("--" + option.replace("_", "-") for option, names in _OPTION_ARGUMENTS.items()
+                     if key in names and key in accepted), None)
+        if flag is not None:
+            raise ModelParamError(f"--param {key} conflicts with {flag}; set it with {flag} "
+                                  "instead.")
+        if key in _COMMAND_ARGUMENTS:
+            raise ModelParamError(f"--param {key} cannot be set: {_COMMAND_ARGUMENTS[key]}.")
+    return params
+
+
+def _model_kwargs(args: argparse.Namespace, params: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Constructor arguments for the chosen model from the generic CLI options and the
+    checked ``--param`` values (see :func:`_checked_params`)."""
     accepted = set(model_arguments(args.model))
     kwargs: dict[str, Any] = {}
     given = {"epochs": args.epochs, "seed": args.seed, "device": args.device, "k": args.k,
@@ -116,6 +154,7 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             flag = "--" + option.replace("_", "-")
             print(f"note: {flag} does not apply to the {args.model} model and is ignored.",
                   file=sys.stderr)
+    kwargs.update(params or {})
     if "show_progress" in accepted:
         kwargs["show_progress"] = False  # this command draws its own bar from on_progress
     if args.text_model is not None and "encoder" in accepted and "text_model" not in kwargs:

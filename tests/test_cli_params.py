@@ -1,0 +1,74 @@
+"""``python -m recsys_core train --param KEY=VALUE``: any hyper-parameter of the chosen model,
+clear exit-2 errors for unknown keys, bad values and conflicts with dedicated options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsys_core.cli import build_parser, main
+
+
+def train(files, out, *extra):
+    return main(["train", "--interactions", str(files["interactions"]), "--out", str(out),
+                 *extra])
+
+
+def test_param_is_repeatable_and_defaults_to_none():
+    args = build_parser().parse_args(["train", "--interactions", "x.csv", "--out", "r",
+                                      "--param", "a=1", "--param", "b=2"])
+    assert args.param == ["a=1", "b=2"]
+    assert build_parser().parse_args(["train", "--interactions", "x", "--out", "r"]).param == []
+
+
+def test_closed_form_model_takes_a_param(tiny_files, tmp_path):
+    out = tmp_path / "ease"
+    assert train(tiny_files, out, "--model", "ease", "--param", "reg_lambda=7.5") == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["reg_lambda"] == 7.5
+    assert info["extra"]["params"] == ["reg_lambda=7.5"]
+
+
+@pytest.mark.parametrize("param, words", [
+    ("reg_lamda=3", ["reg_lamda", "Did you mean 'reg_lambda'", "Valid keys for ease:",
+                     "reg_lambda (float)", "max_items (int)"]),
+    ("reg_lambda=lots", ["reg_lambda", "expected float", "'lots'", "Valid keys for ease:"]),
+    ("reg_lambda", ["not KEY=VALUE"]),
+    ("reg_lambda=-1", ["refuses reg_lambda=-1", "must be positive"]),
+])
+def test_bad_params_exit_2_with_a_clear_message(tiny_files, tmp_path, capsys, param, words):
+    assert train(tiny_files, tmp_path / "r", "--model", "ease", "--param", param) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: ") and "Traceback" not in err
+    assert all(word in err for word in words), err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("param, flag", [
+    ("epochs=3", "--epochs"), ("seed=4", "--seed"), ("eval_k=5", "--k"),
+    ("device=cpu", "--device")])
+def test_a_param_that_a_dedicated_option_sets_is_an_error(tiny_files, tmp_path, capsys, param,
+                                                         flag):
+    assert train(tiny_files, tmp_path / "r", "--model", "mf", "--param", param) == 2
+    assert f"conflicts with {flag}" in capsys.readouterr().err
+
+
+def test_show_progress_belongs_to_the_command(tiny_files, tmp_path, capsys):
+    assert train(tiny_files, tmp_path / "r", "--model", "mf",
+                 "--param", "show_progress=true") == 2
+    assert "cannot be set" in capsys.readouterr().err
+
+
+def test_flagship_paths_switch_off(tiny_files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "flagship"
+    assert train(tiny_files, out, "--items", str(tiny_files["items"]), "--epochs", "1",
+                 "--param", "item_item=false", "--param", "graph_filter=false",
+                 "--param", "embedding_dim=16") == 0
+    info = json.loads((out / "run.json").read_text())
+    config = info["config"]
+    assert config["item_item"] is False and config["graph_filter"] is False
+    assert config["embedding_dim"] == 16 and config["epochs"] == 1
+    assert not any(name.startswith("item_item.") for name in info["tensors"])
+    assert "Chosen on validation: item-item path" not in capsys.readouterr().err
