@@ -1,0 +1,155 @@
+"""What each part of the flagship contributes: ablations on MovieLens-100K and the demo data.
+
+Same protocol as ``bench_ml100k.py`` (``../shared/BENCHMARK.md``: per-user random 80/10/10
+split, fit on train + valid, full ranking of unseen items, Recall@20 / NDCG@20 on test).
+Each variant is the default flagship with one part switched off, trained from scratch in its
+own process:
+
+- ``full``: everything (learned graph attention + graph filter + item-item path, text,
+  attribute nodes, user-user edges, user attributes where the data has them);
+- ``no item-item path``: ``item_item=False``, the graph network on its own;
+- ``learned graph alone``: ``item_item=False, graph_filter=False``: the trained
+  graph-attention embeddings only;
+- ``no text``: ``use_text=False``;
+- ``no attribute nodes``: ``use_attributes=False``;
+- ``no user-user edges``: ``use_user_edges=False`` (demo data; ml-100k has none);
+- ``no user attributes``: ``use_user_features=False`` (ml-100k with ``u.user``).
+
+MovieLens runs with its user file (age, gender, occupation) as user attributes. Results go to
+``benchmarks/results/ablations.json``; ``bench_ml100k.py --ablations`` prints the same table.
+
+Usage::
+
+    python benchmarks/bench_ablations.py                 # both data sets
+    python benchmarks/bench_ablations.py --data demo --variants full,no-text
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Sibling scripts: ``python benchmarks/bench_ablations.py`` puts benchmarks/ on the path.
+from bench_ml100k import load_ml100k, recall_ndcg_at_k
+from tune_flagship import load_demo
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "ablations.json"
+ML100K = REPO / "../shared/data/ml-100k"
+DEMO = REPO / "data"
+K = 20
+
+#: variant key -> (label, flagship arguments switched off)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "full": ("full flagship", {}),
+    "no-item-item": ("no item-item path (graph network alone)", {"item_item": False}),
+    "learned-only": ("learned graph attention alone", {"item_item": False,
+                                                       "graph_filter": False}),
+    "no-text": ("no text", {"use_text": False}),
+    "no-attributes": ("no attribute nodes", {"use_attributes": False}),
+    "no-user-edges": ("no user-user edges", {"use_user_edges": False}),
+    "no-user-attributes": ("no user attributes", {"use_user_features": False}),
+}
+
+
+def load_data(name: str):
+    """``"ml-100k"`` (with ``u.user`` as user attributes when the loader supports it) or
+    ``"demo"``, as a :class:`recsys_core.dataset.Dataset`."""
+    return load_demo(DEMO) if name == "demo" else load_ml100k(ML100K)
+
+
+def applicable(name: str, ds) -> list[str]:
+    """Variants that change something on this data set."""
+    keys = ["full", "no-item-item", "learned-only", "no-text", "no-attributes"]
+    if ds.user_edges is not None and len(ds.user_edges):
+        keys.append("no-user-edges")
+    users = getattr(ds, "users", None)
+    if users is not None and len(users.columns) > 1:
+        keys.append("no-user-attributes")
+    return keys
+
+
+def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
+    """Fit one variant on one split and score it (in this process)."""
+    import torch
+
+    from recsys_core.models import create_model
+    from recsys_core.splits import per_user_random_split
+
+    torch.manual_seed(0)
+    ds = load_data(data)
+    train, valid, test = per_user_random_split(ds.interactions, seed=seed)
+    fit = pd.concat([train, valid])
+    model = create_model("gnn-llm", show_progress=False, **VARIANTS[variant][1])
+    start = time.perf_counter()
+    model.fit(ds, fit)
+    fit_s = time.perf_counter() - start
+    recs = model.recommend(users=ds.user_ids[np.unique(test["user_idx"])], k=K)
+    recall, ndcg = recall_ndcg_at_k(recs, test)
+    selected = model.train_result.selected if model.train_result else {}
+    return {"data": data, "variant": variant, "label": VARIANTS[variant][0], "seed": seed,
+            "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
+            "validation": selected.get("validation", {}),
+            "graph_filter": selected.get("graph_filter"),
+            "item_item": selected.get("item_item")}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table, with each variant's change against the full flagship."""
+    lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | fit s |",
+             "|---|---|---|---|---|---|"]
+    full = {r["data"]: r for r in rows if r["variant"] == "full"}
+    for r in rows:
+        ref = full.get(r["data"])
+        delta = (f"{r['recall@20'] / ref['recall@20'] - 1:+.1%} / "
+                 f"{r['ndcg@20'] / ref['ndcg@20'] - 1:+.1%}" if ref and r is not ref else "")
+        lines.append(f"| {r['data']} | {r['label']} | {r['recall@20']:.4f} | "
+                     f"{r['ndcg@20']:.4f} | {delta} | {r['fit_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="ml-100k,demo", help="comma-separated: ml-100k, demo")
+    parser.add_argument("--variants", default="", help="comma-separated keys (default: all "
+                        f"that apply): {', '.join(VARIANTS)}")
+    parser.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
+    parser.add_argument("--worker", nargs=2, metavar=("DATA", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_variant(*args.worker, args.seed)))
+        return
+    rows = []
+    for data in args.data.split(","):
+        keys = args.variants.split(",") if args.variants else applicable(data, load_data(data))
+        for variant in keys:
+            out = subprocess.run([sys.executable, __file__, "--worker", data, variant,
+                                  "--seed", str(args.seed)], capture_output=True, text=True,
+                                 check=False)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                raise SystemExit(f"{data} / {variant} failed")
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            row = rows[-1]
+            print(f"{data:8s} {row['label']:42s} recall {row['recall@20']:.4f} "
+                  f"ndcg {row['ndcg@20']:.4f} ({row['fit_s']:.0f} s)", flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    done = {(r["data"], r["variant"], r["seed"]) for r in rows}
+    kept = [r for r in previous.get("rows", [])
+            if (r["data"], r["variant"], r["seed"]) not in done]
+    RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
+    print()
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

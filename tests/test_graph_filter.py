@@ -1,0 +1,119 @@
+"""The flagship's graph-filter layer (recsys_core.models.graph_filter) and the shared
+validation-selection rule (recsys_core.models.item_item.choose_blend)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recsys_core.dataset import ITEM_IDX, USER_IDX
+from recsys_core.models.graph_filter import (
+    GraphFilterBasis,
+    describe_filter_choice,
+    graph_filter_weights,
+    select_graph_filter,
+)
+from recsys_core.models.item_item import ValidationRanking, choose_blend
+from recsys_core.tensor_metrics import ndcg_at_k, ndcg_from_hits, top_k
+
+
+def random_matrix(users: int = 30, items: int = 12, density: float = 0.3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < density).astype(np.float64)
+    dense[np.arange(users), rng.integers(0, items, users)] = 1.0  # every user has a history
+    return sp.csr_matrix(dense)
+
+
+def dense_reference(matrix: sp.csr_matrix, k: int, alpha: float) -> np.ndarray:
+    x = matrix.toarray()
+    du = np.maximum(x.sum(1), 1.0)
+    di = np.maximum(x.sum(0), 1.0)
+    r = x / np.sqrt(du)[:, None] / np.sqrt(di)[None, :]
+    w = r.T @ r
+    if k:
+        _, _, vt = np.linalg.svd(r, full_matrices=False)
+        v = vt[:k].T
+        w = w + alpha * (np.diag(di ** -0.5) @ v @ v.T @ np.diag(di ** 0.5))
+    return w
+
+
+@pytest.mark.parametrize(("k", "alpha"), [(0, 0.0), (3, 1.0), (5, 0.5)])
+def test_filter_weights_match_the_dense_formula(k, alpha):
+    matrix = random_matrix()
+    weights = graph_filter_weights(matrix, ideal_dim=k, ideal_weight=alpha).numpy()
+    np.testing.assert_allclose(weights, dense_reference(matrix, k, alpha), atol=1e-5)
+    # The term is linear in the history: exactly history @ W, so per-edge contributions add up.
+    basis = GraphFilterBasis(matrix, max_dim=max(k, 1))
+    np.testing.assert_allclose(basis.term(matrix[:5], k, alpha), matrix[:5].toarray() @ weights,
+                               atol=1e-5)
+
+
+def test_filter_is_deterministic():
+    matrix = random_matrix(seed=3)
+    a = graph_filter_weights(matrix, 4, 1.0, seed=0)
+    b = graph_filter_weights(matrix, 4, 1.0, seed=0)
+    assert torch.equal(a, b)
+
+
+def test_tensor_ndcg_hand_computed():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.0], [0.0, 0.1, 0.2, 0.3]])
+    truth = torch.tensor([[False, True, False, False], [True, False, False, True]])
+    # Row 0: hit at rank 2 -> 1/log2(3); ideal 1. Row 1: hits at ranks 1 and 4 (k=4).
+    row0 = 1 / np.log2(3)
+    row1 = (1 + 1 / np.log2(5)) / (1 + 1 / np.log2(3))
+    assert ndcg_at_k(scores, truth, k=4) == pytest.approx((row0 + row1) / 2)
+    assert top_k(scores, 10).shape == (2, 4)
+    assert ndcg_from_hits(torch.zeros(1, 3), torch.tensor([0])).item() == 0.0
+
+
+def frames(matrix: sp.csr_matrix) -> pd.DataFrame:
+    coo = matrix.tocoo()
+    return pd.DataFrame({USER_IDX: coo.row.astype(np.int64), ITEM_IDX: coo.col.astype(np.int64)})
+
+
+def community_split(seed: int = 0):
+    """Two communities of users and items: histories inside one community, validation items
+    too, so a co-occurrence filter finds them and a random base score does not."""
+    rng = np.random.default_rng(seed)
+    users, items = 40, 20
+    train, valid = np.zeros((users, items)), np.zeros((users, items))
+    for u in range(users):
+        pool = np.arange(10) if u % 2 == 0 else np.arange(10, 20)
+        chosen = rng.choice(pool, 6, replace=False)
+        train[u, chosen[:4]] = 1
+        valid[u, chosen[4:]] = 1
+    return sp.csr_matrix(train), sp.csr_matrix(valid)
+
+
+def test_selection_switches_the_filter_on_only_past_the_margin():
+    train, valid = community_split()
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=train.shape).astype(np.float32))
+    ranking = ValidationRanking(lambda users: noise[torch.from_numpy(users)], frames(train),
+                                frames(valid), *train.shape, k=5)
+    choice = select_graph_filter(ranking, settings=((0, 0.0), (2, 1.0)),
+                                 relative_weights=(0.5, 1.0, 4.0))
+    assert choice.relative_weight > 0 and choice.valid_ndcg > choice.valid_ndcg_base * 1.01
+    assert len(choice.grid) == 6 and "graph filter: k=" in describe_filter_choice(
+        choice.summary())
+    # An oracle base leaves nothing to gain: the filter stays off.
+    oracle = torch.from_numpy(valid.toarray().astype(np.float32))
+    best = ValidationRanking(lambda users: oracle[torch.from_numpy(users)], frames(train),
+                             frames(valid), *train.shape, k=5)
+    off = select_graph_filter(best, settings=((0, 0.0),), relative_weights=(0.5, 1.0))
+    assert off.relative_weight == 0 and "off" in describe_filter_choice(off.summary())
+
+
+def test_choose_blend_margin_and_forced_setting():
+    train, valid = community_split(seed=2)
+    noise = torch.from_numpy(np.random.default_rng(0).normal(size=train.shape).astype(np.float32))
+    ranking = ValidationRanking(lambda users: noise[torch.from_numpy(users)], frames(train),
+                                frames(valid), *train.shape, k=5)
+    useless = torch.zeros(len(ranking.users), train.shape[1])
+    useless[:, 0] = 1.0  # a term that only lifts one item: no real gain
+    blend = choose_blend(ranking, lambda row: useless, 1, (1.0,), margin=0.5)
+    assert blend.row == -1 and blend.relative_weight == 0.0
+    forced = choose_blend(ranking, lambda row: useless, 1, (1.0,), margin=None)
+    assert forced.row == 0 and forced.relative_weight == 1.0  # a user's fixed setting stays
