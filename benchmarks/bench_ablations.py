@@ -2,18 +2,11 @@
 
 Same protocol as ``bench_ml100k.py`` (``../shared/BENCHMARK.md``: per-user random 80/10/10
 split, fit on train + valid, full ranking of unseen items, Recall@20 / NDCG@20 on test).
-Each variant is the default flagship with one part switched off, trained from scratch in its
-own process:
-
-- ``full``: everything (learned graph attention + graph filter + item-item path, text,
-  attribute nodes, user-user edges, user attributes where the data has them);
-- ``no item-item path``: ``item_item=False``, the graph network on its own;
-- ``learned graph alone``: ``item_item=False, graph_filter=False``: the trained
-  graph-attention embeddings only;
-- ``no text``: ``use_text=False``;
-- ``no attribute nodes``: ``use_attributes=False``;
-- ``no user-user edges``: ``use_user_edges=False`` (demo data; ml-100k has none);
-- ``no user attributes``: ``use_user_features=False`` (ml-100k with ``u.user``).
+Each variant is the default flagship with one part switched off
+(:data:`recsys_core.models.ablations.ABLATIONS`: the item-item path; the graph filter; both,
+leaving the learned graph attention alone; text; attribute nodes; user-user edges; user
+attributes), trained from scratch in its own process; only variants that change something
+on the data set run (ml-100k has no user-user edges; the demo data no user attributes).
 
 MovieLens runs with its user file (age, gender, occupation) as user attributes. Results go to
 ``benchmarks/results/ablations.json``; ``bench_ml100k.py --ablations`` prints the same table.
@@ -41,40 +34,18 @@ import pandas as pd
 from bench_ml100k import load_ml100k, recall_ndcg_at_k
 from tune_flagship import load_demo
 
+from recsys_core.models.ablations import ABLATIONS, ABLATIONS_BY_KEY, applicable_ablations
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ablations.json"
 ML100K = REPO / "../shared/data/ml-100k"
 DEMO = REPO / "data"
 K = 20
 
-#: variant key -> (label, flagship arguments switched off)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "full": ("full flagship", {}),
-    "no-item-item": ("no item-item path (graph network alone)", {"item_item": False}),
-    "learned-only": ("learned graph attention alone", {"item_item": False,
-                                                       "graph_filter": False}),
-    "no-text": ("no text", {"use_text": False}),
-    "no-attributes": ("no attribute nodes", {"use_attributes": False}),
-    "no-user-edges": ("no user-user edges", {"use_user_edges": False}),
-    "no-user-attributes": ("no user attributes", {"use_user_features": False}),
-}
-
-
 def load_data(name: str):
     """``"ml-100k"`` (with ``u.user`` as user attributes when the loader supports it) or
     ``"demo"``, as a :class:`recsys_core.dataset.Dataset`."""
     return load_demo(DEMO) if name == "demo" else load_ml100k(ML100K)
-
-
-def applicable(name: str, ds) -> list[str]:
-    """Variants that change something on this data set."""
-    keys = ["full", "no-item-item", "learned-only", "no-text", "no-attributes"]
-    if ds.user_edges is not None and len(ds.user_edges):
-        keys.append("no-user-edges")
-    users = getattr(ds, "users", None)
-    if users is not None and len(users.columns) > 1:
-        keys.append("no-user-attributes")
-    return keys
 
 
 def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
@@ -88,14 +59,14 @@ def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
     ds = load_data(data)
     train, valid, test = per_user_random_split(ds.interactions, seed=seed)
     fit = pd.concat([train, valid])
-    model = create_model("gnn-llm", show_progress=False, **VARIANTS[variant][1])
+    model = create_model("gnn-llm", show_progress=False, **ABLATIONS_BY_KEY[variant].params)
     start = time.perf_counter()
     model.fit(ds, fit)
     fit_s = time.perf_counter() - start
     recs = model.recommend(users=ds.user_ids[np.unique(test["user_idx"])], k=K)
     recall, ndcg = recall_ndcg_at_k(recs, test)
     selected = model.train_result.selected if model.train_result else {}
-    return {"data": data, "variant": variant, "label": VARIANTS[variant][0], "seed": seed,
+    return {"data": data, "variant": variant, "label": ABLATIONS_BY_KEY[variant].label, "seed": seed,
             "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
             "validation": selected.get("validation", {}),
             "graph_filter": selected.get("graph_filter"),
@@ -120,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="ml-100k,demo", help="comma-separated: ml-100k, demo")
     parser.add_argument("--variants", default="", help="comma-separated keys (default: all "
-                        f"that apply): {', '.join(VARIANTS)}")
+                        f"that apply): {', '.join(a.key for a in ABLATIONS)}")
     parser.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
     parser.add_argument("--worker", nargs=2, metavar=("DATA", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,7 +100,8 @@ def main() -> None:
         return
     rows = []
     for data in args.data.split(","):
-        keys = args.variants.split(",") if args.variants else applicable(data, load_data(data))
+        keys = (args.variants.split(",") if args.variants
+                else [a.key for a in applicable_ablations(load_data(data))])
         for variant in keys:
             out = subprocess.run([sys.executable, __file__, "--worker", data, variant,
                                   "--seed", str(args.seed)], capture_output=True, text=True,

@@ -41,9 +41,9 @@ from .item_item import DEFAULT_MARGIN, ValidationRanking, choose_blend, head_ite
 DEFAULT_FILTER_SETTINGS: tuple[tuple[int, float], ...] = (
     (0, 0.0), (32, 0.5), (32, 1.0), (64, 0.5), (64, 1.0), (64, 2.0), (128, 1.0), (128, 2.0))
 #: Weights tried for the filter, relative to the spread ratio of the learned graph score
-#: and the filter's term: half-octave steps from 1/4 to 16 (the filter may carry most of
+#: and the filter's term: half-octave steps from 1/16 to 16 (the filter may carry most of
 #: the score where the learned embeddings are weak; 0, the filter off, is always an option).
-DEFAULT_FILTER_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 9))
+DEFAULT_FILTER_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 9))
 
 
 class GraphFilterBasis:
