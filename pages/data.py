@@ -9,7 +9,7 @@ from recsys_core import viz
 from recsys_core.errors import DataError, RecScopeError
 
 AUTO = "(auto-detect)"
-UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "psv", "dat", "data", "item", "parquet"]
+UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "psv", "dat", "data", "item", "user", "parquet"]
 
 
 def render() -> None:
@@ -43,7 +43,13 @@ def _body() -> None:
         help="Items with metadata but no interaction: recommendable only from text.",
     )
     cols[4].metric(
-        "Attributes", len(ds.attribute_columns), help=", ".join(ds.attribute_columns) or "none"
+        "Attributes",
+        len(ds.attribute_columns) + len(ds.user_attribute_columns),
+        help="Item: "
+        + (", ".join(ds.attribute_columns) or "none")
+        + ". User: "
+        + (", ".join(ds.user_attribute_columns) or "none")
+        + ".",
     )
     n_edges = 0 if ds.user_edges is None else len(ds.user_edges)
     cols[5].metric("User-user edges", f"{n_edges:,}")
@@ -82,6 +88,14 @@ def _previews(ws) -> None:
         items[col] = items[col].map(ui.join_values)
     st.dataframe(items.head(1000), hide_index=True, height=260)
     ui.download_csv("Download items (CSV)", items, "items_clean.csv")
+    if ds.user_attribute_columns:
+        st.subheader("User attributes")
+        st.dataframe(ds.users.head(1000), hide_index=True, height=200)
+        st.caption(
+            "Each column is a node type in the graph (numbers grouped into the bins the "
+            "ingestion report states)."
+        )
+        ui.download_csv("Download user attributes (CSV)", ds.users, "users_clean.csv")
     if ds.user_edges is not None and len(ds.user_edges):
         st.subheader("User-user edges")
         st.dataframe(ds.user_edges.head(1000), hide_index=True, height=200)
@@ -122,9 +136,10 @@ def _upload() -> None:
     st.markdown(
         "Upload your own data: **interactions** (one row per user-item event: user id, "
         "item id, optional rating and timestamp), optional **items** (id, title, "
-        "description, categories/tags) and optional **user edges** (two user id "
-        "columns). CSV, TSV and Parquet are read; columns are detected by name and can "
-        "be set below."
+        "description, categories/tags), optional **user edges** (two user id "
+        "columns) and optional **user attributes** (user id plus columns such as age, "
+        "gender, occupation; MovieLens u.user works as it is). CSV, TSV and Parquet are "
+        "read; columns are detected by name and can be set below."
     )
     inter = st.file_uploader(
         f"Interactions (up to {ui.UPLOAD_LIMIT_MB['interactions']} MB)",
@@ -143,6 +158,12 @@ def _upload() -> None:
         type=UPLOAD_TYPES,
         key="up-edges",
         max_upload_size=ui.UPLOAD_LIMIT_MB["user_edges"],
+    )
+    users = st.file_uploader(
+        f"User attributes (optional, up to {ui.UPLOAD_LIMIT_MB['users']} MB)",
+        type=UPLOAD_TYPES,
+        key="up-users",
+        max_upload_size=ui.UPLOAD_LIMIT_MB["users"],
     )
     if inter is None:
         st.caption("Choose an interactions file to see the column mapping.")
@@ -177,7 +198,11 @@ def _upload() -> None:
             (edges.name, edges.getvalue()) if edges else None,
         ]
         try:
-            dataset = ui.load_files(*sources, options=tuple(sorted(options.items())))
+            dataset = ui.load_files(
+                *sources,
+                options=tuple(sorted(options.items())),
+                users=(users.name, users.getvalue()) if users else None,
+            )
         except DataError as exc:
             st.error(str(exc))
             return

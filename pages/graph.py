@@ -22,7 +22,7 @@ def _body() -> None:
     ds = ws.dataset
     data = ws.graph()
     st.caption(
-        "Users, items and attribute nodes (one type per item attribute) with every "
+        "Users, items and attribute nodes (one type per item and per user attribute) with every "
         "interaction as an edge (width = rating), plus user-user edges when given. "
         "Drag to move, scroll to zoom, hover for details."
     )

@@ -46,7 +46,7 @@ DEMO_LABEL = "demo data"
 DEMO_NAME = "demo book catalogue"
 STATE_KEY = "recscope_workspace"
 #: Per-uploader size caps in MB (the server-wide cap is in .streamlit/config.toml).
-UPLOAD_LIMIT_MB = {"interactions": 200, "items": 100, "user_edges": 50}
+UPLOAD_LIMIT_MB = {"interactions": 200, "items": 100, "user_edges": 50, "users": 50}
 #: Flagship settings for the automatic first model: early stopping plus a wall-clock budget so
 #: a 2-core CPU has a model within about a minute; the Train page exposes every argument.
 AUTO_FLAGSHIP_PARAMS: dict[str, Any] = {"time_limit": 35.0}
@@ -58,17 +58,20 @@ log = logging.getLogger("recscope.app")
 
 # ---------------------------------------------------------------------------------- inputs
 def command_line_files(argv: list[str] | None = None) -> dict[str, str | None]:
-    """Files given after ``--`` on ``streamlit run app.py -- --interactions F ...``."""
+    """Files given after ``--`` on ``streamlit run app.py -- --interactions F ...``
+    (``--items``, ``--user-edges``, ``--users``)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--interactions")
     parser.add_argument("--items")
     parser.add_argument("--user-edges", dest="user_edges")
+    parser.add_argument("--users")
     args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--"]
     known, _ = parser.parse_known_args(args)
     return {
         "interactions": known.interactions,
         "items": known.items,
         "user_edges": known.user_edges,
+        "users": known.users,
     }
 
 
@@ -87,12 +90,14 @@ def load_files(
     user_edges: Any = None,
     options: tuple = (),
     stamp: tuple = (),
+    users: Any = None,
 ) -> Any:
     """:func:`recsys_core.ingest.load_dataset`, cached per input (``stamp``: file mtimes so an
-    edited file is read again). Sources are paths or ``(display_name, bytes)`` pairs."""
+    edited file is read again). Sources are paths or ``(display_name, bytes)`` pairs;
+    ``users`` is the optional user attributes file."""
     from recsys_core.ingest import load_dataset
 
-    return load_dataset(interactions, items, user_edges, **dict(options))
+    return load_dataset(interactions, items, user_edges, users, **dict(options))
 
 
 def file_stamp(*paths: str | None) -> tuple:
@@ -128,6 +133,7 @@ def workspace() -> Workspace:
             sources.get("user_edges"),
             options=options,
             stamp=file_stamp(*sources.values()),
+            users=sources.get("users"),
         )
         ws = prepare_workspace(dataset, source=label)
         st.session_state[STATE_KEY] = ws

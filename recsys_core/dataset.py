@@ -60,8 +60,9 @@ class Dataset:
             (each becomes a node type in the graph). (default: :obj:`[]`)
         user_edges (pandas.DataFrame, optional): Directed user-user edges with columns ``src``
             and ``dst`` (raw user ids). (default: :obj:`None`)
-        users (pandas.DataFrame, optional): User metadata with ``user_id`` plus feature
-            columns. (default: :obj:`None`)
+        users (pandas.DataFrame, optional): User attributes: ``user_id`` plus one column per
+            categorical attribute (a ``str`` or :obj:`None` per user; each column becomes a
+            node type in the graph, see :attr:`user_attribute_columns`). (default: :obj:`None`)
         report (Any, optional): The ingestion report that produced this dataset.
         name (str): A display name. (default: :obj:`"dataset"`)
     """
@@ -121,6 +122,13 @@ class Dataset:
     @property
     def num_items(self) -> int:
         return len(self.item_ids)
+
+    @property
+    def user_attribute_columns(self) -> list[str]:
+        """Names of the user attribute columns of :attr:`users` (``[]`` without users)."""
+        if self.users is None:
+            return []
+        return [c for c in self.users.columns if c != USER_COL]
 
     # ------------------------------------------------------------------ id maps
     def user_idx(self, ids) -> np.ndarray:

@@ -1,11 +1,14 @@
 """Heterogeneous graph construction (PyG :class:`~torch_geometric.data.HeteroData`).
 
-Node types: ``user``, ``item`` and one per categorical item attribute (``genre``, ``category``,
-``tag`` ...). Edge types (every relation has its reverse so messages flow both ways):
+Node types: ``user``, ``item``, one per categorical item attribute (``genre``, ``category``,
+``tag`` ...) and one per user attribute (``user_age``, ``user_gender`` ...). Edge types (every
+relation has its reverse so messages flow both ways):
 
 * ``(user, rates, item)`` / ``(item, rated_by, user)`` with ``edge_attr`` = ``[rating, time]``
   (time in days since the earliest interaction, 0 when unknown);
 * ``(item, has_<attr>, <attr>)`` / ``(<attr>, <attr>_of, item)``;
+* ``(user, has_user_<attr>, user_<attr>)`` / ``(user_<attr>, user_<attr>_of, user)`` when the
+  dataset has user attributes (:attr:`~recsys_core.dataset.Dataset.users`);
 * ``(user, follows, user)`` / ``(user, followed_by, user)`` when user-user edges are given;
 * ``(item, similar_to, item)`` text-similarity kNN edges (symmetric) when requested.
 """
@@ -20,7 +23,7 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
-from .dataset import ITEM_IDX, RATING_COL, TIME_COL, USER_IDX, Dataset
+from .dataset import ITEM_IDX, RATING_COL, TIME_COL, USER_COL, USER_IDX, Dataset
 
 RATES = ("user", "rates", "item")
 RATED_BY = ("item", "rated_by", "user")
@@ -41,12 +44,25 @@ def attribute_edge_types(node_type: str) -> tuple[tuple[str, str, str], tuple[st
     return ("item", f"has_{node_type}", node_type), (node_type, f"{node_type}_of", "item")
 
 
+def user_attribute_node_type(column: str) -> str:
+    """Node-type name for a user attribute column: ``user_`` and a lower-case identifier
+    (``Age`` -> ``user_age``), so it never meets an item attribute's type by accident."""
+    return "user_" + (re.sub(r"\W+", "_", column.strip().lower()).strip("_") or "attr")
+
+
+def user_attribute_edge_types(node_type: str
+                              ) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """``(user, has_<type>, <type>)`` and its reverse ``(<type>, <type>_of, user)``."""
+    return ("user", f"has_{node_type}", node_type), (node_type, f"{node_type}_of", "user")
+
+
 def build_hetero_graph(
     dataset: Dataset,
     interactions: pd.DataFrame | None = None,
     item_text_embeddings: torch.Tensor | np.ndarray | None = None,
     text_knn_k: int = 0,
     include_user_edges: bool = True,
+    include_user_attributes: bool = True,
 ) -> HeteroData:
     """Build the heterogeneous graph of a dataset.
 
@@ -60,10 +76,13 @@ def build_hetero_graph(
             (default: :obj:`0`)
         include_user_edges (bool): Add user-user edges when the dataset has them.
             (default: :obj:`True`)
+        include_user_attributes (bool): Add user attribute nodes when the dataset has user
+            attributes. (default: :obj:`True`)
 
     Returns:
-        HeteroData with ``node_ids`` (raw ids) per node type and ``attr_columns`` mapping
-        attribute node types to source columns.
+        HeteroData with ``node_ids`` (raw ids) per node type, ``attr_columns`` mapping item
+        attribute node types to source columns and ``user_attr_columns`` mapping user
+        attribute node types to columns of ``dataset.users``.
     """
     inter = dataset.interactions if interactions is None else interactions
     data = HeteroData()
@@ -105,6 +124,8 @@ def build_hetero_graph(
         data[rev].edge_index = ei.flip(0)
         attr_columns[node_type] = column
     data.attr_columns = attr_columns
+    data.user_attr_columns = (_add_user_attributes(data, dataset, set(attr_columns))
+                              if include_user_attributes else {})
 
     if include_user_edges and dataset.user_edges is not None and len(dataset.user_edges):
         s = dataset.user_idx(dataset.user_edges["src"].astype(str))
@@ -119,6 +140,31 @@ def build_hetero_graph(
         if text_knn_k > 0:
             data[SIMILAR].edge_index, data[SIMILAR].edge_weight = text_knn_edges(emb, text_knn_k)
     return data
+
+
+def _add_user_attributes(data: HeteroData, dataset: Dataset, taken: set[str]) -> dict[str, str]:
+    """One node type per user attribute column, edges user -> value and back; missing values
+    get no edge. Returns node type -> column."""
+    columns: dict[str, str] = {}
+    if not dataset.user_attribute_columns:
+        return columns
+    users = dataset.users
+    rows = dataset.user_idx(users[USER_COL].astype(str))
+    for column in dataset.user_attribute_columns:
+        node_type, k = user_attribute_node_type(column), 2
+        while node_type in taken or node_type in columns:
+            node_type, k = f"{user_attribute_node_type(column)}_{k}", k + 1
+        codes, values = pd.factorize(users[column].astype(object), use_na_sentinel=True)
+        present = codes >= 0
+        pairs = np.stack([rows[present], codes[present]]).astype(np.int64)
+        data[node_type].num_nodes = len(values)
+        data[node_type].node_ids = [str(v) for v in values]
+        fwd, rev = user_attribute_edge_types(node_type)
+        ei = torch.from_numpy(np.unique(pairs, axis=1) if pairs.size else pairs.reshape(2, 0))
+        data[fwd].edge_index = ei
+        data[rev].edge_index = ei.flip(0)
+        columns[node_type] = column
+    return columns
 
 
 def text_knn_edges(embeddings: torch.Tensor, k: int, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +299,9 @@ def k_hop_networkx(
     forward_of = {RATED_BY[1]: RATES[1], FOLLOWED_BY[1]: FOLLOWS[1]}
     for node_type_name in getattr(data, "attr_columns", {}) or {}:
         fwd, rev = attribute_edge_types(node_type_name)
+        forward_of[rev[1]] = fwd[1]
+    for node_type_name in getattr(data, "user_attr_columns", {}) or {}:
+        fwd, rev = user_attribute_edge_types(node_type_name)
         forward_of[rev[1]] = fwd[1]
     seen = set()
     for et in data.edge_types:

@@ -305,7 +305,8 @@ class FlagshipEngine:
         if self._attribute_nodes is None:
             data = build_hetero_graph(self.dataset, interactions=self.dataset.interactions.iloc[:0],
                                       include_user_edges=False)
-            columns = getattr(data, "attr_columns", {}) or {}
+            columns = {**(getattr(data, "attr_columns", {}) or {}),  # item and user attributes
+                       **(getattr(data, "user_attr_columns", {}) or {})}
             self._attribute_nodes = {nt: (col, list(data[nt].node_ids))
                                      for nt, col in columns.items() if nt in self.num_nodes}
         return self._attribute_nodes

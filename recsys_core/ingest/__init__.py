@@ -1,7 +1,8 @@
 """Data ingestion: raw interaction/metadata files to a validated :class:`~recsys_core.Dataset`.
 
 Modules: :mod:`.readers` (sources, encodings, delimiters, headers), :mod:`.columns` (column
-mapping), :mod:`.timestamps`, :mod:`.interactions`, :mod:`.items`, :mod:`.report` and
+mapping), :mod:`.timestamps`, :mod:`.interactions`, :mod:`.items`, :mod:`.users` (user
+attributes), :mod:`.report` and
 :mod:`.load` (the public :func:`load_dataset`).
 """
 

@@ -13,16 +13,14 @@ from ..errors import DataError
 from .columns import (
     EDGE_DST_ALIASES,
     EDGE_SRC_ALIASES,
-    USER_ALIASES,
     find_column,
-    format_columns,
-    normalize_name,
     shorten,
 )
 from .interactions import check_id_limit, clean_ids, read_interactions
 from .items import read_items
 from .readers import Source, describe_format, read_table, sniff_table, source_name
 from .report import FileReport, IngestionReport
+from .users import read_users
 
 #: Default limit on data rows per file, checked before parsing.
 DEFAULT_MAX_ROWS = 20_000_000
@@ -66,8 +64,10 @@ def load_dataset(
         items (Source, optional): Item metadata. (default: :obj:`None`)
         user_edges (Source, optional): Two columns of user ids (e.g. ``user_id,friend_id``).
             (default: :obj:`None`)
-        users (Source, optional): User metadata (a user id column plus features).
-            (default: :obj:`None`)
+        users (Source, optional): User attributes: a user id column plus categorical
+            columns (age, gender, occupation ...; MovieLens ``u.user`` as it is). Numbers
+            become quantile bins, identifiers (zip codes) are ignored; see
+            :mod:`recsys_core.ingest.users`. (default: :obj:`None`)
         user_col, item_col, rating_col, time_col (str, optional): Interaction column names
             when they are not detected; ``column_<n>`` names columns of header-less files.
         items_id_col (str, optional): Id column of the items file. (default: detected)
@@ -105,8 +105,8 @@ def load_dataset(
                                    "title": pd.Series([], dtype=object),
                                    "description": pd.Series([], dtype=object)})
     edge_frame = _read_user_edges(user_edges, report, max_rows) if user_edges is not None else None
-    user_frame = (_read_users(users, report, report.files[0].mapping.get("user"), max_rows)
-                  if users is not None else None)
+    user_frame = (read_users(users, report, interaction_user_col=report.files[0].mapping.get(
+        "user"), max_rows=max_rows) if users is not None else None)
 
     if edge_frame is not None:
         ends = pd.unique(np.concatenate([edge_frame["src"].to_numpy(object),
@@ -131,6 +131,10 @@ def load_dataset(
         "attribute_values": {c: int(pd.Series(dataset.items[c].explode()).nunique())
                              for c in attribute_columns},
     }
+    if user_frame is not None:
+        report.counts["users_with_attributes"] = len(user_frame)
+        report.counts["user_attribute_values"] = {
+            c: int(user_frame[c].nunique()) for c in dataset.user_attribute_columns}
     density = len(dataset.interactions) / max(dataset.num_users * dataset.num_items, 1)
     # Tiny samples are legitimately dense; on real data this usually means a mis-mapped column.
     if density > 0.5 and dataset.num_users * dataset.num_items >= 1000:
@@ -234,45 +238,3 @@ def _read_user_edges(source: Source, report: IngestionReport, max_rows: int) -> 
     edges = edges[~dup].reset_index(drop=True)
     file_report.rows_kept = len(edges)
     return edges
-
-
-def _read_users(source: Source, report: IngestionReport, interaction_user_col: str | None,
-                max_rows: int) -> pd.DataFrame:
-    sniffed = sniff_table(source, role="users", max_rows=max_rows)
-    name, columns = sniffed.name, sniffed.columns
-    if sniffed.header:
-        aliases = ((normalize_name(interaction_user_col),) if interaction_user_col else ()) \
-            + USER_ALIASES + ("id",)
-        id_col = find_column(columns, aliases)
-    else:
-        id_col = columns[0]
-    if id_col is None:
-        raise DataError(f"no user id column found. Columns found: {format_columns(columns)}. "
-                        "Call it user_id (or the same name as in the interactions file).",
-                        file=name)
-    table = read_table(sniffed)
-    ids, empty = clean_ids(table.frame[id_col])
-    features = table.frame.drop(columns=[id_col]).reset_index(drop=True)
-    if USER_COL in features.columns:  # the id came from another column (e.g. userId)
-        free = next(f"{USER_COL}_{k}" for k in range(2, len(columns) + 2)
-                    if f"{USER_COL}_{k}" not in features.columns)
-        features = features.rename(columns={USER_COL: free})
-    users = pd.concat([pd.DataFrame({USER_COL: ids.to_numpy(object)}), features], axis=1)
-    report.files.append(FileReport(
-        role="users", name=name,
-        format=describe_format(sniffed),
-        encoding=sniffed.encoding, delimiter=sniffed.delimiter, header=sniffed.header,
-        columns=list(columns), mapping={"user id": id_col, "features": list(features.columns)},
-        rows_read=table.rows_read))
-    report.warnings += [f"{name}: {n}" for n in sniffed.notes]
-    report.add_problem("ragged_rows", name, len(table.ragged_lines),
-                       [f"line {n}" for n in table.ragged_lines])
-    report.add_problem("empty_user_ids", name, int(empty.sum()),
-                       [f"line {i + 1 + sniffed.header}" for i in np.flatnonzero(empty)[:5]])
-    users = users[~empty]
-    dup = users[USER_COL].duplicated().to_numpy()
-    report.add_problem("duplicate_user_rows", name, int(dup.sum()),
-                       users[USER_COL][dup].head(5).tolist())
-    users = users[~dup].reset_index(drop=True)
-    report.files[-1].rows_kept = len(users)
-    return users

@@ -34,6 +34,8 @@ POLICIES = {
     "empty_item_ids": "rows of the items file with an empty id are dropped",
     "duplicate_user_rows": "repeated user ids in the users file keep the first row",
     "empty_user_ids": "rows of the users file with an empty id are dropped",
+    "invalid_user_values": "values of a numeric user column that are not numbers are left "
+                           "empty (the user gets no value for that attribute); the user is kept",
     "empty_edge_ids": "edges with an empty endpoint are dropped",
     "self_loop_edges": "edges from a user to the same user are dropped",
     "duplicate_edges": "repeated edges are kept once",

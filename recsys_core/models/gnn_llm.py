@@ -647,8 +647,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
         user_id_embedding (bool): Add a per-user learnable vector. (default: :obj:`False`)
         item_bias (bool): Learn an item bias (text + id), carried as the last embedding column.
             (default: :obj:`True`)
-        use_user_features (bool): Use the columns of ``dataset.users`` as user features.
-            (default: :obj:`True`)
+        use_user_features (bool): Use the columns of ``dataset.users`` as user features
+            and as user attribute nodes (``user_age`` ...), whose messages reach users in
+            the same stage as their items'. (default: :obj:`True`)
         use_attributes (bool): Include attribute nodes (genre, category ...).
             (default: :obj:`True`)
         use_user_edges (bool): Include user-user edges when the data has them.
@@ -855,11 +856,15 @@ class GNNLLMRecommender(EmbeddingRecommender):
     def _relations(self, data: HeteroData) -> list[EdgeType]:
         keep = [RATES, RATED_BY]
         attr_types = set(getattr(data, "attr_columns", {}) or {})
+        user_attr_types = set(getattr(data, "user_attr_columns", {}) or {})
         for et in data.edge_types:
             if et in (RATES, RATED_BY):
                 continue
             if et[0] in attr_types or et[2] in attr_types:
                 if self.use_attributes:
+                    keep.append(et)
+            elif et[0] in user_attr_types or et[2] in user_attr_types:
+                if self.use_user_features:  # user <-> attribute value, see propagate's stages
                     keep.append(et)
             elif et in (FOLLOWS, FOLLOWED_BY):
                 if self.use_user_edges:
