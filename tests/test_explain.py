@@ -44,7 +44,8 @@ from recsys_core.explain.plots import (  # noqa: E402
 )
 from recsys_core.explain.shap_explain import split_sentences, text_chunks  # noqa: E402
 from recsys_core.graph import RATED_BY, RATES  # noqa: E402
-from recsys_core.models.gnn_llm import GNNLLMRecommender  # noqa: E402
+from recsys_core.models.gnn_llm import GNNLLMModule, GNNLLMRecommender  # noqa: E402
+from recsys_core.models.stages import Stage, StageProgram  # noqa: E402
 
 TOPICS = {
     "Fantasy": ("a young mage", "an ancient dragon", "a stolen crown"),
@@ -164,6 +165,65 @@ def test_engine_matches_the_model_on_edited_graphs(ds, model, two_layer_model, l
         np.testing.assert_allclose(engine.scores(user, items[:10], edit), expected[:10],
                                    atol=1e-5)
         np.testing.assert_allclose(engine.scores(user, None, edit), expected, atol=1e-5)
+
+
+class ItemsFirstModule(GNNLLMModule):
+    """The flagship's network with another stage program: per layer, items from every relation
+    into them first (reading the freshest item states), then users from other types, then users
+    from users (added to that), then attribute nodes."""
+
+    def stage_program(self, edge_types):
+        stages, layer_end = [], [0]
+        for layer in range(1, self.num_layers + 1):
+            steps = [("item", None), ("user", False), ("user", True)]
+            steps += [(nt, None) for nt in sorted(self.node_counts)]
+            updated = set()
+            for dst, same_type in steps:
+                relations = tuple(tuple(et) for et in edge_types if et[2] == dst and (
+                    same_type is None or (et[0] == dst) == same_type))
+                if not relations:
+                    continue
+                target = layer_end[-1] if same_type is False else len(stages)
+                stages.append(Stage(layer, dst, relations, target,
+                                    bool(same_type) and dst in updated))
+                updated.add(dst)
+            layer_end.append(len(stages))
+        return StageProgram(stages, layer_end)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_engine_follows_a_changed_stage_program(ds, model, two_layer_model, layers):
+    """The engine runs the module's own program: a module with another stage order is
+    explained exactly without any change to the engine."""
+    original = model if layers == 1 else two_layer_model
+    changed = copy.copy(original)
+    changed.module = copy.deepcopy(original.module)
+    changed.module.__class__ = ItemsFirstModule
+    changed._finalize()  # the model's own embeddings under the new program
+    user = int(ds.user_idx("u00")[0])
+    items = np.arange(ds.num_items)
+    assert not np.allclose(changed.score([user])[0], original.score([user])[0])
+    engine = FlagshipEngine(changed)
+    assert engine.exact_incremental
+    assert engine.stages == changed.module.stage_program(list(engine.edges)).stages
+    assert engine.stages[0].dst == "item" and any(s.accumulate for s in engine.stages)
+    np.testing.assert_allclose(engine.scores(user, items), changed.score([user])[0], atol=1e-5)
+    history = engine.history(user)
+    new_item = int(np.setdiff1d(np.arange(24), history)[0])
+    edits = [
+        engine.history_edit(user, drop=history[:2], add=[new_item]),
+        engine.attribute_edit(new_item, [("genre", 0)]).merge(engine.neighbour_edit(user, [3])),
+    ]
+    for edit in edits:
+        expected = changed.score_with_graph(edited_graph(changed, engine, edit), [user], items)[0]
+        np.testing.assert_allclose(engine.scores(user, items[:10], edit), expected[:10],
+                                   atol=1e-5)
+        np.testing.assert_allclose(engine.scores(user, None, edit), expected, atol=1e-5)
+    item_id = str(changed.recommend(["u00"], k=1)["item_id"].iloc[0])
+    result = attention_explanation(changed, ds, "u00", item_id)
+    score = float(changed.score([user], ds.item_idx(item_id))[0, 0])
+    assert result.base_value + result.contributions["weight"].sum() == pytest.approx(
+        score, abs=1e-4)
 
 
 def test_text_edit_matches_the_models_own_forward_pass(ds, model):

@@ -1,14 +1,14 @@
 r"""Attention-based explanation of one (user, item) score of the flagship.
 
 The flagship's score is :math:`s = \langle \mathbf{z}_u, \mathbf{z}_i \rangle` with
-:math:`\mathbf{z}_u` and :math:`\mathbf{z}_i` means of the user's and the item's layer
-states (``L`` or ``L + 1`` of them, as the model pools). Every layer state is
+:math:`\mathbf{z}_u` and :math:`\mathbf{z}_i` means of the user's and the item's
+``L + 1`` layer states (the module's readout, layer 0 being the inputs). Every layer state is
 a sum over relations of graph-attention outputs,
 :math:`\mathbf{h}_t = \sum_{r}\big(\sum_{e = (s \to t)} \mathbf{m}_e + \mathbf{b}_r\big)`,
 with one message per incoming edge, :math:`\mathbf{m}_e = \Vert_h\, \alpha^h_e\,
 \mathbf{W}^h_r \mathbf{x}_s` (attention weight times value). So the score splits exactly
 into one term per message into the user (:math:`\langle \mathbf{m}_e, \mathbf{z}_i\rangle`
-over the number of pooled layers) and per message into the item (likewise with
+over the number of layer states) and per message into the item (likewise with
 :math:`\mathbf{z}_u`), plus the nodes' own input features (the item's text and id
 embedding, the shared user token) and the biases:
 the attention-times-value decomposition of Kobayashi et al. (EMNLP 2020), applied to both
@@ -127,9 +127,6 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
         ``self_user`` (messages the user itself sends into the item) and ``item_self``.
     """
     pool_user, pool_item = engine.user_pool[user], engine.item_pool[item]
-    # The module's post-processing (normalisation, degree scaling) scales each side by a
-    # constant for this pair, so the split stays exact.
-    scale = float(engine.user_scale[user] * engine.item_scale[item])
     score = float(engine.user_emb[user] @ engine.item_emb[item])
     with private_draws():  # the twins' initial weights are replaced by the model's
         convs = engine.explainable_convs()
@@ -137,34 +134,44 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
     frames = []
     base = 0.0
     self_user = 0.0
-    pooled = engine.pooled_layers
-    sides = {"user": (user, pool_item, 0.5 * scale / len(pooled["user"])),
-             "item": (item, pool_user, 0.5 * scale / len(pooled["item"]))}
-    if 0 in pooled["user"]:  # the user's own input features (shared by every user)
-        base += float(sides["user"][2] * (engine.x0["user"][user] @ pool_item))
+    # The readout is the mean of the L + 1 layer-end states (layer 0: the inputs).
+    share = 0.5 / len(engine.layer_end)
+    sides = {"user": (user, pool_item), "item": (item, pool_user)}
+    base += float(share * (engine.x0["user"][user] @ pool_item))  # the shared user token
     for position, stage in _layer_end_stages(engine):
-        if stage.dst not in sides or stage.layer not in pooled[stage.dst]:
+        if stage.dst not in sides:
             continue
-        index, other, share = sides[stage.dst]
+        index, other = sides[stage.dst]
         target = torch.tensor([index])
         x_dst = engine.state(engine.snapshots, {}, stage.target, stage.dst, target)
-        for et in stage.relations:
-            ei = engine.incoming(et, target)
-            x_src = engine.state(engine.snapshots, {}, position - 1, et[0], ei[0])
-            local = torch.stack([torch.arange(ei.size(1)),
-                                 torch.zeros(ei.size(1), dtype=torch.long)])
-            conv = convs[stage.layer - 1]["__".join(et)]
-            captured = []
-            handle = conv.register_message_forward_hook(
-                lambda module, inputs, output, store=captured: store.append(output))
-            try:
-                out, (_, alpha) = conv((x_src, x_dst), local, return_attention_weights=True)
-            finally:
+        incoming = {et: engine.incoming(et, target) for et in stage.relations}
+        sources, local = {}, {}
+        for nt in dict.fromkeys(et[0] for et in stage.relations):
+            src = torch.unique(torch.cat([ei[0] for et, ei in incoming.items() if et[0] == nt]))
+            sources[nt] = engine.state(engine.snapshots, {}, position - 1, nt, src)
+            for et, ei in incoming.items():
+                if et[0] == nt:
+                    local[et] = torch.stack([torch.searchsorted(src, ei[0]),
+                                             torch.zeros(ei.size(1), dtype=torch.long)])
+        layer_convs = convs[stage.layer - 1]
+        captured: dict = {}
+        handles = [layer_convs["__".join(et)].register_message_forward_hook(
+            lambda module, inputs, output, et=et, store=captured: store.__setitem__(et, output))
+            for et in stage.relations]
+        try:  # the stage's own output: without the state an accumulating stage adds to
+            out, alphas = engine.module.run_stage(stage._replace(accumulate=False), sources,
+                                                  x_dst, local, convs=layer_convs,
+                                                  return_attention=True)
+        finally:
+            for handle in handles:
                 handle.remove()
-            messages = (captured[0].reshape(ei.size(1), out.size(1)) if captured
+        rest = out[0]  # the biases: the output less every message
+        for et in stage.relations:
+            ei, alpha = incoming[et], alphas[et][1]
+            messages = (captured[et].reshape(ei.size(1), out.size(1)) if et in captured
                         else out.new_zeros(0, out.size(1)))
             terms = share * (messages @ other)
-            base += float(share * ((out[0] - messages.sum(0)) @ other))
+            rest = rest - messages.sum(0)
             if stage.dst == "item" and et[0] == "user":
                 self_user += float(terms[ei[0] == user].sum())
             heads = alpha.size(1)
@@ -177,7 +184,7 @@ def decompose(engine: FlagshipEngine, user: int, item: int) -> dict:
                 "head": np.tile(np.arange(heads), ei.size(1)),
                 "alpha": alpha.reshape(-1).float().numpy(),
                 "contribution": np.repeat(terms.numpy(), heads)}))
-    share = sides["item"][2] if 0 in pooled["item"] else 0.0
+        base += float(share * (rest @ other))
     x_item = engine.x0["item"][item]
     no_text = {item: torch.zeros_like(engine.module.item_text[item])}
     without = engine.input_features(GraphEdit(item_text=no_text))["item"][item]

@@ -11,20 +11,21 @@ only needs the states its final embeddings depend on. :class:`FlagshipEngine` ke
 node's clean state after every stage from one full pass and, for an edit, recomputes only the
 states that are both *changed* and *needed*, with the model's own convolutions over those
 nodes' complete (edited) incoming edge sets. Many edits are evaluated together, sharing the
-convolution calls. The result is exact, not an approximation: the engine checks at
-construction that its stage program reproduces the model's embeddings and otherwise falls back
-to full forward passes of the model.
+convolution calls. The stages are the model's own: the engine runs the module's
+:meth:`~recsys_core.models.gnn_llm.GNNLLMModule.stage_program` through its
+:meth:`~recsys_core.models.gnn_llm.GNNLLMModule.run_stage`, so it follows any change of the
+propagation. The result is exact, not an approximation: the engine checks at construction that
+its snapshots reproduce the model's embeddings and otherwise falls back to full forward passes
+of the model.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,8 +35,9 @@ from torch_geometric.explain.algorithm.utils import clear_masks, set_masks
 from torch_geometric.nn import GATConv, MessagePassing
 
 from ..graph import FOLLOWED_BY, FOLLOWS, RATED_BY, RATES, build_hetero_graph
+from ..models.stages import EdgeType, Stage
 
-EdgeType = tuple[str, str, str]
+__all__ = ["FlagshipEngine", "GraphEdit", "Stage", "flagship_engine", "is_flagship"]
 
 #: Convolutions whose output at a node depends only on that node's incoming edges and the
 #: sources' states (GCN also uses source degrees, so edits reach further: full passes then).
@@ -95,20 +97,6 @@ class _CSR:
         return self.perm[offsets + torch.arange(total)]
 
 
-class Stage(NamedTuple):
-    """One step of the network: ``dst`` nodes updated from ``relations``.
-
-    Reads sources from the snapshot before the stage and the target state from snapshot
-    ``target``; ``accumulate`` adds the output to the previous state instead of replacing it.
-    """
-
-    layer: int
-    dst: str
-    relations: tuple[EdgeType, ...]
-    target: int
-    accumulate: bool
-
-
 _ALL = None  # "every node" in need sets
 
 
@@ -116,15 +104,14 @@ class FlagshipEngine:
     r"""Exact incremental re-scoring of a fitted ``GNNLLMRecommender`` on edited graphs.
 
     The engine works on a private copy of the model's network (the shared model is never
-    modified, so it is safe to use from several threads) and mirrors
-    :meth:`GNNLLMModule.propagate` as a program of :class:`Stage` steps built from the
-    module's ``stages`` (or ``update_order``); final embeddings average layer-end states
-    (:attr:`pooled_layers`, matched to the model), then the module's optional
-    normalisation, degree scaling and graph-independent extra columns (an item bias) apply.
-    Construction runs one full pass and checks the mirror against the model's cached
-    embeddings; when they disagree
-    (:attr:`exact_incremental` is ``False``) every query falls back to the module's own full
-    forward pass.
+    modified, so it is safe to use from several threads) and runs the module's own program:
+    the :class:`~recsys_core.models.stages.Stage` steps of ``module.stage_program``, each
+    computed by ``module.run_stage`` (full passes and incremental patches alike), final
+    embeddings by ``module.readout`` over the layer-end snapshots, plus the module's
+    graph-independent extra columns (an item bias). Construction runs one full pass and checks
+    it against the model's cached embeddings; when they disagree (:attr:`exact_incremental` is
+    ``False``, e.g. for convolutions whose output at a node depends on more than its incoming
+    edges) every query falls back to the module's own full forward pass.
 
     Item text replacements (which reach far through the graph) give *base* snapshots, cached
     per text variant; edge edits are applied incrementally on top of that base.
@@ -152,13 +139,11 @@ class FlagshipEngine:
         with torch.no_grad():
             self.x0 = {nt: x.detach().float() for nt, x in self._module_inputs().items()}
         self.num_nodes = {nt: x.size(0) for nt, x in self.x0.items()}
-        self.stages, self.layer_end = self._program()
+        self.stages, self.layer_end = self.module.stage_program(list(self.edges))
         # last_update[p][nt]: the snapshot holding nt's state at snapshot p.
         self.last_update = [dict.fromkeys(self.num_nodes, 0)]
         for index, stage in enumerate(self.stages, start=1):
             self.last_update.append({**self.last_update[-1], stage.dst: index})
-        self.normalize = bool(getattr(self.module, "normalize", False))
-        self.degree_scaling = float(getattr(self.module, "degree_scaling", 0.0) or 0.0)
         self.by_dst = {et: _CSR(ei[1], self.num_nodes[et[2]]) for et, ei in self.edges.items()}
         self.by_src = {et: _CSR(ei[0], self.num_nodes[et[0]]) for et, ei in self.edges.items()}
         self._lock = threading.Lock()
@@ -169,7 +154,6 @@ class FlagshipEngine:
         with torch.no_grad():
             self.snapshots = self.full_snapshots(self.edges, self.x0)
             ref_user, ref_item = (t.float() for t in model.embeddings())
-            self.pooled_layers = self._pooling(ref_user, ref_item)
             self.user_pool, self.item_pool = self._pool_all(self.snapshots)
             # Columns past the graph network's output (e.g. an item bias carried as a last
             # column) must not depend on the graph: they are read from an edge-less pass.
@@ -181,10 +165,8 @@ class FlagshipEngine:
                 extras_ok = (torch.allclose(user_free[:, dim:].float(), self.user_extra, atol=1e-5)
                              and torch.allclose(item_free[:, dim:].float(), self.item_extra,
                                                 atol=1e-5))
-            degrees = self.user_degrees(torch.arange(self.num_nodes["user"]))
-            self.user_scale, self.item_scale = self._scales(self.user_pool, self.item_pool, degrees)
-        self.user_emb = torch.cat([self.user_pool * self.user_scale[:, None], self.user_extra], 1)
-        self.item_emb = torch.cat([self.item_pool * self.item_scale[:, None], self.item_extra], 1)
+        self.user_emb = torch.cat([self.user_pool, self.user_extra], 1)
+        self.item_emb = torch.cat([self.item_pool, self.item_extra], 1)
         scale = float(max(ref_user.abs().max(), ref_item.abs().max(), 1.0))
         self.exact_incremental = bool(
             self.module.conv in _LOCAL_CONVS and extras_ok
@@ -195,62 +177,9 @@ class FlagshipEngine:
             self.user_emb, self.item_emb = ref_user.clone(), ref_item.clone()
 
     # ------------------------------------------------------------------ the program
-    def _pooling(self, ref_user: Tensor, ref_item: Tensor) -> dict[str, list[int]]:
-        """Which layers' states the final embeddings average, per node type: the variant
-        (users from layer 0 or 1, items from layer 0 or 1) that reproduces the model."""
-        dim = self.x0["user"].size(1)
-        layers = range(self.num_layers + 1)
-        candidates = [{"user": list(layers[1:]), "item": list(layers)},
-                      {"user": list(layers), "item": list(layers)},
-                      {"user": list(layers[1:]), "item": list(layers[1:])},
-                      {"user": list(layers), "item": list(layers[1:])}]
-        for pooled in candidates:
-            self.pooled_layers = pooled
-            user, item = self._pool_all(self.snapshots)
-            scale = float(max(ref_user.abs().max(), 1.0))
-            if (ref_user.size(1) >= dim
-                    and torch.allclose(user, ref_user[:, :dim], atol=1e-4 * scale)
-                    and torch.allclose(item, ref_item[:, :dim], atol=1e-4 * scale)):
-                return pooled
-        return candidates[0]
-
-    def _program(self) -> tuple[list[Stage], list[int]]:
-        """The module's update schedule as stages, and the snapshot ending each layer."""
-        module = self.module
-        schedule = getattr(module, "stages", None)
-        if schedule is None:  # one stage per type, all relations, targets from the last layer
-            order = getattr(module, "update_order", None) or list(dict.fromkeys(
-                et[2] for et in self.edges))
-            schedule = [(nt, None) for nt in order]
-        stages: list[Stage] = []
-        layer_end = [0]
-        for layer in range(1, self.num_layers + 1):
-            updated: set[str] = set()
-            for dst, same_type in schedule:
-                relations = tuple(et for et in self.edges if et[2] == dst and (
-                    same_type is None or (et[0] == dst) == same_type))
-                if not relations or dst not in self.num_nodes:
-                    continue  # the module skips a stage without edges too
-                target = len(stages) if same_type else layer_end[-1]
-                stages.append(Stage(layer, dst, relations, target,
-                                    bool(same_type) and dst in updated))
-                updated.add(dst)
-            layer_end.append(len(stages))
-        return stages, layer_end
-
     def _module_inputs(self) -> dict[str, Tensor]:
         """The network's layer-0 features (eval mode: warm items use their id embedding)."""
-        module = self.module
-        arguments = []
-        for name in inspect.signature(module.input_features).parameters:
-            if name == "gate":
-                arguments.append(module.id_gate())
-            elif name == "text":
-                text = getattr(module, "text_features", None)
-                arguments.append(text() if callable(text) else module.item_text)
-            else:
-                raise TypeError(f"Unexpected input_features argument {name!r}.")
-        return module.input_features(*arguments)
+        return self.module.input_features(self.module.id_gate(), self.module.text_features())
 
     def item_extras(self, item_text: dict[int, Tensor] | None = None) -> Tensor:
         """The graph-independent extra item columns with text replacements applied."""
@@ -269,34 +198,6 @@ class FlagshipEngine:
         extra[items] = item_free[items, self.item_pool.size(1):].float()
         return extra
 
-    def user_degrees(self, users: Tensor, edit: GraphEdit | None = None) -> Tensor:
-        """Incoming ``rated_by`` edges of users on the (edited) graph (for degree scaling)."""
-        if RATED_BY not in self.edges:
-            return torch.zeros(users.numel())
-        ptr = self.by_dst[RATED_BY].ptr
-        degree = (ptr[users + 1] - ptr[users]).float()
-        if edit is not None:
-            for et_edges, sign in ((edit.removed.get(RATED_BY), -1.0),
-                                   (edit.added.get(RATED_BY), 1.0)):
-                if et_edges is None or not et_edges.numel():
-                    continue
-                dst = self.edges[RATED_BY][1, et_edges] if sign < 0 else et_edges[1]
-                degree = degree + sign * (dst[None, :] == users[:, None]).sum(1).float()
-        return degree
-
-    def _scales(self, user_pool: Tensor, item_pool: Tensor,
-                degrees: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-row factors of the module's post-processing (normalisation, degree scaling)."""
-        user_scale = torch.ones(user_pool.size(0))
-        item_scale = torch.ones(item_pool.size(0))
-        if self.normalize:
-            user_scale = 1.0 / user_pool.norm(dim=1).clamp(min=1e-12)
-            item_scale = 1.0 / item_pool.norm(dim=1).clamp(min=1e-12)
-        if self.degree_scaling and RATED_BY in self.edges:
-            user_scale = user_scale * degrees.clamp(min=1).pow(self.degree_scaling)
-        return user_scale, item_scale
-
-    # ------------------------------------------------------------------ lookups
     # ------------------------------------------------------------------ lookups
     @property
     def attribute_nodes(self) -> dict[str, tuple[str, list[str]]]:
@@ -450,10 +351,8 @@ class FlagshipEngine:
             return self._module_pass(edit)
         snapshots = self.full_snapshots(self.edited_edges(edit), self.input_features(edit))
         user_pool, item_pool = self._pool_all(snapshots)
-        degrees = self.user_degrees(torch.arange(self.num_nodes["user"]), edit)
-        user_scale, item_scale = self._scales(user_pool, item_pool, degrees)
-        return (torch.cat([user_pool * user_scale[:, None], self.user_extra], 1),
-                torch.cat([item_pool * item_scale[:, None], self.item_extras(edit.item_text)], 1))
+        return (torch.cat([user_pool, self.user_extra], 1),
+                torch.cat([item_pool, self.item_extras(edit.item_text)], 1))
 
     @torch.no_grad()
     def scores_many(self, user: int, items: Iterable[int], edits: list[GraphEdit]) -> np.ndarray:
@@ -483,7 +382,7 @@ class FlagshipEngine:
             overrides = self._overrides(base, graph_edits, need)
             item_extra = self.item_extras(text)[items_t]
             for b, patch in zip(members, overrides, strict=True):
-                z_user, z_item = self.pool_targets(base, patch, users_t, items_t, edits[b])
+                z_user, z_item = self.pool_targets(base, patch, users_t, items_t)
                 z_user = torch.cat([z_user, self.user_extra[users_t]], 1)
                 z_item = torch.cat([z_item, item_extra], 1)
                 out[b] = ((z_user @ z_item.T).numpy()[0]
@@ -491,17 +390,12 @@ class FlagshipEngine:
         return out
 
     def pool_targets(self, base: list[dict[str, Tensor]], patch: dict, users: Tensor,
-                     items: Tensor, edit: GraphEdit | None = None) -> tuple[Tensor, Tensor]:
-        """Post-processed graph embeddings (without extra columns) of the targets from base
-        snapshots plus an edit's recomputed states (differentiable)."""
-        user_pool = torch.stack([
-            self.state(base, patch, self.layer_end[layer], "user", users)
-            for layer in self.pooled_layers["user"]]).mean(0)
-        item_pool = torch.stack([
-            self.state(base, patch, self.layer_end[layer], "item", items)
-            for layer in self.pooled_layers["item"]]).mean(0)
-        user_scale, item_scale = self._scales(user_pool, item_pool, self.user_degrees(users, edit))
-        return user_pool * user_scale[:, None], item_pool * item_scale[:, None]
+                     items: Tensor) -> tuple[Tensor, Tensor]:
+        """Graph embeddings (without extra columns) of the targets from base snapshots plus an
+        edit's recomputed states, by the module's readout (differentiable)."""
+        readout = self.module.readout
+        return (readout([self.state(base, patch, p, "user", users) for p in self.layer_end]),
+                readout([self.state(base, patch, p, "item", items) for p in self.layer_end]))
 
     def state(self, base: list[dict[str, Tensor]], patch: dict, snapshot: int, node_type: str,
               nodes: Tensor) -> Tensor:
@@ -560,27 +454,18 @@ class FlagshipEngine:
 
     def full_snapshots(self, edges: dict[EdgeType, Tensor],
                        x0: dict[str, Tensor]) -> list[dict[str, Tensor]]:
-        """Every node's state after each stage (index 0 = inputs), by the mirrored program."""
+        """Every node's state after each stage (index 0 = inputs), by the module's program."""
         snapshots = [x0]
         for stage in self.stages:
-            prev = snapshots[-1]
-            convs = self.module.convs[stage.layer - 1]
-            out = None
-            for et in stage.relations:
-                h = convs["__".join(et)]((prev[et[0]], snapshots[stage.target][stage.dst]),
-                                         edges[et])
-                out = h if out is None else out + h
-            current = dict(prev)
-            current[stage.dst] = (prev[stage.dst] + out if stage.accumulate else out).float()
-            snapshots.append(current)
+            out = self.module.run_stage(stage, snapshots[-1], snapshots[stage.target][stage.dst],
+                                        edges)
+            snapshots.append({**snapshots[-1], stage.dst: out.float()})
         return snapshots
 
     def _pool_all(self, snapshots: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
-        user = torch.stack([snapshots[self.layer_end[layer]]["user"]
-                            for layer in self.pooled_layers["user"]]).mean(0)
-        item = torch.stack([snapshots[self.layer_end[layer]]["item"]
-                            for layer in self.pooled_layers["item"]]).mean(0)
-        return user, item
+        """Every user's and item's graph embedding from full snapshots."""
+        return (self.module.readout([snapshots[p]["user"] for p in self.layer_end]),
+                self.module.readout([snapshots[p]["item"] for p in self.layer_end]))
 
     def incoming(self, edge_type: EdgeType, nodes: Tensor, edit: GraphEdit | None = None) -> Tensor:
         """``[2, k]`` edges of one relation into ``nodes`` on the edited graph."""
@@ -633,10 +518,9 @@ class FlagshipEngine:
             else:
                 store.setdefault(key, []).append(nodes)
 
-        for layer in self.pooled_layers["user"]:
-            add(deferred, (self.layer_end[layer], "user"), users)
-        for layer in self.pooled_layers["item"]:
-            add(deferred, (self.layer_end[layer], "item"), items)
+        for position in self.layer_end:  # the readout reads every layer's end state
+            add(deferred, (position, "user"), users)
+            add(deferred, (position, "item"), items)
         need: dict[tuple[int, str], Tensor | None] = {}
         for position in range(len(self.stages), 0, -1):
             for nt in self.num_nodes:
@@ -655,9 +539,7 @@ class FlagshipEngine:
                 continue  # snapshot 0 holds the inputs: never recomputed
             for et in stage.relations:
                 add(pending, et[0], _ALL if wanted is _ALL else self.incoming(et, wanted, grow)[0])
-            if stage.accumulate:
-                add(pending, stage.dst, wanted)
-            if stage.target == position - 1:
+            if stage.target == position - 1:  # read (and, accumulating, added to)
                 add(pending, stage.dst, wanted)
             elif stage.target > 0:
                 add(deferred, (stage.target, stage.dst), wanted)
@@ -756,11 +638,9 @@ class FlagshipEngine:
             recompute: list[Tensor | None] = []
             for b, edit in enumerate(edits):
                 dirty = [touched[b][et] for et in stage.relations if et in touched[b]]
-                for snapshot in ({stage.target, position - 1} if stage.accumulate
-                                 else {stage.target}):
-                    own = changed_at(b, snapshot, stage.dst)
-                    if own is not None:
-                        dirty.append(own)  # attention reads the target (and adds to it)
+                own = changed_at(b, stage.target, stage.dst)
+                if own is not None:
+                    dirty.append(own)  # attention reads the target (and accumulating adds to it)
                 for et in stage.relations:
                     source = changed_at(b, position - 1, et[0])
                     if source is not None and source.numel():
@@ -774,46 +654,55 @@ class FlagshipEngine:
                 continue
             layer_convs = (convs or self.module.convs)[stage.layer - 1]
             target_holder = self.last_update[stage.target][stage.dst]
-            total = None
-            for et in stage.relations:
-                source_holder = self.last_update[position - 1][et[0]]
-                x_src, x_dst, index, masks = [], [], [], []
-                src_offset = dst_offset = 0
-                for b in active:
-                    nodes = recompute[b]
-                    ei, pos = self.incoming_with_positions(et, nodes, edits[b])
-                    src, inverse = torch.unique(ei[0], return_inverse=True)
-                    x_src.append(_patched_rows(base[source_holder][et[0]],
-                                               overrides[b].get((source_holder, et[0])), src))
-                    x_dst.append(_patched_rows(base[target_holder][stage.dst],
-                                               overrides[b].get((target_holder, stage.dst)), nodes))
-                    index.append(torch.stack([inverse.view(-1) + src_offset,
-                                              torch.searchsorted(nodes, ei[1]) + dst_offset]))
-                    masks.append(dense_weights[b][et][pos] if et in dense_weights[b]
-                                 else torch.ones(pos.numel()))
-                    src_offset += src.numel()
-                    dst_offset += nodes.numel()
-                local = torch.cat(index, dim=1)
-                conv = layer_convs["__".join(et)]
-                weighted = any(et in dense_weights[b] for b in active)
-                if weighted:
-                    set_masks(conv, torch.cat(masks), local, apply_sigmoid=False)
-                try:
-                    h = conv((torch.cat(x_src), torch.cat(x_dst)), local)
-                finally:
-                    if weighted:
-                        clear_masks(conv)
-                total = h if total is None else total + h
-            previous_holder = self.last_update[position - 1][stage.dst]
+            # The active edits' recomputed nodes side by side: per source type the union of
+            # the sources each edit's nodes read, per relation edges into those local rows.
+            source_types = list(dict.fromkeys(et[0] for et in stage.relations))
+            sources: dict[str, list[Tensor]] = {nt: [] for nt in source_types}
+            index: dict[EdgeType, list[Tensor]] = {et: [] for et in stage.relations}
+            masks: dict[EdgeType, list[Tensor]] = {et: [] for et in stage.relations}
+            targets: list[Tensor] = []
+            src_offset = dict.fromkeys(source_types, 0)
+            dst_offset = 0
+            for b in active:
+                nodes = recompute[b]
+                incoming = {et: self.incoming_with_positions(et, nodes, edits[b])
+                            for et in stage.relations}
+                for nt in source_types:
+                    src = torch.unique(torch.cat([ei[0] for et, (ei, _) in incoming.items()
+                                                  if et[0] == nt]))
+                    holder = self.last_update[position - 1][nt]
+                    sources[nt].append(_patched_rows(base[holder][nt],
+                                                     overrides[b].get((holder, nt)), src))
+                    for et, (ei, pos) in incoming.items():
+                        if et[0] != nt:
+                            continue
+                        index[et].append(torch.stack([
+                            torch.searchsorted(src, ei[0]) + src_offset[nt],
+                            torch.searchsorted(nodes, ei[1]) + dst_offset]))
+                        masks[et].append(dense_weights[b][et][pos] if et in dense_weights[b]
+                                         else torch.ones(pos.numel()))
+                    src_offset[nt] += src.numel()
+                targets.append(_patched_rows(base[target_holder][stage.dst],
+                                             overrides[b].get((target_holder, stage.dst)), nodes))
+                dst_offset += nodes.numel()
+            local = {et: torch.cat(index[et], dim=1) for et in stage.relations}
+            weighted = [et for et in stage.relations
+                        if any(et in dense_weights[b] for b in active)]
+            for et in weighted:
+                set_masks(layer_convs["__".join(et)], torch.cat(masks[et]), local[et],
+                          apply_sigmoid=False)
+            try:
+                total = self.module.run_stage(
+                    stage, {nt: torch.cat(rows) for nt, rows in sources.items()},
+                    torch.cat(targets), local, convs=layer_convs)
+            finally:
+                for et in weighted:
+                    clear_masks(layer_convs["__".join(et)])
             start = 0
             for b in active:
                 nodes = recompute[b]
-                rows = total[start:start + nodes.numel()].float()
-                if stage.accumulate:
-                    rows = rows + _patched_rows(base[previous_holder][stage.dst],
-                                                overrides[b].get((previous_holder, stage.dst)),
-                                                nodes)
-                overrides[b][(position, stage.dst)] = (nodes, rows)
+                overrides[b][(position, stage.dst)] = (nodes,
+                                                       total[start:start + nodes.numel()].float())
                 changed[b][(position, stage.dst)] = nodes
                 start += nodes.numel()
         return overrides

@@ -5,7 +5,8 @@ learnable id embedding for items seen in training; attribute nodes (genre, categ
 have learnable embeddings; users start from a shared learnable vector (plus user features
 and, optionally, an id embedding), so a user's representation is built by attention over the
 items in their history. One graph-attention convolution per relation and layer
-(:class:`SparseGATConv`, the maths of PyG's ``GATConv`` on sparse kernels) runs over the graph
+(:class:`~recsys_core.models.sparse_attention.SparseGATConv`, the maths of PyG's
+``GATConv`` on sparse kernels) runs over the graph
 of :func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
 LightGCN) and the graph score is their dot product. A full-rank item-item path over the same
 user-item graph (closed-form EASE weights, :mod:`recsys_core.models.item_item`) is added to it,
@@ -21,20 +22,15 @@ returns the attention weights of every edge, layer, head and relation.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import GATv2Conv, GINConv, MessagePassing, SAGEConv
-from torch_geometric.nn.inits import glorot
-from torch_geometric.utils import degree
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
 from ..device import pick_device
@@ -48,9 +44,9 @@ from ..graph import (
     build_hetero_graph,
     text_knn_edges,
 )
-from ..rng import masked_dropout
 from ..training import EmbeddingRecommender, TrainResult, dot_scores, unique_pairs
 from .base import ProgressCallback, interaction_matrix
+from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
 from .graph_filter import (
     DEFAULT_FILTER_SETTINGS,
     DEFAULT_FILTER_WEIGHTS,
@@ -70,230 +66,10 @@ from .item_item import (
     select_item_item,
     spread_ratio,
 )
+from .sparse_attention import SortedEdges, SparseGATConv, segment_softmax
+from .stages import EdgeType, Stage, StageProgram
 
-EdgeType = tuple[str, str, str]
 ITEM_ITEM_PREFIX = "item_item."
-CONVS = ("gat", "gatv2", "gcn", "sage", "gin")
-ATTENTION_CONVS = ("gat", "gatv2")
-
-
-class SortedEdges(NamedTuple):
-    """A bipartite edge set in CSR form (by target) plus its transpose (by source).
-
-    Built once per forward pass and shared by every layer's convolution of the relation.
-    """
-
-    perm: Tensor  # sorted position -> position in the original edge_index
-    row: Tensor  # target of each sorted edge
-    col: Tensor  # source of each sorted edge
-    rowptr: Tensor  # [num_dst + 1]
-    perm_t: Tensor  # sorted position of each edge when ordered by source
-    colptr: Tensor  # [num_src + 1]
-    num_src: int
-    num_dst: int
-
-    @staticmethod
-    def build(edge_index: Tensor, num_src: int, num_dst: int) -> SortedEdges:
-        src, dst = edge_index[0].long(), edge_index[1].long()
-        perm = torch.argsort(dst * max(num_src, 1) + src)
-        row, col = dst.index_select(0, perm), src.index_select(0, perm)
-        perm_t = torch.argsort(col * max(num_dst, 1) + row)
-        rowptr = _ptr(row, num_dst)
-        colptr = _ptr(col.index_select(0, perm_t), num_src)
-        return SortedEdges(perm, row, col, rowptr, perm_t, colptr, num_src, num_dst)
-
-    def matrix(self, values: Tensor, transpose: bool = False) -> Tensor:
-        """Sparse CSR ``[num_dst, num_src]`` (or its transpose) of ``values`` (sorted order)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            if transpose:
-                return torch.sparse_csr_tensor(self.colptr, self.row.index_select(0, self.perm_t),
-                                               values.index_select(0, self.perm_t),
-                                               (self.num_src, self.num_dst),
-                                               check_invariants=False)
-            return torch.sparse_csr_tensor(self.rowptr, self.col, values,
-                                           (self.num_dst, self.num_src), check_invariants=False)
-
-
-def _ptr(sorted_index: Tensor, size: int) -> Tensor:
-    ptr = torch.zeros(size + 1, dtype=torch.long, device=sorted_index.device)
-    ptr[1:] = torch.cumsum(torch.bincount(sorted_index, minlength=size), 0)
-    return ptr
-
-
-class _AttentionSpMM(torch.autograd.Function):
-    """``out[:, h] = A_h @ x[:, h]`` with ``A_h`` the sparse matrix of attention weights.
-
-    Backward: ``grad_x[:, h] = A_h^T @ grad_out[:, h]`` and, for each edge ``(i, j)``,
-    ``grad_alpha[e, h] = <grad_out[i, h], x[j, h]>`` (a sampled dense-dense product), so no
-    ``[num_edges, channels]`` tensor is ever materialised.
-    """
-
-    @staticmethod
-    def forward(ctx, alpha: Tensor, x: Tensor, edges: SortedEdges) -> Tensor:
-        ctx.save_for_backward(alpha, x)
-        ctx.edges = edges
-        heads = [edges.matrix(alpha[:, h]) @ x[:, h].contiguous() for h in range(x.size(1))]
-        return torch.stack(heads, dim=1)
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor):
-        alpha, x = ctx.saved_tensors
-        edges: SortedEdges = ctx.edges
-        grad_alpha = grad_x = None
-        grad_out = grad_out.contiguous()
-        if ctx.needs_input_grad[1]:
-            grad_x = torch.stack([edges.matrix(alpha[:, h], transpose=True)
-                                  @ grad_out[:, h].contiguous() for h in range(x.size(1))], 1)
-        if ctx.needs_input_grad[0]:
-            pattern = edges.matrix(torch.zeros_like(alpha[:, 0]))
-            grad_alpha = torch.stack([
-                torch.sparse.sampled_addmm(pattern, grad_out[:, h].contiguous(),
-                                           x[:, h].T.contiguous(), beta=0.0).values()
-                for h in range(x.size(1))], 1)
-        return grad_alpha, grad_x, None
-
-
-def segment_softmax(logits: Tensor, edges: SortedEdges) -> Tensor:
-    """Softmax of ``[E, H]`` logits over each target's incoming edges (sorted order)."""
-    with torch.no_grad():  # the shift cancels out of the softmax: no gradient needed
-        lengths = edges.rowptr[1:] - edges.rowptr[:-1]
-        row_max = torch.segment_reduce(logits.float(), "max", lengths=lengths, axis=0)
-        row_max = torch.nan_to_num(row_max, neginf=0.0)
-    ex = torch.exp(logits - row_max.index_select(0, edges.row))
-    # Segment sums from a float64 prefix sum: one fast cumsum instead of a scatter.
-    prefix = torch.cumsum(ex.double(), 0)
-    prefix = torch.cat([prefix.new_zeros(1, ex.size(1)), prefix])
-    sums = (prefix[edges.rowptr[1:]] - prefix[edges.rowptr[:-1]]).to(ex.dtype)
-    return ex / sums.index_select(0, edges.row).clamp(min=1e-30)
-
-
-class SparseGATConv(nn.Module):
-    r"""Graph attention (GAT, Veličković et al. 2018) between a source and a target node set,
-    computed with sparse matrix kernels.
-
-    .. math::
-        \alpha_{ij}^{h} = \mathrm{softmax}_{j \in \mathcal{N}(i)}\big(\mathrm{LeakyReLU}(
-        \mathbf{a}_{s}^{h\top}\mathbf{W}_s^h\mathbf{x}_j + \mathbf{a}_{t}^{h\top}\mathbf{W}_t^h
-        \mathbf{x}_i)\big), \qquad
-        \mathbf{x}'_i = \big\Vert_{h} \sum_{j} \alpha_{ij}^h \mathbf{W}_s^h \mathbf{x}_j
-        + \mathbf{b}
-
-    Numerically the same as :class:`torch_geometric.nn.GATConv` with ``(in, in)`` channels,
-    ``add_self_loops=False`` and ``concat=True`` (same parameter names, so weights load into
-    either), but the aggregation is a CSR sparse-dense product and the attention gradient a
-    sampled dense-dense product, so memory and time grow with ``E * heads`` instead of
-    ``E * channels`` (several times faster on CPU).
-
-    Args:
-        in_channels (int): Input size of source and target features.
-        out_channels (int): Output size per head.
-        heads (int): Attention heads (outputs concatenated). (default: :obj:`1`)
-        negative_slope (float): LeakyReLU slope. (default: :obj:`0.2`)
-        dropout (float): Dropout on attention coefficients. (default: :obj:`0.0`)
-    """
-
-    generator: torch.Generator | None = None  # the job's, in training (rng.attach_generator)
-
-    def __init__(self, in_channels: int, out_channels: int, heads: int = 1,
-                 negative_slope: float = 0.2, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
-        self.negative_slope, self.dropout = negative_slope, dropout
-        self.lin_src = nn.Linear(in_channels, heads * out_channels, bias=False)
-        self.lin_dst = nn.Linear(in_channels, heads * out_channels, bias=False)
-        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
-        self.bias = nn.Parameter(torch.empty(heads * out_channels))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for weight in (self.lin_src.weight, self.lin_dst.weight, self.att_src, self.att_dst):
-            glorot(weight)
-        nn.init.zeros_(self.bias)
-
-    def forward(
-        self,
-        x: tuple[Tensor, Tensor],
-        edge_index: Tensor,
-        return_attention_weights: bool | None = None,
-        edges: SortedEdges | None = None,
-    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Args:
-            x ((Tensor, Tensor)): Source ``[N_s, in]`` and target ``[N_t, in]`` features.
-            edge_index (Tensor): ``[2, E]`` source -> target edges.
-            return_attention_weights (bool, optional): Also return
-                ``(edge_index, alpha [E, heads])`` in ``edge_index``'s order, as PyG does.
-            edges (SortedEdges, optional): Precomputed sorted form of ``edge_index``.
-        """
-        x_src, x_dst = x
-        H, C = self.heads, self.out_channels
-        if edges is None:
-            edges = SortedEdges.build(edge_index, x_src.size(0), x_dst.size(0))
-        h_src = self.lin_src(x_src).view(-1, H, C)
-        a_src = (h_src * self.att_src).sum(-1)
-        a_dst = (self.lin_dst(x_dst).view(-1, H, C) * self.att_dst).sum(-1)
-        logits = F.leaky_relu(a_src.index_select(0, edges.col) + a_dst.index_select(0, edges.row),
-                              self.negative_slope)
-        alpha = segment_softmax(logits, edges)
-        alpha = masked_dropout(alpha, self.dropout, self.training, self.generator)
-        if torch.is_autocast_enabled(h_src.device.type):  # sparse kernels run in float32
-            alpha, h_src = alpha.float(), h_src.float()
-        out = _AttentionSpMM.apply(alpha, h_src, edges).reshape(-1, H * C) + self.bias
-        if return_attention_weights is not None:
-            original = torch.empty_like(alpha)
-            original[edges.perm] = alpha
-            return out, (edge_index, original)
-        return out
-
-
-class BipartiteGCNConv(MessagePassing):
-    r"""GCN propagation between two node sets:
-    :math:`\mathbf{x}'_i = \sum_{j \in \mathcal{N}(i)} (d_i d_j)^{-1/2} \mathbf{W}\mathbf{x}_j
-    + \mathbf{b}`.
-
-    Args:
-        in_channels (int): Input size.
-        out_channels (int): Output size.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(aggr="add")
-        self.lin = nn.Linear(in_channels, out_channels)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        self.lin.reset_parameters()
-
-    def forward(self, x: tuple[Tensor, Tensor], edge_index: Tensor) -> Tensor:
-        x_src, x_dst = x
-        deg_src = degree(edge_index[0], x_src.size(0)).clamp(min=1)
-        deg_dst = degree(edge_index[1], x_dst.size(0)).clamp(min=1)
-        norm = (deg_src[edge_index[0]] * deg_dst[edge_index[1]]).rsqrt()
-        out = self.propagate(edge_index, x=(x_src @ self.lin.weight.T, None), norm=norm,
-                             size=(x_src.size(0), x_dst.size(0)))
-        return out + self.lin.bias
-
-    def message(self, x_j: Tensor, norm: Tensor) -> Tensor:
-        return norm.view(-1, 1) * x_j
-
-
-def make_conv(conv: str, dim: int, heads: int, attention_dropout: float) -> MessagePassing:
-    """One relation's convolution from ``dim`` to ``dim`` features on (source, target) pairs."""
-    if conv == "gat":
-        return SparseGATConv(dim, dim // heads, heads=heads, dropout=attention_dropout)
-    if conv == "gatv2":
-        return GATv2Conv((dim, dim), dim // heads, heads=heads, concat=True,
-                         add_self_loops=False, dropout=attention_dropout)
-    if conv == "gcn":
-        return BipartiteGCNConv(dim, dim)
-    if conv == "sage":
-        return SAGEConv((dim, dim), dim, aggr="mean")
-    if conv == "gin":
-        return GINConv(nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim)),
-                       train_eps=True)
-    raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
 
 
 def user_feature_matrix(dataset: Dataset, max_categories: int = 32) -> Tensor | None:
@@ -343,9 +119,9 @@ class GNNLLMModule(nn.Module):
     :math:`g_i = 1` for items with training interactions and dropped at random during
     training); attribute nodes :math:`\mathbf{a}_v` (learnable); users a shared learnable
     vector :math:`\mathbf{u}_0`, plus projected user features and an optional id embedding.
-    Each layer runs one convolution per relation in stages (see :meth:`propagate`): users
-    from their items, users from users, items from users, attributes and similar items,
-    attributes from items. Final embeddings are the mean over layers 0..L; with
+    Each layer runs one convolution per relation in stages (see :meth:`stage_program`):
+    users from their items, users from users, items from users, attributes and similar
+    items, attributes from items. Final embeddings are the mean over layers 0..L; with
     ``item_bias`` a last column carries an item bias (users hold 1 there).
 
     Args:
@@ -407,9 +183,9 @@ class GNNLLMModule(nn.Module):
         self.heads = heads if conv in ATTENTION_CONVS else 1
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
         self.edge_types = [tuple(et) for et in edge_types]
-        # (target node type, sources of the same type?) in update order; see propagate().
-        self.stages = [("user", False), ("user", True), ("item", False), ("item", True)]
-        self.stages += [(nt, False) for nt in sorted(node_counts)]
+        # (target node type, sources of the same type?) in update order; see stage_program().
+        self.schedule = [("user", False), ("user", True), ("item", False), ("item", True)]
+        self.schedule += [(nt, False) for nt in sorted(node_counts)]
         self.register_buffer("item_text", item_text.float().contiguous())
         self.text_proj = nn.Linear(item_text.size(1), embedding_dim)
         self.item_id = nn.Embedding(num_items, embedding_dim)
@@ -535,60 +311,130 @@ class GNNLLMModule(nn.Module):
             x[nt] = emb.weight[:self.node_counts[nt]]
         return x
 
+    def stage_program(self, edge_types: list[EdgeType]) -> StageProgram:
+        """The forward pass over a graph with ``edge_types`` as a program of stages.
+
+        Each layer follows :attr:`schedule`. A stage ``(dst, same_type)`` sums the
+        convolutions of the relations into ``dst`` whose sources are (``same_type``) or are
+        not of type ``dst``, each reading its sources' freshest states. A stage from other
+        types reads the targets' state at the start of the layer and replaces it; a stage from
+        the same type reads the freshest target state and, after an earlier update of ``dst``
+        in the layer, adds to it. Stages without relations are left out.
+
+        This is the one description of the propagation: :meth:`propagate`,
+        :meth:`receptive_field` and the explanation engine
+        (:class:`~recsys_core.explain.engine.FlagshipEngine`) all run it, so a subclass may
+        override it (with :meth:`run_stage`) and everything follows.
+
+        Args:
+            edge_types (list): The relations present, in the order their outputs are summed.
+        """
+        edge_types = [tuple(et) for et in edge_types]
+        stages: list[Stage] = []
+        layer_end = [0]
+        for layer in range(1, self.num_layers + 1):
+            updated: set[str] = set()
+            for dst, same_type in self.schedule:
+                relations = tuple(et for et in edge_types
+                                  if et[2] == dst and (et[0] == dst) == same_type)
+                if not relations:
+                    continue
+                target = len(stages) if same_type else layer_end[-1]
+                stages.append(Stage(layer, dst, relations, target, same_type and dst in updated))
+                updated.add(dst)
+            layer_end.append(len(stages))
+        return StageProgram(stages, layer_end)
+
+    def run_stage(
+        self,
+        stage: Stage,
+        sources: dict[str, Tensor],
+        target_state: Tensor,
+        edge_index_dict: dict[EdgeType, Tensor],
+        convs: nn.ModuleDict | None = None,
+        sorted_edges: dict[EdgeType, SortedEdges] | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, dict[EdgeType, tuple[Tensor, Tensor]]]:
+        """The state of the ``stage.dst`` nodes after one stage.
+
+        Args:
+            stage (Stage): A stage of :meth:`stage_program`.
+            sources (dict): Node type -> ``[N, d]`` source states (the snapshot before the
+                stage); only the types of ``stage.relations``' sources are read.
+            target_state (Tensor): ``[N_dst, d]`` states of the targets (snapshot
+                ``stage.target``).
+            edge_index_dict (dict): Edge type -> ``[2, E]`` edges of each of the stage's
+                relations, indexing ``sources`` and ``target_state`` (any subset of nodes
+                whose incoming edges are all there gets exact outputs).
+            convs (ModuleDict, optional): Convolutions to use instead of layer
+                ``stage.layer``'s own (e.g. message-passing twins). (default: :obj:`None`)
+            sorted_edges (dict, optional): Precomputed sorted edges of the relations for
+                the sparse GAT. (default: :obj:`None`)
+            return_attention (bool): Also return ``edge type -> (edge_index [2, E],
+                alpha [E, heads])`` (attention convolutions only). (default: :obj:`False`)
+        """
+        convs = self.convs[stage.layer - 1] if convs is None else convs
+        sorted_edges = sorted_edges or {}
+        attention: dict[EdgeType, tuple[Tensor, Tensor]] = {}
+        out = None
+        for et in stage.relations:
+            conv = convs[edge_key(et)]
+            pair = (sources[et[0]], target_state)
+            extra = {"edges": sorted_edges[et]} if et in sorted_edges else {}
+            if return_attention:
+                h, (ei, alpha) = conv(pair, edge_index_dict[et], return_attention_weights=True,
+                                      **extra)
+                attention[et] = (ei, alpha)
+            else:
+                h = conv(pair, edge_index_dict[et], **extra)
+            out = h if out is None else out + h
+        if stage.accumulate:
+            out = target_state + out
+        return (out, attention) if return_attention else out
+
+    @staticmethod
+    def readout(layers: list[Tensor]) -> Tensor:
+        """Final graph embeddings from the states at the end of each layer (layer 0: the
+        inputs): their mean, as in LightGCN."""
+        return torch.stack(layers).mean(0)
+
     def propagate(
         self,
         edge_index_dict: dict[EdgeType, Tensor],
         return_attention: bool = False,
     ) -> tuple[Tensor, Tensor, dict[tuple[int, EdgeType], tuple[Tensor, Tensor]]]:
-        """Run every layer on ``edge_index_dict``.
+        """Run the :meth:`stage_program` of ``edge_index_dict``'s relations.
 
         Returns:
             ``(user_emb [num_users, d], item_emb [num_items, d], attention)`` where
             ``attention[(layer, edge_type)] = (edge_index [2, E], alpha [E, heads])`` when
-            ``return_attention`` (GATv2 only), else empty.
+            ``return_attention`` (GAT and GATv2 only), else empty.
         """
         unknown = [et for et in edge_index_dict if tuple(et) not in self.edge_types]
         if unknown:
             raise ValueError(f"The model has no convolution for edge type(s) {unknown}; it was "
                              f"trained with {self.edge_types}.")
+        edge_index_dict = {tuple(et): ei for et, ei in edge_index_dict.items()}
         gate = self.id_gate()
         text = self.text_features()
         x = self.input_features(gate, text)
-        user_layers, item_layers = [x["user"]], [x["item"]]
         attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
         want_attention = return_attention and self.conv in ATTENTION_CONVS
         sizes = {nt: v.size(0) for nt, v in x.items()}
         sorted_edges = ({et: SortedEdges.build(ei, sizes[et[0]], sizes[et[2]])
                          for et, ei in edge_index_dict.items()} if self.conv == "gat" else {})
-        for layer, convs in enumerate(self.convs):
-            # Stages, each reading the freshest features: users from their items (history),
-            # then from other users (friends' updated profiles), then items from the updated
-            # users and attributes, then attributes. One layer thus already carries
-            # history-driven user profiles into friends and item representations.
-            new, updated = dict(x), set()
-            for dst, same_type in self.stages:
-                out = None
-                for et, edge_index in edge_index_dict.items():
-                    if et[2] != dst or (et[0] == dst) != same_type:
-                        continue
-                    conv = convs[edge_key(et)]
-                    pair = (new[et[0]], new[dst] if same_type else x[dst])
-                    extra = {"edges": sorted_edges[et]} if et in sorted_edges else {}
-                    if want_attention:
-                        h, (ei, alpha) = conv(pair, edge_index, return_attention_weights=True,
-                                              **extra)
-                        attention[(layer, tuple(et))] = (ei, alpha)
-                    else:
-                        h = conv(pair, edge_index, **extra)
-                    out = h if out is None else out + h
-                if out is not None:
-                    new[dst] = out if not same_type or dst not in updated else new[dst] + out
-                    updated.add(dst)
-            x = new
-            user_layers.append(x["user"])
-            item_layers.append(x["item"])
-        user_emb = torch.stack(user_layers).mean(0)
-        item_emb = torch.stack(item_layers).mean(0)
+        program = self.stage_program(list(edge_index_dict))
+        snapshots = [x]  # every node type's state after each stage (shared references)
+        for stage in program.stages:
+            out = self.run_stage(stage, snapshots[-1], snapshots[stage.target][stage.dst],
+                                 edge_index_dict, sorted_edges=sorted_edges,
+                                 return_attention=want_attention)
+            if want_attention:
+                out, alphas = out
+                attention.update({(stage.layer - 1, et): a for et, a in alphas.items()})
+            snapshots.append({**snapshots[-1], stage.dst: out})
+        user_emb = self.readout([snapshots[p]["user"] for p in program.layer_end])
+        item_emb = self.readout([snapshots[p]["item"] for p in program.layer_end])
         if self.bias_text is not None:
             bias = self.bias_text(text) + gate * self.bias_id.weight
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
@@ -598,24 +444,23 @@ class GNNLLMModule(nn.Module):
     def receptive_field(self, edge_index_dict: dict[EdgeType, Tensor], node_type: str,
                         index: int) -> dict[tuple[int, EdgeType], Tensor]:
         """Boolean mask per ``(layer, edge_type)``: the edges whose messages reach one node's
-        final representation, following :meth:`propagate`'s stages backwards."""
+        final representation, following the :meth:`stage_program` backwards."""
         counts = {"user": self.num_users, "item": self.num_items, **self.node_counts}
         device = next(iter(edge_index_dict.values())).device if edge_index_dict else None
         relevant = {nt: torch.zeros(n, dtype=torch.bool, device=device)
                     for nt, n in counts.items()}
         relevant[node_type][index] = True
+        edge_index_dict = {tuple(et): ei for et, ei in edge_index_dict.items()}
         masks = {}
-        for layer in reversed(range(self.num_layers)):
-            # A source read after its own update in this layer pulls in that update's edges:
-            # walking the stages backwards handles it, since marking a source only affects
-            # the stages still to visit, which are the earlier ones.
-            for dst, same_type in reversed(self.stages):
-                for et, ei in edge_index_dict.items():
-                    if et[2] != dst or (et[0] == dst) != same_type:
-                        continue
-                    mask = relevant[dst][ei[1]]
-                    masks[(layer, tuple(et))] = mask
-                    relevant[et[0]][ei[0][mask]] = True
+        # A source read after its own update in this layer pulls in that update's edges:
+        # walking the stages backwards handles it, since marking a source only affects the
+        # stages still to visit, which are the earlier ones.
+        for stage in reversed(self.stage_program(list(edge_index_dict)).stages):
+            for et in stage.relations:
+                ei = edge_index_dict[et]
+                mask = relevant[stage.dst][ei[1]]
+                masks[(stage.layer - 1, et)] = mask
+                relevant[et[0]][ei[0][mask]] = True
         return masks
 
     def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -1281,4 +1126,6 @@ def attention_frame(model: GNNLLMRecommender, user_idx: int) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
 
 
-__all__ = ["GNNLLMModule", "GNNLLMRecommender", "attention_frame", "make_conv"]
+__all__ = ["ATTENTION_CONVS", "CONVS", "BipartiteGCNConv", "GNNLLMModule", "GNNLLMRecommender",
+           "SortedEdges", "SparseGATConv", "Stage", "StageProgram", "attention_frame",
+           "make_conv", "segment_softmax"]
