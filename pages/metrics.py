@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from recscope_ui import ui
+from recscope_ui import flagship, ui
 from recsys_core import viz
 from recsys_core.session import HEADLINE_K, evaluate_model
+from recsys_core.views.flagship import flagship_parts, flagship_run
 from recsys_core.views.metrics import COVERAGE_CAPTION, POPULARITY_BIAS_CAPTION, metrics_table
 
 K = HEADLINE_K
@@ -70,6 +71,11 @@ def _body() -> None:
         hide_index=True,
         column_config={f"valid ndcg@{K}": st.column_config.NumberColumn(format="%.4f")},
     )
+
+    run = flagship_run(ws.runs)
+    if run is not None and not flagship_parts(run.model).empty:
+        st.subheader("The flagship, part by part")
+        flagship.parts_section(run, "m-parts")
 
     at_k = pd.concat(
         [m["at_k"].assign(model=run_id) for run_id, (_, m) in results.items()], ignore_index=True

@@ -11,11 +11,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from recscope_ui import ui
+from recscope_ui import flagship, ui
 from recsys_core import viz
 from recsys_core.device import describe_device, pick_device
 from recsys_core.models import DEFAULT_MODEL, available_models
 from recsys_core.session import FAILED, STOPPED, model_defaults
+from recsys_core.views.flagship import flagship_parts
 
 #: Arguments the form never shows: data handed over by the app or file-system options.
 HIDDEN = {
@@ -225,6 +226,7 @@ def _runs(ws) -> None:
         if b2.button("Remove", key="t-remove"):
             ws.runs.remove(run_id)
             st.rerun()
+        _flagship_parts(run)
         _item_item_choice(run)
     with right:
         st.caption(
@@ -244,6 +246,14 @@ def _runs(ws) -> None:
                 icon=":material/download:",
                 key="t-zip-dl",
             )
+
+
+def _flagship_parts(run) -> None:
+    """The flagship's validation NDCG as each score part is added (when the run is one)."""
+    if flagship_parts(run.model).empty:
+        return
+    with st.expander("What each part adds on validation"):
+        flagship.parts_section(run, "t-parts")
 
 
 def _item_item_choice(run) -> None:

@@ -417,16 +417,22 @@ class RunRegistry:
 
 
 def chosen_on_validation(model: Any) -> str:
-    """What a model chose on its validation split, in words (the flagship's item-item path, a
-    tuned peer's grid choice); empty when nothing was chosen."""
+    """What a model chose on its validation split, in words (the flagship's graph filter and
+    item-item path, a tuned peer's grid choice); empty when nothing was chosen."""
+    from .models.graph_filter import describe_filter_choice
     from .models.item_item import describe_choice
 
     record = getattr(model, "tuning", None)
     if record is not None:
         return record.describe()
     result = getattr(model, "train_result", None)
-    chosen = (getattr(result, "selected", None) or {}).get("item_item")
-    return describe_choice(chosen) if chosen else ""
+    selected = getattr(result, "selected", None) or {}
+    parts = []
+    if selected.get("graph_filter"):
+        parts.append(describe_filter_choice(selected["graph_filter"]))
+    if selected.get("item_item"):
+        parts.append(describe_choice(selected["item_item"]))
+    return "; ".join(parts)
 
 
 def validation_choice(model: Any) -> dict[str, Any]:
@@ -445,9 +451,9 @@ def validation_choice(model: Any) -> dict[str, Any]:
     result = getattr(model, "train_result", None)
     if result is not None:  # trained with early stopping on a carved validation split
         parts = [f"{result.best_epoch} epochs (early stopping)"]
-        item_item = (getattr(result, "selected", None) or {}).get("item_item")
-        if item_item:
-            parts.append(chosen_on_validation(model))
+        chosen = chosen_on_validation(model)
+        if chosen:
+            parts.append(chosen)
         ndcg = result.best_valid_ndcg
         return {"chosen on validation": "; ".join(parts),
                 "how": "early stopping on the validation split carved from the training "

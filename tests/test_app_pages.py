@@ -156,7 +156,27 @@ def test_train_page_shows_the_flagships_item_item_choice(workspace):
     assert expanders[0].get("plotly_chart") and "item-item path" in expanders[0].caption[0].value
     table = at.dataframe[0].value
     chosen = table.loc[table["run"] == "gnn-llm #2", "chosen_on_validation"].iloc[0]
-    assert chosen.startswith("item-item path")
+    assert chosen.startswith("graph filter") and "; item-item path" in chosen
+
+
+def test_train_and_metrics_pages_decompose_the_flagship_on_validation(workspace):
+    workspace.runs.active_id = "gnn-llm #2"
+    validation = workspace.runs.get("gnn-llm #2").model.train_result.selected["validation"]
+    expected = [validation[k] for k in ("valid_ndcg_learned", "valid_ndcg_graph", "valid_ndcg")]
+    at = page_test("train", workspace).run()
+    assert_clean(at)
+    expanders = [e for e in at.expander if e.label == "What each part adds on validation"]
+    assert len(expanders) == 1 and expanders[0].get("plotly_chart")
+    parts = expanders[0].dataframe[0].value
+    assert list(parts["part"]) == ["learned embeddings", "+ graph filter", "+ item-item path"]
+    np.testing.assert_allclose(parts["valid ndcg@20"], expected)
+    assert "by at least 1% (relative)" in expanders[0].caption[0].value
+    workspace.runs.active_id = "ease #1"  # the page still decomposes the flagship run
+    at = page_test("metrics", workspace).run()
+    assert_clean(at)
+    assert "The flagship, part by part" in [s.value for s in at.subheader]
+    np.testing.assert_allclose(at.dataframe[2].value["valid ndcg@20"], expected)
+    assert any(b.label == "Download the decomposition (CSV)" for b in at.get("download_button"))
 
 
 def test_app_entry_with_sidebar(workspace):

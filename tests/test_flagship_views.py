@@ -1,0 +1,149 @@
+"""What each part of the flagship contributes (recsys_core.views.flagship): the validation
+decomposition of a trained run, the run chosen for it and the ablation comparison."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_app_pages import tiny_dataset
+
+from recsys_core.models import create_model
+from recsys_core.session import RunRegistry, chosen_on_validation
+from recsys_core.training import TrainConfig, TrainResult
+from recsys_core.views.flagship import (
+    PART_FILTER,
+    PART_ITEM_ITEM,
+    PART_LEARNED,
+    ablation_comparison,
+    ablation_comparison_fig,
+    flagship_parts,
+    flagship_parts_fig,
+    flagship_run,
+)
+
+FILTER = {"ideal_dim": 8, "ideal_weight": 0.5, "relative_weight": 0.25,
+          "valid_ndcg_base": 0.2, "valid_ndcg": 0.25, "scale": 1.0}
+ITEM_ITEM = {"reg_lambda": 200.0, "relative_weight": 0.0, "valid_ndcg_graph": 0.25,
+             "valid_ndcg": 0.25, "bridge_scale": 1.0}
+
+
+def fake_flagship(selected: dict, best_epoch: int = 7) -> SimpleNamespace:
+    """Just what the views read of a fitted flagship."""
+    return SimpleNamespace(name="gnn-llm", selection_margin=0.01, train_config=TrainConfig(),
+                           train_result=TrainResult(best_epoch=best_epoch,
+                                                    best_valid_ndcg=0.2, selected=selected))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A tiny flagship fitted on tiny data (random 16-d text features, two epochs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ds = tiny_dataset()
+    text = np.random.default_rng(1).normal(size=(ds.num_items, 16)).astype(np.float32)
+    model = create_model("gnn-llm", epochs=2, embedding_dim=16, device="cpu",
+                         item_text_embeddings=text, show_progress=False).fit(ds, ds.interactions)
+    torch.set_num_threads(before)
+    return model
+
+
+# ---------------------------------------------------------------------------------- decomposition
+def test_parts_add_up_step_by_step_with_gains_and_words():
+    validation = {"valid_ndcg_learned": 0.2, "valid_ndcg_graph": 0.25, "valid_ndcg": 0.25}
+    parts = flagship_parts(fake_flagship(
+        {"graph_filter": FILTER, "item_item": ITEM_ITEM, "validation": validation}))
+    assert list(parts["part"]) == [PART_LEARNED, PART_FILTER, PART_ITEM_ITEM]
+    assert list(parts.columns) == ["part", "valid ndcg@20", "gain", "gain %", "on", "settings"]
+    np.testing.assert_allclose(parts["valid ndcg@20"], [0.2, 0.25, 0.25])
+    assert np.isnan(parts["gain"].iloc[0]) and np.isnan(parts["gain %"].iloc[0])
+    np.testing.assert_allclose(parts["gain"].iloc[1:], [0.05, 0.0], atol=1e-12)
+    np.testing.assert_allclose(parts["gain %"].iloc[1:], [25.0, 0.0], atol=1e-9)
+    assert list(parts["on"]) == [True, True, False]
+    settings = list(parts["settings"])
+    assert settings[0] == "7 epochs (early stopping)"
+    assert settings[1].startswith("graph filter: k=8, alpha=0.5")
+    assert settings[2] == "item-item path off (it did not help on validation)"
+
+
+def test_parts_switched_off_in_the_settings_keep_their_rows():
+    parts = flagship_parts(fake_flagship({}))  # graph_filter=False, item_item=False
+    assert list(parts["on"]) == [True, False, False]
+    np.testing.assert_allclose(parts["valid ndcg@20"], [0.2, 0.2, 0.2])  # best_valid_ndcg
+    assert "graph_filter=False" in parts["settings"].iloc[1]
+    assert "item_item=False" in parts["settings"].iloc[2]
+
+
+def test_models_other_than_the_flagship_have_no_parts():
+    assert flagship_parts(SimpleNamespace(name="ease")).empty
+    assert flagship_parts(SimpleNamespace(name="gnn-llm", train_result=None)).empty
+    assert len(flagship_parts_fig(flagship_parts(SimpleNamespace(name="ease"))).data) == 0
+
+
+def test_a_fitted_flagship_reports_its_own_validation_record(fitted):
+    selected = fitted.train_result.selected
+    parts = flagship_parts(fitted)
+    validation = selected["validation"]
+    np.testing.assert_allclose(parts["valid ndcg@20"], [
+        validation["valid_ndcg_learned"], validation["valid_ndcg_graph"],
+        validation["valid_ndcg"]])
+    assert parts["on"].iloc[1] == (selected["graph_filter"]["relative_weight"] > 0)
+    assert parts["on"].iloc[2] == (selected["item_item"]["relative_weight"] > 0)
+    assert parts["settings"].iloc[1].startswith("graph filter")
+    assert parts["settings"].iloc[2].startswith("item-item path")
+    fig = flagship_parts_fig(parts)
+    bars = fig.data[0]
+    assert list(bars.x) == list(parts["part"])
+    colours = ["#1f77b4" if on else "#b0b0b0" for on in parts["on"]]
+    assert list(bars.marker.color) == colours
+    words = chosen_on_validation(fitted)
+    assert "graph filter" in words and "item-item path" in words
+
+
+def test_runs_table_describes_the_graph_filter_and_the_item_item_path():
+    model = fake_flagship({"graph_filter": FILTER, "item_item": ITEM_ITEM})
+    words = chosen_on_validation(model)
+    assert words == ("graph filter: k=8, alpha=0.5, weight=0.25 (validation NDCG 0.2000 "
+                     "learned embeddings alone, 0.2500 with it); item-item path off (it did "
+                     "not help on validation)")
+
+
+# ---------------------------------------------------------------------------------- which run
+def test_the_decomposed_run_is_the_active_flagship_or_the_one_its_variant_ablates():
+    runs = RunRegistry()
+    assert flagship_run(runs) is None
+    full = runs.add(fake_flagship({}), "gnn-llm")
+    ease = runs.add(SimpleNamespace(name="ease"), "ease")
+    assert runs.active is ease and flagship_run(runs) is full  # the latest flagship
+    variant = runs.add(fake_flagship({}), "gnn-llm")
+    variant.meta = {"ablation_of": full.run_id, "ablation": "no-text"}
+    assert flagship_run(runs) is full  # active variant -> the run it ablates
+    runs.active_id = ease.run_id
+    assert flagship_run(runs) is full  # variants are never chosen on their own
+    runs.active_id = full.run_id
+    assert flagship_run(runs) is full
+
+
+# ---------------------------------------------------------------------------------- ablations
+def metrics(warm_recall: float, warm_ndcg: float, cold_recall: float | None = None) -> dict:
+    return {"warm_items": {"recall": warm_recall, "ndcg": warm_ndcg},
+            "cold_items": {"recall": cold_recall, "ndcg": None}}
+
+
+def test_comparison_puts_the_full_run_first_and_states_each_change_in_percent():
+    table = ablation_comparison(
+        {"run": "gnn-llm #4", "metrics": metrics(0.4, 0.2, 0.3)},
+        [{"run": "gnn-llm (no text)", "ablation": "no-text", "metrics": metrics(0.3, 0.25)},
+         {"run": "gnn-llm (no graph filter)", "ablation": "no-graph-filter",
+          "metrics": metrics(0.4, 0.1, 0.1)}])
+    assert list(table["variant"]) == ["full flagship", "no text", "no graph filter"]
+    assert list(table["run"]) == ["gnn-llm #4", "gnn-llm (no text)", "gnn-llm (no graph filter)"]
+    np.testing.assert_allclose(table["warm recall@20"], [0.4, 0.3, 0.4])
+    np.testing.assert_allclose(table["Δ warm recall@20 %"], [0.0, -25.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(table["Δ warm ndcg@20 %"], [0.0, 25.0, -50.0], atol=1e-9)
+    assert np.isnan(table["cold recall@20"].iloc[1])  # not measured: shown empty
+    fig = ablation_comparison_fig(table)
+    assert [t.name for t in fig.data] == ["warm recall@20", "warm ndcg@20"]
+    assert list(fig.data[0].x) == list(table["variant"])
