@@ -76,6 +76,9 @@ def _body() -> None:
     if run is not None and not flagship_parts(run.model).empty:
         st.subheader("The flagship, part by part")
         flagship.parts_section(run, "m-parts")
+    if run is not None:
+        st.subheader("What each part contributes (retrained)")
+        flagship.contributions_section(ws, run, "m-ablate")
 
     at_k = pd.concat(
         [m["at_k"].assign(model=run_id) for run_id, (_, m) in results.items()], ignore_index=True

@@ -1,12 +1,22 @@
 """Streamlit sections the Train and Metrics pages share about the flagship's parts: the
-validation decomposition of a trained run (:func:`recsys_core.views.flagship.flagship_parts`)."""
+validation decomposition of a trained run (:func:`recsys_core.views.flagship.flagship_parts`)
+and its ablation variants, retrained in the background
+(:func:`recsys_core.session.ablation_plan`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from recscope_ui import ui
-from recsys_core.views.flagship import flagship_parts, flagship_parts_fig, selection_rule
+from recsys_core.session import HEADLINE_K, TrainingJob, Workspace, ablation_plan, training_target
+from recsys_core.views.flagship import (
+    ablation_comparison_fig,
+    ablation_table,
+    flagship_parts,
+    flagship_parts_fig,
+    selection_rule,
+    variant_runs,
+)
 
 
 def parts_section(run, key: str) -> bool:
@@ -37,3 +47,61 @@ def parts_section(run, key: str) -> bool:
     ui.download_csv("Download the decomposition (CSV)", parts, "flagship_parts.csv",
                     key=f"{key}-csv")
     return True
+
+
+def start_ablations(ws: Workspace, run) -> TrainingJob:
+    """Retrain ``run``'s settings with each part of the flagship switched off in turn, one
+    variant after the other, in the session's background job."""
+    plan, weights = ablation_plan(run, ws.dataset)
+    labels = [step[3]["label"] for step in plan]
+    job = TrainingJob(
+        training_target(ws, plan, ui.text_encoder, weights),
+        f"ablations of {run.run_id}: " + ", ".join(labels),
+        meta={"plan": labels, "ablation_of": run.run_id},
+    )
+    return ws.start_job(job)
+
+
+def contributions_section(ws: Workspace, run, key: str) -> None:
+    """A button that retrains the run's ablation variants, their progress, and the table,
+    bar chart and CSV comparing them with the full run.
+
+    Args:
+        ws (Workspace): The session's workspace.
+        run (Run): The full flagship run.
+        key (str): Prefix of the widget keys (unique per page).
+    """
+    plan, _ = ablation_plan(run, ws.dataset)
+    what = ", ".join(step[3]["label"] for step in plan)
+    st.caption(
+        f"Retrains the settings of **{ui.md(run.run_id)}** on the same data and split with "
+        "one part switched off at a time, each as its own run (never made active), and "
+        "compares their held-out metrics with the full run. "
+        + (f"Variants: {ui.md(what)}." if plan else "No part of this run can be switched off.")
+    )
+    running = ws.job is not None and ws.job.meta.get("ablation_of") == run.run_id
+    if st.button(
+        f"Train the {len(plan)} variants",
+        key=f"{key}-start",
+        disabled=ws.training or not plan,
+        help="Runs in the background, one variant after the other: switch pages freely.",
+    ):
+        start_ablations(ws, run)
+        st.rerun()
+    if running:
+        ui.training_monitor()
+    elif ws.training:
+        st.caption("One job at a time: wait for the current one or stop it on the Train page.")
+    if not variant_runs(ws.runs, run):
+        return
+    table = ablation_table(ws, run, HEADLINE_K)
+    number = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={c: st.column_config.NumberColumn(format="%+.1f%%") if "%" in c
+                       else number for c in table.columns if c not in ("variant", "run")},
+    )
+    st.plotly_chart(ablation_comparison_fig(table), key=f"{key}-fig")
+    ui.download_csv("Download the comparison (CSV)", table, "flagship_ablations.csv",
+                    key=f"{key}-csv")

@@ -259,6 +259,10 @@ class TrainedModel:
         activate (bool): Make it the session's active run. (default: :obj:`True`)
         tuning (dict, optional): :meth:`recsys_core.tuning.TuningResult.to_dict` when the
             settings were chosen on validation (``params`` then holds the chosen values).
+        label (str, optional): Run id to register it under (made unique; ``None``:
+            ``"<model> #<n>"``). (default: :obj:`None`)
+        meta (dict): What the run is, beyond its settings (e.g. ``ablation_of`` and
+            ``ablation`` for a variant of :func:`ablation_plan`). (default: :obj:`{}`)
     """
 
     model_name: str
@@ -271,6 +275,8 @@ class TrainedModel:
     metrics: dict[str, Any] | None = None
     activate: bool = True
     tuning: dict[str, Any] | None = None
+    label: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -289,6 +295,7 @@ class Run:
     created: float = field(default_factory=time.time)
     cache: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class RunRegistry:
@@ -304,6 +311,14 @@ class RunRegistry:
             run_id = f"{model_name} #{next(self._counter)}"
             if run_id not in self._runs:
                 return run_id
+
+    def unique_id(self, label: str) -> str:
+        """``label`` when no run has it yet, else ``"<label> #2"``, ``#3`` ..."""
+        run_id, n = label, 1
+        while run_id in self._runs:
+            n += 1
+            run_id = f"{label} #{n}"
+        return run_id
 
     def add(
         self,
@@ -331,6 +346,7 @@ class RunRegistry:
         return self.add(
             trained.model,
             trained.model_name,
+            run_id=self.unique_id(trained.label) if trained.label else None,
             activate=trained.activate,
             metrics=trained.metrics,
             params=trained.params,
@@ -339,6 +355,7 @@ class RunRegistry:
             train_seconds=trained.seconds,
             status=trained.status,
             tuning=trained.tuning,
+            meta=dict(trained.meta),
         )
 
     def remove(self, run_id: str) -> None:
@@ -683,6 +700,7 @@ def fit_model(
     activate: bool = True,
     overall: tuple[float, float] = (0.0, 1.0),
     tune: bool | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Create, fit (and evaluate) one model inside a job.
 
@@ -705,6 +723,8 @@ def fit_model(
             the job's overall progress bar. (default: :obj:`(0.0, 1.0)`)
         tune (bool, optional): Choose the settings on validation (``None``: when ``params``
             is empty and the data is small enough). (default: :obj:`None`)
+        meta (dict, optional): ``label`` (the run id to register it under) and anything to
+            keep with the run (see :class:`TrainedModel`). (default: :obj:`None`)
     """
     from .device import describe_device, pick_device
     from .models import create_model, model_arguments
@@ -783,6 +803,8 @@ def fit_model(
         metrics=metrics,
         activate=activate,
         tuning=None if record is None else record.to_dict(),
+        label=(meta or {}).get("label"),
+        meta={k: v for k, v in (meta or {}).items() if k != "label"},
     )
 
 
@@ -796,8 +818,10 @@ def training_target(
 
     Args:
         ws (Workspace): Data and split.
-        plan (sequence): ``(model_name, params, activate)`` per model, in training order. Each
-            model is published as soon as it is fitted and evaluated.
+        plan (sequence): ``(model_name, params, activate)`` per model, in training order,
+            optionally with a fourth item, a dict of ``label`` (the run id) and what to keep
+            with the run (see :func:`ablation_plan`). Each model is published as soon as it
+            is fitted and evaluated.
         encoder_factory (callable, optional): Returns the shared text encoder.
         weights (sequence of float, optional): Relative cost of each step for the overall
             progress bar. (default: equal)
@@ -806,7 +830,7 @@ def training_target(
     bounds = np.concatenate([[0.0], np.cumsum(weights) / max(sum(weights), 1e-9)])
 
     def target(ctx: JobContext) -> None:
-        for i, (name, params, activate) in enumerate(plan):
+        for i, (name, params, activate, *meta) in enumerate(plan):
             ctx.check_stop()
             trained = fit_model(
                 ws,
@@ -816,6 +840,7 @@ def training_target(
                 encoder_factory,
                 activate=activate,
                 overall=(float(bounds[i]), float(bounds[i + 1])),
+                meta=meta[0] if meta else None,
             )
             ctx.publish(trained)
             warm_up_explanations(trained.model)
@@ -860,6 +885,68 @@ def default_training_plan(
         name, params, _ = plan[-1]
         plan[-1] = (name, params, True)
     return plan, weights
+
+
+def run_settings(run: Run) -> dict[str, Any]:
+    """The constructor arguments that remake ``run``'s model: the settings it was trained with
+    (:attr:`Run.params`) over every value of its configuration that differs from the model's
+    defaults (data handed over by the app, such as text embeddings, left out)."""
+    defaults = model_defaults(run.model_name) if _registered(run.model_name) else {}
+    config = run.model.config() if callable(getattr(run.model, "config", None)) else {}
+    settings = {k: v for k, v in config.items()
+                if k in defaults and k not in APP_SUPPLIED and not _same(v, defaults[k])}
+    settings.update({k: v for k, v in run.params.items() if k not in APP_SUPPLIED})
+    return settings
+
+
+#: Constructor arguments the app supplies itself (data, files, terminal output).
+APP_SUPPLIED = frozenset({"item_text_embeddings", "encoder", "checkpoint_dir", "resume",
+                          "show_progress"})
+
+
+def ablation_plan(run: Run, dataset: Dataset) -> tuple[list, list[float]]:
+    """Retrain a flagship run with each of its parts switched off in turn.
+
+    One step per variant of :func:`recsys_core.models.ablations.applicable_ablations` that
+    changes something: the run's settings (:func:`run_settings`) with the variant's arguments
+    on top, on the same data and split (the workspace's). Variants are registered as
+    ``"<model> (<what is off>)"``, e.g. ``"gnn-llm (no text)"``, never made active, with
+    ``meta`` ``{"ablation_of": run id, "ablation": key}``.
+
+    Args:
+        run (Run): A flagship run.
+        dataset (Dataset): Its data (which variants apply: attribute nodes, user-user edges,
+            user attributes).
+
+    Returns:
+        ``(plan, weights)`` for :func:`training_target` (empty when nothing applies).
+    """
+    from .models.ablations import applicable_ablations
+
+    base = run_settings(run)
+    defaults = model_defaults(run.model_name)
+    plan = []
+    for ablation in applicable_ablations(dataset):
+        if all(_same(base.get(k, defaults.get(k)), v) for k, v in ablation.params.items()):
+            continue  # "full", or a part the run already has off
+        what = ablation.label.split(" (")[0]
+        plan.append((run.model_name, {**base, **ablation.params}, False,
+                     {"label": f"{run.model_name} ({what})", "ablation_of": run.run_id,
+                      "ablation": ablation.key}))
+    return plan, [1.0] * len(plan)
+
+
+def _registered(model_name: str) -> bool:
+    from .models import MODEL_REGISTRY
+
+    return model_name in MODEL_REGISTRY
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # arrays: never equal to a default
+        return False
 
 
 # ---------------------------------------------------------------------------------- evaluation

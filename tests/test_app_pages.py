@@ -435,3 +435,31 @@ def test_embeddings_map_places_users_among_their_items(workspace):
     at = page_test("embeddings", workspace).run()
     assert_clean(at)
     assert "mean of the items in their training history" in all_text(at)
+
+
+def test_metrics_page_retrains_the_flagships_variants_and_compares_them():
+    ws = tiny_workspace()
+    ws.runs.active_id = "gnn-llm #2"
+    at = page_test("metrics", ws).run()
+    assert_clean(at)
+    assert "What each part contributes (retrained)" in [s.value for s in at.subheader]
+    variants = ["gnn-llm (no item-item path)", "gnn-llm (learned graph attention alone)",
+                "gnn-llm (no graph filter)", "gnn-llm (no text)", "gnn-llm (no attribute nodes)",
+                "gnn-llm (no user-user edges)"]  # the tiny data has no user attributes
+    button = at.button(key="m-ablate-start")
+    assert button.label == f"Train the {len(variants)} variants"
+    button.click().run()
+    assert_clean(at)
+    job = ws.job or ws.finished_jobs[-1]
+    assert job.meta == {"plan": variants, "ablation_of": "gnn-llm #2"}
+    assert job.label.startswith("ablations of gnn-llm #2: ")
+    _wait_for_job(at, timeout=300)
+    at.run()
+    assert_clean(at)
+    assert job.status == "done" and ws.runs.active_id == "gnn-llm #2"  # variants stay inactive
+    assert set(variants) <= set(ws.runs.ids())
+    assert ws.runs.get("gnn-llm (no text)").params["use_text"] is False
+    table = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert list(table["run"]) == ["gnn-llm #2", *variants]
+    assert table["warm recall@20"].notna().all() and table["Δ warm recall@20 %"].iloc[0] == 0
+    assert any(b.label == "Download the comparison (CSV)" for b in at.get("download_button"))

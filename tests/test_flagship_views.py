@@ -147,3 +147,47 @@ def test_comparison_puts_the_full_run_first_and_states_each_change_in_percent():
     fig = ablation_comparison_fig(table)
     assert [t.name for t in fig.data] == ["warm recall@20", "warm ndcg@20"]
     assert list(fig.data[0].x) == list(table["variant"])
+
+
+# ---------------------------------------------------------------------------------- the job plan
+def test_plan_retrains_the_runs_settings_with_each_applicable_part_off():
+    from recsys_core.session import Run, ablation_plan, run_settings
+
+    config = {"embedding_dim": 16, "epochs": 300, "item_item": False, "device": "cpu",
+              "item_text_embeddings": np.zeros((3, 2)), "show_progress": False}
+    run = Run("gnn-llm #4", "gnn-llm", SimpleNamespace(config=lambda: config),
+              params={"epochs": 5, "time_limit": 35.0})
+    base = {"embedding_dim": 16, "item_item": False, "device": "cpu", "epochs": 5,
+            "time_limit": 35.0}  # defaults and data the app supplies left out
+    assert run_settings(run) == base
+    plan, weights = ablation_plan(run, tiny_dataset())  # attributes and user edges, no users
+    keys = [step[3]["ablation"] for step in plan]
+    # "full" and "no-item-item" change nothing here (the path is already off)
+    assert keys == ["learned-only", "no-graph-filter", "no-text", "no-attributes",
+                    "no-user-edges"]
+    assert weights == [1.0] * len(plan)
+    for name, params, activate, meta in plan:
+        assert name == "gnn-llm" and activate is False and meta["ablation_of"] == "gnn-llm #4"
+        assert {k: v for k, v in params.items() if k in base and k not in (
+            "item_item",)} == {k: v for k, v in base.items() if k != "item_item"}
+    labels = [meta["label"] for *_, meta in plan]
+    assert labels == ["gnn-llm (learned graph attention alone)", "gnn-llm (no graph filter)",
+                      "gnn-llm (no text)", "gnn-llm (no attribute nodes)",
+                      "gnn-llm (no user-user edges)"]
+    assert plan[2][1]["use_text"] is False and plan[0][1]["graph_filter"] is False
+
+
+def test_variants_register_under_their_labels_and_link_to_their_run():
+    from recsys_core.session import TrainedModel
+
+    runs = RunRegistry()
+    full = runs.add(fake_flagship({}), "gnn-llm")
+    for _ in range(2):
+        runs.add_trained(TrainedModel("gnn-llm", fake_flagship({}), activate=False,
+                                      label="gnn-llm (no text)",
+                                      meta={"ablation_of": full.run_id, "ablation": "no-text"}))
+    assert runs.ids() == [full.run_id, "gnn-llm (no text)", "gnn-llm (no text) #2"]
+    assert runs.active is full
+    from recsys_core.views.flagship import variant_runs
+
+    assert [r.run_id for r in variant_runs(runs, full)] == ["gnn-llm (no text) #2"]  # latest

@@ -137,6 +137,47 @@ def flagship_parts_fig(parts: pd.DataFrame, title: str = "Validation NDCG, part 
     return fig
 
 
+def variant_runs(runs, full) -> list:
+    """The ablation variants of run ``full`` in the session (the latest of each), in the
+    order of :data:`~recsys_core.models.ablations.ABLATIONS`.
+
+    Args:
+        runs (RunRegistry): The session's runs.
+        full (Run): The run the variants ablate.
+    """
+    latest = {}
+    for run in runs:
+        meta = getattr(run, "meta", {}) or {}
+        if meta.get("ablation_of") == full.run_id:
+            latest[meta.get("ablation")] = run
+    order = list(ABLATIONS_BY_KEY)
+    return [latest[key] for key in sorted(latest, key=lambda k: (
+        order.index(k) if k in order else len(order), str(k)))]
+
+
+def ablation_table(ws, full, k: int = 20) -> pd.DataFrame:
+    """:func:`ablation_comparison` of run ``full`` and its variants in workspace ``ws``; runs
+    not evaluated yet are evaluated on the held-out split first (cached with the run, as the
+    Metrics page does).
+
+    Args:
+        ws (Workspace): The session's workspace.
+        full (Run): The full run.
+        k (int): The cut-off of :func:`recsys_core.session.evaluate_model`'s headline
+            metrics. (default: :obj:`20`)
+    """
+    from ..session import evaluate_model
+
+    variants = variant_runs(ws.runs, full)
+    for run in [full, *variants]:
+        if run.cache.get("metrics") is None:
+            run.cache["metrics"] = evaluate_model(run.model, ws)
+    return ablation_comparison(
+        {"run": full.run_id, "metrics": full.cache["metrics"]},
+        [{"run": r.run_id, "ablation": r.meta.get("ablation"), "metrics": r.cache["metrics"]}
+         for r in variants], k)
+
+
 def ablation_comparison(full: Mapping[str, Any], variants: list[Mapping[str, Any]],
                         k: int = 20) -> pd.DataFrame:
     """A run against its ablation variants on the held-out split's headline metrics.
@@ -213,6 +254,6 @@ def _number(value: Any) -> float:
 
 
 __all__ = ["FLAGSHIP", "PART_FILTER", "PART_ITEM_ITEM", "PART_LEARNED", "ablation_comparison",
-           "ablation_comparison_fig", "flagship_parts", "flagship_parts_fig", "flagship_run",
+           "ablation_comparison_fig", "ablation_table", "variant_runs", "flagship_parts", "flagship_parts_fig", "flagship_run",
            "is_flagship",
            "selection_rule"]
