@@ -436,20 +436,13 @@ class RunRegistry:
 def chosen_on_validation(model: Any) -> str:
     """What a model chose on its validation split, in words (the flagship's graph filter and
     item-item path, a tuned peer's grid choice); empty when nothing was chosen."""
-    from .models.graph_filter import describe_filter_choice
-    from .models.item_item import describe_choice
+    from .models.graph_filter import describe_selection
 
     record = getattr(model, "tuning", None)
     if record is not None:
         return record.describe()
     result = getattr(model, "train_result", None)
-    selected = getattr(result, "selected", None) or {}
-    parts = []
-    if selected.get("graph_filter"):
-        parts.append(describe_filter_choice(selected["graph_filter"]))
-    if selected.get("item_item"):
-        parts.append(describe_choice(selected["item_item"]))
-    return "; ".join(parts)
+    return describe_selection(getattr(result, "selected", None) or {})
 
 
 def validation_choice(model: Any) -> dict[str, Any]:

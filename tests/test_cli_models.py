@@ -138,11 +138,14 @@ def test_flagship_through_the_cli_reports_its_item_item_choice_and_ranks_cold_it
     assert main(["train", "--interactions", str(split_files["train"]), "--items",
                  str(split_files["items"]), "--epochs", "3", "--out", str(run_dir)]) == 0
     err = capsys.readouterr().err
-    assert "Chosen on validation: item-item path" in err
+    assert "Chosen on validation: graph filter" in err and "item-item path" in err
     info = json.loads((run_dir / "run.json").read_text())
-    chosen = info["extra"]["train_result"]["selected"]["item_item"]
+    selected = info["extra"]["train_result"]["selected"]
+    chosen = selected["item_item"]
     assert chosen["reg_lambda"] > 0 and chosen["relative_weight"] >= 0
-    assert ("item_item.weights" in info["tensors"]) == (chosen["relative_weight"] > 0)
+    # The graph filter and the item-item path are stored as one additive path.
+    any_on = chosen["relative_weight"] > 0 or selected["graph_filter"]["relative_weight"] > 0
+    assert ("item_item.weights" in info["tensors"]) == any_on
     candidates = write_file("cands_flagship.csv", "item_id\ni11\ni12\ni4\n")
     out = tmp_path / "recs_flagship.csv"
     assert main(["recommend", "--run", str(run_dir), "--k", "3", "--out", str(out),

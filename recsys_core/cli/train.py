@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         best = getattr(result, "best_valid_ndcg", None)
         if isinstance(best, float) and math.isfinite(best):
             metrics = {f"valid_ndcg@{args.k}": best}
-        chosen = (getattr(result, "selected", None) or {}).get("item_item")
-        if chosen:
-            from ..models.item_item import describe_choice
+        from ..models.graph_filter import describe_selection
 
-            print(f"Chosen on validation: {describe_choice(chosen)}", file=sys.stderr)
+        chosen = describe_selection(getattr(result, "selected", None) or {})
+        if chosen:
+            print(f"Chosen on validation: {chosen}", file=sys.stderr)
     try:
         out = save_run(args.out, model, dataset, train, metrics=metrics, extra=extra)
     except OSError as exc:

@@ -203,3 +203,16 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
             f"weight={summary['relative_weight']:.3g} (validation NDCG "
             f"{summary['valid_ndcg_base']:.4f} learned embeddings alone, "
             f"{summary['valid_ndcg']:.4f} with it)")
+
+
+def describe_selection(selected: dict[str, Any]) -> str:
+    """The flagship's validation choices (``train_result.selected``) in words: the graph
+    filter, then the item-item path; empty when neither was chosen."""
+    from .item_item import describe_choice
+
+    parts = []
+    if selected.get("graph_filter"):
+        parts.append(describe_filter_choice(selected["graph_filter"]))
+    if selected.get("item_item"):
+        parts.append(describe_choice(selected["item_item"]))
+    return "; ".join(parts)
