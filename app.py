@@ -15,7 +15,7 @@ import streamlit as st
 from recscope_ui import navigation, ui
 from recsys_core.device import configure_cpu_threads, describe_device, pick_device
 from recsys_core.errors import RecScopeError
-from recsys_core.session import HEADLINE_K
+from recsys_core.services.evaluation import HEADLINE_K
 from recsys_core.views.metrics import headline
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")

@@ -51,12 +51,10 @@ def bench_apptest(args: argparse.Namespace) -> None:
 
     from recscope_ui import ui
     from recsys_core.ingest import load_dataset
-    from recsys_core.session import (
-        TrainingJob,
-        default_training_plan,
-        prepare_workspace,
-        training_target,
-    )
+    from recsys_core.services.fitting import training_target
+    from recsys_core.services.jobs import TrainingJob
+    from recsys_core.services.plans import default_training_plan
+    from recsys_core.services.workspace import prepare_workspace
     from recsys_core.text import default_encoder
 
     started = time.perf_counter()

@@ -206,7 +206,7 @@ def _upload() -> None:
         except DataError as exc:
             st.error(str(exc))
             return
-        from recsys_core.session import prepare_workspace
+        from recsys_core.services.workspace import prepare_workspace
 
         ui.replace_workspace(
             prepare_workspace(dataset, source="upload: " + inter.name), auto_train=auto_train

@@ -7,7 +7,7 @@ import streamlit as st
 
 from recscope_ui import flagship, ui
 from recsys_core import viz
-from recsys_core.session import HEADLINE_K, evaluate_model
+from recsys_core.services.evaluation import HEADLINE_K, evaluate_model
 from recsys_core.views.flagship import flagship_parts, flagship_run
 from recsys_core.views.metrics import COVERAGE_CAPTION, POPULARITY_BIAS_CAPTION, metrics_table
 

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from recscope_ui import ui
-from recsys_core.session import cold_start_reach, cold_start_text, ensure_item_text
+from recsys_core.services.cold_start import cold_start_reach, cold_start_text
+from recsys_core.services.workspace import ensure_item_text
 
 
 def render() -> None:

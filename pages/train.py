@@ -15,7 +15,8 @@ from recscope_ui import flagship, ui
 from recsys_core import viz
 from recsys_core.device import describe_device, pick_device
 from recsys_core.models import DEFAULT_MODEL, available_models
-from recsys_core.session import FAILED, STOPPED, model_defaults
+from recsys_core.services.jobs import FAILED, STOPPED
+from recsys_core.services.plans import model_defaults
 from recsys_core.views.flagship import flagship_parts
 
 #: Arguments the form never shows: data handed over by the app or file-system options.

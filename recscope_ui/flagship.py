@@ -1,14 +1,18 @@
 """Streamlit sections the Train and Metrics pages share about the flagship's parts: the
 validation decomposition of a trained run (:func:`recsys_core.views.flagship.flagship_parts`)
 and its ablation variants, retrained in the background
-(:func:`recsys_core.session.ablation_plan`)."""
+(:func:`recsys_core.services.plans.ablation_plan`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from recscope_ui import ui
-from recsys_core.session import HEADLINE_K, TrainingJob, Workspace, ablation_plan, training_target
+from recsys_core.services.evaluation import HEADLINE_K
+from recsys_core.services.fitting import training_target
+from recsys_core.services.jobs import TrainingJob
+from recsys_core.services.plans import ablation_plan
+from recsys_core.services.workspace import Workspace
 from recsys_core.views.flagship import (
     ablation_comparison_fig,
     ablation_table,

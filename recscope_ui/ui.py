@@ -1,6 +1,6 @@
 """Streamlit helpers shared by the pages: session workspace, caches, training monitor, guards.
 
-The one seam for tests: a :class:`~recsys_core.session.Workspace` stored in
+The one seam for tests: a :class:`~recsys_core.services.workspace.Workspace` stored in
 ``st.session_state[STATE_KEY]`` before the first run is used as is (no demo data is loaded and
 no training starts). Without one, :func:`workspace` loads the files given on the command line
 (``streamlit run app.py -- --interactions F ...``) or the shipped demo data, and starts the
@@ -25,14 +25,10 @@ from recscope_ui import navigation
 from recsys_core.csv_safety import to_csv_string
 from recsys_core.errors import RecScopeError
 from recsys_core.html_safety import escape_markdown
-from recsys_core.session import (
-    FAILED,
-    TrainingJob,
-    Workspace,
-    default_training_plan,
-    prepare_workspace,
-    training_target,
-)
+from recsys_core.services.fitting import training_target
+from recsys_core.services.jobs import FAILED, TrainingJob
+from recsys_core.services.plans import default_training_plan
+from recsys_core.services.workspace import Workspace, prepare_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = ROOT / "data"

@@ -20,7 +20,8 @@ from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.dataset import Dataset
 from recsys_core.models import create_model
-from recsys_core.session import evaluate_model, prepare_workspace
+from recsys_core.services.evaluation import evaluate_model
+from recsys_core.services.workspace import prepare_workspace
 
 ROOT = Path(__file__).resolve().parents[1]  # the pages run from their files (AppTest)
 

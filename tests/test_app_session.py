@@ -1,4 +1,4 @@
-"""recsys_core.session: background jobs, run registry, workspace split, evaluation, cold start."""
+"""recsys_core.services: background jobs, run registry, workspace split, evaluation, cold start."""
 
 from __future__ import annotations
 
@@ -12,22 +12,13 @@ import pytest
 from recsys_core.dataset import Dataset
 from recsys_core.errors import RecScopeError
 from recsys_core.models import create_model
-from recsys_core.session import (
-    DONE,
-    FAILED,
-    STOPPED,
-    RunRegistry,
-    TrainedModel,
-    TrainingJob,
-    cold_start_reach,
-    default_training_plan,
-    evaluate_model,
-    fit_model,
-    model_defaults,
-    prepare_workspace,
-    split_for_evaluation,
-    training_target,
-)
+from recsys_core.services.cold_start import cold_start_reach
+from recsys_core.services.evaluation import evaluate_model
+from recsys_core.services.fitting import fit_model, training_target
+from recsys_core.services.jobs import DONE, FAILED, STOPPED, TrainingJob
+from recsys_core.services.plans import default_training_plan, model_defaults
+from recsys_core.services.runs import RunRegistry, TrainedModel
+from recsys_core.services.workspace import prepare_workspace, split_for_evaluation
 
 
 def make_dataset(

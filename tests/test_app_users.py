@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from recscope_ui import ui
 from recsys_core.dataset import Dataset
-from recsys_core.session import prepare_workspace
+from recsys_core.services.workspace import prepare_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120

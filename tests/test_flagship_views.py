@@ -11,7 +11,8 @@ import torch
 from test_app_pages import tiny_dataset
 
 from recsys_core.models import create_model
-from recsys_core.session import RunRegistry, chosen_on_validation
+from recsys_core.services.evaluation import chosen_on_validation
+from recsys_core.services.runs import RunRegistry
 from recsys_core.training import TrainConfig, TrainResult
 from recsys_core.views.flagship import (
     PART_FILTER,
@@ -151,7 +152,8 @@ def test_comparison_puts_the_full_run_first_and_states_each_change_in_percent():
 
 # ---------------------------------------------------------------------------------- the job plan
 def test_plan_retrains_the_runs_settings_with_each_applicable_part_off():
-    from recsys_core.session import Run, ablation_plan, run_settings
+    from recsys_core.services.plans import ablation_plan, run_settings
+    from recsys_core.services.runs import Run
 
     config = {"embedding_dim": 16, "epochs": 300, "item_item": False, "device": "cpu",
               "item_text_embeddings": np.zeros((3, 2)), "show_progress": False}
@@ -178,7 +180,7 @@ def test_plan_retrains_the_runs_settings_with_each_applicable_part_off():
 
 
 def test_variants_register_under_their_labels_and_link_to_their_run():
-    from recsys_core.session import TrainedModel
+    from recsys_core.services.runs import TrainedModel
 
     runs = RunRegistry()
     full = runs.add(fake_flagship({}), "gnn-llm")

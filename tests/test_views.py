@@ -9,7 +9,8 @@ import pytest
 from recsys_core.dataset import Dataset
 from recsys_core.explain.gnn_explainer import DEFAULT_EPOCHS, gnn_explainer_explanation
 from recsys_core.models.ease import EASERecommender
-from recsys_core.session import cold_start_text, prepare_workspace
+from recsys_core.services.cold_start import cold_start_text
+from recsys_core.services.workspace import prepare_workspace
 from recsys_core.views.embeddings import central_items, embedding_map, listed_items
 from recsys_core.views.explain import faithfulness_users, score_and_rank, what_if_ranks
 from recsys_core.views.metrics import POPULARITY_BIAS_CAPTION, headline, metrics_table

@@ -163,10 +163,10 @@ def ablation_table(ws, full, k: int = 20) -> pd.DataFrame:
     Args:
         ws (Workspace): The session's workspace.
         full (Run): The full run.
-        k (int): The cut-off of :func:`recsys_core.session.evaluate_model`'s headline
+        k (int): The cut-off of :func:`recsys_core.services.evaluation.evaluate_model`'s headline
             metrics. (default: :obj:`20`)
     """
-    from ..session import evaluate_model
+    from ..services.evaluation import evaluate_model
 
     variants = variant_runs(ws.runs, full)
     for run in [full, *variants]:
@@ -184,7 +184,7 @@ def ablation_comparison(full: Mapping[str, Any], variants: list[Mapping[str, Any
 
     Args:
         full (mapping): The full run: ``run`` (its id) and ``metrics``
-            (:func:`recsys_core.session.evaluate_model` output).
+            (:func:`recsys_core.services.evaluation.evaluate_model` output).
         variants (list of mapping): Per variant: ``run``, ``ablation`` (a key of
             :data:`~recsys_core.models.ablations.ABLATIONS_BY_KEY`) and ``metrics``.
         k (int): The cut-off the metrics were computed at. (default: :obj:`20`)

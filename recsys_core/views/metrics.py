@@ -58,7 +58,7 @@ def headline(metrics: dict[str, Any] | None, k: int) -> str:
     (``""`` before evaluation).
 
     Args:
-        metrics (dict, optional): :func:`~recsys_core.session.evaluate_model` output.
+        metrics (dict, optional): :func:`~recsys_core.services.evaluation.evaluate_model` output.
         k (int): The cut-off.
     """
     parts = []
