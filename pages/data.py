@@ -7,6 +7,7 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.errors import DataError, RecScopeError
+from recsys_core.views.data import interaction_counts
 
 AUTO = "(auto-detect)"
 UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "psv", "dat", "data", "item", "user", "parquet"]
@@ -27,7 +28,7 @@ def _body() -> None:
         return
     ui.show_flash()
     ds = ws.dataset
-    counts_user, counts_item = viz.interaction_counts(ds)
+    counts_user, counts_item = interaction_counts(ds)
     st.caption(
         f"**{ui.md(ds.name, 60)}** from {ui.md(ws.source, 60)}. Every interaction is kept "
         "as a positive (implicit feedback); problems found while reading are counted in "

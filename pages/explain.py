@@ -9,6 +9,7 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.views.explain import faithfulness_users, score_and_rank, what_if_ranks
+from recsys_core.views.graph import describe_nodes, edge_mask_frame, explanation_subgraph
 
 ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
     "Attention",
@@ -163,10 +164,10 @@ def _subgraph(
 ) -> None:
     ds = ws.dataset
     user, item = int(ds.user_idx(user_id)[0]), int(ds.item_idx(item_id)[0])
-    graph, scores = viz.explanation_subgraph(
+    graph, scores = explanation_subgraph(
         edges, user, item, top=top, weight_column=weight, user_id=user_id, item_id=item_id
     )
-    labels, titles = viz.describe_nodes(graph, ds)
+    labels, titles = describe_nodes(graph, ds)
     html = viz.graph_html(
         graph,
         center=f"item:{item}",
@@ -297,7 +298,7 @@ def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
     masks = exp.details.get("edge_masks")
     with right:
         if masks:
-            edges = viz.edge_mask_frame(masks, ds)
+            edges = edge_mask_frame(masks, ds)
             _subgraph(ws, edges, user, item, "mask", 25, "gnnexplainer")
     _contributions_table(exp, "gnnexplainer")
 

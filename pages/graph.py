@@ -8,6 +8,7 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.graph import graph_summary, k_hop_networkx
+from recsys_core.views.graph import describe_nodes
 
 MAX_MATCHES = 500
 
@@ -70,7 +71,7 @@ def _body() -> None:
     view = ws.cache.get("graph_view")
     if view is None or view[0] != setting:  # the latest view is kept: reruns cost nothing
         graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
-        node_labels, titles = viz.describe_nodes(graph, ds)
+        node_labels, titles = describe_nodes(graph, ds)
         html = viz.graph_html(
             graph,
             center=f"{node_type}:{int(centre)}",

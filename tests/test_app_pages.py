@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from graph_page import graph_node_data
 from streamlit.testing.v1 import AppTest
 
 from recscope_ui import ui
-from recsys_core import viz
 from recsys_core.dataset import Dataset
 from recsys_core.models import create_model
 from recsys_core.services.evaluation import evaluate_model
@@ -204,7 +204,7 @@ def test_user_strings_are_escaped(workspace):
     at.selectbox(key="g-centre-item").set_value(3).run()
     html = at.get("iframe")[0].proto.srcdoc
     assert "onerror=alert(1)>" not in html
-    nodes, _ = viz.graph_node_data(html)
+    nodes, _ = graph_node_data(html)
     centre = next(n for n in nodes if n["id"] == "item:3")
     assert "&lt;img src=x onerror=alert(1)&gt;" in centre["title"]
 

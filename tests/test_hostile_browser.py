@@ -22,6 +22,7 @@ from recsys_core import viz
 from recsys_core.graph import build_hetero_graph, k_hop_networkx
 from recsys_core.html_safety import graph_label, graph_title
 from recsys_core.ingest import load_dataset
+from recsys_core.views.graph import describe_nodes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -81,7 +82,7 @@ def hostile_page(tmp_path_factory):
                            text_cols=["description"])
     assert dataset.num_users == 4 and dataset.num_items == 5
     graph = k_hop_networkx(build_hetero_graph(dataset), "user", 0, num_hops=3, max_nodes=100)
-    labels, titles = viz.describe_nodes(graph, dataset)
+    labels, titles = describe_nodes(graph, dataset)
     page = viz.graph_html(graph, center="user:0", labels=labels, titles=titles,
                           edge_scores={next(iter(graph.edges)): 1.0})
     path = tmp_path_factory.mktemp("graph") / "graph.html"

@@ -33,6 +33,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import tiny_interactions_csv, tiny_items_csv, tiny_user_edges_csv
+from graph_page import graph_node_data
 from safetensors.torch import load_file, save_file
 
 from recsys_core import viz
@@ -45,6 +46,7 @@ from recsys_core.html_safety import escape_html, escape_markdown
 from recsys_core.ingest import load_dataset
 from recsys_core.models import available_models, create_model
 from recsys_core.run import MODEL_FILE, RUN_FILE, load_run, save_run
+from recsys_core.views.graph import describe_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -630,10 +632,10 @@ def assert_no_raw_markup(strings, where: str):
 @pytest.mark.parametrize("centre", [("user", 0), ("item", 1), ("genre", 0)])
 def test_graph_html_escapes_every_node_and_edge(hostile_dataset, centre):
     graph = k_hop_networkx(build_hetero_graph(hostile_dataset), *centre, num_hops=2)
-    labels, titles = viz.describe_nodes(graph, hostile_dataset)
+    labels, titles = describe_nodes(graph, hostile_dataset)
     page = viz.graph_html(graph, center=f"{centre[0]}:{centre[1]}", labels=labels,
                           titles=titles, edge_scores={next(iter(graph.edges)): 0.5})
-    nodes, edges = viz.graph_node_data(page)
+    nodes, edges = graph_node_data(page)
     assert len(nodes) == graph.number_of_nodes() > 3 and edges
     for entry in nodes + edges:
         # Labels are canvas text (shown as typed); tooltips become DOM text, so are escaped.

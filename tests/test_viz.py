@@ -8,11 +8,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from graph_page import graph_node_data
 
 from recsys_core import viz
 from recsys_core.dataset import Dataset
 from recsys_core.graph import build_hetero_graph, k_hop_networkx
 from recsys_core.html_safety import escape_html, escape_markdown, graph_label, graph_title
+from recsys_core.views.embeddings import pca_2d
+from recsys_core.views.graph import describe_nodes, edge_mask_frame, explanation_subgraph
 
 EVIL_TITLE = '<img src=x onerror=alert(1)> <a href="javascript:alert(2)">click</a> & co'
 EVIL_CATEGORY = "<script>alert(3)</script>"
@@ -44,7 +47,7 @@ def dataset() -> Dataset:
 def page(dataset) -> str:
     data = build_hetero_graph(dataset)
     graph = k_hop_networkx(data, "user", 0, num_hops=3, max_nodes=50)
-    labels, titles = viz.describe_nodes(graph, dataset)
+    labels, titles = describe_nodes(graph, dataset)
     return viz.graph_html(
         graph,
         center="user:0",
@@ -67,7 +70,7 @@ def test_graph_html_is_offline(page):
 
 
 def test_graph_html_escapes_every_label_and_title(page):
-    nodes, edges = viz.graph_node_data(page)
+    nodes, edges = graph_node_data(page)
     assert nodes and edges
     for entry in nodes + edges:  # tooltips become DOM text, so they are escaped
         assert "<" not in entry.get("title", ""), entry
@@ -86,14 +89,14 @@ def test_graph_html_escapes_every_label_and_title(page):
 def test_graph_html_never_uses_raw_html_tooltips(page):
     # pyvis' link template (popup.innerHTML) is selected when a title contains "href".
     assert "popup.innerHTML" not in page
-    nodes, _ = viz.graph_node_data(page)
+    nodes, _ = graph_node_data(page)
     assert not any("href" in n["title"] for n in nodes)
     # Our script turns escaped titles into text-only DOM nodes.
     assert "textContent" in page and "recscopeGraphReady" in page
 
 
 def test_graph_html_colours_legend_and_highlight(page, dataset):
-    nodes, edges = viz.graph_node_data(page)
+    nodes, edges = graph_node_data(page)
     centre = next(n for n in nodes if n["id"] == "user:0")
     assert centre["color"] == viz.CENTER_COLOR and centre["shape"] == "star"
     items = [n for n in nodes if n["id"].startswith("item:")]
@@ -108,7 +111,7 @@ def test_graph_html_colours_legend_and_highlight(page, dataset):
 def test_graph_html_edge_width_follows_rating(dataset):
     data = build_hetero_graph(dataset)
     graph = k_hop_networkx(data, "user", 0, num_hops=1)
-    _, edges = viz.graph_node_data(viz.graph_html(graph))
+    _, edges = graph_node_data(viz.graph_html(graph))
     widths = {e["to"]: e["width"] for e in edges}
     assert widths["item:0"] > widths["item:1"]  # rating 5 vs 3
 
@@ -117,7 +120,7 @@ def test_graph_html_without_physics_and_empty_graph():
     import networkx as nx
 
     page = viz.graph_html(nx.DiGraph(), physics=False)
-    nodes, edges = viz.graph_node_data(page)
+    nodes, edges = graph_node_data(page)
     assert nodes == [] and edges == []
     assert '"enabled": false' in page
 
@@ -209,13 +212,13 @@ def test_training_and_metric_figures():
 def test_pca_2d_is_deterministic_and_centred():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 8)) * np.array([5, 2, 1, 1, 1, 1, 1, 1])
-    a, b = viz.pca_2d(x), viz.pca_2d(x.copy())
+    a, b = pca_2d(x), pca_2d(x.copy())
     assert a.shape == (200, 2) and np.allclose(a, b)
     assert np.allclose(a.mean(axis=0), 0, atol=1e-9)
     assert a[:, 0].var() > a[:, 1].var()
     assert abs(np.corrcoef(a[:, 0], a[:, 1])[0, 1]) < 1e-6
-    assert viz.pca_2d(np.zeros((0, 4))).shape == (0, 2)
-    assert viz.pca_2d(np.ones((3, 1))).shape == (3, 2)
+    assert pca_2d(np.zeros((0, 4))).shape == (0, 2)
+    assert pca_2d(np.ones((3, 1))).shape == (3, 2)
 
 
 def test_embedding_map_keys_and_escaping():
@@ -267,7 +270,7 @@ def _edges() -> pd.DataFrame:
 
 
 def test_explanation_subgraph_keeps_the_pair_and_ranks_edges():
-    graph, scores = viz.explanation_subgraph(
+    graph, scores = explanation_subgraph(
         _edges(), user=0, item=2, top=3, user_id="u0", item_id="i2"
     )
     assert {"user:0", "item:2"} <= set(graph.nodes)
@@ -275,10 +278,10 @@ def test_explanation_subgraph_keeps_the_pair_and_ranks_edges():
     assert len(scores) == 3 and max(scores.values()) == 1.0
     assert scores[("item:5", "user:0")] == 1.0  # |0.30| x 4 is the largest
     assert ("user:3", "item:2") not in scores  # smallest dropped by top=3
-    empty, none = viz.explanation_subgraph(_edges().iloc[:0], 0, 2)
+    empty, none = explanation_subgraph(_edges().iloc[:0], 0, 2)
     assert set(empty.nodes) == {"user:0", "item:2"} and none == {}
     page = viz.graph_html(graph, center="item:2", edge_scores=scores)
-    _, edges = viz.graph_node_data(page)
+    _, edges = graph_node_data(page)
     assert sum(e["color"] == viz.HIGHLIGHT_EDGE_COLOR for e in edges) == 3
 
 
@@ -289,10 +292,10 @@ def test_edge_mask_frame_and_explain_figures(dataset):
         ("user", "rates", "item"): (torch.tensor([[0, 1], [0, 2]]), torch.tensor([0.9, 0.1])),
         ("item", "has_genre", "genre"): (torch.tensor([[0], [1]]), torch.tensor([0.5])),
     }
-    frame = viz.edge_mask_frame(masks, dataset)
+    frame = edge_mask_frame(masks, dataset)
     assert len(frame) == 3 and list(frame["source_id"][:2]) == ["u1", "u2"]
     assert frame["mask"].max() == pytest.approx(0.9)
-    graph, scores = viz.explanation_subgraph(frame, 0, 0, weight_column="mask")
+    graph, scores = explanation_subgraph(frame, 0, 0, weight_column="mask")
     assert scores[("user:0", "item:0")] == 1.0
     contributions = pd.DataFrame(
         {

@@ -6,7 +6,22 @@ import numpy as np
 import pandas as pd
 
 from ..dataset import ITEM_IDX, TITLE_COL, USER_IDX, Dataset
-from ..viz import pca_2d
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """First two principal components of ``x`` ``[n, d]`` via SVD (deterministic signs)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        return np.zeros((len(x), 2))
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    comps = vt[:2]
+    # Fix the sign of each component so the picture does not flip between runs.
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
+    coords = centred @ (comps * signs[:, None]).T
+    if coords.shape[1] < 2:
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return coords
 
 
 def history_means(item_vectors: np.ndarray, train: pd.DataFrame, num_users: int) -> np.ndarray:

@@ -1,0 +1,159 @@
+"""What the graph views show: node labels and tooltips, and an explanation's most important
+edges as a small graph."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from ..dataset import ITEM_IDX, USER_IDX, Dataset
+
+
+def describe_nodes(graph: nx.DiGraph, dataset: Dataset) -> tuple[dict[str, str], dict[str, str]]:
+    """Display labels and tooltip texts (both unescaped) for the nodes of a k-hop graph.
+
+    Items are labelled by title, users by id; tooltips add the node type, raw id, interaction
+    count and (for items) the attribute values.
+    """
+    counts_user = np.bincount(
+        dataset.interactions[USER_IDX].to_numpy(), minlength=dataset.num_users
+    )
+    counts_item = np.bincount(
+        dataset.interactions[ITEM_IDX].to_numpy(), minlength=dataset.num_items
+    )
+    items = dataset.items
+    labels, titles = {}, {}
+    for key, attrs in graph.nodes(data=True):
+        node_type, idx, raw = (
+            attrs.get("node_type"),
+            int(attrs.get("index", 0)),
+            attrs.get("label", key),
+        )
+        if node_type == "item":
+            title = str(items.at[idx, "title"]) if "title" in items else str(raw)
+            lines = [f"item {raw}", title, f"{int(counts_item[idx])} interactions"]
+            for col in dataset.attribute_columns:
+                values = items.at[idx, col]
+                if isinstance(values, (list, tuple)) and values:
+                    lines.append(f"{col}: {', '.join(map(str, values))}")
+            labels[key] = title
+            titles[key] = "\n".join(lines)
+        elif node_type == "user":
+            labels[key] = f"user {raw}"
+            titles[key] = f"user {raw}\n{int(counts_user[idx])} interactions"
+        else:
+            labels[key] = str(raw)
+            titles[key] = f"{node_type}: {raw}"
+    return labels, titles
+
+
+def explanation_subgraph(
+    edges: pd.DataFrame,
+    user: int,
+    item: int,
+    top: int = 25,
+    weight_column: str = "contribution",
+    user_id: str = "",
+    item_id: str = "",
+) -> tuple[nx.DiGraph, dict[tuple[str, str], float]]:
+    """The pair's most important incoming edges as a small graph plus per-edge importances.
+
+    Args:
+        edges (pandas.DataFrame): One row per (edge, layer, head) with ``source_type``,
+            ``source_index``, ``source_id``, ``target_type``, ``target_index``, ``target_id``,
+            ``relation`` and ``weight_column`` (e.g. attention explanations'
+            ``details["edges"]`` or GNNExplainer edge masks).
+        user (int): User index of the pair.
+        item (int): Item index of the pair.
+        top (int): Edges kept, by absolute importance summed over layers and heads.
+            (default: :obj:`25`)
+        weight_column (str): Column holding the importance. (default: :obj:`"contribution"`)
+        user_id (str): Raw id of the user (node label). (default: :obj:`""`)
+        item_id (str): Raw id of the item (node label). (default: :obj:`""`)
+
+    Returns:
+        ``(graph, edge_scores)``: a graph for :func:`graph_html` (nodes keyed
+        ``"<type>:<index>"``) always holding the user and the item, and importances scaled to
+        ``[0, 1]`` for its ``edge_scores`` argument.
+    """
+    graph = nx.DiGraph()
+    graph.add_node(f"user:{user}", node_type="user", index=int(user), label=str(user_id))
+    graph.add_node(f"item:{item}", node_type="item", index=int(item), label=str(item_id))
+    if edges is None or not len(edges):
+        return graph, {}
+    keys = ["source_type", "source_index", "target_type", "target_index"]
+    grouped = (
+        edges.assign(_abs=edges[weight_column].abs())
+        .groupby(keys, sort=False)
+        .agg(
+            importance=("_abs", "sum"),
+            relation=("relation", "first"),
+            source_id=("source_id", "first"),
+            target_id=("target_id", "first"),
+        )
+        .reset_index()
+    )
+    grouped = grouped[
+        (grouped["source_type"] + ":" + grouped["source_index"].astype(str))
+        != (grouped["target_type"] + ":" + grouped["target_index"].astype(str))
+    ]
+    grouped = grouped.nlargest(top, "importance")
+    peak = float(grouped["importance"].max()) if len(grouped) else 1.0
+    scores = {}
+    for r in grouped.itertuples(index=False):
+        u, v = f"{r.source_type}:{int(r.source_index)}", f"{r.target_type}:{int(r.target_index)}"
+        for key, nt, idx, raw in (
+            (u, r.source_type, r.source_index, r.source_id),
+            (v, r.target_type, r.target_index, r.target_id),
+        ):
+            if key not in graph:
+                graph.add_node(key, node_type=str(nt), index=int(idx), label=str(raw))
+        graph.add_edge(u, v, relation=str(r.relation).split("__")[-1].split(",")[0], weight=1.0)
+        scores[(u, v)] = float(r.importance) / peak if peak > 0 else 0.0
+    return graph, scores
+
+
+def edge_mask_frame(
+    edge_masks: Mapping[tuple[str, str, str], tuple], dataset: Dataset
+) -> pd.DataFrame:
+    """GNNExplainer-style ``{edge_type: (edge_index [2, k], mask [k])}`` as one edge table.
+
+    Returns:
+        DataFrame with ``relation``, ``source_type``, ``source_index``, ``source_id``,
+        ``target_type``, ``target_index``, ``target_id`` and ``mask`` (for
+        :func:`explanation_subgraph` with ``weight_column="mask"``). Raw ids of attribute
+        nodes are not known here and are left as their indices.
+    """
+    frames = []
+    ids = {"user": dataset.user_ids, "item": dataset.item_ids}
+    for (src, rel, dst), (edge_index, mask) in edge_masks.items():
+        ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
+        values = np.asarray(mask, dtype=np.float64).reshape(-1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "relation": rel,
+                    "source_type": src,
+                    "source_index": ei[0],
+                    "source_id": ids[src][ei[0]] if src in ids else ei[0].astype(str),
+                    "target_type": dst,
+                    "target_index": ei[1],
+                    "target_id": ids[dst][ei[1]] if dst in ids else ei[1].astype(str),
+                    "mask": values,
+                }
+            )
+        )
+    columns = [
+        "relation",
+        "source_type",
+        "source_index",
+        "source_id",
+        "target_type",
+        "target_index",
+        "target_id",
+        "mask",
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
