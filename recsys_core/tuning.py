@@ -280,7 +280,7 @@ def tune_model(
 def _fit(model: Recommender, dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame | None,
          should_stop: Callable[[], bool] | None) -> None:
     """Fit, passing the validation frame to models that stop early on one."""
-    from .training import EmbeddingRecommender
+    from .models.embedding import EmbeddingRecommender
 
     if isinstance(model, EmbeddingRecommender):
         model.fit(dataset, train, valid, should_stop=should_stop)

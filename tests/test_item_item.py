@@ -15,6 +15,7 @@ from recsys_core.explain.engine import flagship_engine
 from recsys_core.explain.gnn_explainer import candidate_edges
 from recsys_core.models.base import interaction_matrix
 from recsys_core.models.ease import EASERecommender
+from recsys_core.models.embedding import EmbeddingRecommender
 from recsys_core.models.item_item import (
     ItemItemPath,
     describe_choice,
@@ -24,7 +25,6 @@ from recsys_core.models.item_item import (
     spread_ratio,
 )
 from recsys_core.run import load_run, save_run
-from recsys_core.training import EmbeddingRecommender
 
 
 def random_matrix(users: int = 30, items: int = 12, density: float = 0.3, seed: int = 0):

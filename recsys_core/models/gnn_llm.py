@@ -44,9 +44,10 @@ from ..graph import (
     build_hetero_graph,
     text_knn_edges,
 )
-from ..training import EmbeddingRecommender, TrainResult, dot_scores, unique_pairs
+from ..training import TrainResult, unique_pairs
 from .base import ProgressCallback, interaction_matrix
 from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
+from .embedding import EmbeddingRecommender, dot_scores
 from .graph_filter import (
     DEFAULT_FILTER_SETTINGS,
     DEFAULT_FILTER_WEIGHTS,

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN
 
 from ..dataset import Dataset
-from ..training import EmbeddingRecommender
+from .embedding import EmbeddingRecommender
 
 
 class LightGCNModule(nn.Module):

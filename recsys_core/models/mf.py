@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..dataset import Dataset
-from ..training import EmbeddingRecommender
+from .embedding import EmbeddingRecommender
 
 
 class MFModule(nn.Module):
