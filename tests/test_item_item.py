@@ -18,9 +18,9 @@ from recsys_core.models.ease import EASERecommender
 from recsys_core.models.embedding import EmbeddingRecommender
 from recsys_core.models.item_item import (
     ItemItemPath,
+    covered_items,
     describe_choice,
     ease_weights,
-    head_items,
     select_item_item,
     spread_ratio,
 )
@@ -48,11 +48,11 @@ def test_ease_weights_match_the_closed_form():
         ease_weights(x, 0.0)
 
 
-def test_head_items_keep_the_most_interacted_and_never_cold_items():
+def test_covered_items_keep_the_most_interacted_and_never_cold_items():
     x = sp.csr_matrix(np.array([[1, 1, 0, 1, 0], [1, 0, 0, 1, 0], [0, 1, 0, 1, 0]], np.float32))
-    assert head_items(x, 10).tolist() == [0, 1, 3]  # item 2 and 4 have no interactions
-    assert head_items(x, 1).tolist() == [3]
-    assert head_items(x, 2).tolist() == [0, 3]  # 0 and 1 tie at 2: the lower index wins
+    assert covered_items(x, 10).tolist() == [0, 1, 3]  # item 2 and 4 have no interactions
+    assert covered_items(x, 1).tolist() == [3]
+    assert covered_items(x, 2).tolist() == [0, 3]  # 0 and 1 tie at 2: the lower index wins
 
 
 def test_path_scores_are_history_times_weights_on_the_head_and_zero_elsewhere():

@@ -62,8 +62,8 @@ from .item_item import (
     ItemItemChoice,
     ItemItemPath,
     ValidationRanking,
+    covered_items,
     ease_weights,
-    head_items,
     select_item_item,
     spread_ratio,
 )
@@ -791,7 +791,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             self.graph_filter_choice = choice
             result.selected["graph_filter"] = choice.summary()
             if choice.relative_weight > 0:
-                items = head_items(ranking.train_matrix, self.item_item_max_items)
+                items = covered_items(ranking.train_matrix, self.item_item_max_items)
                 basis = GraphFilterBasis(ranking.train_matrix[:, items], choice.ideal_dim,
                                          config.seed)
                 term = torch.zeros(len(ranking.users), dataset.num_items)
@@ -844,7 +844,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         if not (use_gf or use_ii):
             return
         matrix = self.train_matrix
-        items = head_items(matrix, self.item_item_max_items)
+        items = covered_items(matrix, self.item_item_max_items)
         head = sp.csr_matrix(matrix)[:, items]
         users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         if len(users) > 2000:

@@ -34,7 +34,7 @@ from scipy.sparse.linalg import svds
 from torch import Tensor
 
 from .base import ProgressCallback
-from .item_item import DEFAULT_MARGIN, ValidationRanking, choose_blend, head_items
+from .item_item import DEFAULT_MARGIN, ValidationRanking, choose_blend, covered_items
 
 #: Ideal low-pass settings tried on validation, as (singular vectors k, weight alpha); k = 0
 #: is the linear filter alone. Larger k passes more of the graph's signal (and its noise).
@@ -166,7 +166,7 @@ def select_graph_filter(
         on_progress (callable, optional): Called with ``stage="graph-filter"``.
         should_stop (callable, optional): Polled between settings.
     """
-    items = head_items(ranking.train_matrix, max_items)
+    items = covered_items(ranking.train_matrix, max_items)
     basis = GraphFilterBasis(ranking.train_matrix[:, items],
                              max(k for k, _ in settings) if settings else 0, seed)
     history = ranking.history[:, items]

@@ -84,9 +84,10 @@ def ease_weights(matrix: sp.spmatrix, reg_lambda: float, device: str | None = "c
     return precision.to("cpu", torch.float32).contiguous()
 
 
-def head_items(matrix: sp.spmatrix, max_items: int) -> np.ndarray:
-    """Sorted indices of the (at most ``max_items``) items with the most interactions; items
-    without interactions are never included. Ties go to the lower index."""
+def covered_items(matrix: sp.spmatrix, max_items: int) -> np.ndarray:
+    """The items an item-item path covers: sorted indices of the (at most ``max_items``) items
+    with the most interactions; items without interactions are never included. Ties go to the
+    lower index."""
     counts = np.asarray(matrix.sum(axis=0)).ravel()
     active = np.flatnonzero(counts > 0)
     if len(active) > max_items:
@@ -148,7 +149,7 @@ class ItemItemPath:
             bridge_k: int = DEFAULT_BRIDGE_K, bridge_scale: float = 1.0) -> ItemItemPath:
         """Fit the weights on a binary ``[users, items]`` matrix over its head items; with
         ``text`` (``[items, t]`` embeddings) bridge every other item to its head neighbours."""
-        items = head_items(matrix, max_items)
+        items = covered_items(matrix, max_items)
         weights = ease_weights(sp.csr_matrix(matrix)[:, items], reg_lambda, device)
         path = cls(matrix.shape[1], torch.from_numpy(items), weights, scale, reg_lambda)
         if text is not None and bridge_k > 0 and len(items):
@@ -511,7 +512,7 @@ def select_item_item(
                  if np.isfinite(blend.table[r, c])]
     if blend.row < 0:
         return best
-    if text is None or bridge_k <= 0 or len(head_items(train_matrix, max_items)) == num_items:
+    if text is None or bridge_k <= 0 or len(covered_items(train_matrix, max_items)) == num_items:
         return best
     # One path at a time is kept (each holds n**2 weights): refit the chosen one.
     path = ItemItemPath.fit(train_matrix, best.reg_lambda, max_items, device=device, text=text,
@@ -561,9 +562,9 @@ __all__ = [
     "DEFAULT_RELATIVE_WEIGHTS",
     "ItemItemChoice",
     "ItemItemPath",
+    "covered_items",
     "describe_choice",
     "ease_weights",
-    "head_items",
     "select_item_item",
     "spread_ratio",
 ]
