@@ -7,6 +7,8 @@ MovieLens download.
   interactions, genres + category attributes, descriptions, users and user-user edges) and
   returns ``{"interactions", "items", "users", "user_edges"}`` paths.
 * ``tiny_dataset`` is that data loaded through :func:`recsys_core.ingest.load_dataset`.
+* ``single_thread`` runs a module's tests with one intra-op torch thread (request it with
+  ``pytestmark = pytest.mark.usefixtures("single_thread")``).
 """
 
 from __future__ import annotations
@@ -97,3 +99,15 @@ def tiny_dataset(tiny_files) -> Dataset:
     return load_dataset(tiny_files["interactions"], tiny_files["items"],
                         user_edges=tiny_files["user_edges"], users=tiny_files["users"],
                         name="tiny")
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op torch thread for a module's tests, restored afterwards: tiny tensors are
+    faster that way and immune to a busy machine's contention."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,6 +23,8 @@ from recsys_core.models import create_model
 from recsys_core.services.evaluation import evaluate_model
 from recsys_core.services.workspace import prepare_workspace
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]  # the pages run from their files (AppTest)
 
 PAGES = ["data", "graph", "train", "recommendations", "metrics", "explain", "embeddings"]
@@ -83,17 +85,6 @@ def tiny_workspace(models: tuple[str, ...] = ("ease", "gnn-llm")):
             metrics=evaluate_model(model, ws),
         )
     return ws
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread_torch():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's contention."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ from recsys_core.services.plans import default_training_plan, model_defaults
 from recsys_core.services.runs import RunRegistry, TrainedModel
 from recsys_core.services.workspace import prepare_workspace, split_for_evaluation
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 
 def make_dataset(
     num_users: int = 40, num_items: int = 60, seed: int = 0, prefix: str = ""
@@ -42,17 +44,6 @@ def make_dataset(
     ]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     return Dataset(inter, items, ["cat"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread_torch():
-    """Tiny tensors: one intra-op thread is faster and immune to a busy machine's contention."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

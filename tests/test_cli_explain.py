@@ -9,22 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from test_explain import explain_dataset, fit_flagship, history_ids
 
 from recsys_core.cli import main
 from recsys_core.run import load_run, save_run
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 KINDS = {"history_item", "attribute", "text", "neighbour"}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

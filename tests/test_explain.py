@@ -14,7 +14,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 matplotlib.use("Agg")
 
@@ -46,6 +45,8 @@ from recsys_core.explain.shap_explain import split_sentences, text_chunks  # noq
 from recsys_core.graph import RATED_BY, RATES  # noqa: E402
 from recsys_core.models.gnn_llm import GNNLLMModule, GNNLLMRecommender  # noqa: E402
 from recsys_core.models.stages import Stage, StageProgram  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
 
 TOPICS = {
     "Fantasy": ("a young mage", "an ancient dragon", "a stolen crown"),
@@ -99,14 +100,6 @@ def fit_flagship(ds: Dataset, **options) -> GNNLLMRecommender:
                               num_negatives=16, device="cpu", show_progress=False, seed=0,
                               item_text_embeddings=text, **options)
     return model.fit(ds, ds.interactions)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ from recsys_core.rng import (
     torch_generator,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 FAST = dict(epochs=3, batch_size=32, device="cpu", show_progress=False)
 PAIR = ("u0", "i5")
 
@@ -74,14 +76,6 @@ def train_and_explain(seed: int) -> dict[str, np.ndarray]:
     out["gnnexplainer"] = np.concatenate(
         [mask.numpy() for _, mask in gnn.details["edge_masks"].values()])
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from recsys_core.models.gnn_llm import GNNLLMRecommender, SparseGATConv, attenti
 from recsys_core.models.lightgcn import LightGCNRecommender
 from recsys_core.models.mf import MFRecommender
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 TEXT_DIM = 384
 FAST = dict(epochs=2, batch_size=64, device="cpu", show_progress=False, seed=0)
 
@@ -62,15 +64,6 @@ def fitted(ds) -> dict:
     models["gnn-llm-2"] = make("gnn-llm", num_layers=2).fit(ds, ds.interactions)
     return models
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs on a busy CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # ---------------------------------------------------------------------------------- all models
 @pytest.mark.parametrize("name", MODELS)

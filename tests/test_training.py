@@ -26,6 +26,8 @@ from recsys_core.training import (
     unique_pairs,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
 
 def tiny_dataset(num_users: int = 20, num_items: int = 25, per_user: int = 8,
                  seed: int = 0) -> Dataset:
@@ -46,15 +48,6 @@ def config(**changes) -> TrainConfig:
     base = dict(epochs=3, batch_size=64, lr=0.01, seed=0, device="cpu", show_progress=False)
     return TrainConfig(**{**base, **changes})
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny tensors: one thread avoids thread hand-off costs on a busy CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # ---------------------------------------------------------------------------------- pieces
 def test_split_validation_is_per_user_seeded_and_keeps_small_users():
