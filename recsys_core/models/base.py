@@ -2,8 +2,8 @@
 
 A model is fitted on a :class:`~recsys_core.dataset.Dataset` and a frame of training
 interactions (a subset of ``dataset.interactions``), scores (user, item) pairs by contiguous
-indices, and recommends by raw ids. Subclasses implement :meth:`fit` and :meth:`score`; they may
-override :meth:`state_tensors` / :meth:`load_state_tensors` / :meth:`config` to be saved.
+indices, and recommends by raw ids. Subclasses implement :meth:`fit` and :meth:`score` (models computed in
+one pass, :meth:`OnePassRecommender.fit_bound` and :meth:`score`); they may override :meth:`state_tensors` / :meth:`load_state_tensors` / :meth:`config` to be saved.
 """
 
 from __future__ import annotations
@@ -158,6 +158,33 @@ class Recommender(abc.ABC):
         if not frames:
             return pd.DataFrame(columns=RECOMMEND_COLUMNS)
         return pd.concat(frames, ignore_index=True)[RECOMMEND_COLUMNS]
+
+
+class OnePassRecommender(Recommender):
+    """A model computed in one pass over its training data (no epochs, no early stopping).
+
+    :meth:`fit` binds the data (:attr:`dataset`, :attr:`train_matrix`), calls
+    :meth:`fit_bound` and reports the fit as done; subclasses implement :meth:`fit_bound` and
+    :meth:`score`.
+    """
+
+    def fit(
+        self,
+        dataset: Dataset,
+        train: pd.DataFrame,
+        valid: pd.DataFrame | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> OnePassRecommender:
+        """Fit on ``train`` (rows of ``dataset.interactions``); ``valid`` is not used."""
+        self._bind(dataset, train)
+        self.fit_bound(dataset, on_progress)
+        if on_progress is not None:
+            on_progress({"stage": "fit", "fraction": 1.0})
+        return self
+
+    @abc.abstractmethod
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
+        """Compute the model from the bound :attr:`train_matrix` (and ``dataset``)."""
 
 
 class UnknownIndexError(UnknownIdError):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..dataset import Dataset
 from ..errors import TrainingError
-from .base import ProgressCallback, Recommender, check_state_tensors
+from .base import OnePassRecommender, ProgressCallback, check_state_tensors
 from .item_item import ease_weights
 
 #: Bytes of memory per squared item count while fitting: the float64 Gram matrix and its
@@ -18,7 +17,7 @@ from .item_item import ease_weights
 FIT_BYTES_PER_ITEM_PAIR = 20
 
 
-class EASERecommender(Recommender):
+class EASERecommender(OnePassRecommender):
     r"""Embarrassingly Shallow Autoencoder, fitted in closed form.
 
     With the binary user-item training matrix :math:`\mathbf{X}`, the item-item weights are
@@ -63,14 +62,7 @@ class EASERecommender(Recommender):
         self._active_pos: np.ndarray | None = None  # item index -> row in weights, -1 if cold
         self._history = None  # sparse [num_users, n] training rows over active items
 
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> EASERecommender:
-        self._bind(dataset, train)
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()
         active = np.flatnonzero(counts > 0).astype(np.int64)
         n = len(active)
@@ -86,9 +78,6 @@ class EASERecommender(Recommender):
         self.weights = ease_weights(self.train_matrix[:, active], self.reg_lambda, self.device)
         self.active_items = torch.from_numpy(active)
         self._prepare()
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
 
     def _prepare(self) -> None:
         active = self.active_items.numpy()

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 
 from ..dataset import Dataset
-from .base import ProgressCallback, Recommender
+from .base import OnePassRecommender, ProgressCallback
 from .neighbours import (
     score_with_item_weights,
     sparse_top_k,
@@ -20,7 +19,7 @@ from .neighbours import (
 )
 
 
-class ItemKNNRecommender(Recommender):
+class ItemKNNRecommender(OnePassRecommender):
     r"""Each candidate item is scored by its most similar items among the user's history.
 
     With the binary user-item training matrix :math:`\mathbf{X}` and its item columns
@@ -59,14 +58,7 @@ class ItemKNNRecommender(Recommender):
         """Forget the fitted weights."""
         self.weights: sp.csr_matrix | None = None  # [num_items, num_items], top-k per column
 
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> ItemKNNRecommender:
-        self._bind(dataset, train)
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         x = self.train_matrix.astype(np.float64)
         items_by_user = x.T.tocsr()  # [items, users]
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
@@ -81,9 +73,6 @@ class ItemKNNRecommender(Recommender):
         neighbours_of_target = sparse_top_k(similarity_rows, dataset.num_items, self.neighbours)
         self.weights = neighbours_of_target.T.tocsr()
         self.weights.sort_indices()
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.weights is None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..dataset import Dataset
-from .base import ProgressCallback, Recommender, check_state_tensors
+from .base import OnePassRecommender, ProgressCallback, check_state_tensors
 
 
-class PopularityRecommender(Recommender):
+class PopularityRecommender(OnePassRecommender):
     r"""Non-personalised popularity ranking.
 
     The score of item :math:`i` is the number of distinct training users who interacted with
@@ -30,19 +29,9 @@ class PopularityRecommender(Recommender):
         """Forget the fitted counts."""
         self.item_counts = None
 
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> PopularityRecommender:
-        self._bind(dataset, train)
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         counts = np.asarray(self.train_matrix.sum(axis=0), dtype=np.float64).ravel()
         self.item_counts = torch.from_numpy(counts)
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.item_counts is None:

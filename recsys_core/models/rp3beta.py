@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 import torch
 
 from ..dataset import Dataset
-from .base import ProgressCallback, Recommender
+from .base import OnePassRecommender, ProgressCallback
 from .neighbours import (
     score_with_item_weights,
     sparse_top_k,
@@ -20,7 +19,7 @@ from .neighbours import (
 )
 
 
-class RP3betaRecommender(Recommender):
+class RP3betaRecommender(OnePassRecommender):
     r"""Item-item transition probabilities of a random walk item -> user -> item, with each
     target item's weight divided by its popularity to the power :math:`\beta`.
 
@@ -64,14 +63,7 @@ class RP3betaRecommender(Recommender):
         """Forget the fitted weights."""
         self.weights: sp.csr_matrix | None = None  # [num_items, num_items], top-k per row
 
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> RP3betaRecommender:
-        self._bind(dataset, train)
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         x = self.train_matrix.astype(np.float64)
         user_degree = np.asarray(x.sum(axis=1)).ravel()
         item_degree = np.asarray(x.sum(axis=0)).ravel()
@@ -84,9 +76,6 @@ class RP3betaRecommender(Recommender):
             return (item_to_user[rows] @ user_to_item).toarray() * discount
 
         self.weights = sparse_top_k(similarity_rows, dataset.num_items, self.neighbours)
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         if self.weights is None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, Dataset
-from .base import ProgressCallback, Recommender, check_state_tensors
+from .base import OnePassRecommender, ProgressCallback, check_state_tensors
 
 
-class TextKNNRecommender(Recommender):
+class TextKNNRecommender(OnePassRecommender):
     r"""Cosine similarity between a user's text profile and each item's text embedding.
 
     Item texts (title, description and attributes, formatted by ``template``) are embedded by
@@ -51,28 +50,9 @@ class TextKNNRecommender(Recommender):
         """Forget the fitted item embeddings."""
         self.item_embeddings: torch.Tensor | None = None  # [num_items, d], L2-normalised
 
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> TextKNNRecommender:
-        self._bind(dataset, train)
-        embeddings = self._given_embeddings
-        if embeddings is None:
-            from ..text import encode_items  # heavy (transformers): only when needed
-
-            embeddings = encode_items(dataset, encoder=self.encoder, template=self.template,
-                                      on_progress=on_progress)
-        embeddings = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-        if embeddings.ndim != 2 or embeddings.shape[0] != dataset.num_items:
-            raise ValueError(f"item_text_embeddings must have shape [{dataset.num_items}, d], "
-                             f"got {tuple(embeddings.shape)}.")
-        self.item_embeddings = torch.nn.functional.normalize(embeddings, dim=1).contiguous()
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
+        self.item_embeddings = unit_text_embeddings(dataset, self._given_embeddings, self.encoder,
+                                                    self.template, on_progress)
 
     def user_profiles(self, users: np.ndarray) -> np.ndarray:
         """L2-normalised mean item embedding of each user's training items, ``[len(users), d]``."""
@@ -104,3 +84,26 @@ class TextKNNRecommender(Recommender):
         check_state_tensors(self.name, tensors, {"item_embeddings": (num_items, None)})
         self.item_embeddings = tensors["item_embeddings"].detach().to(
             "cpu", torch.float32).contiguous()
+
+
+def unit_text_embeddings(
+    dataset: Dataset,
+    given: torch.Tensor | np.ndarray | None,
+    encoder: Any | None,
+    template: str,
+    on_progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """``[num_items, d]`` L2-normalised item text embeddings: ``given`` (checked against the
+    dataset's item count), or the item texts formatted by ``template`` and embedded by
+    ``encoder`` (:func:`recsys_core.text.encode_items`)."""
+    embeddings = given
+    if embeddings is None:
+        from ..text import encode_items  # heavy (transformers): only when needed
+
+        embeddings = encode_items(dataset, encoder=encoder, template=template,
+                                  on_progress=on_progress)
+    embeddings = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+    if embeddings.ndim != 2 or embeddings.shape[0] != dataset.num_items:
+        raise ValueError(f"item_text_embeddings must have shape [{dataset.num_items}, d], "
+                         f"got {tuple(embeddings.shape)}.")
+    return torch.nn.functional.normalize(embeddings, dim=1).contiguous()

@@ -11,13 +11,14 @@ import scipy.sparse as sp
 import torch
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, Dataset
-from .base import ProgressCallback, Recommender, check_state_tensors
+from .base import OnePassRecommender, ProgressCallback, check_state_tensors
+from .text_knn import unit_text_embeddings
 
 #: Popularity weights tried on the pseudo-cold validation split.
 DEFAULT_WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
-class TextPopRecommender(Recommender):
+class TextPopRecommender(OnePassRecommender):
     r"""Text-kNN profile similarity plus popularity predicted from the item's text.
 
     Item texts are embedded and L2-normalised, :math:`\hat{\mathbf{e}}_i`; a user's profile
@@ -107,25 +108,9 @@ class TextPopRecommender(Recommender):
         self._stats: _CatalogueStats | None = None
 
     # ------------------------------------------------------------------ fitting
-    def fit(
-        self,
-        dataset: Dataset,
-        train: pd.DataFrame,
-        valid: pd.DataFrame | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> TextPopRecommender:
-        self._bind(dataset, train)
-        embeddings = self._given_embeddings
-        if embeddings is None:
-            from ..text import encode_items  # heavy (transformers): only when needed
-
-            embeddings = encode_items(dataset, encoder=self.encoder, template=self.template,
-                                      on_progress=on_progress)
-        embeddings = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-        if embeddings.ndim != 2 or embeddings.shape[0] != dataset.num_items:
-            raise ValueError(f"item_text_embeddings must have shape [{dataset.num_items}, d], "
-                             f"got {tuple(embeddings.shape)}.")
-        self.item_embeddings = torch.nn.functional.normalize(embeddings, dim=1).contiguous()
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
+        self.item_embeddings = unit_text_embeddings(dataset, self._given_embeddings, self.encoder,
+                                                    self.template, on_progress)
         unit = self.item_embeddings.numpy().astype(np.float64)
         counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()
         if self.popularity_weight_given is not None:
@@ -136,9 +121,6 @@ class TextPopRecommender(Recommender):
         predicted = ridge_popularity(unit, counts, self.ridge_lambda)
         self.predicted_log_popularity = torch.from_numpy(predicted.astype(np.float32))
         self._prepare()
-        if on_progress is not None:
-            on_progress({"stage": "fit", "fraction": 1.0})
-        return self
 
     def _choose_weight(self, unit: np.ndarray, counts: np.ndarray) -> tuple[float, dict]:
         """The pseudo-cold validation: hold out warm items, rank only them, best recall."""
