@@ -309,6 +309,19 @@ def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
     return -F.logsigmoid(pos - neg).mean()
 
 
+def batch_l2(user_table: Tensor, item_table: Tensor, users: Tensor, items: Tensor,
+             negatives: Tensor | None, weight: float) -> Tensor:
+    """:math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2)` averaged over the batch: the L2
+    penalty on the embedding rows a batch touches (its users, positives and ``negatives
+    [B, n]``, the negatives averaged per positive), with ``weight`` :math:`\\lambda`."""
+    reg = user_table.index_select(0, users).pow(2).sum()
+    reg = reg + item_table.index_select(0, items).pow(2).sum()
+    if negatives is not None:
+        neg = item_table.index_select(0, negatives.reshape(-1))
+        reg = reg + neg.pow(2).sum() / negatives.size(1)
+    return weight * reg / users.numel()
+
+
 def bce_loss(pos: Tensor, neg: Tensor) -> Tensor:
     """Pointwise log loss: positives labelled 1, negatives 0, averaged per positive."""
     return F.softplus(-pos).mean() + F.softplus(neg).sum(1).mean() / max(neg.size(1), 1)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN
 
 from ..dataset import Dataset
+from ..training import batch_l2
 from .embedding import EmbeddingRecommender
 
 
@@ -58,14 +59,10 @@ class LightGCNModule(nn.Module):
         return out[:self.num_users], out[self.num_users:]
 
     def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
+        """The L2 penalty of :func:`~recsys_core.training.batch_l2` on the layer-0 embeddings."""
         emb = self.lightgcn.embedding.weight
-        offset = self.num_users
-        reg = emb.index_select(0, users).pow(2).sum()
-        reg = reg + emb.index_select(0, items + offset).pow(2).sum()
-        if negatives is not None:
-            neg = emb.index_select(0, negatives.reshape(-1) + offset)
-            reg = reg + neg.pow(2).sum() / negatives.size(1)
-        return self.reg_weight * reg / users.numel()
+        return batch_l2(emb[:self.num_users], emb[self.num_users:], users, items, negatives,
+                        self.reg_weight)
 
 
 class LightGCNRecommender(EmbeddingRecommender):

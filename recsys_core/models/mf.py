@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..dataset import Dataset
+from ..training import batch_l2
 from .embedding import EmbeddingRecommender
 
 
@@ -42,12 +43,8 @@ class MFModule(nn.Module):
 
     def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
         """:math:`\\lambda (\\|p_u\\|^2 + \\|q_i\\|^2 + \\|q_j\\|^2)` averaged over the batch."""
-        reg = self.user.weight.index_select(0, users).pow(2).sum()
-        reg = reg + self.item.weight.index_select(0, items).pow(2).sum()
-        if negatives is not None:
-            neg = self.item.weight.index_select(0, negatives.reshape(-1))
-            reg = reg + neg.pow(2).sum() / negatives.size(1)
-        return self.reg_weight * reg / users.numel()
+        return batch_l2(self.user.weight, self.item.weight, users, items, negatives,
+                        self.reg_weight)
 
 
 class MFRecommender(EmbeddingRecommender):
