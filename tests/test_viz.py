@@ -15,7 +15,12 @@ from recsys_core.dataset import Dataset
 from recsys_core.graph import build_hetero_graph, k_hop_networkx
 from recsys_core.html_safety import escape_html, escape_markdown, graph_label, graph_title
 from recsys_core.views.embeddings import pca_2d
-from recsys_core.views.graph import describe_nodes, edge_mask_frame, explanation_subgraph
+from recsys_core.views.graph import (
+    EDGE_COLUMNS,
+    describe_nodes,
+    edge_mask_frame,
+    explanation_subgraph,
+)
 
 EVIL_TITLE = '<img src=x onerror=alert(1)> <a href="javascript:alert(2)">click</a> & co'
 EVIL_CATEGORY = "<script>alert(3)</script>"
@@ -253,19 +258,7 @@ def _edges() -> pd.DataFrame:
             ]
     return pd.DataFrame(
         rows,
-        columns=[
-            "relation",
-            "source_type",
-            "source_index",
-            "source_id",
-            "target_type",
-            "target_index",
-            "target_id",
-            "layer",
-            "head",
-            "alpha",
-            "contribution",
-        ],
+        columns=[*EDGE_COLUMNS, "layer", "head", "alpha", "contribution"],
     )
 
 

@@ -11,6 +11,11 @@ import pandas as pd
 
 from ..dataset import ITEM_IDX, USER_IDX, Dataset
 
+#: What identifies an edge in an explanation's edge table (plus a weight column, see
+#: :func:`explanation_subgraph`).
+EDGE_COLUMNS = ("relation", "source_type", "source_index", "source_id", "target_type",
+                "target_index", "target_id")
+
 
 def describe_nodes(graph: nx.DiGraph, dataset: Dataset) -> tuple[dict[str, str], dict[str, str]]:
     """Display labels and tooltip texts (both unescaped) for the nodes of a k-hop graph.
@@ -146,14 +151,5 @@ def edge_mask_frame(
                 }
             )
         )
-    columns = [
-        "relation",
-        "source_type",
-        "source_index",
-        "source_id",
-        "target_type",
-        "target_index",
-        "target_id",
-        "mask",
-    ]
+    columns = [*EDGE_COLUMNS, "mask"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
