@@ -10,7 +10,6 @@ data set whose ids, titles and categories are markup and regular-expression synt
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 
