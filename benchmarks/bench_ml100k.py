@@ -90,8 +90,10 @@ FAST_FIT_REPEATS = 3
 
 
 # ---------------------------------------------------------------------------------- data
-def load_ml100k(root: str | Path) -> Dataset:
-    """MovieLens-100K as a :class:`Dataset`: every rating a positive, one ``genre`` column."""
+def load_ml100k(root: str | Path, with_users: bool = True) -> Dataset:
+    """MovieLens-100K as a :class:`Dataset`: every rating a positive, one ``genre`` column,
+    and (``with_users``) the user file ``u.user`` (age, gender, occupation) as user
+    attributes, read by the same ingestion as ``--users`` (age binned, zip code ignored)."""
     root = Path(root)
     if not (root / "u.data").is_file():
         raise SystemExit(f"MovieLens-100K not found at {root} (expected u.data); pass --data.")
@@ -107,7 +109,12 @@ def load_ml100k(root: str | Path) -> Dataset:
         "description": "",
         "genre": [[g for g, on in zip(GENRES, row, strict=True) if on] for row in flags],
     })
-    return Dataset(inter, items, attribute_columns=["genre"], name="ml-100k")
+    users = None
+    if with_users and (root / "u.user").is_file():
+        from recsys_core.ingest import load_dataset
+
+        users = load_dataset(root / "u.data", users=root / "u.user").users
+    return Dataset(inter, items, attribute_columns=["genre"], users=users, name="ml-100k")
 
 
 def protocol_splits(ds: Dataset, protocol: str, seed: int = BENCHMARK_SEED
