@@ -1,4 +1,4 @@
-"""Every RecScope model side by side on MovieLens-100K, under /work/shared/BENCHMARK.md.
+"""Every RecScope model side by side on MovieLens-100K, under ../shared/BENCHMARK.md.
 
 Warm protocol: every rating is a positive, duplicates dropped; users with >= 5 interactions;
 for each user (sorted by user id) a random permutation from one ``default_rng(42)``: the first
@@ -58,11 +58,11 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from recsys_core.dataset import ITEM_IDX, USER_IDX, Dataset  # noqa: E402
 from recsys_core.metrics import ndcg_at_k, recall_at_k  # noqa: E402
 from recsys_core.models import available_models, create_model, get_model_class  # noqa: E402
+from recsys_core.models.ablations import ABLATIONS_BY_KEY  # noqa: E402
 from recsys_core.splits import (  # noqa: E402
     BENCHMARK_SEED,
     cold_start_item_split,
@@ -172,7 +172,11 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any],
 
     torch.manual_seed(0)
     ds = load_ml100k(data)
-    kwargs, encode_s = _model_kwargs(name, ds, options)
+    # "gnn-llm:no-item-item": the flagship with one part switched off (models.ablations).
+    base, _, variant = name.partition(":")
+    if variant:
+        options = {**options, **ABLATIONS_BY_KEY[variant].params}
+    kwargs, encode_s = _model_kwargs(base, ds, options)
     fit_frame, test, held = protocol_splits(ds, protocol, seed)
     rss_before = _rss_mb()
     fit_times = []
@@ -186,7 +190,7 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any],
     # Fast fits are repeated (best of 3, like timeit) because the CPU may be shared.
     while not tune and (not fit_times or (len(fit_times) < FAST_FIT_REPEATS
                                           and max(fit_times) < FAST_FIT_S)):
-        model = create_model(name, **kwargs)
+        model = create_model(base, **kwargs)
         start = time.perf_counter()
         model.fit(ds, fit_frame)
         fit_times.append(time.perf_counter() - start)
@@ -416,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=None,
-                        help="comma-separated model names (default: every available model)")
+                        help="comma-separated model names (default: every available model); "
+                        "gnn-llm:KEY is the flagship with one part off (KEY from "
+                        "recsys_core.models.ablations, e.g. gnn-llm:no-item-item)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="folder with u.data / u.item (default: ../shared/data/ml-100k)")
     parser.add_argument("--epochs", type=int, help="maximum epochs for iterative models")
@@ -438,6 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--fresh", action="store_true",
                         help="discard the results already in --out instead of updating them")
+    parser.add_argument("--ablations", default="",
+                        help="also run the flagship's ablations (benchmarks/bench_ablations.py) "
+                        "on these comma-separated data sets (ml-100k, demo) and print their "
+                        "table; 'saved' prints the last saved table without running")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--protocol", default="random", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -454,12 +464,12 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.models.split(",") if args.models else [
         m for m in MODEL_ORDER if m in available_models()]
-    unknown = [n for n in names if n not in available_models()]
+    unknown = [n for n in names if not _known_model(n)]
     if unknown:
         raise SystemExit(f"not available: {', '.join(unknown)}; available: "
                          f"{', '.join(available_models())}")
     cold_names = args.cold_models.split(",") if args.cold_models else names
-    unknown = [n for n in cold_names if n not in available_models()]
+    unknown = [n for n in cold_names if not _known_model(n)]
     if unknown:
         raise SystemExit(f"not available: {', '.join(unknown)}")
     try:
@@ -493,7 +503,30 @@ def main(argv: list[str] | None = None) -> int:
         previous = [] if args.fresh else read_results(args.out)
         table = write_results(args.out, merge_results(previous, results), meta)
     print(table)
+    if args.ablations:
+        print()
+        print(ablation_table(args.ablations, args.split_seed))
     return 0
+
+
+def ablation_table(data: str, seed: int) -> str:
+    """The ablation table: run ``bench_ablations.py`` on ``data`` (or, with ``"saved"``, read
+    its last saved results)."""
+    script = Path(__file__).resolve().parent / "bench_ablations.py"
+    if data != "saved":
+        subprocess.run([sys.executable, str(script), "--data", data, "--seed", str(seed)],
+                       check=True)
+    rows = json.loads((RESULTS / "ablations.json").read_text())["rows"]
+    from bench_ablations import table
+
+    return "Ablations (each part of the flagship switched off)\n\n" + table(rows)
+
+
+def _known_model(name: str) -> bool:
+    """A registered model, or ``gnn-llm:<ablation key>`` (see recsys_core.models.ablations)."""
+    base, _, variant = name.partition(":")
+    return base in available_models() and (not variant or (
+        base == "gnn-llm" and variant in ABLATIONS_BY_KEY))
 
 
 def _result_key(result: dict[str, Any]) -> tuple:

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Being rewritten in parallel by its owner; the checks below cover it once that lands.
-PENDING = {"benchmarks/bench_ml100k.py"}
+PENDING: set[str] = set()
 MACHINE_PATH = re.compile(r"(?<![.\w])/" + "work/")  # split so this file does not match itself
 
 
