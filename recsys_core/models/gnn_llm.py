@@ -479,7 +479,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
     stopping on validation NDCG@K.
 
     Args:
-        embedding_dim (int): Representation size. (default: :obj:`64`)
+        embedding_dim (int): Representation size. (default: :obj:`128`)
         num_layers (int): Message-passing layers; one already reaches friends and raters'
             profiles (see :meth:`GNNLLMModule.propagate`). (default: :obj:`1`)
         conv (str): ``"gat"``, ``"gatv2"``, ``"gcn"``, ``"sage"`` or ``"gin"``.
@@ -555,7 +555,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     def __init__(
         self,
-        embedding_dim: int = 64,
+        embedding_dim: int = 128,
         num_layers: int = 1,
         conv: str = "gat",
         heads: int = 2,
