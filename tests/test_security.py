@@ -58,6 +58,9 @@ FAST = {
     "mf": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
     "lightgcn": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
     "gnn-llm": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
+    "rp3beta": {"neighbours": 4},
+    "itemknn": {"neighbours": 4, "shrink": 1.0},
+    "text-pop": {},
 }
 MODELS = [m for m in FAST if m in available_models()]
 
@@ -83,7 +86,7 @@ def tiny() -> Dataset:
 
 def build(name: str, dataset: Dataset):
     kwargs = dict(FAST[name])
-    if name in ("text-knn", "gnn-llm"):
+    if name in ("text-knn", "gnn-llm", "text-pop"):
         gen = torch.Generator().manual_seed(0)
         kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
     return create_model(name, **kwargs)
