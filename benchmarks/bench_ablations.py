@@ -73,6 +73,24 @@ def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
             "item_item": selected.get("item_item")}
 
 
+def saved_ml100k_rows(seed: int) -> list[dict[str, Any]]:
+    """``full`` and ``no-item-item`` rows from ``benchmarks/results/ml100k.json`` (same
+    protocol, same split seed), when that file holds them."""
+    path = RESULTS.parent / "ml100k.json"
+    if not path.exists():
+        return []
+    names = {"gnn-llm": "full", "gnn-llm:no-item-item": "no-item-item"}
+    out = []
+    for r in json.loads(path.read_text()).get("results", []):
+        if (r.get("protocol") == "random" and r.get("seed") == seed and r.get("model") in names
+                and "error" not in r):
+            key = names[r["model"]]
+            out.append({"data": "ml-100k", "variant": key, "label": ABLATIONS_BY_KEY[key].label,
+                        "seed": seed, "recall@20": r["recall@20"], "ndcg@20": r["ndcg@20"],
+                        "fit_s": r["fit_s"], "from": "ml100k.json"})
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table, with each variant's change against the full flagship."""
     lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | fit s |",
@@ -100,9 +118,15 @@ def main() -> None:
         return
     rows = []
     for data in args.data.split(","):
+        # The full flagship and the graph network alone (no item-item path) on ml-100k are
+        # runs of bench_ml100k.py (gnn-llm, gnn-llm:no-item-item): reuse them when saved.
+        rows += [r for r in saved_ml100k_rows(args.seed) if data == "ml-100k"
+                 and (not args.variants or r["variant"] in args.variants.split(","))]
         keys = (args.variants.split(",") if args.variants
                 else [a.key for a in applicable_ablations(load_data(data))])
         for variant in keys:
+            if any(r["data"] == data and r["variant"] == variant for r in rows):
+                continue
             out = subprocess.run([sys.executable, __file__, "--worker", data, variant,
                                   "--seed", str(args.seed)], capture_output=True, text=True,
                                  check=False)
