@@ -221,7 +221,9 @@ def run_worker(name: str, protocol: str, data: Path, options: dict[str, Any],
                               - train_result.refit_epochs,
                               "refit_epochs": train_result.refit_epochs,
                               "stop_reason": train_result.stop_reason,
-                              "best_valid_ndcg": train_result.best_valid_ndcg}
+                              "best_valid_ndcg": train_result.best_valid_ndcg,
+                              # the flagship: graph filter / item-item path chosen on validation
+                              "selected": train_result.selected}
     if held is not None:
         # A model that gives every held-out item the same score only shows the tie order
         # (item index, which on ML-100K correlates with popularity): not a cold-start signal.
