@@ -71,7 +71,9 @@ def test_demo_model_recommendations_and_graph(browser_page):
     frames.nth(1).wait_for(timeout=60_000)
     assert frames.count() >= 2
     assert "gnn-llm" in page.locator('[data-testid="stMain"]').inner_text()
-    assert page.get_by_text("Download recommendations (CSV)").count() == 1
+    download = page.get_by_text("Download recommendations (CSV)")
+    download.first.wait_for(timeout=60_000)  # drawn after the tables: wait, do not race it
+    assert download.count() == 1
 
     open_page(page, "Graph")
     iframe = page.locator('iframe[title="Interactive neighbourhood graph"]')
