@@ -232,11 +232,19 @@ def test_two_sessions_one_training_one_exploring_stay_apart(server, tmp_path):
 
             # A: upload its own data (no default models) ...
             a.page.get_by_role("tab", name="Upload data").click()
-            a.page.locator(
-                '[data-testid="stFileUploader"] input[type="file"]'
-            ).first.set_input_files(str(upload))
             auto = a.page.get_by_role("checkbox", name="Train the default models right away")
-            auto.wait_for(state="attached", timeout=60_000)
+            for attempt in range(3):
+                # The page reruns while the default models train; a file set during a rerun
+                # can be dropped with the old uploader element, so set it again if needed.
+                a.page.locator(
+                    '[data-testid="stFileUploader"] input[type="file"]'
+                ).first.set_input_files(str(upload))
+                try:
+                    auto.wait_for(state="attached", timeout=60_000)
+                    break
+                except Exception:
+                    if attempt == 2:
+                        raise
             a.page.get_by_text("Train the default models right away").click()
             assert not auto.is_checked()
             a.page.get_by_role("button", name="Load data").click()
