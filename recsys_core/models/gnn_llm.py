@@ -790,13 +790,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                                          config.seed, on_progress, should_stop)
             self.graph_filter_choice = choice
             result.selected["graph_filter"] = choice.summary()
-            if choice.relative_weight > 0:
-                items = covered_items(ranking.train_matrix, self.item_item_max_items)
-                basis = GraphFilterBasis(ranking.train_matrix[:, items], choice.ideal_dim,
-                                         config.seed)
-                term = torch.zeros(len(ranking.users), dataset.num_items)
-                term[:, torch.from_numpy(items)] = torch.from_numpy(basis.term(
-                    ranking.history[:, items], choice.ideal_dim, choice.ideal_weight))
+            if choice.term is not None:
+                term = choice.term
                 ranking.add(choice.relative_weight * ranking.spread_ratio(term) * term)
         filtered_ndcg = ranking.base_ndcg
         if self.item_item:

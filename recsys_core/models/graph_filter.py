@@ -130,6 +130,10 @@ class GraphFilterChoice:
     valid_ndcg_base: float
     valid_ndcg: float
     grid: list[dict[str, float]] = field(default_factory=list)
+    #: The chosen setting's ``[users, items]`` term for the ranking's validation users (unit
+    #: weight; ``None`` when off): what the choice was judged on, kept so callers can add it
+    #: to the ranking without a second SVD.
+    term: Tensor | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {"ideal_dim": self.ideal_dim, "ideal_weight": self.ideal_weight,
@@ -192,6 +196,8 @@ def select_graph_filter(
                     "relative_weight": w, "valid_ndcg": float(blend.table[r, c])}
                    for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
                    if np.isfinite(blend.table[r, c])]
+    if blend.row >= 0:
+        choice.term = term(blend.row)
     return choice
 
 
