@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_COL, ITEM_IDX, USER_COL, Dataset
 from ..errors import RecScopeError
+from ..privacy import Pseudonymizer
 from .jobs import FAILED, JobContext, TrainingJob
 from .runs import Run, RunRegistry, TrainedModel
 
@@ -28,6 +29,9 @@ class Workspace:
         source (str): Where the data came from (shown in the sidebar).
         item_text (numpy.ndarray, optional): ``[num_items, d]`` item text embeddings, filled by
             the first job that needs them.
+        pseudonymizer (Pseudonymizer): This workspace's privacy-mode pseudonyms; its salt is
+            fresh per workspace, kept in memory only and never written out.
+            (default: :meth:`Pseudonymizer.random`)
     """
 
     dataset: Dataset
@@ -39,6 +43,7 @@ class Workspace:
     job: TrainingJob | None = None
     finished_jobs: list[TrainingJob] = field(default_factory=list)
     cache: dict[str, Any] = field(default_factory=dict)
+    pseudonymizer: Pseudonymizer = field(default_factory=Pseudonymizer.random, repr=False)
 
     @property
     def training(self) -> bool:
