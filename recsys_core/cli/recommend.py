@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import DataError, RecScopeError
 
@@ -31,7 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..csv_safety import to_csv_string, write_csv
     from ..dataset import UnknownIdError
     from ..run import load_run
 
@@ -45,20 +50,78 @@ def run(args: argparse.Namespace) -> int:
     if args.candidates:
         candidates = read_id_list(args.candidates, "item", dataset.item_index.__contains__)
         _check_known(candidates, dataset.item_idx, args.candidates, UnknownIdError)
-    recs = model.recommend(users=users, k=args.k, exclude_seen=True, candidates=candidates)
     n_users = dataset.num_users if users is None else len(users)
+    blocks = model.iter_recommend(users=users, k=args.k, exclude_seen=True,
+                                  candidates=candidates)
     if args.out == "-":
-        sys.stdout.write(to_csv_string(recs))
+        rows = write_blocks(blocks, sys.stdout, n_users)
     else:
         try:
-            write_csv(recs, args.out)
+            rows = write_blocks_to_file(blocks, args.out, n_users)
         except OSError as exc:
             raise RecScopeError(f"cannot write '{args.out}' ({exc.strerror or exc}); choose "
                                 f"another --out.") from exc
     where = "standard output" if args.out == "-" else args.out
-    print(f"Wrote {len(recs):,} recommendations for {n_users:,} users (top {args.k}) to {where}",
+    print(f"Wrote {rows:,} recommendations for {n_users:,} users (top {args.k}) to {where}",
           file=sys.stderr)
     return 0
+
+
+def write_blocks(blocks: Iterable[pd.DataFrame], handle: IO[str], num_users: int,
+                 progress: bool | None = None) -> int:
+    """Write streamed top-K blocks as one neutralised CSV table, each block as it finishes.
+
+    The text is the same as :func:`recsys_core.csv_safety.to_csv_string` of the blocks
+    concatenated (one header row, every text cell neutralised and quoted).
+
+    Args:
+        blocks (iterable of pandas.DataFrame): ``user_id, item_id, rank, score`` blocks
+            (:meth:`~recsys_core.models.base.Recommender.iter_recommend`).
+        handle (file-like): Open text handle.
+        num_users (int): Users in all blocks (the progress bar's total).
+        progress (bool, optional): Show a tqdm bar on standard error; ``None`` shows it on
+            terminals only. (default: :obj:`None`)
+
+    Returns:
+        Rows written.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ..csv_safety import to_csv_string
+    from ..models.base import RECOMMEND_COLUMNS
+
+    rows = 0
+    header = True
+    with tqdm(total=num_users, desc="Recommending", unit="user", file=sys.stderr,
+              disable=None if progress is None else not progress) as bar:
+        for block in blocks:
+            text = to_csv_string(block)
+            handle.write(text if header else text.partition("\n")[2])
+            header = False
+            rows += len(block)
+            bar.update(int(block["user_id"].nunique()))
+            bar.set_postfix(rows=f"{rows:,}", refresh=False)
+        if header:  # nothing to recommend: the header row alone
+            handle.write(to_csv_string(pd.DataFrame(columns=RECOMMEND_COLUMNS)))
+        bar.update(num_users - bar.n)
+    return rows
+
+
+def write_blocks_to_file(blocks: Iterable[pd.DataFrame], path: str, num_users: int) -> int:
+    """:func:`write_blocks` into ``path`` atomically: a temporary file beside it, renamed
+    when every block is written (an interrupted run leaves no half-written file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as handle:
+            rows = write_blocks(blocks, handle, num_users)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
 
 
 def _check_known(ids: list[str], lookup: Callable, file: str, unknown_error: type) -> None:

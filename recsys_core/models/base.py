@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from torch import Tensor
 
 from ..dataset import ITEM_IDX, USER_IDX, Dataset, UnknownIdError
 
@@ -25,6 +26,8 @@ ProgressCallback = Callable[[dict[str, Any]], None]
 "valid_ndcg": 0.12, "fraction": 0.06}``. ``fraction`` in [0, 1] drives progress bars."""
 
 RECOMMEND_COLUMNS = ["user_id", "item_id", "rank", "score"]
+#: Memory of one block of float64 scores in :meth:`Recommender.iter_recommend`.
+SCORE_BLOCK_BYTES = 128 * 2**20
 
 
 class Recommender(abc.ABC):
@@ -115,49 +118,140 @@ class Recommender(abc.ABC):
     ) -> pd.DataFrame:
         """Top-``k`` items per user as ``user_id, item_id, rank, score``.
 
+        The blocks of :meth:`iter_recommend`, concatenated (rows by user, then rank).
+
         Args:
             users (iterable of str, optional): Raw user ids (default: every user).
             k (int): List length. (default: :obj:`10`)
             exclude_seen (bool): Drop the user's training interactions. (default: :obj:`True`)
             candidates (iterable of str, optional): Rank only these raw item ids (they may be
                 cold items with no interactions). (default: all items)
-            batch_size (int): Users scored per block. (default: :obj:`1024`)
+            batch_size (int): Most users scored per block. (default: :obj:`1024`)
+        """
+        frames = list(self.iter_recommend(users, k, exclude_seen, candidates, batch_size))
+        if not frames:
+            return pd.DataFrame(columns=RECOMMEND_COLUMNS)
+        return pd.concat(frames, ignore_index=True)[RECOMMEND_COLUMNS]
+
+    def iter_recommend(
+        self,
+        users: Iterable[str] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: Iterable[str] | None = None,
+        batch_size: int = 1024,
+        block_bytes: int = SCORE_BLOCK_BYTES,
+    ) -> Iterator[pd.DataFrame]:
+        """Top-``k`` lists streamed a block of users at a time.
+
+        Users go through in blocks; each block is scored (``[block, candidates]``, never
+        users x items), its training interactions are masked from the CSR rows of
+        :attr:`train_matrix`, and only its top-``k`` is kept (:func:`top_k_rows`: score
+        descending, ties to the lower item index, so the lists do not depend on the block
+        size). Memory is bounded by one block.
+
+        Args:
+            users (iterable of str, optional): Raw user ids (default: every user).
+            k (int): List length. (default: :obj:`10`)
+            exclude_seen (bool): Drop the user's training interactions. (default: :obj:`True`)
+            candidates (iterable of str, optional): Rank only these raw item ids.
+                (default: all items)
+            batch_size (int): Most users scored per block. (default: :obj:`1024`)
+            block_bytes (int): Memory of one block's float64 scores; fewer users go in a
+                block when the catalogue is large. (default: 128 MiB)
+
+        Yields:
+            pandas.DataFrame: ``user_id, item_id, rank, score`` of one block of users (a
+            block whose users have nothing left to recommend yields nothing; ``k < 1``
+            yields nothing).
         """
         if self.dataset is None:
             raise RuntimeError("Model is not fitted.")
         ds = self.dataset
         user_idx = (np.arange(ds.num_users) if users is None else ds.user_idx(list(users)))
         cand_idx = None if candidates is None else np.unique(ds.item_idx(list(candidates)))
-        frames = []
-        for start in range(0, len(user_idx), batch_size):
-            block = user_idx[start:start + batch_size]
-            scores = np.asarray(self.score(block, cand_idx), dtype=np.float64)
+        num_cand = ds.num_items if cand_idx is None else len(cand_idx)
+        if num_cand == 0 or k < 1:
+            return
+        kk = min(k, num_cand)
+        rows_per_block = max(1, min(int(batch_size), block_bytes // (8 * num_cand)))
+        cand_pos = None
+        if cand_idx is not None:  # item index -> position among the candidates, -1 if none
+            cand_pos = np.full(ds.num_items, -1, dtype=np.int64)
+            cand_pos[cand_idx] = np.arange(len(cand_idx))
+        for start in range(0, len(user_idx), rows_per_block):
+            block = user_idx[start:start + rows_per_block]
+            scores = torch.as_tensor(np.asarray(self.score(block, cand_idx), dtype=np.float64))
+            scores = scores.nan_to_num(nan=float("-inf"))
             if exclude_seen and self.train_matrix is not None:
-                seen = self.train_matrix[block]
-                if cand_idx is not None:
-                    seen = seen[:, cand_idx]
-                rows, cols = seen.nonzero()
-                scores[rows, cols] = -np.inf
-            kk = min(k, scores.shape[1])
-            if kk == 0:
-                continue
-            top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -top_scores), axis=-1)  # score desc, ties by index
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            valid = np.isfinite(top_scores)
-            item_idx = top if cand_idx is None else cand_idx[top]
+                mask_seen(scores, self.train_matrix, block, cand_pos)
+            values, top = top_k_rows(scores, kk)
+            valid = torch.isfinite(values).numpy()
             rr, cc = np.nonzero(valid)
-            frames.append(pd.DataFrame({
+            if not len(rr):
+                continue
+            top = top.numpy()
+            item_idx = top if cand_idx is None else cand_idx[top]
+            yield pd.DataFrame({
                 "user_id": ds.user_ids[block[rr]],
                 "item_id": ds.item_ids[item_idx[rr, cc]],
                 "rank": cc + 1,
-                "score": top_scores[rr, cc],
-            }))
-        if not frames:
-            return pd.DataFrame(columns=RECOMMEND_COLUMNS)
-        return pd.concat(frames, ignore_index=True)[RECOMMEND_COLUMNS]
+                "score": values.numpy()[rr, cc],
+            })[RECOMMEND_COLUMNS]
+
+
+def mask_seen(scores: Tensor, train_matrix: sp.csr_matrix, users: np.ndarray,
+              cand_pos: np.ndarray | None = None) -> None:
+    """Set ``scores[r, c]`` to ``-inf`` (in place) where user ``users[r]`` interacted with
+    item ``c`` in ``train_matrix`` (read from its CSR rows, one block at a time).
+
+    Args:
+        scores (Tensor): ``[len(users), columns]`` block of scores.
+        train_matrix (scipy.sparse.csr_matrix): ``[num_users, num_items]`` interactions.
+        users (numpy.ndarray): The block's user indices.
+        cand_pos (numpy.ndarray, optional): Item index -> column of ``scores`` (``-1``: not a
+            column); ``None`` when the columns are all items in order.
+    """
+    indptr, indices = train_matrix.indptr, train_matrix.indices
+    starts, ends = indptr[users], indptr[users + 1]
+    lengths = (ends - starts).astype(np.int64)
+    if not lengths.sum():
+        return
+    rows = np.repeat(np.arange(len(users)), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = indices[np.repeat(starts, lengths) + offsets].astype(np.int64)
+    if cand_pos is not None:
+        cols = cand_pos[cols]
+        rows, cols = rows[cols >= 0], cols[cols >= 0]
+    scores[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
+
+
+def top_k_rows(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each row's ``k`` largest entries, score descending, ties to the lower column.
+
+    :func:`torch.topk` finds each row's ``k``-th value; the entries above it and, among
+    those equal to it, the lowest columns make up the ``k`` (``torch.topk`` alone may pick
+    any of tied columns). The result is the same as a stable sort of the whole row.
+
+    Args:
+        scores (Tensor): ``[rows, n]`` scores (``-inf`` for excluded entries; no NaN).
+        k (int): Entries kept, ``1 <= k <= n``.
+
+    Returns:
+        ``(values [rows, k], columns [rows, k])``.
+    """
+    rows = scores.size(0)
+    if rows == 0:
+        return scores.new_zeros(0, k), torch.zeros(0, k, dtype=torch.int64)
+    kth = torch.topk(scores, k, dim=1, sorted=True).values[:, -1:]
+    above = scores > kth
+    ties = scores == kth
+    room = k - above.sum(1, keepdim=True)
+    keep = above | (ties & (ties.cumsum(1) <= room))
+    columns = keep.nonzero()[:, 1].view(rows, k)  # row-major: ascending columns per row
+    values = scores.gather(1, columns)
+    values, order = torch.sort(values, dim=1, descending=True, stable=True)
+    return values, columns.gather(1, order)
 
 
 class OnePassRecommender(Recommender):
