@@ -27,6 +27,11 @@ BENCHMARK_VALID_RATIO = 0.1
 COLD_START_FRACTION = 0.1
 COLD_START_SEED = 7
 
+#: Share of the timestamps before a global time cut (the latest 10% are test).
+DEFAULT_TIME_CUT_QUANTILE = 0.9
+#: Split names of :func:`split_interactions` (the CLI's ``--split``, the Metrics page).
+SPLIT_METHODS = ("random", "temporal", "time-cut")
+
 _TRAIN, _VALID, _TEST, _EXCLUDED = 0, 1, 2, -1
 
 
@@ -125,16 +130,12 @@ def temporal_leave_last_out(
         col_time (str): Time column (epoch seconds). (default: :obj:`"timestamp"`)
 
     Raises:
-        DataError: No interaction has a timestamp.
+        DataError: The time column is missing or no interaction has a timestamp.
     """
-    _check_columns(interactions, [col_user, col_time])
+    _check_columns(interactions, [col_user])
+    times = _timestamps(interactions, col_time, "a temporal split")
     if n_test < 1 or n_valid < 0:
         raise ValueError("need n_test >= 1 and n_valid >= 0")
-    times = pd.to_numeric(interactions[col_time], errors="coerce").to_numpy(np.float64)
-    if len(times) and np.isnan(times).all():
-        raise DataError("a temporal split needs timestamps, but no interaction has one. Map "
-                        "the time column (--time-col) or use the random per-user split.",
-                        column=col_time)
     codes, _ = pd.factorize(interactions[col_user].astype(str))
     order = np.lexsort((np.arange(len(times)), np.where(np.isnan(times), -np.inf, times), codes))
     counts = np.bincount(codes, minlength=codes.max() + 1 if len(codes) else 0)
@@ -148,6 +149,157 @@ def temporal_leave_last_out(
     labels[order[eligible & (from_end < n_test)]] = _TEST
     labels[order[eligible & (from_end >= n_test) & (from_end < n_test + n_valid)]] = _VALID
     return _split(interactions, labels)
+
+
+def global_time_split(
+    interactions: pd.DataFrame,
+    *,
+    quantile: float | None = DEFAULT_TIME_CUT_QUANTILE,
+    cut=None,
+    drop_new_users: bool = True,
+    col_user: str = USER_COL,
+    col_time: str = TIME_COL,
+) -> Split:
+    """One global time cut: interactions after it are test, the rest train.
+
+    The cut is either an explicit time (``cut``: epoch seconds, or a date/time string or
+    :class:`datetime.datetime`, read as UTC when it has no time zone) or the ``quantile`` of
+    the interactions' timestamps (0.9: the latest 10% of interactions are test). Rows strictly
+    after the cut go to test; rows at or before it, and rows without a timestamp (unknown
+    times count as the oldest, as in :func:`temporal_leave_last_out`), go to train. Unlike the
+    per-user splits this one never lets a model see the future: every training interaction
+    precedes every test interaction. ``valid`` is empty.
+
+    With ``drop_new_users`` the test rows of users without any training interaction are
+    left out (in no split): no model can rank for a user it has never seen.
+
+    Args:
+        interactions (pandas.DataFrame): Interactions with user and time columns.
+        quantile (float, optional): Share of the timestamps at or before the cut, strictly
+            between 0 and 1; ignored when ``cut`` is given. (default: :obj:`0.9`)
+        cut (float or str or datetime, optional): The cut itself. (default: :obj:`None`)
+        drop_new_users (bool): Leave out test rows of users absent from train.
+            (default: :obj:`True`)
+        col_user (str): User column. (default: :obj:`"user_id"`)
+        col_time (str): Time column (epoch seconds). (default: :obj:`"timestamp"`)
+
+    Raises:
+        DataError: The time column is missing or empty, the cut is not a time, or it leaves
+            no interaction on one side.
+    """
+    _check_columns(interactions, [col_user])
+    times = _timestamps(interactions, col_time, "a global time cut")
+    known = times[~np.isnan(times)]
+    if cut is None:
+        if quantile is None or not 0 < quantile < 1:
+            raise ValueError("quantile must be strictly between 0 and 1 (e.g. 0.9)")
+        cut_seconds = float(np.quantile(known, quantile, method="lower"))
+        what = f"the {quantile:g} quantile of the timestamps ({_describe_time(cut_seconds)})"
+    else:
+        cut_seconds = parse_time_cut(cut, column=col_time)
+        what = f"the cut {_describe_time(cut_seconds)}"
+    after = np.nan_to_num(times, nan=-np.inf) > cut_seconds
+    if not after.any() or after.all():
+        side = "after" if not after.any() else "at or before"
+        raise DataError(
+            f"no interaction is {side} {what}; timestamps run from "
+            f"{_describe_time(known.min())} to {_describe_time(known.max())}. Choose a cut "
+            "inside that range.", column=col_time)
+    labels = np.where(after, _TEST, _TRAIN).astype(np.int8)
+    if drop_new_users:
+        users = interactions[col_user].astype(str).to_numpy(dtype=object)
+        seen = pd.Index(pd.unique(users[~after])).get_indexer(users) >= 0
+        labels[after & ~seen] = _EXCLUDED
+    return _split(interactions, labels)
+
+
+def parse_time_cut(cut, *, column: str = TIME_COL) -> float:
+    """A time cut in epoch seconds: a number is taken as epoch seconds, a string or
+    datetime is parsed by :class:`pandas.Timestamp` (UTC when it has no time zone).
+
+    Raises:
+        DataError: ``cut`` is not a time.
+    """
+    if isinstance(cut, (int, float, np.integer, np.floating)) and not isinstance(cut, bool):
+        value = float(cut)
+    else:
+        try:
+            stamp = pd.Timestamp(cut)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"the time cut {str(cut)[:60]!r} is not a date or time ({exc}); "
+                            "give a date like 2020-01-31 or epoch seconds.",
+                            column=column) from None
+        if stamp is pd.NaT:
+            raise DataError("the time cut is empty; give a date like 2020-01-31 or epoch "
+                            "seconds.", column=column)
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        value = stamp.timestamp()
+    if not np.isfinite(value):
+        raise DataError("the time cut must be a finite time.", column=column)
+    return value
+
+
+def split_interactions(
+    interactions: pd.DataFrame,
+    method: str = "random",
+    *,
+    seed: int = BENCHMARK_SEED,
+    test_ratio: float = BENCHMARK_TEST_RATIO,
+    valid_ratio: float = 0.0,
+    min_interactions: int = BENCHMARK_MIN_INTERACTIONS,
+    n_test: int = 1,
+    quantile: float | None = DEFAULT_TIME_CUT_QUANTILE,
+    cut=None,
+    col_user: str = USER_COL,
+    col_time: str = TIME_COL,
+) -> Split:
+    """One of :data:`SPLIT_METHODS` by name, for the CLI and the app.
+
+    * ``"random"``: :func:`per_user_random_split` (``seed``, ``test_ratio``, ``valid_ratio``,
+      ``min_interactions``);
+    * ``"temporal"``: :func:`temporal_leave_last_out` (each user's latest ``n_test``
+      interactions, no validation);
+    * ``"time-cut"``: :func:`global_time_split` (``quantile`` or ``cut``).
+
+    Args:
+        interactions (pandas.DataFrame): Interactions.
+        method (str): The split. (default: :obj:`"random"`)
+
+    Raises:
+        DataError: A time split without timestamps, or a cut outside the data.
+        ValueError: An unknown ``method``.
+    """
+    if method == "random":
+        return per_user_random_split(interactions, test_ratio=test_ratio,
+                                     valid_ratio=valid_ratio, seed=seed,
+                                     min_interactions=min_interactions, col_user=col_user)
+    if method == "temporal":
+        return temporal_leave_last_out(interactions, n_test=n_test, n_valid=0,
+                                       col_user=col_user, col_time=col_time)
+    if method == "time-cut":
+        return global_time_split(interactions, quantile=quantile, cut=cut, col_user=col_user,
+                                 col_time=col_time)
+    raise ValueError(f"unknown split {method!r}; choose one of {list(SPLIT_METHODS)}")
+
+
+def describe_split(method: str, *, quantile: float | None = DEFAULT_TIME_CUT_QUANTILE,
+                   cut=None, test_ratio: float = BENCHMARK_TEST_RATIO,
+                   seed: int = BENCHMARK_SEED, n_test: int = 1) -> str:
+    """One line saying what :func:`split_interactions` does with these settings."""
+    if method == "random":
+        return (f"random per user: {test_ratio:.0%} of each user's interactions held out "
+                f"(seed {seed}; users with fewer than {BENCHMARK_MIN_INTERACTIONS} "
+                "interactions left out)")
+    if method == "temporal":
+        return (f"temporal leave-last-out: each user's latest {n_test} interaction(s) held "
+                "out, everything before it for training")
+    if method == "time-cut":
+        where = (f"after {_describe_time(parse_time_cut(cut))}" if cut is not None
+                 else f"in the latest {1 - quantile:.0%} of time (quantile {quantile:g})")
+        return (f"global time cut: interactions {where} held out, everything before for "
+                "training (test users without training history left out)")
+    raise ValueError(f"unknown split {method!r}; choose one of {list(SPLIT_METHODS)}")
 
 
 def cold_start_item_split(
@@ -200,6 +352,34 @@ def natural_order(ids) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- internals
+def _timestamps(interactions: pd.DataFrame, col_time: str, what: str) -> np.ndarray:
+    """The time column as float epoch seconds (``NaN`` where unknown).
+
+    Raises:
+        DataError: The column is missing or holds no timestamp at all.
+    """
+    if col_time not in interactions.columns:
+        raise DataError(
+            f"{what} needs a timestamp column, but the interactions have none (columns: "
+            f"{', '.join(map(str, interactions.columns))}). Map the time column when loading "
+            "(--time-col NAME on the command line, the time column on the Data page) or use "
+            "the random per-user split.", column=col_time)
+    times = pd.to_numeric(interactions[col_time], errors="coerce").to_numpy(np.float64)
+    if len(times) and np.isnan(times).all():
+        raise DataError(f"{what} needs timestamps, but no interaction has one. Map the time "
+                        "column (--time-col NAME) or use the random per-user split.",
+                        column=col_time)
+    return times
+
+
+def _describe_time(seconds: float) -> str:
+    try:
+        stamp = pd.Timestamp(float(seconds), unit="s", tz="UTC")
+        return f"{stamp.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+    except (ValueError, OverflowError, NotImplementedError, pd.errors.OutOfBoundsDatetime):
+        return f"{float(seconds):g} s (epoch)"  # outside the calendar pandas can print
+
+
 def _group_rows(users: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row positions grouped by user (users in natural id order, rows in input order)."""
     text = users.astype(str).to_numpy(dtype=object)

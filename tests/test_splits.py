@@ -9,10 +9,15 @@ import pytest
 from recsys_core.dataset import ITEM_COL, TIME_COL, USER_COL
 from recsys_core.errors import DataError
 from recsys_core.splits import (
+    SPLIT_METHODS,
     benchmark_split,
     cold_start_item_split,
+    describe_split,
+    global_time_split,
     natural_order,
+    parse_time_cut,
     per_user_random_split,
+    split_interactions,
     temporal_leave_last_out,
 )
 
@@ -146,6 +151,71 @@ def test_temporal_needs_timestamps():
     frame = pd.DataFrame({USER_COL: ["a", "a"], ITEM_COL: ["1", "2"], TIME_COL: [np.nan] * 2})
     with pytest.raises(DataError, match="needs timestamps"):
         temporal_leave_last_out(frame)
+
+
+def test_temporal_names_the_missing_time_column():
+    frame = random_interactions(3).drop(columns=[TIME_COL])
+    with pytest.raises(DataError, match="column 'timestamp'.*--time-col"):
+        temporal_leave_last_out(frame)
+    with pytest.raises(DataError, match="column 'when'"):
+        global_time_split(frame, col_time="when")
+
+
+# ---------------------------------------------------------------------- global time cut
+def test_global_time_cut_by_quantile_hand_computed():
+    frame = pd.DataFrame({USER_COL: ["a", "a", "b", "b", "c", "a", "b", "d"],
+                          ITEM_COL: list("12345678"),
+                          TIME_COL: [10, 20, 30, 40, 50, 60, 70, 80]})
+    # The lower 0.75 quantile of the 8 times is 60: rows at 70 and 80 are after the cut; user
+    # d has no training interaction and is left out.
+    train, valid, test = global_time_split(frame, quantile=0.75)
+    assert list(train.index) == [0, 1, 2, 3, 4, 5] and valid.empty
+    assert list(test.index) == [6]
+    assert_partition(frame, (train, valid, test), excluded=1)
+    _, _, kept = global_time_split(frame, quantile=0.75, drop_new_users=False)
+    assert list(kept.index) == [6, 7]
+    assert test[TIME_COL].min() > train[TIME_COL].max()  # never trains on the future
+
+
+def test_global_time_cut_by_date_and_epoch():
+    day = 86_400.0
+    base = pd.Timestamp("2021-03-01", tz="UTC").timestamp()
+    frame = pd.DataFrame({USER_COL: ["a", "a", "a", "b", "b"], ITEM_COL: list("12345"),
+                          TIME_COL: [base, base + day, base + 3 * day, base, base + 2 * day]})
+    by_date = global_time_split(frame, cut="2021-03-02")
+    assert list(by_date.test.index) == [2, 4]
+    assert parse_time_cut("2021-03-02") == base + day
+    assert list(global_time_split(frame, cut=base + day).test.index) == [2, 4]
+    # NaN times count as the oldest: train
+    frame.loc[1, TIME_COL] = np.nan
+    assert 1 in global_time_split(frame, cut="2021-03-02").train.index
+
+
+def test_global_time_cut_errors():
+    frame = random_interactions(2)
+    with pytest.raises(DataError, match="no interaction is after"):
+        global_time_split(frame, cut=1e12)
+    with pytest.raises(DataError, match="not a date"):
+        global_time_split(frame, cut="next tuesday-ish")
+    with pytest.raises(ValueError):
+        global_time_split(frame, quantile=1.0)
+    frame[TIME_COL] = np.nan
+    with pytest.raises(DataError, match="no interaction has one"):
+        global_time_split(frame)
+
+
+@pytest.mark.parametrize("method", SPLIT_METHODS)
+def test_split_interactions_by_name(method):
+    frame = random_interactions(5)
+    split = split_interactions(frame, method, seed=3)
+    again = split_interactions(frame, method, seed=3)
+    for part, same in zip(split, again, strict=True):
+        assert part.index.equals(same.index)
+    assert not split.test.empty and not split.train.empty
+    assert not pair_set(split.train) & pair_set(split.test)
+    assert describe_split(method)
+    with pytest.raises(ValueError, match="unknown split"):
+        split_interactions(frame, "by-moon-phase")
 
 
 # ---------------------------------------------------------------------- cold start
