@@ -33,6 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--candidates", metavar="FILE",
                         help="item ids to rank (one per line, or a CSV with an item id "
                              "column); may include items without interactions (default: all)")
+    parser.add_argument("--privacy", action="store_true",
+                        help="write salted pseudonyms instead of user ids (salt: "
+                             "RECSCOPE_PRIVACY_SALT if set, else fresh for this run; see "
+                             "docs/SECURITY.md)")
     parser.set_defaults(run=run)
 
 
@@ -53,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     n_users = dataset.num_users if users is None else len(users)
     blocks = model.iter_recommend(users=users, k=args.k, exclude_seen=True,
                                   candidates=candidates)
+    if getattr(args, "privacy", False):
+        from ..privacy import Pseudonymizer
+
+        pseudonymizer = Pseudonymizer.from_environment()
+        blocks = (pseudonymizer.apply(block) for block in blocks)
     if args.out == "-":
         rows = write_blocks(blocks, sys.stdout, n_users)
     else:
