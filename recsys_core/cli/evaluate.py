@@ -13,65 +13,275 @@ import pandas as pd
 
 from ..dataset import ITEM_COL, RATING_COL, TIME_COL, USER_COL
 from ..errors import DataError
+from ..models import MODEL_REGISTRY, create_model
+from ..significance import PAIRED_METHODS
+from ..splits import DEFAULT_TIME_CUT_QUANTILE, SPLIT_METHODS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="offline metrics of a saved run on a test file (JSON)",
-        description="Rank all items for every test user (excluding the run's training "
+        "evaluate", help="offline metrics of saved runs, or of models fitted on a split (JSON)",
+        description="Rank all items for every test user (excluding the training "
                     "interactions), compare the top K with the test interactions and print "
-                    "the metrics as JSON.")
-    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="run directory from `train`")
-    parser.add_argument("--test", required=True, metavar="FILE",
+                    "the metrics as JSON. Either saved runs on a held-out file (--run DIR "
+                    "--test FILE), or models fitted here on a split of one file "
+                    "(--interactions FILE --split ... --model NAME). --ci adds per-user "
+                    "bootstrap confidence intervals; --compare tests the first model against "
+                    "each other one on the same users.")
+    source = parser.add_argument_group("saved runs on a held-out file")
+    source.add_argument("--run", dest="run_dir", action="append", metavar="DIR",
+                        help="run directory from `train` (repeat to evaluate several runs on "
+                             "the same test file)")
+    source.add_argument("--test", metavar="FILE",
                         help="held-out interactions (same formats/column detection as train)")
+    fitted = parser.add_argument_group("models fitted on a split of one file")
+    fitted.add_argument("--interactions", metavar="FILE",
+                        help="all interactions, split here into train and test")
+    fitted.add_argument("--items", metavar="FILE", help="item metadata (as for train)")
+    fitted.add_argument("--user-edges", metavar="FILE", help="user-user edges (src, dst)")
+    fitted.add_argument("--users", metavar="FILE", help="user attributes (as for train)")
+    fitted.add_argument("--split", choices=list(SPLIT_METHODS), default="random",
+                        help="random: a share of each user's interactions (seed); temporal: "
+                             "each user's latest interaction; time-cut: every interaction "
+                             "after a global time cut (default: random)")
+    fitted.add_argument("--test-ratio", type=float, default=0.1, metavar="R",
+                        help="random split: share of each user's interactions held out "
+                             "(default: 0.1)")
+    fitted.add_argument("--time-cut", metavar="DATE",
+                        help="time-cut split: the cut, a date/time (UTC) or epoch seconds")
+    fitted.add_argument("--time-quantile", type=float, default=DEFAULT_TIME_CUT_QUANTILE,
+                        metavar="Q", help="time-cut split without --time-cut: the share of "
+                        "timestamps before the cut (default: 0.9, the latest 10%% are test)")
+    fitted.add_argument("--model", dest="models", action="append", metavar="NAME",
+                        choices=list(MODEL_REGISTRY),
+                        help="model to fit on the training part (repeatable)")
+    fitted.add_argument("--epochs", type=int, metavar="N", help="epochs of iterative models")
+    fitted.add_argument("--seed", type=int, default=42, metavar="S",
+                        help="seed of the random split, the models and the bootstrap "
+                             "(default: 42)")
+    fitted.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    fitted.add_argument("--text-model", metavar="NAME_OR_PATH",
+                        help="text encoder for item texts (as for train)")
     parser.add_argument("--k", type=int, default=20, metavar="K",
                         help="list length for the @K metrics (default: 20)")
-    parser.add_argument("--user-col", metavar="NAME", help="user id column of --test")
-    parser.add_argument("--item-col", metavar="NAME", help="item id column of --test")
-    parser.add_argument("--rating-col", metavar="NAME", help="rating column of --test")
-    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of --test")
+    parser.add_argument("--ci", action="store_true",
+                        help="per-user bootstrap confidence interval of every metric")
+    parser.add_argument("--confidence", type=float, default=0.95, metavar="C",
+                        help="coverage of the intervals (default: 0.95)")
+    parser.add_argument("--resamples", type=int, default=1000, metavar="B",
+                        help="bootstrap resamples (default: 1000)")
+    parser.add_argument("--compare", action="store_true",
+                        help="paired test of the first model against each other one")
+    parser.add_argument("--compare-method", choices=list(PAIRED_METHODS), default="bootstrap",
+                        help="paired bootstrap or Wilcoxon signed-rank (default: bootstrap)")
+    parser.add_argument("--user-col", metavar="NAME", help="user id column of the input file")
+    parser.add_argument("--item-col", metavar="NAME", help="item id column of the input file")
+    parser.add_argument("--rating-col", metavar="NAME", help="rating column of the input file")
+    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of the input file")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    if args.run_dir:
+        evaluated = _evaluate_runs(args)
+        split = None
+    else:
+        evaluated, split = _evaluate_on_split(args)
+    comparisons = _comparisons(evaluated, args) if args.compare else []
+    if args.ci:
+        for entry in evaluated:
+            _print_intervals(entry, args.k)
+    for row in comparisons:
+        _print_comparison(row, args.k)
+    results = [entry["result"] for entry in evaluated]
+    if len(results) == 1 and split is None and not comparisons:
+        output = results[0]  # one run: the JSON shape of earlier versions (plus "intervals")
+    else:
+        output = {"k": args.k, "split": split, "models": results,
+                  "comparisons": comparisons}
+    print(json.dumps(_jsonable(output), indent=2))
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise DataError(f"--k must be at least 1, got {args.k}.")
+    if args.run_dir and args.interactions:
+        raise DataError("give either saved runs (--run DIR --test FILE) or a file to split "
+                        "(--interactions FILE --split ... --model NAME), not both.")
+    if args.run_dir:
+        if not args.test:
+            raise DataError("--run needs --test FILE: the held-out interactions to evaluate "
+                            "on (or use --interactions FILE --split ... to split one file).")
+        if args.models:
+            raise DataError("--model fits a model on --interactions; with --run the model is "
+                            "the saved run's.")
+    elif args.interactions:
+        if not args.models:
+            raise DataError("--interactions needs at least one --model NAME to fit on the "
+                            "training part of the split.")
+        if args.test:
+            raise DataError("--test is for saved runs; with --interactions the test part "
+                            "comes from --split.")
+    else:
+        raise DataError("nothing to evaluate: give --run DIR --test FILE, or --interactions "
+                        "FILE --split {random,temporal,time-cut} --model NAME.")
+    if not 0 < args.confidence < 1:
+        raise DataError(f"--confidence must be between 0 and 1 (e.g. 0.95), got "
+                        f"{args.confidence}.")
+    if args.resamples < 1:
+        raise DataError(f"--resamples must be at least 1, got {args.resamples}.")
+    if args.compare and len(args.run_dir or args.models or []) < 2:
+        raise DataError("--compare needs at least two models: repeat --run DIR (or --model "
+                        "NAME).")
+
+
+def _evaluate_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every saved run on the test file; each keeps the JSON of a single-run evaluation."""
     from ..ingest import load_dataset
     from ..run import load_run
 
-    if args.k < 1:
-        raise DataError(f"--k must be at least 1, got {args.k}.")
-    model, dataset, info = load_run(args.run_dir)
     test_ds = load_dataset(args.test, user_col=args.user_col, item_col=args.item_col,
                            rating_col=args.rating_col, time_col=args.time_col)
-    test, skipped = align_test(test_ds.interactions, dataset, args.test)
-    for reason, count in skipped.items():
-        if count:
-            print(f"note: skipped {count:,} test row(s): {reason.replace('_', ' ')}.",
-                  file=sys.stderr)
+    evaluated = []
+    for run_dir in args.run_dir:
+        model, dataset, info = load_run(run_dir)
+        test, skipped = align_test(test_ds.interactions, dataset, args.test)
+        for reason, count in skipped.items():
+            if count:
+                print(f"note: {run_dir}: skipped {count:,} test row(s): "
+                      f"{reason.replace('_', ' ')}.", file=sys.stderr)
+        users = pd.unique(test[USER_COL]).tolist()
+        per_user, metrics = _per_user_and_metrics(model, dataset, test, users, args.k)
+        result = {"model": info["model"], "run": str(run_dir), "k": args.k,
+                  "num_test_users": len(users), "num_test_interactions": int(len(test)),
+                  "skipped_test_rows": skipped, "metrics": metrics}
+        evaluated.append(_with_intervals(str(run_dir), result, per_user, args))
+    return evaluated
+
+
+def _evaluate_on_split(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict]:
+    """Split one file, fit every ``--model`` on the training part, evaluate on the test part."""
+    from ..ingest import load_dataset
+    from ..splits import describe_split, split_interactions
+    from .train import ProgressBar, _model_kwargs
+
+    dataset = load_dataset(args.interactions, args.items, args.user_edges, args.users,
+                           user_col=args.user_col, item_col=args.item_col,
+                           rating_col=args.rating_col, time_col=args.time_col)
+    try:
+        parts = split_interactions(dataset.interactions, args.split, seed=args.seed,
+                                   test_ratio=args.test_ratio, quantile=args.time_quantile,
+                                   cut=args.time_cut)
+    except ValueError as exc:  # a ratio or quantile out of range
+        raise DataError(f"cannot make the {args.split} split: {exc}.",
+                        file=args.interactions) from None
+    train = parts.train
+    test, skipped = align_test(parts.test, dataset.subset_interactions(train),
+                               args.interactions)
+    description = describe_split(args.split, quantile=args.time_quantile, cut=args.time_cut,
+                                 test_ratio=args.test_ratio, seed=args.seed)
+    excluded = len(dataset.interactions) - len(train) - len(parts.valid) - len(parts.test)
+    split = {"method": args.split, "description": description,
+             "num_train_interactions": int(len(train)),
+             "num_test_interactions": int(len(test)),
+             "num_left_out_interactions": int(excluded), "skipped_test_rows": skipped}
+    print(f"Split: {description}; {len(train):,} training and {len(test):,} test "
+          "interactions.", file=sys.stderr)
     users = pd.unique(test[USER_COL]).tolist()
-    metrics = evaluate_run(model, dataset, test, users, args.k)
-    result = {"model": info["model"], "run": str(args.run_dir), "k": args.k,
-              "num_test_users": len(users), "num_test_interactions": int(len(test)),
-              "skipped_test_rows": skipped, "metrics": metrics}
-    print(json.dumps(_jsonable(result), indent=2))
-    return 0
+    evaluated = []
+    for name in args.models:
+        options = argparse.Namespace(model=name, epochs=args.epochs, seed=args.seed,
+                                     device=args.device, k=args.k, text_model=args.text_model,
+                                     param=[])
+        model = create_model(name, **_model_kwargs(options))
+        print(f"Fitting {name} on the training part...", file=sys.stderr)
+        with ProgressBar() as progress:
+            model.fit(dataset, train, on_progress=progress)
+        per_user, metrics = _per_user_and_metrics(model, dataset, test, users, args.k,
+                                                  train=train)
+        result = {"model": name, "k": args.k, "num_test_users": len(users),
+                  "num_test_interactions": int(len(test)), "metrics": metrics}
+        evaluated.append(_with_intervals(name, result, per_user, args))
+    return evaluated, split
+
+
+def _per_user_and_metrics(model, dataset, test, users, k, train=None):
+    from ..significance import per_user_metrics
+
+    metrics = evaluate_run(model, dataset, test, users, k, train=train)
+    top = model.recommend(users=users, k=k, exclude_seen=True)
+    return per_user_metrics(test, top, k=k), metrics
+
+
+def _with_intervals(label: str, result: dict[str, Any], per_user: pd.DataFrame,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    if args.ci:
+        from ..significance import metrics_with_ci
+
+        table = metrics_with_ci(per_user, confidence=args.confidence,
+                                n_resamples=args.resamples, seed=args.seed)
+        result["intervals"] = {
+            row.metric: {"value": row.value, "low": row.low, "high": row.high}
+            for row in table.itertuples()}
+        result["confidence"] = args.confidence
+    return {"label": label, "result": result, "per_user": per_user}
+
+
+def _comparisons(evaluated: list[dict[str, Any]], args: argparse.Namespace) -> list[dict]:
+    """The first model against each other one, every metric, on their common users."""
+    from ..significance import paired_tests
+
+    first = evaluated[0]
+    rows = []
+    for other in evaluated[1:]:
+        table = paired_tests(first["per_user"], other["per_user"], method=args.compare_method,
+                             confidence=args.confidence, n_resamples=args.resamples,
+                             seed=args.seed)
+        for row in table.to_dict(orient="records"):
+            rows.append({"a": first["label"], "b": other["label"], **row})
+    return rows
+
+
+def _print_intervals(entry: dict[str, Any], k: int) -> None:
+    intervals = entry["result"].get("intervals") or {}
+    confidence = entry["result"].get("confidence", 0.95)
+    users = entry["result"].get("num_test_users")
+    print(f"{entry['label']}: {confidence:.0%} bootstrap intervals over {users:,} test users",
+          file=sys.stderr)
+    for metric, ci in intervals.items():
+        print(f"  {metric + '@' + str(k):<14} {ci['value']:.4f}  [{ci['low']:.4f}, "
+              f"{ci['high']:.4f}]", file=sys.stderr)
+
+
+def _print_comparison(row: dict[str, Any], k: int) -> None:
+    dropped = row["n_dropped_a"] + row["n_dropped_b"]
+    note = f", {dropped} user(s) in only one run left out" if dropped else ""
+    print(f"{row['a']} vs {row['b']}: {row['metric']}@{k} {row['mean_a']:.4f} vs "
+          f"{row['mean_b']:.4f}, difference {row['difference']:+.4f} [{row['low']:+.4f}, "
+          f"{row['high']:+.4f}], p = {row['p_value']:.4g} ({row['method']}, "
+          f"{row['n_users']:,} users{note})", file=sys.stderr)
 
 
 #: Most (user, item) score rows held at once for AUC and the slices (full score vectors).
 FULL_SCORE_ROWS = 4_000_000
 
 
-def evaluate_run(model, dataset, test: pd.DataFrame, users: list[str], k: int) -> dict[str, Any]:
+def evaluate_run(model, dataset, test: pd.DataFrame, users: list[str], k: int,
+                 train: pd.DataFrame | None = None) -> dict[str, Any]:
     """:func:`~recsys_core.metrics.evaluate_recommendations` over a full ranking.
 
     The top-``k`` metrics, coverage, novelty and popularity come from every user's top-``k``
     list. AUC and the slices (re-ranked among slice items) need each user's whole score vector
     (every item except training interactions); those are computed on blocks of users small
     enough to hold at most :data:`FULL_SCORE_ROWS` rows and combined as user-weighted means,
-    which equals the one-pass result.
+    which equals the one-pass result. ``train`` (default: every interaction of ``dataset``,
+    as in a saved run) is what the model was fitted on.
     """
     from ..metrics import RANKING_METRICS, evaluate_recommendations
 
-    train = dataset.interactions
+    train = dataset.interactions if train is None else train
     top = model.recommend(users=users, k=k, exclude_seen=True)
     metrics = evaluate_recommendations(test, top, train=train, k=k, num_items=dataset.num_items)
     block = max(1, FULL_SCORE_ROWS // max(dataset.num_items, 1))

@@ -1,0 +1,138 @@
+"""`python -m recsys_core evaluate`: --split, --k, --ci and --compare on tiny files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from recsys_core.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+METRICS = ["recall", "precision", "ndcg", "map", "hit"]
+
+
+@pytest.fixture
+def split_files(tiny_files, write_file):
+    """The tiny interactions as a train file and a test file (each user's 2nd row)."""
+    frame = pd.read_csv(tiny_files["interactions"], dtype=str)
+    test_rows = frame.groupby("user_id").nth(1).index
+    return {"train": write_file("train.csv", frame.drop(test_rows).to_csv(index=False)),
+            "test": write_file("test.csv", frame.loc[test_rows].to_csv(index=False)),
+            "all": tiny_files["interactions"]}
+
+
+@pytest.fixture
+def runs(split_files, tmp_path):
+    out = {}
+    for name in ("ease", "pop"):
+        out[name] = tmp_path / f"run_{name}"
+        assert main(["train", "--interactions", str(split_files["train"]), "--model", name,
+                     "--out", str(out[name])]) == 0
+    return out
+
+
+def test_one_run_with_ci_keeps_the_old_json(runs, split_files, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(runs["ease"]), "--test", str(split_files["test"]),
+                 "--k", "3", "--ci", "--resamples", "200"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert result["model"] == "ease" and result["k"] == 3 and result["num_test_users"] == 8
+    assert list(result["intervals"]) == METRICS
+    for metric in METRICS:
+        ci = result["intervals"][metric]
+        assert ci["low"] <= ci["value"] <= ci["high"]
+    # the point estimates are the metrics' own means
+    assert result["intervals"]["recall"]["value"] == pytest.approx(result["metrics"]["recall"])
+    assert result["intervals"]["ndcg"]["value"] == pytest.approx(result["metrics"]["ndcg"])
+    assert "95% bootstrap intervals over 8 test users" in out.err
+    assert "recall@3" in out.err
+
+
+def test_compare_two_runs_paired(runs, split_files, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(runs["ease"]), "--run", str(runs["pop"]),
+                 "--test", str(split_files["test"]), "--k", "5", "--compare",
+                 "--compare-method", "wilcoxon"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    assert [m["model"] for m in result["models"]] == ["ease", "pop"]
+    rows = {r["metric"]: r for r in result["comparisons"]}
+    assert set(rows) == set(METRICS)
+    ndcg = rows["ndcg"]
+    assert ndcg["method"] == "wilcoxon" and ndcg["n_users"] == 8 and 0 <= ndcg["p_value"] <= 1
+    assert ndcg["mean_a"] == pytest.approx(result["models"][0]["metrics"]["ndcg"])
+    assert ndcg["difference"] == pytest.approx(ndcg["mean_a"] - ndcg["mean_b"])
+    assert "vs" in out.err and "p = " in out.err
+
+
+def test_unknown_users_and_items_are_counted_not_fatal(runs, split_files, write_file, capsys):
+    test = pd.read_csv(split_files["test"], dtype=str)
+    extra = pd.DataFrame({"user_id": ["stranger", "u1"], "item_id": ["i1", "i404"],
+                          "rating": ["5", "5"], "timestamp": ["1600000000"] * 2})
+    mixed = write_file("mixed.csv", pd.concat([test, extra]).to_csv(index=False))
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(runs["ease"]), "--run", str(runs["pop"]), "--test",
+                 str(mixed), "--k", "5", "--ci", "--resamples", "100"]) == 0
+    out = capsys.readouterr()
+    for model in json.loads(out.out)["models"]:
+        assert model["skipped_test_rows"]["unknown_user"] == 1
+        assert model["skipped_test_rows"]["unknown_item"] == 1
+    assert "skipped 1 test row(s): unknown user" in out.err
+
+
+@pytest.mark.parametrize("split", ["random", "temporal", "time-cut"])
+def test_split_fits_and_evaluates_models(split, split_files, capsys):
+    capsys.readouterr()
+    code = main(["evaluate", "--interactions", str(split_files["all"]), "--split", split,
+                 "--model", "pop", "--model", "ease", "--k", "4", "--ci", "--compare",
+                 "--resamples", "100", "--time-quantile", "0.7"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out)
+    assert result["split"]["method"] == split and result["k"] == 4
+    assert result["split"]["num_test_interactions"] > 0
+    assert [m["model"] for m in result["models"]] == ["pop", "ease"]
+    assert all(set(m["intervals"]) == set(METRICS) for m in result["models"])
+    assert {r["a"] for r in result["comparisons"]} == {"pop"}
+    words = {"random": "random per user", "temporal": "temporal leave-last-out",
+             "time-cut": "global time cut"}[split]
+    assert f"Split: {words}" in out.err
+
+
+def test_time_cut_by_date(split_files, capsys):
+    capsys.readouterr()
+    frame = pd.read_csv(split_files["all"])
+    cut = pd.Timestamp(frame["timestamp"].quantile(0.6), unit="s").isoformat()
+    assert main(["evaluate", "--interactions", str(split_files["all"]), "--split", "time-cut",
+                 "--time-cut", cut, "--model", "pop", "--k", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "after" in result["split"]["description"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--k", "0"], "--k must be at least 1"),
+    (["--split", "temporal", "--model", "pop"], "needs timestamps"),
+    (["--split", "time-cut", "--time-cut", "1990-01-01", "--model", "pop"], "no interaction is"),
+    (["--model", "pop", "--compare"], "--compare needs at least two"),
+    ([], "at least one --model"),
+])
+def test_bad_requests_exit_2_with_a_message(argv, message, tiny_files, write_file, capsys):
+    source = str(tiny_files["interactions"])
+    if "temporal" in argv:  # the same data without its time column
+        frame = pd.read_csv(source).drop(columns=["timestamp"])
+        source = str(write_file("no_time.csv", frame.to_csv(index=False)))
+    capsys.readouterr()
+    assert main(["evaluate", "--interactions", source, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_run_and_interactions_together_exit_2(runs, split_files, capsys):
+    assert main(["evaluate", "--run", str(runs["pop"]), "--interactions",
+                 str(split_files["all"]), "--model", "pop"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(runs["pop"])]) == 2
+    assert "--test FILE" in capsys.readouterr().err
