@@ -11,9 +11,10 @@ from recsys_core import viz
 from recsys_core.views.explain import faithfulness_users, score_and_rank, what_if_ranks
 from recsys_core.views.graph import describe_nodes, edge_mask_frame, explanation_subgraph
 
-ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
+ATTENTION, SHAP, LIME, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
     "Attention",
     "SHAP",
+    "LIME",
     "GNNExplainer",
     "What-if",
     "Faithfulness",
@@ -66,10 +67,10 @@ def _body() -> None:
     where = f"at #{rank}" if rank is not None else "(already in the user's history)"
     st.caption(
         f"Model **{ui.md(run.run_id)}** ranks **{ui.md(titles[item], 80)}** {where} "
-        f"for user {ui.md(user)} (score {score:.4f})."
+        f"for user {ui.md(ui.shown_user(user))} (score {score:.4f})."
     )
 
-    methods = [ATTENTION, SHAP, GNNEXPLAINER, WHAT_IF, FAITHFULNESS]
+    methods = [ATTENTION, SHAP, LIME, GNNEXPLAINER, WHAT_IF, FAITHFULNESS]
     default = ATTENTION if flagship else SHAP
     view = st.segmented_control(
         "View",
@@ -77,15 +78,15 @@ def _body() -> None:
         default=default,
         key="x-view",
         help="Attention and GNNExplainer read the graph network itself "
-        "(flagship only); SHAP and what-if work for any model "
+        "(flagship only); SHAP, LIME and what-if work for any model "
         "that can rescore an edited history.",
     )
     view = view or default
     if view in GRAPH_METHODS and not flagship:
         st.info(
             f"{view} explains the graph-attention flagship (gnn-llm); the active model is "
-            f"{ui.md(run.model_name)}. Choose a gnn-llm run in the sidebar, or use SHAP "
-            "or what-if."
+            f"{ui.md(run.model_name)}. Choose a gnn-llm run in the sidebar, or use SHAP, "
+            "LIME or what-if."
         )
         return
     explain_ds = _train_view(ws)
@@ -93,6 +94,8 @@ def _body() -> None:
         _section(_attention, ws, run, explain_ds, user, item)
     elif view == SHAP:
         _section(_shap, ws, run, explain_ds, user, item)
+    elif view == LIME:
+        _section(_lime, ws, run, explain_ds, user, item)
     elif view == GNNEXPLAINER:
         _section(_gnnexplainer, ws, run, explain_ds, user, item)
     elif view == WHAT_IF:
@@ -133,6 +136,20 @@ def _cached(run, key, compute):
     return run.cache[key]
 
 
+def _shown(ws, ds, explanation):
+    """``(explanation, dataset)`` as this session may show them: in privacy mode every user id
+    in both is the session's pseudonym (the dataset view is cached per workspace)."""
+    pseudonymizer = ui.session_pseudonymizer()
+    if pseudonymizer is None:
+        return explanation, ds
+    from recsys_core.privacy import pseudonymize_dataset, pseudonymize_explanation
+
+    key = ("private_view", id(ds))
+    if key not in ws.cache:
+        ws.cache[key] = pseudonymize_dataset(ds, pseudonymizer)
+    return pseudonymize_explanation(explanation, pseudonymizer), ws.cache[key]
+
+
 def _rationale(explanation, ds) -> None:
     from recsys_core.explain.rationale import rationale
 
@@ -165,7 +182,13 @@ def _subgraph(
     ds = ws.dataset
     user, item = int(ds.user_idx(user_id)[0]), int(ds.item_idx(item_id)[0])
     graph, scores = explanation_subgraph(
-        edges, user, item, top=top, weight_column=weight, user_id=user_id, item_id=item_id
+        edges,
+        user,
+        item,
+        top=top,
+        weight_column=weight,
+        user_id=ui.shown_user(user_id),
+        item_id=item_id,
     )
     labels, titles = describe_nodes(graph, ds)
     html = viz.graph_html(
@@ -187,7 +210,8 @@ def _attention(ws, run, ds, user: str, item: str) -> None:
     exp = _cached(
         run, ("attention", user, item), lambda: attention_explanation(run.model, ds, user, item)
     )
-    _rationale(exp, ds)
+    exp, shown_ds = _shown(ws, ds, exp)
+    _rationale(exp, shown_ds)
     item_item = exp.details.get("item_item")
     path_note = (
         f" History items' weights include their item-item term (together "
@@ -219,19 +243,32 @@ def _attention(ws, run, ds, user: str, item: str) -> None:
     _contributions_table(exp, "attention")
 
 
-def _shap(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core.explain.plots import shap_waterfall_figure
-    from recsys_core.explain.shap_explain import shap_explanation
-
-    # Text features are re-encoded with masked sentences: only when the model's item texts
-    # came from the shared encoder.
+def _text_features(ws, run) -> bool:
+    """Text features are re-encoded with masked sentences: only when the model's item texts
+    came from the shared encoder."""
     model_text = getattr(getattr(run.model, "module", None), "item_text", None)
-    use_text = bool(
+    return bool(
         ws.cache.get("item_text_encoded")
         and model_text is not None
         and ws.item_text is not None
         and model_text.shape[1] == ws.item_text.shape[1]
     )
+
+
+def _waterfall(exp) -> None:
+    from recsys_core.explain.plots import shap_waterfall_figure
+
+    fig = shap_waterfall_figure(exp)
+    try:
+        st.pyplot(fig)
+    finally:
+        plt.close(fig)
+
+
+def _shap(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core.explain.shap_explain import shap_explanation
+
+    use_text = _text_features(ws, run)
     permutations = st.columns([1, 2])[0].slider(
         "Permutations",
         1,
@@ -253,18 +290,54 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
                 npermutations=permutations,
                 encoder=ui.text_encoder() if use_text else None,
             )
-    exp = run.cache[key]
-    _rationale(exp, ds)
+    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    _rationale(exp, shown_ds)
     st.caption(
         f"SHAP values (permutation explainer) over removable evidence: from the base value "
         f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}."
     )
-    fig = shap_waterfall_figure(exp)
-    try:
-        st.pyplot(fig)
-    finally:
-        plt.close(fig)
+    _waterfall(exp)
     _contributions_table(exp, "shap")
+
+
+def _lime(ws, run, ds, user: str, item: str) -> None:
+    from recsys_core.explain.lime_explain import DEFAULT_NUM_SAMPLES, lime_explanation
+
+    use_text = _text_features(ws, run)
+    samples = st.columns([1, 2])[0].slider(
+        "Samples",
+        50,
+        1000,
+        DEFAULT_NUM_SAMPLES,
+        step=50,
+        key="x-lime-samples",
+        help="Size of LIME's neighbourhood: each sample removes a random subset of the "
+        "evidence and costs one forward pass. More is more stable and slower.",
+    )
+    key = ("lime", user, item, use_text, samples)
+    if key not in run.cache:
+        with st.spinner("Fitting LIME's local surrogate (one forward pass per sample)…"):
+            run.cache[key] = lime_explanation(
+                run.model,
+                ds,
+                user,
+                item,
+                max_text=3 if use_text else 0,
+                num_samples=samples,
+                encoder=ui.text_encoder() if use_text else None,
+            )
+    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    fit = exp.details["lime"]
+    _rationale(exp, shown_ds)
+    st.caption(
+        f"LIME weights: a linear model fitted to {fit['num_samples']} random removals of the "
+        f"same evidence as SHAP, weighted by closeness to the full evidence. It predicts "
+        f"{fit['intercept']:.4f} with everything removed and {fit['local_prediction']:.4f} "
+        f"with everything kept (the model's score: {exp.score:.4f}); weighted "
+        f"R² = {fit['r2']:.3f}."
+    )
+    _waterfall(exp)
+    _contributions_table(exp, "lime")
 
 
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
@@ -276,8 +349,8 @@ def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
             run.cache[key] = gnn_explainer_explanation(
                 run.model, ds, user, item, epochs=DEFAULT_EPOCHS
             )
-    exp = run.cache[key]
-    _rationale(exp, ds)
+    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    _rationale(exp, shown_ds)
     masked = exp.details.get("masked_score")
     st.caption(
         "PyG's GNNExplainer learns a soft mask over the edges around the pair that keeps "
@@ -298,7 +371,7 @@ def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
     masks = exp.details.get("edge_masks")
     with right:
         if masks:
-            edges = edge_mask_frame(masks, ds)
+            edges = edge_mask_frame(masks, shown_ds)
             _subgraph(ws, edges, user, item, "mask", 25, "gnnexplainer")
     _contributions_table(exp, "gnnexplainer")
 
@@ -369,7 +442,7 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
         "well above the random one. Nothing is retrained."
     )
     flagship = _is_flagship(run.model)
-    methods = ["attention", "shap", "gnnexplainer"] if flagship else ["shap"]
+    methods = ["attention", "shap", "lime", "gnnexplainer"] if flagship else ["shap", "lime"]
     c1, c2, c3 = st.columns(3)
     chosen = c1.multiselect("Methods", methods, default=methods[:1], key="x-f-methods")
     n_users = c2.slider(
@@ -399,7 +472,10 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
             return
         for method in missing:
             with st.spinner(f"Deletion test for {method} on {len(sample)} users…"):
-                options = {"max_text": 0, "npermutations": 1} if method == "shap" else {}
+                options = {
+                    "shap": {"max_text": 0, "npermutations": 1},
+                    "lime": {"max_text": 0, "num_samples": 100},
+                }.get(method, {})
                 run.cache[keys[method]] = faithfulness(
                     run.model,
                     ds,

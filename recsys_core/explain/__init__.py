@@ -8,13 +8,14 @@ details); figures come from :mod:`recsys_core.explain.plots`. Nothing here impor
   the item, an exact additive split of the score;
 * :func:`shap_explanation` - SHAP values over removable evidence (history items, attribute
   values, neighbours, description sentences), by forward passes on edited graphs;
+* :func:`lime_explanation` - LIME's weighted local linear surrogate over SHAP's features;
 * :func:`gnn_explainer_explanation` - PyG's GNNExplainer edge masks on the pair's edges;
 * :func:`what_if` - scores and top-K with interactions removed or added, no retraining;
 * :func:`rationale` - a one-sentence reason grounded in an explanation's positive evidence;
 * :func:`faithfulness` - the deletion test (top-k vs random-k history items).
 
-Which models: all methods work on the flagship ``gnn-llm``; ``shap``, :func:`what_if` and the
-deletion test also on ``ease``, ``text-knn`` and ``lightgcn`` (history items only); ``mf`` and
+Which models: all methods work on the flagship ``gnn-llm``; ``shap``, ``lime``,
+:func:`what_if` and the deletion test also on ``ease``, ``text-knn`` and ``lightgcn`` (history items only); ``mf`` and
 ``pop`` cannot rescore edited interactions without retraining
 (:class:`HistoryEditError`).
 """
@@ -27,6 +28,7 @@ from .evidence import ATTRIBUTE, HISTORY_ITEM, KINDS, NEIGHBOUR, TEXT, Explanati
 from .faithfulness import faithfulness, ranked_history
 from .gnn_explainer import gnn_explainer_explanation
 from .history import HistoryEditError, history_scorer
+from .lime_explain import lime_explanation
 from .rationale import rationale
 from .shap_explain import shap_explanation
 from .whatif import WhatIfResult, what_if
@@ -35,6 +37,7 @@ from .whatif import WhatIfResult, what_if
 METHODS = {
     "attention": attention_explanation,
     "shap": shap_explanation,
+    "lime": lime_explanation,
     "gnnexplainer": gnn_explainer_explanation,
 }
 
@@ -48,14 +51,14 @@ def explain(model, dataset: Dataset, user_id: str, item_id: str, method: str = "
         dataset (Dataset): Its dataset (interactions = training split).
         user_id (str): Raw user id.
         item_id (str): Raw item id.
-        method (str): ``"attention"``, ``"shap"`` or ``"gnnexplainer"``.
+        method (str): ``"attention"``, ``"shap"``, ``"lime"`` or ``"gnnexplainer"``.
             (default: :obj:`"attention"`)
         **options: Keyword arguments of the method's function.
 
     Raises:
         UnknownIdError: Unknown user or item id.
         ExplainUnsupportedError: The method needs the flagship (attention, gnnexplainer).
-        HistoryEditError: SHAP on a model that cannot rescore edited interactions.
+        HistoryEditError: SHAP or LIME on a model that cannot rescore edited interactions.
     """
     if method not in METHODS:
         raise ExplainUnsupportedError(
@@ -81,6 +84,7 @@ __all__ = [
     "faithfulness",
     "gnn_explainer_explanation",
     "history_scorer",
+    "lime_explanation",
     "ranked_history",
     "rationale",
     "shap_explanation",
