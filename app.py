@@ -81,6 +81,7 @@ def sidebar() -> None:
         else:
             st.caption("Active model: none yet")
         st.caption(f"Device: {device_name()}")
+        ui.privacy_switch()
         if ws.job is not None:
             st.caption("Training in the background")
         ui.training_monitor(compact=True)

@@ -25,6 +25,11 @@ from recscope_ui import navigation
 from recsys_core.csv_safety import to_csv_string
 from recsys_core.errors import RecScopeError
 from recsys_core.html_safety import escape_markdown
+from recsys_core.privacy import (
+    Pseudonymizer,
+    pseudonymize_file_name,
+    pseudonymize_user_table,
+)
 from recsys_core.services.fitting import training_target
 from recsys_core.services.jobs import FAILED, TrainingJob
 from recsys_core.services.plans import default_training_plan
@@ -41,6 +46,8 @@ DEMO_FILES = {
 DEMO_LABEL = "demo data"
 DEMO_NAME = "demo book catalogue"
 STATE_KEY = "recscope_workspace"
+#: Session-state key of the privacy switch (on: pseudonyms in every shown or downloaded id).
+PRIVACY_KEY = "recscope_privacy"
 #: Per-uploader size caps in MB (the server-wide cap is in .streamlit/config.toml).
 UPLOAD_LIMIT_MB = {"interactions": 200, "items": 100, "user_edges": 50, "users": 50}
 #: Flagship settings for the automatic first model: early stopping plus a wall-clock budget so
@@ -250,7 +257,13 @@ def show_flash() -> None:
 
 
 def download_csv(label: str, frame: pd.DataFrame, file_name: str, key: str | None = None) -> None:
-    """A download button for a formula-injection-safe CSV of ``frame``."""
+    """A download button for a formula-injection-safe CSV of ``frame``; in privacy mode its
+    user ids (and any user id in the file name) are the session's pseudonyms."""
+    pseudonymizer = session_pseudonymizer()
+    if pseudonymizer is not None:
+        known = _known_users()
+        frame = pseudonymize_user_table(frame, pseudonymizer, known)
+        file_name = pseudonymize_file_name(file_name, pseudonymizer, known)
     st.download_button(
         label,
         to_csv_string(frame).encode("utf-8"),
@@ -312,8 +325,50 @@ def typical_user_index(ws: Workspace) -> int:
 
 def user_label(ws: Workspace) -> Callable[[str], str]:
     counts = ws.train["user_id"].value_counts()
+    pseudonymizer = session_pseudonymizer()
 
     def label(user_id: str) -> str:
-        return f"user {user_id} ({int(counts.get(user_id, 0))} interactions)"
+        shown = user_id if pseudonymizer is None else pseudonymizer.pseudonym(user_id)
+        return f"user {shown} ({int(counts.get(user_id, 0))} interactions)"
 
     return label
+
+
+# ---------------------------------------------------------------------------------- privacy
+def privacy_on() -> bool:
+    """Whether this session's privacy switch is on."""
+    return bool(st.session_state.get(PRIVACY_KEY, False))
+
+
+def privacy_switch() -> None:
+    """The sidebar's privacy switch (shared by every page)."""
+    st.toggle(
+        "Privacy mode",
+        key=PRIVACY_KEY,
+        help="Show and download salted pseudonyms (u_…) instead of user ids. The salt is "
+        "made for this session, kept in memory only and never written out; item titles "
+        "stay. See docs/SECURITY.md for what this does and does not protect.",
+    )
+
+
+def session_pseudonymizer() -> Pseudonymizer | None:
+    """The workspace's pseudonymizer when privacy mode is on, else ``None``."""
+    if not privacy_on():
+        return None
+    ws = st.session_state.get(STATE_KEY)
+    if ws is None:
+        return None
+    if getattr(ws, "pseudonymizer", None) is None:  # fail closed: never fall back to raw ids
+        ws.pseudonymizer = Pseudonymizer.random()
+    return ws.pseudonymizer
+
+
+def shown_user(user_id: str) -> str:
+    """A user id as the session may show it: its pseudonym in privacy mode."""
+    pseudonymizer = session_pseudonymizer()
+    return str(user_id) if pseudonymizer is None else pseudonymizer.pseudonym(user_id)
+
+
+def _known_users() -> dict[str, int]:
+    ws = st.session_state.get(STATE_KEY)
+    return ws.dataset.user_index if ws is not None else {}

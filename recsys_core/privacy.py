@@ -19,16 +19,24 @@ What this does and does not protect is written in ``docs/SECURITY.md``.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from .dataset import USER_COL
+from .dataset import USER_COL, Dataset
 from .errors import DataError, RecScopeError
+
+if TYPE_CHECKING:  # explanations import models; keep this module light
+    from .explain.evidence import Explanation
 
 #: Groups (slices, segments) with fewer users than this are suppressed in reports.
 DEFAULT_MIN_GROUP_USERS = 5
@@ -211,5 +219,161 @@ def suppress_small_groups(frame: pd.DataFrame, users_column: str,
     return out, n_small
 
 
+#: Node type of users in graphs and explanations.
+USER_NODE = "user"
+#: Columns that name a node's type in typed node tables (graph views).
+NODE_TYPE_COLUMNS = ("node_type", "type")
+
+
+def user_label(pseudonym: str) -> str:
+    """How explanations label a user node (``"user <id>"``), here with its pseudonym."""
+    return f"user {pseudonym}"
+
+
+def pseudonymize_explanation(explanation: Explanation,
+                             pseudonymizer: Pseudonymizer) -> Explanation:
+    """A copy of an explanation whose user ids are pseudonyms; item ids, titles, attribute
+    values and weights are unchanged.
+
+    Replaced: the explained ``user_id``; contributions on user nodes (``node_type == "user"``:
+    ``id`` and ``label``); grouped neighbours in ``other``; in ``details``, the feature table's
+    neighbour rows (SHAP / LIME features of kind ``neighbour`` are users), the chart's feature
+    names and the ``source_id`` / ``target_id`` of user endpoints in edge tables.
+
+    Args:
+        explanation (Explanation): Any method's explanation.
+        pseudonymizer (Pseudonymizer): The session's or process's pseudonymizer.
+    """
+    from .explain.evidence import NEIGHBOUR
+
+    relabel: dict[str, str] = {}
+    frame = explanation.contributions.copy()
+    if len(frame) and "node_type" in frame:
+        users = frame["node_type"].astype(str) == USER_NODE
+        for row in frame.index[users]:
+            fake = pseudonymizer.pseudonym(frame.at[row, "id"])
+            relabel[str(frame.at[row, "label"])] = user_label(fake)
+            frame.at[row, "id"] = fake
+            frame.at[row, "label"] = user_label(fake)
+    other = None
+    if explanation.other:
+        other = [dict(group, ids=pseudonymizer.pseudonyms(group.get("ids", [])))
+                 if group.get("kind") == NEIGHBOUR else dict(group)
+                 for group in explanation.other]
+    details = dict(explanation.details)
+    features = details.get("features")
+    if isinstance(features, pd.DataFrame) and len(features) and "kind" in features:
+        features = features.copy()
+        for row in features.index[features["kind"] == NEIGHBOUR]:
+            raw = str(features.at[row, "id"])
+            fake = "|".join(pseudonymizer.pseudonym(u) for u in raw.split("|")) if raw else raw
+            features.at[row, "id"] = fake
+            grouped = bool(features.at[row, "group"]) if "group" in features else False
+            if not grouped:  # a group's label is a count ("3 other neighbours")
+                old = str(features.at[row, "label"])
+                relabel.setdefault(old, user_label(fake))
+                features.at[row, "label"] = relabel[old]
+        details["features"] = features
+    values = details.get("shap")
+    names = getattr(values, "feature_names", None)
+    if names is not None and relabel:
+        values = copy.copy(values)
+        values.feature_names = [relabel.get(str(n), n) for n in names]
+        details["shap"] = values
+    for key, table in list(details.items()):
+        if isinstance(table, pd.DataFrame) and key != "features":
+            details[key] = _pseudonymize_endpoints(table, pseudonymizer)
+    return dataclasses.replace(explanation, user_id=pseudonymizer.pseudonym(explanation.user_id),
+                               contributions=frame, other=other, details=details)
+
+
+def _pseudonymize_endpoints(table: pd.DataFrame, pseudonymizer: Pseudonymizer) -> pd.DataFrame:
+    """``source_id`` / ``target_id`` of rows whose endpoint type is ``user``."""
+    out = None
+    for side in ("source", "target"):
+        kind, ident = f"{side}_type", f"{side}_id"
+        if kind in table and ident in table:
+            users = table[kind].astype(str) == USER_NODE
+            if users.any():
+                out = table.copy() if out is None else out
+                out[ident] = out[ident].astype(object)
+                out.loc[users, ident] = pseudonymizer.pseudonyms(out.loc[users, ident])
+    return table if out is None else out
+
+
+def pseudonymize_dataset(dataset: Dataset, pseudonymizer: Pseudonymizer) -> Dataset:
+    """A view of ``dataset`` whose user ids are pseudonyms everywhere (interactions, user
+    edges, user attributes, id maps), sharing the item metadata; for text built from the data
+    (rationales) in privacy mode. Row order and user indices are unchanged.
+
+    Args:
+        dataset (Dataset): The data.
+        pseudonymizer (Pseudonymizer): The pseudonymizer.
+    """
+    clone = object.__new__(Dataset)
+    clone.__dict__.update(dataset.__dict__)
+    clone.interactions = pseudonymizer.apply(dataset.interactions, (USER_COL,))
+    if dataset.user_edges is not None:
+        clone.user_edges = pseudonymizer.apply(dataset.user_edges, ("src", "dst"))
+    if dataset.users is not None:
+        clone.users = pseudonymizer.apply(dataset.users, (USER_COL,))
+    clone.user_ids = np.asarray(pseudonymizer.pseudonyms(dataset.user_ids), dtype=object)
+    clone.user_index = {u: i for i, u in enumerate(clone.user_ids)}
+    return clone
+
+
+def pseudonymize_user_table(frame: pd.DataFrame, pseudonymizer: Pseudonymizer,
+                            known_users: Mapping[str, object] | set[str] | None = None,
+                            ) -> pd.DataFrame:
+    """A copy of a table about to be shown or downloaded with every user id it is known to
+    hold replaced by its pseudonym: the ``user_id`` column; ``src`` / ``dst`` when every value
+    is a known user (a user-edge table); ``id`` and ``label`` of rows whose ``node_type`` /
+    ``type`` is ``user`` (typed node tables); and ``source_id`` / ``target_id`` of user
+    endpoints. Other columns (item ids, titles) are unchanged.
+
+    Args:
+        frame (pandas.DataFrame): The table.
+        pseudonymizer (Pseudonymizer): The pseudonymizer.
+        known_users (set or mapping, optional): Raw user ids of the data (to recognise a
+            user-edge table); without it ``src`` / ``dst`` are left alone. (default: :obj:`None`)
+    """
+    columns = [c for c in (USER_COL,) if c in frame.columns]
+    if known_users is not None:
+        for col in ("src", "dst"):
+            if col in frame.columns:
+                values = frame[col].dropna().astype(str)
+                if len(values) and values.isin(list(known_users)).all():
+                    columns.append(col)
+    out = pseudonymizer.apply(frame, columns) if columns else frame.copy()
+    for type_col in NODE_TYPE_COLUMNS:
+        if type_col in out.columns and "id" in out.columns:
+            users = out[type_col].astype(str) == USER_NODE
+            if users.any():
+                fakes = pseudonymizer.pseudonyms(out.loc[users, "id"])
+                out["id"] = out["id"].astype(object)
+                out.loc[users, "id"] = fakes
+                if "label" in out.columns:
+                    out["label"] = out["label"].astype(object)
+                    out.loc[users, "label"] = [user_label(f) for f in fakes]
+            break
+    return _pseudonymize_endpoints(out, pseudonymizer)
+
+
+def pseudonymize_file_name(name: str, pseudonymizer: Pseudonymizer,
+                           known_users: Mapping[str, object] | set[str]) -> str:
+    """``name`` with every ``_``/``-``/``.``-separated part that is a known user id replaced
+    by its pseudonym (``history_u42.csv`` -> ``history_u_3f9c….csv``).
+
+    Args:
+        name (str): A download's file name.
+        pseudonymizer (Pseudonymizer): The pseudonymizer.
+        known_users (set or mapping): Raw user ids of the data.
+    """
+    parts = re.split(r"([_.\-])", name)
+    return "".join(pseudonymizer.pseudonym(p) if p and p in known_users else p for p in parts)
+
+
 __all__ = ["DEFAULT_MIN_GROUP_USERS", "MIN_SALT_BYTES", "PRIVACY_SALT_ENV", "PSEUDONYM_PREFIX",
-           "PrivacyError", "Pseudonymizer", "privacy_pseudonymizer", "suppress_small_groups"]
+           "PrivacyError", "Pseudonymizer", "privacy_pseudonymizer", "pseudonymize_dataset",
+           "pseudonymize_explanation", "pseudonymize_file_name", "pseudonymize_user_table",
+           "suppress_small_groups", "user_label"]
