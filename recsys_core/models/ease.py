@@ -33,7 +33,9 @@ class EASERecommender(OnePassRecommender):
     Memory bound: fitting holds about ``20 * n**2`` bytes (n = items with interactions): about
     0.5 GB at 5,000 items, 2 GB at 10,000 and 8 GB at 20,000; the fitted model keeps
     ``4 * n**2`` bytes. Above ``max_items`` the fit is refused with a :class:`TrainingError`
-    instead of exhausting memory; use ``"lightgcn"`` or ``"mf"`` for larger catalogues.
+    instead of exhausting memory (the dense Gram matrix is never built); use ``"lightgcn"``,
+    ``"mf"`` or the sparse ``"itemknn"`` / ``"rp3beta"`` (blockwise top-k weights) for larger
+    catalogues.
 
     Args:
         reg_lambda (float): L2 regularisation :math:`\lambda` on the weights; larger values
@@ -71,8 +73,10 @@ class EASERecommender(OnePassRecommender):
             raise TrainingError(
                 f"EASE keeps a dense item-item matrix: this data has {n:,} items with "
                 f"interactions, above max_items={self.max_items:,} (fitting would need about "
-                f"{gigabytes:.0f} GB of memory). Use the 'lightgcn' or 'mf' model for large "
-                f"catalogues, or raise max_items if this machine has the memory.")
+                f"{gigabytes:.0f} GB of memory). Use the 'lightgcn' or 'mf' model, or a sparse "
+                f"item-item model ('itemknn', 'rp3beta'; the flagship's item-item path covers "
+                f"items past its dense head with sparse columns), for large catalogues, or raise "
+                f"max_items if this machine has the memory.")
         if on_progress is not None:
             on_progress({"stage": "gram", "fraction": 0.1})
         self.weights = ease_weights(self.train_matrix[:, active], self.reg_lambda, self.device)

@@ -25,6 +25,14 @@ items (:meth:`ItemItemPath.text_neighbours`), times a factor also chosen on vali
 that never had an interaction cannot be validation hits, so where a catalogue holds many of
 them validation tends to switch this bridge off; it pays where the tail beyond ``max_items``
 (or items seen only in validation) can be hits.
+
+Large catalogues: the dense weights stop at ``max_items`` (``20 * n**2`` bytes to fit). Every
+other item with interactions can get a *sparse* column instead (:meth:`ItemItemPath.with_tail`,
+:func:`sparse_ease_columns`): the EASE column restricted to the item's ``neighbours`` most
+co-occurring items, i.e. the ridge regression of the item's users on those items' users with
+the same :math:`\lambda`, solved a block of items at a time. Memory is bounded by one block
+and the stored ``[tail, neighbours]`` indices and weights, so catalogues of 100k+ items are
+covered; the term stays linear in the history, so explanations stay exact.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ from .base import ProgressCallback, check_state_tensors, interaction_matrix
 DEFAULT_REG_LAMBDAS: tuple[float, ...] = (20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 #: Head items whose columns make up the column of an item outside the head (from its text).
 DEFAULT_BRIDGE_K = 20
+#: Neighbours of each sparse (tail) column beyond the dense head (see :meth:`ItemItemPath.with_tail`).
+DEFAULT_TAIL_NEIGHBOURS = 64
+#: Tail items solved per block by :func:`sparse_ease_columns`.
+TAIL_BLOCK_ITEMS = 256
 #: Weights tried on validation, relative to the ratio of the two terms' spreads: half-octave
 #: steps from 1/16 to 4 (weight 0, the path off, is always the alternative).
 DEFAULT_RELATIVE_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 5))
@@ -96,6 +108,82 @@ def covered_items(matrix: sp.spmatrix, max_items: int) -> np.ndarray:
     return active.astype(np.int64)
 
 
+def sparse_ease_columns(
+    matrix: sp.spmatrix,
+    columns: np.ndarray,
+    reg_lambda: float,
+    neighbours: int = DEFAULT_TAIL_NEIGHBOURS,
+    block_items: int = TAIL_BLOCK_ITEMS,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""EASE columns restricted to each item's most co-occurring items, blockwise.
+
+    The EASE column of item :math:`i` is the ridge regression of its users on every other
+    item's users, :math:`\mathbf{b}_i = (\mathbf{X}_{-i}^\top \mathbf{X}_{-i} + \lambda
+    \mathbf{I})^{-1} \mathbf{X}_{-i}^\top \mathbf{x}_i`. Here the regressors are the
+    ``neighbours`` items :math:`\mathcal{N}(i)` that share the most users with :math:`i`
+    (positive co-occurrence only; ties to the lower index), so each column is a
+    ``k x k`` solve. With every co-occurring item as a neighbour it is the EASE column itself.
+    Items are processed ``block_items`` at a time: one ``[block, items]`` co-occurrence block
+    and the Gram matrix of the block's neighbours are held, never ``items x items``.
+
+    Args:
+        matrix (scipy.sparse matrix): Binary ``[users, items]`` interactions.
+        columns (numpy.ndarray): ``[m]`` item indices to fit columns for.
+        reg_lambda (float): :math:`\lambda > 0`.
+        neighbours (int): Regressors per column. (default: :data:`DEFAULT_TAIL_NEIGHBOURS`)
+        block_items (int): Columns solved per block. (default: :data:`TAIL_BLOCK_ITEMS`)
+        on_progress (callable, optional): Called with ``stage="item-item tail"`` and
+            ``fraction`` after each block.
+
+    Returns:
+        ``(neighbours [m, k], weights [m, k])``: item indices and float32 weights :math:`B_{ji}`
+        (row ``r`` is column ``columns[r]``); rows with fewer co-occurring items are padded with
+        the item itself at weight 0.
+    """
+    from .neighbours import top_k_per_row
+
+    if reg_lambda <= 0:
+        raise ValueError(f"reg_lambda must be positive, got {reg_lambda}.")
+    x = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    x.data[:] = 1.0
+    by_item = x.T.tocsr()  # [items, users]
+    columns = np.asarray(columns, dtype=np.int64)
+    k = max(1, min(int(neighbours), x.shape[1] - 1))
+    out_neighbours = np.repeat(columns[:, None], k, axis=1)
+    out_weights = np.zeros((len(columns), k), dtype=np.float32)
+    block_items = max(1, int(block_items))
+    for start in range(0, len(columns), block_items):
+        cols = columns[start:start + block_items]
+        co = (by_item[cols] @ x).toarray()  # [b, items] users shared with each item
+        co[np.arange(len(cols)), cols] = 0.0
+        rows, nbr = top_k_per_row(co, k)
+        if len(rows):
+            union, local = np.unique(nbr, return_inverse=True)
+            sub = by_item[union]
+            gram = torch.from_numpy((sub @ sub.T).toarray())  # [u, u] among the neighbours
+            counts = np.bincount(rows, minlength=len(cols))
+            slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+            index = np.zeros((len(cols), k), dtype=np.int64)
+            present = np.zeros((len(cols), k), dtype=bool)
+            index[rows, slot], present[rows, slot] = local, True
+            idx = torch.from_numpy(index)
+            mask = torch.from_numpy(present).double()
+            a = gram[idx.unsqueeze(2), idx.unsqueeze(1)] * mask.unsqueeze(2) * mask.unsqueeze(1)
+            a.diagonal(dim1=1, dim2=2).add_(float(reg_lambda))  # padded slots: lambda * I
+            rhs = np.zeros((len(cols), k))
+            rhs[rows, slot] = co[rows, nbr]
+            solution = torch.cholesky_solve(torch.from_numpy(rhs).unsqueeze(2),
+                                            torch.linalg.cholesky(a)).squeeze(2)
+            solution = solution * mask
+            out_neighbours[start + rows, slot] = nbr
+            out_weights[start:start + len(cols)] = solution.numpy().astype(np.float32)
+        if on_progress is not None:
+            on_progress({"stage": "item-item tail",
+                         "fraction": min(start + block_items, len(columns)) / len(columns)})
+    return torch.from_numpy(out_neighbours), torch.from_numpy(out_weights)
+
+
 class ItemItemPath:
     r"""The term :math:`\alpha\, \mathbf{x}_u \mathbf{B}` over a set of (head) items.
 
@@ -118,12 +206,20 @@ class ItemItemPath:
         bridge_weights (Tensor, optional): ``[m, k]`` neighbour weights (each row sums to 1).
         bridge_scale (float): Factor on the bridged columns (chosen on validation: how much a
             text-bridged item's term counts next to a covered item's). (default: :obj:`1.0`)
+        tail_items (Tensor, optional): ``[t]`` sorted items outside ``items`` with a sparse
+            column (see :meth:`with_tail`). (default: none)
+        tail_neighbours (Tensor, optional): ``[t, k]`` the history items (item indices) each
+            sparse column reads. (default: none)
+        tail_weights (Tensor, optional): ``[t, k]`` their weights :math:`B_{ji}` (multiplied by
+            :attr:`scale` like the dense ones). (default: none)
     """
 
     def __init__(self, num_items: int, items: Tensor, weights: Tensor, scale: float,
                  reg_lambda: float, bridge_items: Tensor | None = None,
                  bridge_neighbours: Tensor | None = None,
-                 bridge_weights: Tensor | None = None, bridge_scale: float = 1.0) -> None:
+                 bridge_weights: Tensor | None = None, bridge_scale: float = 1.0,
+                 tail_items: Tensor | None = None, tail_neighbours: Tensor | None = None,
+                 tail_weights: Tensor | None = None) -> None:
         self.num_items = int(num_items)
         self.items = items.to("cpu", torch.int64).contiguous()
         self.weights = weights.to("cpu", torch.float32).contiguous()
@@ -142,22 +238,81 @@ class ItemItemPath:
         self.bridge_position = np.full(self.num_items, -1, dtype=np.int64)
         self.bridge_position[self.bridge_items.numpy()] = np.arange(m)
         self.bridge_scale = float(bridge_scale)
+        self.tail_items = (torch.zeros(0, dtype=torch.int64) if tail_items is None
+                           else tail_items.to("cpu", torch.int64).contiguous())
+        t = len(self.tail_items)
+        self.tail_neighbours = (torch.zeros(t, 0, dtype=torch.int64) if tail_neighbours is None
+                                else tail_neighbours.to("cpu", torch.int64).contiguous())
+        self.tail_weights = (torch.zeros(t, 0) if tail_weights is None
+                             else tail_weights.to("cpu", torch.float32).contiguous())
+        self.tail_position = np.full(self.num_items, -1, dtype=np.int64)
+        self.tail_position[self.tail_items.numpy()] = np.arange(t)
+        # [num_items, t] CSR: row j (history item), column r (tail item r): B_j,tail[r].
+        k = self.tail_neighbours.size(1) if t else 0
+        self._tail_matrix = sp.csr_matrix(
+            (self.tail_weights.numpy().ravel(),
+             (self.tail_neighbours.numpy().ravel(), np.repeat(np.arange(t), k))),
+            shape=(self.num_items, t))
 
     @classmethod
     def fit(cls, matrix: sp.spmatrix, reg_lambda: float, max_items: int, scale: float = 1.0,
             device: str | None = "cpu", text: Tensor | None = None,
-            bridge_k: int = DEFAULT_BRIDGE_K, bridge_scale: float = 1.0) -> ItemItemPath:
+            bridge_k: int = DEFAULT_BRIDGE_K, bridge_scale: float = 1.0,
+            tail_neighbours: int = 0) -> ItemItemPath:
         """Fit the weights on a binary ``[users, items]`` matrix over its head items; with
-        ``text`` (``[items, t]`` embeddings) bridge every other item to its head neighbours."""
+        ``tail_neighbours > 0`` every other item with interactions gets a sparse column
+        (:meth:`with_tail`); with ``text`` (``[items, t]`` embeddings) the items left over
+        are bridged to their head neighbours."""
         items = covered_items(matrix, max_items)
         weights = ease_weights(sp.csr_matrix(matrix)[:, items], reg_lambda, device)
         path = cls(matrix.shape[1], torch.from_numpy(items), weights, scale, reg_lambda)
+        if tail_neighbours > 0:
+            path = path.with_tail(matrix, reg_lambda, neighbours=tail_neighbours)
         if text is not None and bridge_k > 0 and len(items):
-            others = torch.from_numpy(np.setdiff1d(np.arange(matrix.shape[1]), items))
+            others = torch.from_numpy(np.setdiff1d(np.arange(matrix.shape[1]),
+                                                   path.covered_items()))
             neighbours, weights = path.text_neighbours(text[others], text, bridge_k)
             path = cls(matrix.shape[1], path.items, path.weights, scale, reg_lambda,
-                       others, neighbours, weights, bridge_scale)
+                       others, neighbours, weights, bridge_scale, path.tail_items,
+                       path.tail_neighbours, path.tail_weights)
         return path
+
+    def covered_items(self) -> np.ndarray:
+        """Sorted items with a column of their own (dense head and sparse tail)."""
+        return np.union1d(self.items.numpy(), self.tail_items.numpy())
+
+    def with_tail(self, matrix: sp.spmatrix, reg_lambda: float | None = None,
+                  factor: float = 1.0, neighbours: int = DEFAULT_TAIL_NEIGHBOURS,
+                  on_progress: ProgressCallback | None = None) -> ItemItemPath:
+        r"""This path plus a sparse column for every item with interactions outside the head.
+
+        Each such column is :func:`sparse_ease_columns`' restricted EASE column (the same
+        :math:`\lambda` as the head), times ``factor`` (the head's weights are stored with
+        their factor already applied when the path is built from blended weights), so tail
+        items score on the same scale as head items. Those items leave the text bridge.
+
+        Args:
+            matrix (scipy.sparse matrix): Binary ``[users, items]`` training interactions.
+            reg_lambda (float, optional): :math:`\lambda`. (default: :attr:`reg_lambda`)
+            factor (float): Multiplies the tail weights. (default: :obj:`1.0`)
+            neighbours (int): Regressors per tail column.
+                (default: :data:`DEFAULT_TAIL_NEIGHBOURS`)
+            on_progress (callable, optional): Progress per block.
+        """
+        reg_lambda = self.reg_lambda if reg_lambda is None else float(reg_lambda)
+        counts = np.diff(sp.csc_matrix(matrix).indptr)
+        tail = np.setdiff1d(np.flatnonzero(counts > 0), self.items.numpy()).astype(np.int64)
+        if not len(tail) or neighbours <= 0:
+            return self
+        nbr, weights = sparse_ease_columns(matrix, tail, reg_lambda, neighbours,
+                                           on_progress=on_progress)
+        keep = ~np.isin(self.bridge_items.numpy(), tail)
+        rows = torch.from_numpy(np.flatnonzero(keep))
+        return type(self)(self.num_items, self.items, self.weights, self.scale,
+                          self.reg_lambda, self.bridge_items[rows],
+                          self.bridge_neighbours[rows], self.bridge_weights[rows],
+                          self.bridge_scale, torch.from_numpy(tail), nbr,
+                          weights * float(factor))
 
     def text_neighbours(self, text: Tensor, catalogue_text: Tensor,
                         k: int = DEFAULT_BRIDGE_K) -> tuple[Tensor, Tensor]:
@@ -181,7 +336,18 @@ class ItemItemPath:
 
     def _head_scores(self, history: sp.spmatrix, columns: np.ndarray) -> np.ndarray:
         history = sp.csr_matrix(history)[:, self.items.numpy()]
-        return np.asarray(history @ self.weights.numpy()[:, columns], dtype=np.float32)
+        weights = self.weights.numpy()
+        if not (len(columns) == weights.shape[1]
+                and np.array_equal(columns, np.arange(len(columns)))):
+            weights = weights[:, columns]  # else every column in order: no copy
+        return np.asarray(history @ weights, dtype=np.float32)
+
+    def _tail_scores(self, history: sp.spmatrix, rows: np.ndarray) -> np.ndarray:
+        """``[history rows, len(rows)]`` sparse-column terms of tail positions ``rows``."""
+        matrix = self._tail_matrix
+        if not (len(rows) == matrix.shape[1] and np.array_equal(rows, np.arange(len(rows)))):
+            matrix = matrix[:, rows]
+        return np.asarray((sp.csr_matrix(history) @ matrix).toarray(), dtype=np.float32)
 
     def bridged_scores(self, history: sp.spmatrix, neighbours: Tensor,
                        weights: Tensor) -> np.ndarray:
@@ -204,6 +370,11 @@ class ItemItemPath:
         known = pos >= 0
         if known.any():
             out[:, known] = self._head_scores(history, pos[known]) * np.float32(self.scale)
+        tail = self.tail_position[item_idx]
+        sparse_col = tail >= 0
+        if sparse_col.any():
+            out[:, sparse_col] = self._tail_scores(history, tail[sparse_col]) * np.float32(
+                self.scale)
         via_text = bridged >= 0
         if via_text.any() and self.bridge_scale != 0:
             rows = torch.from_numpy(bridged[via_text])
@@ -212,11 +383,17 @@ class ItemItemPath:
         return out
 
     def pair_weights(self, history_items: Tensor, items: Tensor) -> Tensor:
-        r"""``[len(history_items), len(items)]`` of :math:`\alpha B_{ji}` (a text-bridged
-        item's column for items outside the head; 0 where there is none): the contribution
-        of each history edge to each item's score."""
+        r"""``[len(history_items), len(items)]`` of :math:`\alpha B_{ji}` (the sparse column of
+        a tail item, a text-bridged item's column for other items outside the head; 0 where
+        there is none): the contribution of each history edge to each item's score."""
         rows = torch.from_numpy(self.position[history_items.numpy()])
         out = torch.zeros(rows.numel(), items.numel())
+        tail = self.tail_position[items.numpy()]
+        t_ok = np.flatnonzero(tail >= 0)
+        if len(t_ok):  # sparse columns read any history item
+            block = self._tail_matrix[history_items.numpy()][:, tail[t_ok]].toarray()
+            out[:, torch.from_numpy(t_ok)] = torch.from_numpy(block.astype(np.float32)) * \
+                self.scale
         r_ok = rows >= 0
         if not r_ok.any():
             return out
@@ -242,36 +419,61 @@ class ItemItemPath:
                 f"{prefix}bridge_items": self.bridge_items,
                 f"{prefix}bridge_neighbours": self.bridge_neighbours,
                 f"{prefix}bridge_weights": self.bridge_weights,
-                f"{prefix}bridge_scale": torch.tensor([self.bridge_scale], dtype=torch.float64)}
+                f"{prefix}bridge_scale": torch.tensor([self.bridge_scale], dtype=torch.float64),
+                **({f"{prefix}tail_items": self.tail_items,
+                    f"{prefix}tail_neighbours": self.tail_neighbours,
+                    f"{prefix}tail_weights": self.tail_weights}
+                   if len(self.tail_items) else {})}
 
     @classmethod
     def from_state_tensors(cls, tensors: dict[str, Tensor], num_items: int,
                            prefix: str = "item_item.") -> ItemItemPath:
-        """Inverse of :meth:`state_tensors` (strict about names, shapes and index ranges)."""
+        """Inverse of :meth:`state_tensors` (strict about names, shapes and index ranges).
+
+        The sparse tail's three tensors are optional (runs saved before it existed, or a
+        path without a tail), but all or none must be present."""
         n = tensors[f"{prefix}items"].shape[0] if f"{prefix}items" in tensors else None
         m, k = (tuple(tensors[f"{prefix}bridge_neighbours"].shape)
                 if f"{prefix}bridge_neighbours" in tensors else (None, None))
+        tail_keys = [f"{prefix}tail_items", f"{prefix}tail_neighbours", f"{prefix}tail_weights"]
+        has_tail = any(key in tensors for key in tail_keys)
+        t, tk = (tuple(tensors[f"{prefix}tail_neighbours"].shape)
+                 if f"{prefix}tail_neighbours" in tensors else (None, None))
         check_state_tensors("gnn-llm item-item path", tensors, {
             f"{prefix}items": (n,), f"{prefix}weights": (n, n), f"{prefix}scale": (1,),
             f"{prefix}reg_lambda": (1,), f"{prefix}bridge_items": (m,),
             f"{prefix}bridge_neighbours": (m, k), f"{prefix}bridge_weights": (m, k),
-            f"{prefix}bridge_scale": (1,)})
+            f"{prefix}bridge_scale": (1,),
+            **({tail_keys[0]: (t,), tail_keys[1]: (t, tk), tail_keys[2]: (t, tk)}
+               if has_tail else {})})
         items = tensors[f"{prefix}items"].to(torch.int64)
         bridge = tensors[f"{prefix}bridge_items"].to(torch.int64)
         neighbours = tensors[f"{prefix}bridge_neighbours"].to(torch.int64)
-        for name, index, size in (("items", items, num_items), ("bridge_items", bridge, num_items),
-                                  ("bridge_neighbours", neighbours.view(-1), len(items))):
+        tail = tensors[tail_keys[0]].to(torch.int64) if has_tail else None
+        tail_neighbours = tensors[tail_keys[1]].to(torch.int64) if has_tail else None
+        checks = [("items", items, num_items), ("bridge_items", bridge, num_items),
+                  ("bridge_neighbours", neighbours.view(-1), len(items))]
+        if has_tail:
+            checks += [("tail_items", tail, num_items),
+                       ("tail_neighbours", tail_neighbours.view(-1), num_items)]
+        for name, index, size in checks:
             if len(index) and (int(index.min()) < 0 or int(index.max()) >= size):
                 raise ValueError(f"gnn-llm item-item path: '{name}' holds indices outside "
                                  f"[0, {size}).")
-        if len(items) and bool((items[1:] <= items[:-1]).any()):
-            raise ValueError("gnn-llm item-item path: 'items' must be sorted and distinct.")
+        for name, index in (("items", items), ("tail_items", tail)):
+            if index is not None and len(index) and bool((index[1:] <= index[:-1]).any()):
+                raise ValueError(f"gnn-llm item-item path: '{name}' must be sorted and "
+                                 "distinct.")
         if bool(torch.isin(bridge, items).any()):
             raise ValueError("gnn-llm item-item path: an item is both in the head and bridged.")
+        if has_tail and bool((torch.isin(tail, items) | torch.isin(tail, bridge)).any()):
+            raise ValueError("gnn-llm item-item path: a tail item is also in the head or "
+                             "bridged.")
         return cls(num_items, items, tensors[f"{prefix}weights"],
                    float(tensors[f"{prefix}scale"][0]), float(tensors[f"{prefix}reg_lambda"][0]),
                    bridge, neighbours, tensors[f"{prefix}bridge_weights"],
-                   float(tensors[f"{prefix}bridge_scale"][0]))
+                   float(tensors[f"{prefix}bridge_scale"][0]), tail, tail_neighbours,
+                   tensors[tail_keys[2]] if has_tail else None)
 
 
 @dataclass
@@ -561,8 +763,10 @@ __all__ = [
     "DEFAULT_REG_LAMBDAS",
     "DEFAULT_RELATIVE_WEIGHTS",
     "ItemItemChoice",
+    "DEFAULT_TAIL_NEIGHBOURS",
     "ItemItemPath",
     "covered_items",
+    "sparse_ease_columns",
     "describe_choice",
     "ease_weights",
     "select_item_item",
