@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import distributed
 from .dataset import ITEM_IDX, USER_IDX, Dataset
 from .device import pick_device
 from .errors import ModelLoadError, TrainingError
@@ -43,6 +44,7 @@ from .rng import (
     reset_parameters,
     torch_generator,
 )
+from .sampling import TRAINING_MODES, ModeChoice, NeighborSampler, choose_training_mode
 from .tensor_metrics import ndcg_from_hits, top_k
 
 LOSSES = ("bpr", "bce", "softmax")
@@ -58,13 +60,16 @@ class EmbeddingModule(Protocol):
     def set_interactions(self, users: Tensor, items: Tensor) -> None:
         """Use these ``[n]`` user / item index pairs as the graph to propagate over."""
 
-    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, hidden: Tensor | None = None, sampled: Any = None) -> tuple[Tensor, Tensor]:
         """Final ``(user_emb [num_users, d], item_emb [num_items, d])``.
 
         Args:
             hidden (Tensor, optional): Positions (into the pairs last given to
                 :meth:`set_interactions`) whose edges must not carry messages in this pass.
                 Modules without message passing ignore it.
+            sampled (HeteroData, optional): A mini-batch subgraph from
+                :meth:`~recsys_core.sampling.NeighborSampler.subgraph`: return the rows of
+                its seed users and items only (modules with a ``sampling_plan()``).
         """
 
 
@@ -109,6 +114,13 @@ class TrainConfig:
             the chosen number of epochs, as the usual protocol does, so no data is lost to
             validation. Skipped when training was stopped, or when ``time_limit`` leaves too
             little room. (default: :obj:`False`)
+        training_mode (str): ``"full"`` (every step propagates over the whole graph),
+            ``"minibatch"`` (each step over a subgraph sampled around the batch, see
+            :mod:`recsys_core.sampling`) or ``"auto"`` (full graph up to
+            :data:`~recsys_core.sampling.FULL_GRAPH_MAX_INTERACTIONS` interactions).
+            (default: :obj:`"auto"`)
+        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
+            (default: :obj:`10`)
     """
 
     epochs: int = 200
@@ -132,11 +144,17 @@ class TrainConfig:
     resume: bool = False
     show_progress: bool | None = None
     refit: bool = False
+    training_mode: str = "auto"
+    num_neighbors: int = 10
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
-        for name in ("epochs", "batch_size", "num_negatives", "eval_k", "patience", "eval_every"):
+        if self.training_mode not in TRAINING_MODES:
+            raise ValueError(f"training_mode must be one of {TRAINING_MODES}, got "
+                             f"{self.training_mode!r}.")
+        for name in ("epochs", "batch_size", "num_negatives", "eval_k", "patience", "eval_every",
+                     "num_neighbors"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -164,6 +182,11 @@ class TrainResult:
             (e.g. the flagship's item-item path, see
             :meth:`recsys_core.models.embedding.EmbeddingRecommender.select_on_validation`);
             empty when none.
+        training_mode (str): ``"full"`` or ``"minibatch"``, as chosen (see
+            :func:`~recsys_core.sampling.choose_training_mode`).
+        mode_reason (str): Why that mode.
+        num_neighbors (int): Neighbours sampled per node and relation (0: full graph).
+        world_size (int): Processes that trained (data-parallel ranks).
     """
 
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -175,6 +198,10 @@ class TrainResult:
     batch_size: int = 0
     refit_epochs: int = 0
     selected: dict[str, Any] = field(default_factory=dict)
+    training_mode: str = "full"
+    mode_reason: str = ""
+    num_neighbors: int = 0
+    world_size: int = 1
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -335,6 +362,8 @@ def masked_softmax_loss(
     candidates: Tensor,
     history: CSRHistory,
     temperature: float,
+    user_ids: Tensor | None = None,
+    item_ids: Tensor | None = None,
 ) -> Tensor:
     """Sampled softmax of each positive against ``candidates`` the user has not seen.
 
@@ -343,15 +372,23 @@ def masked_softmax_loss(
     the user's other training items are not treated as negatives, matching evaluation,
     which ranks only unseen items. The log-sum-exp over candidates is computed once per
     distinct user of the batch.
+
+    ``users``, ``items`` and ``candidates`` index the rows of ``user_emb`` / ``item_emb``;
+    when those are a mini-batch's tables, ``user_ids`` / ``item_ids`` give each row's global
+    id (to look the history up). (default: rows are global ids)
     """
     batch_users, row_of = torch.unique(users, return_inverse=True)
     logits = (user_emb.index_select(0, batch_users)
               @ item_emb.index_select(0, candidates).T) / temperature
-    position = torch.full((item_emb.size(0),), -1, dtype=torch.long, device=logits.device)
-    position[candidates] = torch.arange(candidates.numel(), device=logits.device)
-    rows, seen = history.rows(batch_users)
-    cols = position[seen]
-    keep = cols >= 0
+    global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
+    global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
+    rows, seen = history.rows(global_users)
+    # Column of each seen item among the candidates (a sorted lookup: batch-sized memory).
+    order = torch.argsort(global_candidates)
+    ordered = global_candidates.index_select(0, order)
+    at = torch.searchsorted(ordered, seen).clamp_(max=max(ordered.numel() - 1, 0))
+    keep = ordered[at] == seen if ordered.numel() else torch.zeros_like(seen, dtype=torch.bool)
+    cols = order[at]
     logits = logits.index_put((rows[keep], cols[keep]),
                               torch.tensor(float("-inf"), device=logits.device))
     lse = torch.logsumexp(logits, dim=1)
@@ -410,7 +447,8 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator, meta: dict[str, Any],
-                    model_generator: torch.Generator | None = None) -> None:
+                    model_generator: torch.Generator | None = None,
+                    sampler_generator: torch.Generator | None = None) -> None:
     """Write weights, optimiser moments and the job's generator states (safetensors) +
     ``meta`` (JSON).
 
@@ -432,6 +470,8 @@ def save_checkpoint(directory: str | Path, module: nn.Module, optimizer: torch.o
     tensors["rng.sampler"] = generator.get_state().cpu()
     if model_generator is not None:
         tensors["rng.model"] = model_generator.get_state().cpu()
+    if sampler_generator is not None:  # mini-batch mode's neighbour draws
+        tensors["rng.neighbors"] = sampler_generator.get_state().cpu()
     epoch = str(meta["epoch"])
     text = json.dumps({"format": CHECKPOINT_FORMAT, **meta}, indent=1)
     _atomic_write(directory / CHECKPOINT_WEIGHTS,
@@ -516,6 +556,48 @@ class _Data:
         return self
 
 
+def amp_settings(config: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
+    """Whether a step runs under :func:`torch.autocast`, and in which precision.
+
+    Mixed precision runs on CUDA only (``config.amp``): bfloat16 where the GPU supports it,
+    else float16 (with a :class:`torch.amp.GradScaler`). On the CPU and MPS it is off.
+    """
+    use = bool(config.amp) and device.type == "cuda"
+    dtype = torch.bfloat16 if use and torch.cuda.is_bf16_supported() else torch.float16
+    return use, dtype
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A sampled mini-batch (or tensor) on ``device``: pinned and copied without blocking on
+    CUDA, so the copy overlaps the step still running."""
+    if device.type != "cuda":
+        return batch
+    return batch.pin_memory().to(device, non_blocking=True)
+
+
+def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeChoice:
+    """The mode :func:`train_model` trains ``module`` in (see
+    :func:`~recsys_core.sampling.choose_training_mode`).
+
+    Raises:
+        TrainingError: Mini-batch mode was asked of a module that cannot sample, or full-graph
+            mode of a graph above the hard limit.
+    """
+    can_sample = callable(getattr(module, "sampling_plan", None))
+    if not can_sample:
+        if config.training_mode == "minibatch":
+            raise TrainingError(f"{type(module).__name__} has no mini-batch mode; use "
+                                "training_mode=full or auto.")
+        return ModeChoice("full", "the model trains on the full graph only",
+                          int(data.users.numel()))
+    has_graph = bool(module.sampling_plan().hops)
+    try:
+        return choose_training_mode(config.training_mode, int(data.users.numel()), has_graph,
+                                    config.num_neighbors)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+
+
 def train_model(
     module: nn.Module,
     dataset: Dataset,
@@ -532,6 +614,14 @@ def train_model(
     ``config.eval_every`` epochs and left holding its best weights (on the CPU when training
     fell back there after CUDA ran out of memory).
 
+    Each step runs on the full graph or, in mini-batch mode, on the subgraph sampled around the
+    batch's users, positives and negatives (:class:`~recsys_core.sampling.NeighborSampler`);
+    ``config.training_mode`` chooses, ``"auto"`` by the graph's size, and the result reports it.
+    Inside a process group (``torchrun``, see :mod:`recsys_core.distributed`) the module runs
+    under :class:`~torch.nn.parallel.DistributedDataParallel`, each rank on its shard of the
+    positives with ``batch_size / world_size`` of them per step (the same global batch as one
+    process); rank 0 evaluates and writes checkpoints, and every decision is shared.
+
     Args:
         module (torch.nn.Module): The model (see :class:`EmbeddingModule`).
         dataset (Dataset): Id maps and sizes.
@@ -540,7 +630,10 @@ def train_model(
             with :func:`split_validation` when ``None``.
         config (TrainConfig): Settings.
         on_progress (callable, optional): Called after each epoch with ``stage``, ``epoch``,
-            ``epochs``, ``loss``, ``valid_ndcg`` and ``fraction``.
+            ``epochs``, ``loss``, ``valid_ndcg``, ``fraction`` and ``training_mode``, and
+            within an epoch (at most about once a second) with ``batch``, ``batches``,
+            ``batches_per_second``, ``epoch_seconds_left``, ``running_loss`` and
+            ``fraction``.
         should_stop (callable, optional): Polled every step; returning ``True`` ends training
             with the best weights so far.
 
@@ -548,16 +641,22 @@ def train_model(
         TrainResult
 
     Raises:
-        TrainingError: The loss became NaN or infinite, or there is nothing to train on.
+        TrainingError: The loss became NaN or infinite, there is nothing to train on, or the
+            chosen mode cannot train this model or graph.
     """
     started = time.perf_counter()
     if valid is None:
         train, valid = split_validation(train, config.valid_fraction, config.seed)
     if len(train) == 0:
         raise TrainingError("There are no training interactions to learn from.")
+    ctx = distributed.current()
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     device = pick_device(config.device)
+    if ctx is not None and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     data = _Data(dataset, train, valid, device)
     module.set_interactions(data.users.cpu(), data.items.cpu())
+    mode = training_mode(module, data, config)
     module.to(device)
     # The job's own generators (never torch's global one, which other sessions share): one
     # draws the initial weights and then the model's dropout, one shuffles and samples.
@@ -567,8 +666,15 @@ def train_model(
     attach_generator(module, model_generator)
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad],
                                  lr=config.lr, weight_decay=config.weight_decay, foreach=True)
-    generator = torch_generator(config.seed, device)
-    result = TrainResult(device=str(device), batch_size=config.batch_size)
+    # Ranks draw different negatives and neighbours (rank 0 as a single process would).
+    generator = torch_generator(config.seed + 1_000_003 * rank, device)
+    sampler = None
+    if mode.mode == "minibatch":
+        sampler = NeighborSampler(module.sampling_plan(), config.num_neighbors,
+                                  torch_generator(config.seed + 7_919 + 1_000_003 * rank))
+    result = TrainResult(device=str(device), batch_size=config.batch_size,
+                         training_mode=mode.mode, mode_reason=mode.reason,
+                         num_neighbors=mode.num_neighbors, world_size=world)
     batch_size = config.batch_size
     has_valid = data.valid_users.numel() > 0
     start_epoch, waited = 1, 0
@@ -585,33 +691,51 @@ def train_model(
                 raise ModelLoadError(f"Checkpoint in '{config.checkpoint_dir}' does not fit this "
                                      f"model/data ({exc}).") from exc
             _restore_optimizer(optimizer, tensors, meta, device)
-            if tensors["rng.sampler"].numel() == generator.get_state().numel():
+            if rank == 0 and tensors["rng.sampler"].numel() == generator.get_state().numel():
                 generator.set_state(tensors["rng.sampler"])
             # "rng.torch": the global CPU state older checkpoints saved (dropout drew from it).
             model_state = tensors.get("rng.model", tensors.get("rng.torch"))
             if model_state is not None and \
                     model_state.numel() == model_generator.get_state().numel():
                 model_generator.set_state(model_state)
+            neighbours = tensors.get("rng.neighbors")
+            if rank == 0 and sampler is not None and neighbours is not None:
+                sampler.generator.set_state(neighbours)
             result.history = list(meta.get("history", []))
             result.best_epoch = int(meta["epoch"])
             result.best_valid_ndcg = float(meta.get("best_valid_ndcg", float("-inf")))
             start_epoch = result.best_epoch + 1
             batch_size = int(meta.get("batch_size", batch_size))
 
+    net: nn.Module = module
+    if ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Buffers (the graph, the text embeddings) are identical on every rank by
+        # construction: no need to broadcast them before each step.
+        net = DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False, find_unused_parameters=True)
+
     def snapshot() -> dict[str, Tensor]:
         return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def evaluate() -> float:  # rank 0 ranks, every rank gets its figure
+        value = _evaluate(module, data, config.eval_k) if rank == 0 else 0.0
+        return distributed.broadcast_float(value)
 
     best_state = snapshot()
     if not has_valid:  # nothing to select on: the last epoch is the result
         result.best_valid_ndcg = float("nan")
     elif start_epoch == 1:
-        result.best_valid_ndcg = _evaluate(module, data, config.eval_k)
+        result.best_valid_ndcg = evaluate()
 
     from tqdm.auto import tqdm
 
+    show = (not config.show_progress) if config.show_progress is not None else None
     bar = tqdm(range(start_epoch, config.epochs + 1), desc=f"Training {type(module).__name__}",
-               unit="epoch", disable=(not config.show_progress) if config.show_progress is not None
-               else None, leave=False, initial=start_epoch - 1, total=config.epochs)
+               unit="epoch", disable=show if rank == 0 else True, leave=False,
+               initial=start_epoch - 1, total=config.epochs)
     elapsed_before = result.history[-1]["seconds"] if result.history else 0.0
     # The time limit also ends an epoch part-way (checked between steps), so a slow epoch on a
     # large data set cannot overrun it by a whole pass.
@@ -623,13 +747,20 @@ def train_model(
     oom_count = 0
     try:
         for epoch in bar:
+            reporter = _EpochProgress(on_progress if rank == 0 else None, epoch, config.epochs,
+                                      mode.mode, bar)
             while True:
                 try:
-                    loss, stopped = _train_epoch(module, optimizer, data, config, batch_size,
-                                                 generator, model_generator, device, should_stop,
-                                                 deadline)
+                    positions = (distributed.shard(data.users.numel(), epoch, config.seed, ctx)
+                                 .to(device) if ctx is not None else None)
+                    loss, stopped = _train_epoch(
+                        net, optimizer, data, config, max(1, math.ceil(batch_size / world)),
+                        generator, model_generator, device, should_stop, deadline,
+                        sampler=sampler, positions=positions, progress=reporter)
                     break
                 except torch.cuda.OutOfMemoryError:
+                    if ctx is not None:  # ranks cannot fall back one by one
+                        raise
                     oom_count += 1
                     torch.cuda.empty_cache()
                     if oom_count == 1 and batch_size > 256:
@@ -655,11 +786,11 @@ def train_model(
                     f"learning rate (now {config.lr:g}) or raise weight_decay; the weights of "
                     f"epoch {result.best_epoch} were restored.{where}")
             record: dict[str, Any] = {"epoch": epoch, "loss": loss, "valid_ndcg": None}
-            evaluate = has_valid and (epoch % config.eval_every == 0 or epoch == config.epochs
-                                      or stopped)
+            evaluate_now = has_valid and (epoch % config.eval_every == 0
+                                          or epoch == config.epochs or stopped)
             improved = False
-            if evaluate:
-                ndcg = _evaluate(module, data, config.eval_k)
+            if evaluate_now:
+                ndcg = evaluate()
                 record["valid_ndcg"] = ndcg
                 if ndcg > result.best_valid_ndcg:
                     improved, waited = True, 0
@@ -672,24 +803,24 @@ def train_model(
                 best_state = snapshot()
             record["seconds"] = elapsed_before + time.perf_counter() - started
             result.history.append(record)
-            if improved and config.checkpoint_dir:
+            if improved and config.checkpoint_dir and rank == 0:
                 save_checkpoint(config.checkpoint_dir, module, optimizer, generator, {
                     "epoch": epoch, "best_valid_ndcg": result.best_valid_ndcg,
                     "history": result.history, "batch_size": batch_size,
                     "lrs": [g["lr"] for g in optimizer.param_groups], "config": asdict(config)},
-                    model_generator)
+                    model_generator, sampler.generator if sampler is not None else None)
             bar.set_postfix(loss=f"{loss:.4f}", ndcg=f"{result.best_valid_ndcg:.4f}")
-            if on_progress is not None:
+            if on_progress is not None and rank == 0:
                 on_progress({"stage": "train", "epoch": epoch, "epochs": config.epochs,
                              "loss": loss, "valid_ndcg": record["valid_ndcg"],
-                             "fraction": epoch / config.epochs})
+                             "fraction": epoch / config.epochs, "training_mode": mode.mode})
             if stopped:
                 result.stop_reason = "time_limit" if time_up() else "stopped"
                 break
             if has_valid and waited >= config.patience:
                 result.stop_reason = "patience"
                 break
-            if time_up():
+            if distributed.any_rank(time_up()):
                 result.stop_reason = "time_limit"
                 break
     finally:
@@ -698,6 +829,35 @@ def train_model(
     module.load_state_dict(best_state)
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _EpochProgress:
+    """Reports progress inside an epoch: batches done of the total, batches per second and
+    the epoch's time left, at most every ``interval`` seconds (a long epoch never looks hung).
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None, epoch: int, epochs: int,
+                 mode: str, bar: Any = None, interval: float = 1.0) -> None:
+        self.on_progress, self.epoch, self.epochs, self.mode = on_progress, epoch, epochs, mode
+        self.bar, self.interval = bar, interval
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int, running_loss: float) -> None:
+        now = time.perf_counter()
+        if done >= total or now - self.last < self.interval:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        left = (total - done) / rate if rate > 0 else float("nan")
+        if self.bar is not None:
+            self.bar.set_postfix(batch=f"{done}/{total}", rate=f"{rate:.1f}/s",
+                                 loss=f"{running_loss:.4f}")
+        if self.on_progress is not None:
+            self.on_progress({"stage": "train", "epoch": self.epoch, "epochs": self.epochs,
+                              "batch": done, "batches": total, "batches_per_second": rate,
+                              "epoch_seconds_left": left, "running_loss": running_loss,
+                              "fraction": (self.epoch - 1 + done / total) / self.epochs,
+                              "training_mode": self.mode})
 
 
 def _evaluate(module: nn.Module, data: _Data, k: int) -> float:
@@ -720,7 +880,7 @@ def _move_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> N
 
 
 def _train_epoch(
-    module: nn.Module,
+    net: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: _Data,
     config: TrainConfig,
@@ -730,36 +890,47 @@ def _train_epoch(
     device: torch.device,
     should_stop: Callable[[], bool] | None,
     deadline: float | None = None,
+    sampler: NeighborSampler | None = None,
+    positions: Tensor | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[float | None, bool]:
     """One pass over the positives; returns (mean loss, whether it stopped early).
 
     ``generator`` shuffles and samples negatives; the forward pass draws its dropout from
     ``model_generator`` (layers from other libraries included, see
-    :func:`~recsys_core.rng.draws_from`). It stops early when ``should_stop`` fires or, after at least one step, once
+    :func:`~recsys_core.rng.draws_from`). With a ``sampler`` each step runs on the subgraph
+    sampled around the batch's users, positives and negatives; ``positions`` (a data-parallel
+    rank's shard, already shuffled) replace the shuffled pass over every positive. It stops
+    early when ``should_stop`` fires or, after at least one step, once
     ``time.perf_counter()`` passes ``deadline``; the loss is ``None`` when no step ran.
+    ``progress(done, total, running_loss)`` is called after every step.
     """
+    module = net.module if hasattr(net, "module") and isinstance(net.module, nn.Module) else net
     module.train()
-    n = data.users.numel()
-    perm = torch.randperm(n, generator=generator, device=device)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    if sampler is not None:
+        sampler.training = True
+    ctx = distributed.current()
+    if positions is None:
+        perm = torch.randperm(data.users.numel(), generator=generator, device=device)
+    else:
+        perm = positions
+    n = perm.numel()
+    use_amp, amp_dtype = amp_settings(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     regularization = getattr(module, "regularization", None)
     # Layers from other libraries that drop at random draw from the job's generator too.
     routed = draws_without_generator(module)
     total, steps = 0.0, 0
+    num_batches = max(1, math.ceil(n / batch_size))
+    check_stop = should_stop is not None or deadline is not None
     for start in range(0, n, batch_size):
-        if (should_stop is not None and should_stop()) or (
-                deadline is not None and steps and time.perf_counter() > deadline):
+        want_stop = (should_stop is not None and should_stop()) or (
+            deadline is not None and steps and time.perf_counter() > deadline)
+        if (distributed.any_rank(want_stop) if ctx is not None and check_stop else want_stop):
             # A pass stopped before its first step has no loss: report None, not NaN.
             return (total / steps if steps else None), True
         batch = perm[start:start + batch_size]
         users, items = data.users[batch], data.items[batch]
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
-                (draws_from(model_generator) if routed else contextlib.nullcontext()):
-            user_emb, item_emb = module(batch if config.hide_targets else None)
-        # The loss runs in float32: low-precision logits would blur a softmax over the catalogue.
-        user_emb, item_emb = user_emb.float(), item_emb.float()
         if config.loss == "softmax":
             if config.num_negatives >= data.pool.numel():
                 candidates = data.pool
@@ -767,21 +938,43 @@ def _train_epoch(
                 pick = torch.randperm(data.pool.numel(), generator=generator,
                                       device=device)[:config.num_negatives]
                 candidates = data.pool[pick]
-            loss = masked_softmax_loss(user_emb, item_emb, users, items, candidates,
-                                       data.history, config.temperature)
             neg = None
         else:
             neg = sample_negatives(users, config.num_negatives, data.pool, data.seen, generator)
-            u = user_emb.index_select(0, users)
-            pos_score = (u * item_emb.index_select(0, items)).sum(-1, keepdim=True)
-            neg_emb = item_emb.index_select(0, neg.view(-1)).view(*neg.shape, -1)
-            neg_score = (u.unsqueeze(1) * neg_emb).sum(-1)
+            candidates = None
+        user_ids = item_ids = None
+        u, i, c, j = users, items, candidates, neg
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), \
+                (draws_from(model_generator) if routed else contextlib.nullcontext()):
+            if sampler is None:
+                user_emb, item_emb = net(batch if config.hide_targets else None)
+            else:
+                user_ids = torch.unique(users)
+                item_ids = torch.unique(torch.cat([items, neg.reshape(-1) if neg is not None
+                                                   else candidates]))
+                sub = sampler.subgraph({"user": user_ids.cpu(), "item": item_ids.cpu()},
+                                       hidden=batch.cpu() if config.hide_targets else None)
+                user_emb, item_emb = net(sampled=to_device(sub, device))
+                u = torch.searchsorted(user_ids, users)
+                i = torch.searchsorted(item_ids, items)
+                c = None if candidates is None else torch.searchsorted(item_ids, candidates)
+                j = None if neg is None else torch.searchsorted(item_ids, neg)
+        # The loss runs in float32: low-precision logits would blur a softmax over the catalogue.
+        user_emb, item_emb = user_emb.float(), item_emb.float()
+        if config.loss == "softmax":
+            loss = masked_softmax_loss(user_emb, item_emb, u, i, c, data.history,
+                                       config.temperature, user_ids, item_ids)
+        else:
+            ue = user_emb.index_select(0, u)
+            pos_score = (ue * item_emb.index_select(0, i)).sum(-1, keepdim=True)
+            neg_emb = item_emb.index_select(0, j.reshape(-1)).view(*j.shape, -1)
+            neg_score = (ue.unsqueeze(1) * neg_emb).sum(-1)
             loss = (bpr_loss if config.loss == "bpr" else bce_loss)(pos_score, neg_score)
         if regularization is not None:
             loss = loss + regularization(users, items, neg)
         value = float(loss.detach())
-        if not math.isfinite(value):
-            return value, False
+        if not math.isfinite(value) and ctx is None:
+            return value, False  # ranks keep stepping together; the epoch's mean shows it
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if config.max_grad_norm is not None:
@@ -791,7 +984,9 @@ def _train_epoch(
         scaler.update()
         total += value
         steps += 1
-    return total / max(steps, 1), False
+        if progress is not None:
+            progress(steps, num_batches, total / steps)
+    return distributed.mean_over_ranks(total, steps), False
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:

@@ -44,6 +44,7 @@ from ..graph import (
     build_hetero_graph,
     text_knn_edges,
 )
+from ..sampling import SamplingPlan
 from ..training import TrainResult, unique_pairs
 from .base import ProgressCallback, interaction_matrix
 from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
@@ -230,13 +231,15 @@ class GNNLLMModule(nn.Module):
         del self.text_model
         self._encoder = self._texts = None
 
-    def text_features(self) -> Tensor:
-        """``[num_items, t]`` text embeddings: the frozen buffer, or the encoder's output."""
+    def text_features(self, items: Tensor | None = None) -> Tensor:
+        """``[num_items, t]`` text embeddings (``[len(items), t]`` of the given items): the
+        frozen buffer, or the encoder's output."""
         if getattr(self, "text_model", None) is None:
-            return self.item_text
+            return self.item_text if items is None else self.item_text.index_select(0, items)
         self._encoder.device = self.item_text.device
-        parts = [self._encoder.encode_trainable(self._texts[i:i + self._text_chunk])
-                 for i in range(0, len(self._texts), self._text_chunk)]
+        texts = self._texts if items is None else [self._texts[i] for i in items.tolist()]
+        parts = [self._encoder.encode_trainable(texts[i:i + self._text_chunk])
+                 for i in range(0, len(texts), self._text_chunk)]
         return torch.cat(parts).float()
 
     def train(self, mode: bool = True) -> GNNLLMModule:
@@ -291,25 +294,46 @@ class GNNLLMModule(nn.Module):
         return {et: edges[et] for et in self.edge_types if et in edges}
 
     # ---------------------------------------------------------------- propagation
-    def id_gate(self) -> Tensor:
-        """``[num_items, 1]``: 1 where an item's id embedding is used (warm, not dropped)."""
-        gate = self.item_warm
+    def id_gate(self, items: Tensor | None = None) -> Tensor:
+        """``[num_items, 1]`` (``[len(items), 1]`` of the given items): 1 where an item's id
+        embedding is used (warm, not dropped)."""
+        gate = self.item_warm if items is None else self.item_warm.index_select(0, items)
         if self.training and self.id_dropout > 0:
             gate = gate * (torch.rand(gate.shape, device=gate.device,
                                       generator=self.generator) >= self.id_dropout)
         return gate.unsqueeze(1)
 
-    def input_features(self, gate: Tensor, text: Tensor) -> dict[str, Tensor]:
-        """Layer-0 features of every node type (``gate`` from :meth:`id_gate`)."""
-        x = {"item": self.text_proj(text) + gate * self.item_id.weight}
-        user = self.user_token.expand(self.num_users, -1)
+    def input_features(self, gate: Tensor, text: Tensor,
+                       nodes: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Layer-0 features of every node type (``gate`` from :meth:`id_gate`).
+
+        Args:
+            gate (Tensor): ``[num_items, 1]`` id gates (of ``nodes["item"]`` when given).
+            text (Tensor): Text embeddings (of ``nodes["item"]`` when given).
+            nodes (dict, optional): Node type -> global ids: features of those nodes only,
+                in that order (a sampled subgraph). (default: every node)
+        """
+        if nodes is None:
+            x = {"item": self.text_proj(text) + gate * self.item_id.weight}
+            user = self.user_token.expand(self.num_users, -1)
+            if self.user_id is not None:
+                user = user + self.user_id.weight
+            if self.user_feature_proj is not None:
+                user = user + self.user_feature_proj(self.user_features)
+            x["user"] = user
+            for nt, emb in self.attributes.items():
+                x[nt] = emb.weight[:self.node_counts[nt]]
+            return x
+        items, users = nodes["item"], nodes["user"]
+        x = {"item": self.text_proj(text) + gate * self.item_id(items)}
+        user = self.user_token.expand(users.numel(), -1)
         if self.user_id is not None:
-            user = user + self.user_id.weight
+            user = user + self.user_id(users)
         if self.user_feature_proj is not None:
-            user = user + self.user_feature_proj(self.user_features)
+            user = user + self.user_feature_proj(self.user_features.index_select(0, users))
         x["user"] = user
         for nt, emb in self.attributes.items():
-            x[nt] = emb.weight[:self.node_counts[nt]]
+            x[nt] = emb(nodes[nt]) if nt in nodes else emb.weight[:0]
         return x
 
     def stage_program(self, edge_types: list[EdgeType]) -> StageProgram:
@@ -403,8 +427,17 @@ class GNNLLMModule(nn.Module):
         self,
         edge_index_dict: dict[EdgeType, Tensor],
         return_attention: bool = False,
+        nodes: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, dict[tuple[int, EdgeType], tuple[Tensor, Tensor]]]:
         """Run the :meth:`stage_program` of ``edge_index_dict``'s relations.
+
+        Args:
+            edge_index_dict (dict): Edge type -> ``[2, E]`` edges (indices into ``nodes``
+                when given).
+            return_attention (bool): Also return attention weights. (default: :obj:`False`)
+            nodes (dict, optional): Node type -> global ids of a sampled subgraph (see
+                :class:`~recsys_core.sampling.NeighborSampler`): the pass runs on those nodes
+                only and returns their rows, in that order. (default: every node)
 
         Returns:
             ``(user_emb [num_users, d], item_emb [num_items, d], attention)`` where
@@ -416,9 +449,10 @@ class GNNLLMModule(nn.Module):
             raise ValueError(f"The model has no convolution for edge type(s) {unknown}; it was "
                              f"trained with {self.edge_types}.")
         edge_index_dict = {tuple(et): ei for et, ei in edge_index_dict.items()}
-        gate = self.id_gate()
-        text = self.text_features()
-        x = self.input_features(gate, text)
+        items = None if nodes is None else nodes["item"]
+        gate = self.id_gate(items)
+        text = self.text_features(items)
+        x = self.input_features(gate, text, nodes)
         attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
         want_attention = return_attention and self.conv in ATTENTION_CONVS
         sizes = {nt: v.size(0) for nt, v in x.items()}
@@ -437,7 +471,8 @@ class GNNLLMModule(nn.Module):
         user_emb = self.readout([snapshots[p]["user"] for p in program.layer_end])
         item_emb = self.readout([snapshots[p]["item"] for p in program.layer_end])
         if self.bias_text is not None:
-            bias = self.bias_text(text) + gate * self.bias_id.weight
+            bias = self.bias_text(text) + gate * (self.bias_id.weight if items is None
+                                                  else self.bias_id(items))
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
@@ -464,8 +499,40 @@ class GNNLLMModule(nn.Module):
                 relevant[et[0]][ei[0][mask]] = True
         return masks
 
-    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(user_emb, item_emb)`` over the current interactions (``hidden`` pairs left out)."""
+    def sampling_plan(self) -> SamplingPlan:
+        """The graph and hop order for mini-batch training: the current interactions and
+        static relations, expanded along the :meth:`stage_program` walked backwards (as
+        :meth:`receptive_field` walks it), so a sampled subgraph holds what the seeds' final
+        states read."""
+        edges = {et: ei.cpu() for et, ei in self.edge_index_dict_all().items()}
+        counts = {"user": self.num_users, "item": self.num_items, **self.node_counts}
+        program = self.stage_program(list(edges))
+        hops = [list(stage.relations) for stage in reversed(program.stages)]
+        return SamplingPlan(edges, counts, hops,
+                            tuple(et for et in (RATES, RATED_BY) if et in edges),
+                            self.edge_dropout)
+
+    def edge_index_dict_all(self) -> dict[EdgeType, Tensor]:
+        """Every edge of the current graph (no dropout, nothing hidden)."""
+        edges = {et: getattr(self, name) for et, name in self._static.items()}
+        if RATES in self.edge_types:
+            edges[RATES] = torch.stack([self.users, self.items])
+        if RATED_BY in self.edge_types:
+            edges[RATED_BY] = torch.stack([self.items, self.users])
+        return {et: edges[et] for et in self.edge_types if et in edges}
+
+    def forward(self, hidden: Tensor | None = None,
+                sampled: HeteroData | None = None) -> tuple[Tensor, Tensor]:
+        """``(user_emb, item_emb)`` over the current interactions (``hidden`` pairs left out),
+        or, given a ``sampled`` mini-batch (:meth:`NeighborSampler.subgraph
+        <recsys_core.sampling.NeighborSampler.subgraph>`), the rows of its seed users and
+        items, computed on that subgraph only."""
+        if sampled is not None:
+            nodes = {nt: sampled[nt].n_id for nt in sampled.node_types}
+            edges = {tuple(et): sampled[et].edge_index for et in sampled.edge_types}
+            user_emb, item_emb, _ = self.propagate(edges, nodes=nodes)
+            return (user_emb[:sampled["user"].batch_size],
+                    item_emb[:sampled["item"].batch_size])
         user_emb, item_emb, _ = self.propagate(self.edge_index_dict(hidden))
         return user_emb, item_emb
 
@@ -516,6 +583,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
         refit (bool): After early stopping, retrain on all interactions (the carved
             validation split included) for the chosen epochs; see
             :class:`~recsys_core.training.TrainConfig`. (default: :obj:`True`)
+        training_mode (str): ``"auto"``, ``"full"`` or ``"minibatch"`` (sampled subgraphs
+            around each batch; ``auto`` by the graph's size), see
+            :class:`~recsys_core.training.TrainConfig`. (default: :obj:`"auto"`)
+        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
+            (default: :obj:`10`)
         use_text (bool): Initialise items from their text embeddings; ``False`` (an ablation)
             gives every item the same constant text input, so only ids, attributes and the
             graph describe items. (default: :obj:`True`)
@@ -593,6 +665,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         resume: bool = False,
         show_progress: bool | None = None,
         refit: bool = True,
+        training_mode: str = "auto",
+        num_neighbors: int = 10,
         item_item: bool = True,
         item_item_lambda: float | None = None,
         item_item_weight: float | None = None,
@@ -611,7 +685,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             eval_k=eval_k, patience=patience, eval_every=eval_every,
             valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
             max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress, refit=refit)
+            resume=resume, show_progress=show_progress, refit=refit,
+            training_mode=training_mode, num_neighbors=num_neighbors)
         if conv not in CONVS:
             raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
         self.embedding_dim, self.num_layers, self.conv = int(embedding_dim), int(num_layers), conv

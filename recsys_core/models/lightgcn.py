@@ -6,9 +6,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN
 
 from ..dataset import Dataset
+from ..graph import RATED_BY, RATES
+from ..sampling import SamplingPlan
 from ..training import batch_l2
 from .embedding import EmbeddingRecommender
 
@@ -46,8 +49,47 @@ class LightGCNModule(nn.Module):
         device = self.lightgcn.embedding.weight.device
         self.users, self.items = users.to(device), items.to(device)
 
-    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(user_emb, item_emb)`` after propagation; ``hidden`` pairs carry no messages."""
+    def sampling_plan(self) -> SamplingPlan:
+        """Mini-batch sampling: ``num_layers`` hops over both directions of the interactions
+        (the layers are synchronous: hop ``h`` reaches the nodes layer ``L - h`` reads)."""
+        rates = torch.stack([self.users, self.items]).cpu()
+        relations = [RATES, RATED_BY]
+        return SamplingPlan({RATES: rates, RATED_BY: rates.flip(0)},
+                            {"user": self.num_users, "item": self.num_items},
+                            [relations] * self.lightgcn.num_layers, (RATES, RATED_BY))
+
+    def _sampled(self, batch: HeteroData) -> tuple[Tensor, Tensor]:
+        """Seed rows from a sampled subgraph. Each sampled edge carries the full graph's
+        coefficient :math:`1/\sqrt{d_u d_i}` scaled by ``d_target / s_target`` (full over
+        sampled in-degree), so a layer's sum over the sample estimates the full sum without
+        bias (exact where a node kept all its neighbours)."""
+        users, items = batch["user"].n_id, batch["item"].n_id
+        n_users = users.numel()
+        deg_user = torch.bincount(self.users, minlength=self.num_users).float()
+        deg_item = torch.bincount(self.items, minlength=self.num_items).float()
+        forward = batch[RATES].edge_index  # local user -> local item
+        backward = batch[RATED_BY].edge_index  # local item -> local user
+        src = torch.cat([forward[0], backward[0] + n_users])
+        dst = torch.cat([forward[1] + n_users, backward[1]])
+        full = torch.cat([deg_user.index_select(0, users), deg_item.index_select(0, items)])
+        sampled = torch.bincount(dst, minlength=full.numel()).float()
+        weight = (full[src] * full[dst]).clamp(min=1).rsqrt() * (
+            full[dst] / sampled[dst].clamp(min=1))
+        edge_index = torch.stack([src, dst])
+        x = self.lightgcn.embedding(torch.cat([users, items + self.num_users]))
+        out = x * self.lightgcn.alpha[0]
+        for i, conv in enumerate(self.lightgcn.convs):
+            x = conv.propagate(edge_index, x=x, edge_weight=weight)  # weights given: no renorm
+            out = out + x * self.lightgcn.alpha[i + 1]
+        return out[:batch["user"].batch_size], out[n_users:n_users + batch["item"].batch_size]
+
+    def forward(self, hidden: Tensor | None = None,
+                sampled: HeteroData | None = None) -> tuple[Tensor, Tensor]:
+        """``(user_emb, item_emb)`` after propagation; ``hidden`` pairs carry no messages.
+        Given a ``sampled`` mini-batch, the rows of its seed users and items (see
+        :meth:`_sampled`)."""
+        if sampled is not None:
+            return self._sampled(sampled)
         users, items = self.users, self.items
         if hidden is not None:
             keep = torch.ones(users.numel(), dtype=torch.bool, device=users.device)
@@ -95,9 +137,13 @@ class LightGCNRecommender(EmbeddingRecommender):
         checkpoint_dir (str, optional): Folder for the best checkpoint. (default: :obj:`None`)
         resume (bool): Continue from ``checkpoint_dir``. (default: :obj:`False`)
         show_progress (bool, optional): tqdm bar (``None``: terminals only).
+            (default: :obj:`None`)
         refit (bool): Retrain on all interactions for the early-stopped epoch count (see
             :class:`~recsys_core.training.TrainConfig`). (default: :obj:`False`)
-            (default: :obj:`None`)
+        training_mode (str): ``"auto"``, ``"full"`` or ``"minibatch"`` (see
+            :class:`~recsys_core.training.TrainConfig`). (default: :obj:`"auto"`)
+        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
+            (default: :obj:`10`)
     """
 
     name = "lightgcn"
@@ -128,6 +174,8 @@ class LightGCNRecommender(EmbeddingRecommender):
         resume: bool = False,
         show_progress: bool | None = None,
         refit: bool = False,
+        training_mode: str = "auto",
+        num_neighbors: int = 10,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -135,7 +183,8 @@ class LightGCNRecommender(EmbeddingRecommender):
             eval_k=eval_k, patience=patience, eval_every=eval_every,
             valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
             max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress, refit=refit)
+            resume=resume, show_progress=show_progress, refit=refit,
+            training_mode=training_mode, num_neighbors=num_neighbors)
         self.embedding_dim = int(embedding_dim)
         self.num_layers = int(num_layers)
         self.reg_weight = float(reg_weight)

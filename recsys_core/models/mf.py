@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 
 from ..dataset import Dataset
+from ..sampling import SamplingPlan
 from ..training import batch_l2
 from .embedding import EmbeddingRecommender
 
@@ -37,8 +39,18 @@ class MFModule(nn.Module):
     def set_interactions(self, users: Tensor, items: Tensor) -> None:
         """MF has no graph: nothing to do."""
 
-    def forward(self, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(user_emb [num_users, d], item_emb [num_items, d])``; ``hidden`` is ignored."""
+    def sampling_plan(self) -> SamplingPlan:
+        """No graph: a mini-batch is its seed users and items (no hops)."""
+        return SamplingPlan({}, {"user": self.user.num_embeddings,
+                                 "item": self.item.num_embeddings}, [])
+
+    def forward(self, hidden: Tensor | None = None,
+                sampled: HeteroData | None = None) -> tuple[Tensor, Tensor]:
+        """``(user_emb [num_users, d], item_emb [num_items, d])``; ``hidden`` is ignored.
+        Given a ``sampled`` mini-batch, the rows of its seed users and items."""
+        if sampled is not None:
+            return (self.user(sampled["user"].n_id[:sampled["user"].batch_size]),
+                    self.item(sampled["item"].n_id[:sampled["item"].batch_size]))
         return self.user.weight, self.item.weight
 
     def regularization(self, users: Tensor, items: Tensor, negatives: Tensor | None) -> Tensor:
@@ -75,9 +87,13 @@ class MFRecommender(EmbeddingRecommender):
         checkpoint_dir (str, optional): Folder for the best checkpoint. (default: :obj:`None`)
         resume (bool): Continue from ``checkpoint_dir``. (default: :obj:`False`)
         show_progress (bool, optional): tqdm bar (``None``: terminals only).
+            (default: :obj:`None`)
         refit (bool): Retrain on all interactions for the early-stopped epoch count (see
             :class:`~recsys_core.training.TrainConfig`). (default: :obj:`False`)
-            (default: :obj:`None`)
+        training_mode (str): ``"auto"``, ``"full"`` or ``"minibatch"`` (see
+            :class:`~recsys_core.training.TrainConfig`). (default: :obj:`"auto"`)
+        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
+            (default: :obj:`10`)
     """
 
     name = "mf"
@@ -107,6 +123,8 @@ class MFRecommender(EmbeddingRecommender):
         resume: bool = False,
         show_progress: bool | None = None,
         refit: bool = False,
+        training_mode: str = "auto",
+        num_neighbors: int = 10,
     ) -> None:
         super().__init__(
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
@@ -114,7 +132,8 @@ class MFRecommender(EmbeddingRecommender):
             eval_k=eval_k, patience=patience, eval_every=eval_every,
             valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
             max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress, refit=refit)
+            resume=resume, show_progress=show_progress, refit=refit,
+            training_mode=training_mode, num_neighbors=num_neighbors)
         self.embedding_dim = int(embedding_dim)
         self.reg_weight = float(reg_weight)
 
