@@ -38,7 +38,8 @@ def configure_cpu_threads(reserve: int = 0, default: int | None = None) -> int:
     from the main thread (never from a job thread: the count is shared by every session).
 
     ``RECSCOPE_THREADS`` wins when set; otherwise ``default`` when given, else
-    ``os.cpu_count() - reserve`` (at least 1).
+    ``os.cpu_count() - reserve`` (at least 1), shared out between the processes torchrun
+    started on this node (``LOCAL_WORLD_SIZE``).
     The app reserves one core for its web server: on a 2-core machine a training thread pool
     that competes with the server (or with other processes) runs many times slower than a
     single thread, because this model's operations are small and hand-offs dominate.
@@ -57,9 +58,16 @@ def configure_cpu_threads(reserve: int = 0, default: int | None = None) -> int:
     elif default is not None:
         threads = int(default)
     else:
-        threads = (os.cpu_count() or 1) - reserve
+        # torchrun's ranks on one node share its cores (LOCAL_WORLD_SIZE processes).
+        threads = ((os.cpu_count() or 1) - reserve) // max(1, _local_world_size())
     threads = max(1, threads)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
 
+
+def _local_world_size() -> int:
+    try:
+        return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        return 1

@@ -713,9 +713,14 @@ def train_model(
 
         # Buffers (the graph, the text embeddings) are identical on every rank by
         # construction: no need to broadcast them before each step.
+        import inspect
+
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                   inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
         net = DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False, find_unused_parameters=True)
+            find_unused_parameters=True, **no_sync)
 
     def snapshot() -> dict[str, Tensor]:
         return {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from .. import distributed
 from ..device import describe_device, pick_device
 from ..errors import RecScopeError
 from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
@@ -68,14 +69,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train and save; under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains its shard
+    and rank 0 alone prints and writes the run (see :mod:`recsys_core.distributed`)."""
+    params = _checked_params(args)  # a bad --param fails before any file is read
+    try:
+        ctx = distributed.init_from_env()
+    except (RuntimeError, ValueError) as exc:
+        raise RecScopeError(f"cannot join the torchrun process group ({exc}); check "
+                            "--rdzv-endpoint / MASTER_ADDR and that every node can reach it."
+                            ) from None
+    try:
+        return _train(args, params, ctx)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, params: dict[str, Any],
+           ctx: distributed.DistContext | None) -> int:
     from ..ingest import load_dataset
     from ..run import save_run
 
-    params = _checked_params(args)  # a bad --param fails before any file is read
+    main = ctx is None or ctx.is_main
     dataset = load_dataset(args.interactions, args.items, args.user_edges, args.users,
                            user_col=args.user_col, item_col=args.item_col,
                            rating_col=args.rating_col, time_col=args.time_col)
-    _print_ingest_report(dataset)
+    if main:
+        _print_ingest_report(dataset)
     kwargs = _model_kwargs(args, params)
     try:
         model = create_model(args.model, **kwargs)
@@ -83,13 +102,19 @@ def run(args: argparse.Namespace) -> int:
         given = ", ".join(args.param) or "the options given"
         raise ModelParamError(f"the {args.model} model refuses {given}: {exc}") from None
     device = describe_device(pick_device(args.device)) if "device" in kwargs else "CPU"
-    print(f"Training {args.model} on {dataset.num_users:,} users x {dataset.num_items:,} items "
-          f"({len(dataset.interactions):,} interactions), device {device}", file=sys.stderr)
+    if ctx is not None:
+        device += f" x {ctx.world_size} processes ({ctx.backend}, data-parallel)"
+    if main:
+        print(f"Training {args.model} on {dataset.num_users:,} users x {dataset.num_items:,} "
+              f"items ({len(dataset.interactions):,} interactions), device {device}",
+              file=sys.stderr)
     train = dataset.interactions
     start = time.perf_counter()
-    with ProgressBar() as progress:
+    with ProgressBar(enabled=main) as progress:
         model.fit(dataset, train, on_progress=progress)
     fit_seconds = time.perf_counter() - start
+    if not main:  # rank 0 writes the one run of the job
+        return 0
     extra = {"fit_seconds": round(fit_seconds, 3), "device": device,
              "command": ["python", "-m", "recsys_core", *sys.argv[1:]],
              "inputs": {"interactions": str(args.interactions), "items": args.items,
@@ -99,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
     result = getattr(model, "train_result", None)  # iterative models report their training
     if dataclasses.is_dataclass(result):
         extra["train_result"] = dataclasses.asdict(result)
+        if getattr(result, "training_mode", None):
+            extra["training"] = {"mode": result.training_mode, "reason": result.mode_reason,
+                                 "num_neighbors": result.num_neighbors,
+                                 "world_size": result.world_size}
+            print(f"Training mode: {result.training_mode} ({result.mode_reason})"
+                  + (f"; {result.world_size} processes" if result.world_size > 1 else ""),
+                  file=sys.stderr)
         best = getattr(result, "best_valid_ndcg", None)
         if isinstance(best, float) and math.isfinite(best):
             metrics = {f"valid_ndcg@{args.k}": best}
@@ -179,13 +211,15 @@ class ProgressBar:
 
     The description follows ``stage``; the bar starts over when the fraction goes back (a new
     phase, e.g. ``encode`` then ``train``). Epoch, loss and validation NDCG are shown when the
-    model reports them.
+    model reports them, and, inside a long epoch, the batch, batches per second and the
+    epoch's time left. ``enabled=False`` draws nothing (torchrun's ranks other than 0).
     """
 
     _STEPS = 1000
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._bar = None
+        self.enabled = enabled
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -197,6 +231,8 @@ class ProgressBar:
     def __call__(self, event: dict[str, Any]) -> None:
         from tqdm.auto import tqdm
 
+        if not self.enabled:
+            return
         stage = str(event.get("stage", "fit"))
         if self._bar is None:
             self._bar = tqdm(total=self._STEPS, desc=stage, file=sys.stderr,
@@ -215,7 +251,15 @@ class ProgressBar:
         if event.get("epoch") is not None:
             epochs = event.get("epochs")
             postfix["epoch"] = f"{event['epoch']}/{epochs}" if epochs else str(event["epoch"])
-        for key in ("loss", "valid_ndcg"):
+        if event.get("batches"):
+            postfix["batch"] = f"{event.get('batch', 0)}/{event['batches']}"
+            rate = event.get("batches_per_second")
+            if isinstance(rate, (int, float)) and math.isfinite(rate):
+                postfix["rate"] = f"{rate:.1f} batch/s"
+            left = event.get("epoch_seconds_left")
+            if isinstance(left, (int, float)) and math.isfinite(left):
+                postfix["epoch left"] = f"{left:.0f} s"
+        for key in ("loss", "running_loss", "valid_ndcg"):
             if isinstance(event.get(key), (int, float)):
                 postfix[key] = f"{event[key]:.4f}"
         if postfix:

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
 from ..dataset import Dataset
 from ..rng import private_draws
 from ..training import TrainConfig, TrainResult, clone_config, split_validation, train_model
@@ -84,7 +85,12 @@ class EmbeddingRecommender(Recommender):
         self.module = self._fresh_module(dataset)
         result = train_model(self.module, dataset, train_part, valid, config,
                              on_progress=on_progress, should_stop=should_stop)
-        self.select_on_validation(dataset, train_part, valid, result, on_progress, should_stop)
+        # Data-parallel (torchrun): the closed-form choices run once, on rank 0, and every rank
+        # gets the same record of them (only rank 0 builds the final paths and writes the run).
+        if distributed.is_main():
+            self.select_on_validation(dataset, train_part, valid, result, on_progress,
+                                      should_stop)
+        result.selected = distributed.broadcast_object(result.selected)
         refit = self._refit_config(result, carved=train_part is not train)
         if refit is not None:
             # Same seed and epochs on every interaction; the validation run chose the epochs.

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from .. import distributed
 from ..dataset import DEFAULT_TEXT_TEMPLATE, ITEM_IDX, USER_IDX, Dataset
 from ..device import pick_device
 from ..graph import (
@@ -821,7 +822,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         then fit the item-item path on every training interaction."""
         self.train_interactions = train
         self.item_item_choice = self.item_item_path = self.graph_filter_choice = None
-        self._text_cache = self._item_text(dataset, on_progress)
+        with distributed.main_first():  # torchrun: rank 0 fills the text cache first
+            self._text_cache = self._item_text(dataset, on_progress)
         try:
             super().fit(dataset, train, valid, on_progress, should_stop)
         finally:
