@@ -18,7 +18,14 @@ from .columns import (
 )
 from .interactions import check_id_limit, clean_ids, read_interactions
 from .items import read_items
-from .readers import Source, describe_format, read_table, sniff_table, source_name
+from .readers import (
+    CHUNK_ROWS,
+    Source,
+    describe_format,
+    read_table,
+    sniff_table,
+    source_name,
+)
 from .report import FileReport, IngestionReport
 from .users import read_users
 
@@ -49,6 +56,7 @@ def load_dataset(
     name: str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_ids: int = DEFAULT_MAX_IDS,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Dataset:
     """Read, validate and clean input files into a :class:`~recsys_core.dataset.Dataset`.
 
@@ -82,6 +90,9 @@ def load_dataset(
         name (str, optional): Dataset name. (default: from the interactions file name)
         max_rows (int): Refuse files with more data rows. (default: :obj:`20_000_000`)
         max_ids (int): Refuse more distinct users or items. (default: :obj:`5_000_000`)
+        chunk_rows (int): Interaction rows parsed at a time; memory grows by one chunk of
+            parsed text plus a few bytes per row (codes, ratings, times), and the report is
+            the same for every chunk size. (default: :obj:`1_000_000`)
 
     Raises:
         DataError: A file is unreadable, binary, empty, header-only, lacks id columns, exceeds
@@ -90,7 +101,8 @@ def load_dataset(
     report = IngestionReport(name=name or dataset_name(interactions))
     inter, known_users, interacted = read_interactions(
         interactions, report, user_col=user_col, item_col=item_col, rating_col=rating_col,
-        time_col=time_col, invalid_ratings=invalid_ratings, max_rows=max_rows, max_ids=max_ids)
+        time_col=time_col, invalid_ratings=invalid_ratings, max_rows=max_rows, max_ids=max_ids,
+        chunk_rows=chunk_rows)
     inter_name = report.files[0].name
     attribute_columns: list[str] = []
     if items is not None:

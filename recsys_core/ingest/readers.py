@@ -18,6 +18,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO
 
 import pandas as pd
@@ -185,6 +186,92 @@ def read_table(sniffed: SniffedTable, string_columns: list[str] | None = None) -
         raise DataError("the file has a header row but no data rows. Add at least one data "
                         "row below the header.", file=name)
     return RawTable(frame=frame, sniffed=sniffed, rows_read=rows_read, ragged_lines=ragged)
+
+
+@dataclass
+class TableChunk:
+    """One block of rows of a file, parsed by :func:`iter_table`.
+
+    Attributes:
+        frame (pandas.DataFrame): The rows (id columns as strings), indexed from 0 within the
+            chunk.
+        start (int): Position of the chunk's first row among all parsed rows (ragged rows
+            excluded), so ``start + i`` is row ``i``'s position in :func:`read_table`'s frame.
+        ragged_lines (list[int]): File line numbers of rows skipped in this chunk for having
+            more fields than the header.
+    """
+
+    frame: pd.DataFrame
+    start: int
+    ragged_lines: list[int]
+
+
+#: Rows parsed at a time by :func:`iter_table` (bounded memory for files of tens of millions
+#: of rows: only one chunk of rows exists as Python strings at a time).
+CHUNK_ROWS = 1_000_000
+
+
+def iter_table(sniffed: SniffedTable, string_columns: list[str] | None = None,
+               chunk_rows: int = CHUNK_ROWS) -> Iterator[TableChunk]:
+    """Parse a sniffed file a block of rows at a time.
+
+    The chunks, concatenated, are the frame :func:`read_table` returns (same values, same
+    dtypes per chunk where pandas' type inference sees the same values), and their ragged
+    lines are its ragged lines. Delimited text is parsed by pandas' C parser in chunks;
+    Parquet is read a record batch at a time (pyarrow).
+
+    Args:
+        sniffed (SniffedTable): Result of :func:`sniff_table`.
+        string_columns (list[str], optional): Columns read as exact strings (see
+            :func:`read_table`). (default: :obj:`None`, every column)
+        chunk_rows (int): Rows per chunk. (default: :data:`CHUNK_ROWS`)
+
+    Raises:
+        DataError: The file cannot be parsed.
+    """
+    chunk_rows = max(1, int(chunk_rows))
+    name = sniffed.name
+    if sniffed.format == "parquet":
+        yield from _iter_parquet(sniffed, chunk_rows)
+        return
+    dtype = str if string_columns is None else dict.fromkeys(string_columns, str)
+    try:
+        reader = _parse_text(sniffed._data, sniffed.delimiter, header=sniffed.header,
+                             dtype=dtype, names=sniffed.columns, chunksize=chunk_rows)
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+        raise _unparseable(exc, name) from exc
+    start = 0
+    with reader:
+        while True:
+            # Warnings are caught while parsing only, never while the caller runs.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    frame = next(reader)
+                except StopIteration:
+                    return
+                except (pd.errors.ParserError, ValueError, csv.Error) as exc:
+                    raise _unparseable(exc, name) from exc
+            yield TableChunk(frame.reset_index(drop=True), start, _ragged_lines(caught))
+            start += len(frame)
+
+
+def _iter_parquet(sniffed: SniffedTable, chunk_rows: int) -> Iterator[TableChunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(io.BytesIO(sniffed._raw))
+        batches = handle.iter_batches(batch_size=chunk_rows)
+        start = 0
+        for batch in batches:
+            frame = _clean_parquet_frame(batch.to_pandas())
+            yield TableChunk(frame, start, [])
+            start += len(frame)
+    except DataError:
+        raise
+    except Exception as exc:  # see _sniff_parquet
+        raise DataError(f"the Parquet file cannot be read ({_short(exc)}). Re-export it (with "
+                        "unique column names), or upload it as CSV.", file=sniffed.name) from exc
 
 
 def describe_format(sniffed: SniffedTable) -> str:
@@ -360,9 +447,10 @@ def _to_utf8(raw: bytes, name: str) -> tuple[bytes, str, list[str]]:
         except UnicodeDecodeError as exc:
             raise DataError("the file starts with a UTF-16 byte-order mark but is not valid "
                             "UTF-16. Re-save it as UTF-8 CSV.", file=name) from exc
+    if _valid_utf8(raw):
+        return raw, "utf-8", []
     try:
         raw.decode("utf-8")
-        return raw, "utf-8", []
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
     # cp1252 differs from latin-1 only in 0x80-0x9F (curly quotes, euro sign ...).
@@ -380,6 +468,19 @@ def _to_utf8(raw: bytes, name: str) -> tuple[bytes, str, list[str]]:
     return text.encode("utf-8"), encoding, [note]
 
 
+def _valid_utf8(raw: bytes) -> bool:
+    """Whether ``raw`` is UTF-8, checked a block at a time (no copy of a large file as text)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(raw)
+    try:
+        for start in range(0, len(raw), _CHUNK):
+            decoder.decode(view[start:start + _CHUNK], final=False)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _head_lines(data: bytes) -> list[str]:
     head = data[:_SAMPLE_BYTES].decode("utf-8", errors="ignore")  # may cut a character
     lines = head.splitlines()
@@ -389,7 +490,8 @@ def _head_lines(data: bytes) -> list[str]:
 
 
 def _parse_text(data: bytes, delimiter: str | None, *, header: bool, dtype=str,
-                nrows: int | None = None, names: list[str] | None = None) -> pd.DataFrame:
+                nrows: int | None = None, names: list[str] | None = None,
+                chunksize: int | None = None):
     # With ``names`` the header row (if any) is skipped and our cleaned names are used, so
     # ``dtype`` can be keyed by them and rows longer than the header count as ragged.
     kwargs = dict(header=0 if header else None, names=names, dtype=dtype, encoding="utf-8",
@@ -410,6 +512,8 @@ def _parse_text(data: bytes, delimiter: str | None, *, header: bool, dtype=str,
     else:
         kwargs.update(sep=delimiter)
     kwargs["on_bad_lines"] = "skip" if nrows is not None else "warn"
+    if chunksize is not None:
+        kwargs["chunksize"] = chunksize  # a reader of frames
     return pd.read_csv(io.BytesIO(data), **kwargs)
 
 
@@ -456,6 +560,10 @@ def _read_parquet(sniffed: SniffedTable) -> pd.DataFrame:
     except Exception as exc:  # see _sniff_parquet
         raise DataError(f"the Parquet file cannot be read ({_short(exc)}). Re-export it (with "
                         "unique column names), or upload it as CSV.", file=sniffed.name) from exc
+    return _clean_parquet_frame(frame)
+
+
+def _clean_parquet_frame(frame: pd.DataFrame) -> pd.DataFrame:
     frame.columns = [str(c) for c in frame.columns]
     for col in frame.columns:
         # Binary (bytes) cells would break every string operation downstream.
