@@ -450,3 +450,63 @@ def embedding_map_fig(
         yaxis_title="PC 2",
     )
     return fig
+
+
+def metrics_ci_fig(frame: pd.DataFrame, title: str = "Metrics with confidence intervals"
+                   ) -> go.Figure:
+    """Grouped bars with error bars: one group per metric, one bar per model, each bar's
+    whisker spanning its confidence interval.
+
+    Args:
+        frame (pandas.DataFrame): Long format with ``model``, ``metric``, ``value``, ``low``
+            and ``high`` (e.g. :func:`recsys_core.services.evaluation.confidence_table`).
+        title (str): Figure title. (default: :obj:`"Metrics with confidence intervals"`)
+    """
+    fig = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    for j, model in enumerate(pd.unique(frame["model"])):
+        part = frame[frame["model"] == model]
+        value = part["value"].to_numpy(dtype=float)
+        fig.add_trace(go.Bar(
+            name=plot_text(model),
+            x=[plot_text(m) for m in part["metric"]],
+            y=value,
+            error_y=dict(type="data", symmetric=False,
+                         array=part["high"].to_numpy(dtype=float) - value,
+                         arrayminus=value - part["low"].to_numpy(dtype=float)),
+            customdata=np.stack([part["low"].to_numpy(dtype=float),
+                                 part["high"].to_numpy(dtype=float)], axis=1),
+            hovertemplate="%{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}]",
+            marker_color=palette[j % len(palette)],
+        ))
+    fig.update_layout(barmode="group", title=plot_text(title), height=360,
+                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def paired_difference_fig(frame: pd.DataFrame, label_a: str, label_b: str) -> go.Figure:
+    """The difference ``A - B`` of every metric with its interval, as points with whiskers
+    around a zero line (an interval that crosses zero is no evidence of a difference).
+
+    Args:
+        frame (pandas.DataFrame): :func:`recsys_core.significance.paired_tests` output
+            (``metric``, ``difference``, ``low``, ``high``, ``p_value``).
+        label_a (str): Model A's name.
+        label_b (str): Model B's name.
+    """
+    diff = frame["difference"].to_numpy(dtype=float)
+    fig = go.Figure(go.Scatter(
+        x=diff, y=[plot_text(m) for m in frame["metric"]], mode="markers",
+        marker=dict(size=10, color="#636efa"),
+        error_x=dict(type="data", symmetric=False,
+                     array=frame["high"].to_numpy(dtype=float) - diff,
+                     arrayminus=diff - frame["low"].to_numpy(dtype=float)),
+        customdata=frame["p_value"].to_numpy(dtype=float),
+        hovertemplate="%{y}: %{x:+.4f} (p = %{customdata:.3g})<extra></extra>",
+    ))
+    fig.add_vline(x=0, line_dash="dash", line_color="#888")
+    fig.update_layout(
+        title=f"{plot_text(label_a, 40)} minus {plot_text(label_b, 40)}",
+        xaxis_title="difference of the per-user means", height=300,
+        margin=dict(t=50, b=40, l=80, r=10), showlegend=False)
+    return fig
