@@ -4,18 +4,20 @@ Deletion test (recsys_core.explain.faithfulness): for sampled users and their to
 recommendation, remove the k history items an explanation ranks highest and measure the score
 drop (forward pass on the edited graph, no retraining), against removing k random history
 items (mean of 5 draws). Printed per dataset and method: mean drop top-k, mean drop random-k,
-their ratio (target: >= 2 for attention and SHAP), and seconds per explanation (target for
-SHAP: < 10 s on a 2-core CPU). Datasets: the shipped demo data (data/*.csv) and
+their ratio (target: >= 2 for attention, SHAP and LIME), and seconds per explanation (target
+for SHAP and LIME: < 10 s on a 2-core CPU). Datasets: the shipped demo data (data/*.csv) and
 MovieLens-100K (../shared/data/ml-100k; never copied into the repo).
 
 The flagship is trained once per dataset on all interactions (explanations do not need a test
 split) with ``--epochs`` / ``--time-limit`` and saved under ``--runs-dir``; later runs reuse
-it. Results also go to ``benchmarks/results/faithfulness.{json,md}``.
+it. Results also go to ``benchmarks/results/faithfulness.{json,md}``: the rows of the datasets
+run replace theirs, the other datasets' rows are kept with the date and machine they were
+measured on.
 
 Usage::
 
     python benchmarks/bench_faithfulness.py                       # both datasets, 30 users
-    python benchmarks/bench_faithfulness.py --datasets demo --users 10 --methods attention,shap
+    python benchmarks/bench_faithfulness.py --datasets demo --users 20   # demo only
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def sample_users(dataset, n: int, k: int, seed: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="demo,ml100k")
-    parser.add_argument("--methods", default="attention,shap,gnnexplainer")
+    parser.add_argument("--methods", default="attention,shap,lime,gnnexplainer")
     parser.add_argument("--users", type=int, default=30, help="users sampled per dataset")
     parser.add_argument("--k", type=int, default=5, help="history items removed")
     parser.add_argument("--epochs", type=int, default=30, help="flagship training epochs")
@@ -87,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    results, lines = [], []
+    results, measured = [], {}
+    machine = (f"{platform.machine()}, {args.threads} torch thread(s), "
+               f"torch {torch.__version__}")
     for name in [d for d in args.datasets.split(",") if d]:
         model, dataset, fit_seconds = flagship(name, args.runs_dir, args.epochs, args.time_limit)
         torch.set_num_threads(args.threads)
@@ -117,35 +121,62 @@ def main(argv: list[str] | None = None) -> int:
                    "seconds_median": float(seconds.median()),
                    "seconds_max": float(seconds.max()), "fit_seconds": fit_seconds}
             results.append(row)
-            line = (f"| {name} | {method} | {row['users']} | {row['mean_drop_top']:.4f} | "
-                    f"{row['mean_drop_random']:.4f} | {row['ratio']:.2f} | "
-                    f"{100 * row['users_top_beats_random']:.0f}% | {row['seconds_mean']:.2f} | "
-                    f"{row['seconds_median']:.2f} | {row['seconds_max']:.2f} |")
-            lines.append(line)
             print(f"  {method:13s} drop top-{args.k} {row['mean_drop_top']:.4f}  random-{args.k} "
                   f"{row['mean_drop_random']:.4f}  ratio {row['ratio']:.2f}  "
                   f"top>random for {100 * row['users_top_beats_random']:.0f}% of users  "
                   f"s/explanation mean {row['seconds_mean']:.2f} median "
                   f"{row['seconds_median']:.2f} max {row['seconds_max']:.2f}", flush=True)
+        measured[name] = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          "machine": machine, "k": args.k, "users": args.users,
+                          "methods": args.methods.split(",")}
 
+    out = ROOT / "benchmarks" / "results"
+    results, runs = merge_results(out / "faithfulness.json", results, measured)
+    write_results(out, results, runs)
+    return 0
+
+
+def merge_results(path: Path, results: list[dict], measured: dict[str, dict]
+                  ) -> tuple[list[dict], dict[str, dict]]:
+    """This run's rows and, for datasets not run now, the rows already in ``path``; with
+    ``{dataset: {"created", "machine", ...}}`` saying when and where each was measured."""
+    old_rows, old_runs = [], {}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        old_rows = [r for r in saved.get("results", []) if r["dataset"] not in measured]
+        old_runs = saved.get("runs") or {
+            r["dataset"]: {k: saved["meta"][k] for k in ("created", "machine", "k", "users")
+                           if k in saved.get("meta", {})}
+            for r in old_rows}
+    runs = {d: old_runs[d] for d in dict.fromkeys(r["dataset"] for r in old_rows)
+            if d in old_runs}
+    runs.update(measured)
+    return old_rows + results, runs
+
+
+def write_results(out: Path, results: list[dict], runs: dict[str, dict]) -> None:
+    """``faithfulness.json`` and ``faithfulness.md`` (one table, a line per dataset saying when
+    and on what it was measured)."""
+    lines = [f"| {r['dataset']} | {r['method']} | {r['users']} | {r['mean_drop_top']:.4f} | "
+             f"{r['mean_drop_random']:.4f} | {r['ratio']:.2f} | "
+             f"{100 * r['users_top_beats_random']:.0f}% | {r['seconds_mean']:.2f} | "
+             f"{r['seconds_median']:.2f} | {r['seconds_max']:.2f} |" for r in results]
     header = ("| dataset | method | users | mean drop top-k | mean drop random-k | ratio | "
               "top > random | s mean | s median | s max |\n"
               "|---|---|---|---|---|---|---|---|---|---|")
-    machine = (f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-               f"torch {torch.__version__}")
     table = "\n".join([header, *lines])
     print("\n" + table)
-    out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": machine, "k": args.k, "users": args.users}
-    (out / "faithfulness.json").write_text(json.dumps({"meta": meta, "results": results},
-                                                      indent=2))
+    latest = max(runs.values(), key=lambda run: run.get("created", ""), default={})
+    (out / "faithfulness.json").write_text(json.dumps(
+        {"meta": latest, "runs": runs, "results": results}, indent=2))
+    when = "\n".join(f"- {name}: measured {run['created']} on {run['machine']} "
+                     f"(k = {run.get('k')}, {run.get('users')} users)"
+                     for name, run in runs.items())
     (out / "faithfulness.md").write_text(
-        f"# Explanation faithfulness ({meta['created']}, {machine})\n\n"
-        f"Deletion test, k = {args.k}: score drop when removing the explanation's top-k history "
-        f"items vs k random ones (5 draws).\n\n{table}\n")
-    return 0
+        "# Explanation faithfulness\n\n"
+        "Deletion test: score drop when removing the explanation's top-k history items vs k "
+        f"random ones (5 draws).\n\n{when}\n\n{table}\n")
 
 
 if __name__ == "__main__":

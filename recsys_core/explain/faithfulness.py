@@ -41,8 +41,11 @@ def faithfulness(
         model (Recommender): A fitted model whose scores follow edited interactions (see
             :func:`~recsys_core.explain.history.history_scorer`).
         dataset (Dataset): Its dataset.
-        method (str or callable): ``"attention"``, ``"shap"``, ``"gnnexplainer"``, or a
-            function ``(model, dataset, user_id, item_id) -> Explanation``.
+        method (str or callable): ``"attention"``, ``"shap"``, ``"lime"``,
+            ``"gnnexplainer"``, or a function ``(model, dataset, user_id, item_id) ->
+            Explanation``. Every method is ranked the same way (:func:`ranked_history`: its
+            individually scored history items by decreasing weight), so the test is the same
+            for all.
         users (iterable of str): Raw user ids; users with at most ``k`` history items are
             skipped (counted in ``skipped``).
         k (int): History items removed. (default: :obj:`5`)
