@@ -59,7 +59,7 @@ class LightGCNModule(nn.Module):
                             [relations] * self.lightgcn.num_layers, (RATES, RATED_BY))
 
     def _sampled(self, batch: HeteroData) -> tuple[Tensor, Tensor]:
-        """Seed rows from a sampled subgraph. Each sampled edge carries the full graph's
+        r"""Seed rows from a sampled subgraph. Each sampled edge carries the full graph's
         coefficient :math:`1/\sqrt{d_u d_i}` scaled by ``d_target / s_target`` (full over
         sampled in-degree), so a layer's sum over the sample estimates the full sum without
         bias (exact where a node kept all its neighbours)."""

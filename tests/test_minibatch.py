@@ -1,0 +1,223 @@
+"""Mini-batch training: the neighbour sampler, the full / mini-batch rule and its report, the
+flagship, LightGCN and MF trained on sampled subgraphs, explanations of such a model,
+determinism, in-epoch progress and the AMP guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_explain import explain_dataset, private_encoder
+
+from recsys_core.explain import attention_explanation, explain
+from recsys_core.graph import RATED_BY, RATES
+from recsys_core.models.gnn_llm import GNNLLMRecommender
+from recsys_core.models.lightgcn import LightGCNRecommender
+from recsys_core.models.mf import MFRecommender
+from recsys_core.sampling import (
+    FULL_GRAPH_HARD_LIMIT,
+    FULL_GRAPH_MAX_INTERACTIONS,
+    NeighborSampler,
+    SamplingPlan,
+    choose_training_mode,
+)
+from recsys_core.training import TrainConfig, _EpochProgress, amp_settings, unique_pairs
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
+
+TEXT_DIM = 12
+FAST = dict(epochs=12, batch_size=32, device="cpu", show_progress=False, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return explain_dataset()
+
+
+def text(ds) -> torch.Tensor:
+    return torch.randn(ds.num_items, TEXT_DIM, generator=torch.Generator().manual_seed(0))
+
+
+def flagship(ds, **options) -> GNNLLMRecommender:
+    base = dict(embedding_dim=16, heads=2, num_negatives=16, item_text_embeddings=text(ds),
+                item_item=False, graph_filter=False, **FAST)
+    return GNNLLMRecommender(**{**base, **options})
+
+
+def fitted_module(model, ds):
+    """A fitted model's module, propagating over every training pair, in eval mode."""
+    module = model.module
+    module.set_interactions(*unique_pairs(ds.interactions))
+    return module.eval()
+
+
+# ---------------------------------------------------------------------------------- sampler
+def star_plan(num_users: int = 6, num_items: int = 4) -> SamplingPlan:
+    """Every user rates every item (degree num_users per item, num_items per user)."""
+    users = torch.arange(num_users).repeat_interleave(num_items)
+    items = torch.arange(num_items).repeat(num_users)
+    rates = torch.stack([users, items])
+    return SamplingPlan({RATES: rates, RATED_BY: rates.flip(0)},
+                        {"user": num_users, "item": num_items},
+                        [[RATES, RATED_BY]] * 2, (RATES, RATED_BY))
+
+
+def test_sampler_caps_fanout_keeps_seeds_first_and_hides_targets():
+    plan = star_plan()
+    sampler = NeighborSampler(plan, num_neighbors=2, generator=torch.Generator().manual_seed(1))
+    seeds = {"user": torch.tensor([1, 4]), "item": torch.tensor([2])}
+    hidden = torch.tensor([1 * 4 + 2])  # the pair (user 1, item 2)
+    batch = sampler.subgraph(seeds, hidden=hidden)
+    assert batch["user"].n_id[:2].tolist() == [1, 4] and batch["user"].batch_size == 2
+    assert batch["item"].n_id[:1].tolist() == [2] and batch["item"].batch_size == 1
+    for et in (RATES, RATED_BY):
+        dst = batch[et].edge_index[1]
+        assert torch.bincount(dst).max() <= 2  # at most k neighbours per node and relation
+        assert 1 * 4 + 2 not in batch[et].e_id.tolist()  # the hidden target carries nothing
+        src_type, _, dst_type = et
+        ids = plan.edge_index_dict[et][:, batch[et].e_id]  # local edges map to real edges
+        assert torch.equal(batch[src_type].n_id[batch[et].edge_index[0]], ids[0])
+        assert torch.equal(batch[dst_type].n_id[batch[et].edge_index[1]], ids[1])
+    again = NeighborSampler(plan, 2, torch.Generator().manual_seed(1)).subgraph(seeds, hidden)
+    assert torch.equal(again[RATES].e_id, batch[RATES].e_id)  # same generator, same sample
+    # The buffers are clean afterwards: the same call without hiding samples the target too.
+    full = NeighborSampler(plan, 10).subgraph(seeds)
+    assert 1 * 4 + 2 in full[RATES].e_id.tolist()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_flagship_on_a_complete_sample_matches_the_full_graph(ds, layers):
+    model = flagship(ds, epochs=1, num_layers=layers).fit(ds, ds.interactions)
+    module = fitted_module(model, ds)
+    sampler = NeighborSampler(module.sampling_plan(), num_neighbors=1000)
+    sampler.training = False
+    seeds = {"user": torch.tensor([0, 5, 19]), "item": torch.tensor([1, 7, 25])}
+    with torch.no_grad():
+        user_rows, item_rows = module(sampled=sampler.subgraph(seeds))
+        user_emb, item_emb = module()
+    torch.testing.assert_close(user_rows, user_emb[seeds["user"]], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(item_rows, item_emb[seeds["item"]], atol=1e-5, rtol=1e-4)
+
+
+def test_lightgcn_on_a_complete_sample_matches_the_full_graph(ds):
+    model = LightGCNRecommender(embedding_dim=8, num_layers=2, **{**FAST, "epochs": 1})
+    model.fit(ds, ds.interactions)
+    module = fitted_module(model, ds)
+    sampler = NeighborSampler(module.sampling_plan(), num_neighbors=1000)
+    seeds = {"user": torch.tensor([2, 3]), "item": torch.tensor([0, 10, 24])}
+    with torch.no_grad():
+        user_rows, item_rows = module(sampled=sampler.subgraph(seeds))
+        user_emb, item_emb = module()
+    torch.testing.assert_close(user_rows, user_emb[seeds["user"]], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(item_rows, item_emb[seeds["item"]], atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------- the rule
+def test_automatic_mode_follows_graph_size_and_options_override_it():
+    small = choose_training_mode("auto", 100_000)
+    assert small.mode == "full" and "100,000" in small.reason
+    large = choose_training_mode("auto", FULL_GRAPH_MAX_INTERACTIONS + 1, num_neighbors=7)
+    assert large.mode == "minibatch" and large.num_neighbors == 7
+    assert choose_training_mode("auto", 10**8, has_graph=False).mode == "full"  # MF
+    assert choose_training_mode("minibatch", 10).mode == "minibatch"
+    assert choose_training_mode("full", 10**6).mode == "full"
+    with pytest.raises(ValueError, match="training_mode=minibatch"):
+        choose_training_mode("full", FULL_GRAPH_HARD_LIMIT + 1)
+    with pytest.raises(ValueError, match="training_mode must be one of"):
+        TrainConfig(training_mode="sometimes")
+
+
+def test_training_reports_the_chosen_mode(ds):
+    auto = MFRecommender(embedding_dim=8, **{**FAST, "epochs": 1}).fit(ds, ds.interactions)
+    assert auto.train_result.training_mode == "full"
+    assert "no message passing" in auto.train_result.mode_reason
+    forced = LightGCNRecommender(embedding_dim=8, training_mode="minibatch", num_neighbors=3,
+                                 **{**FAST, "epochs": 1}).fit(ds, ds.interactions)
+    assert forced.train_result.training_mode == "minibatch"
+    assert forced.train_result.num_neighbors == 3
+    assert forced.config()["training_mode"] == "minibatch"  # kept in the run's config
+
+
+# ---------------------------------------------------------------------------------- training
+def test_flagship_minibatch_training_reaches_the_full_graph_figure(ds):
+    full = flagship(ds, training_mode="full").fit(ds, ds.interactions)
+    mini = flagship(ds, training_mode="minibatch", num_neighbors=4).fit(ds, ds.interactions)
+    assert mini.train_result.training_mode == "minibatch"
+    first = mini.train_result.history[0]["valid_ndcg"]
+    assert mini.train_result.best_valid_ndcg > first  # it learns
+    # Tiny data, few epochs: within 0.1 NDCG of the full-graph run (same split and seed).
+    assert mini.train_result.best_valid_ndcg >= full.train_result.best_valid_ndcg - 0.1
+    recs = mini.recommend(["u00"], k=5)
+    assert len(recs) == 5
+
+
+def test_lightgcn_and_mf_minibatch_training(ds):
+    full = LightGCNRecommender(embedding_dim=16, training_mode="full", **FAST)
+    mini = LightGCNRecommender(embedding_dim=16, training_mode="minibatch", num_neighbors=4,
+                               **FAST)
+    full.fit(ds, ds.interactions)
+    mini.fit(ds, ds.interactions)
+    assert mini.train_result.best_valid_ndcg >= full.train_result.best_valid_ndcg - 0.1
+    # MF has no graph: a mini-batch is its rows, so both modes train identically.
+    mf = [MFRecommender(embedding_dim=8, training_mode=m, **FAST).fit(ds, ds.interactions)
+          for m in ("full", "minibatch")]
+    torch.testing.assert_close(mf[0].embeddings()[0], mf[1].embeddings()[0])
+
+
+def test_minibatch_training_is_deterministic_under_a_seed(ds):
+    runs = [flagship(ds, epochs=2, training_mode="minibatch", num_neighbors=3,
+                     edge_dropout=0.3).fit(ds, ds.interactions) for _ in range(2)]
+    for a, b in zip(runs[0].module.state_dict().values(), runs[1].module.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    other = flagship(ds, epochs=2, training_mode="minibatch", num_neighbors=3, seed=1)
+    other.fit(ds, ds.interactions)
+    assert not torch.equal(other.embeddings()[1], runs[0].embeddings()[1])
+
+
+def test_explanations_of_a_minibatch_trained_flagship(ds):
+    model = flagship(ds, epochs=3, training_mode="minibatch", num_neighbors=3,
+                     item_text_embeddings=private_encoder().encode(ds.item_texts()))
+    model.fit(ds, ds.interactions)
+    item = str(model.recommend(["u00"], k=1)["item_id"].iloc[0])
+    result = attention_explanation(model, ds, "u00", item)
+    score = float(model.score(ds.user_idx("u00"), ds.item_idx(item))[0, 0])
+    assert result.score == pytest.approx(score, abs=1e-5)  # exact on the full graph
+    assert result.base_value + result.contributions["weight"].sum() == pytest.approx(score,
+                                                                                   abs=1e-4)
+    shap = explain(model, ds, "u00", item, method="shap")
+    assert shap.base_value + shap.contributions["weight"].sum() == pytest.approx(score,
+                                                                               abs=1e-4)
+    # Attention on a sampled subgraph: each target's weights sum to 1 per head.
+    module = fitted_module(model, ds)
+    batch = NeighborSampler(module.sampling_plan(), 3).subgraph(
+        {"user": torch.tensor([0, 1]), "item": torch.tensor([3])})
+    nodes = {nt: batch[nt].n_id for nt in batch.node_types}
+    edges = {et: batch[et].edge_index for et in batch.edge_types}
+    with torch.no_grad():
+        _, _, attention = module.propagate(edges, return_attention=True, nodes=nodes)
+    ei, alpha = attention[(0, RATES)]
+    sums = torch.zeros(nodes["item"].numel(), alpha.size(1)).index_add_(0, ei[1], alpha)
+    has_edges = torch.bincount(ei[1], minlength=nodes["item"].numel()) > 0
+    torch.testing.assert_close(sums[has_edges], torch.ones_like(sums[has_edges]))
+
+
+# ---------------------------------------------------------------------------------- progress, AMP
+def test_progress_inside_an_epoch_reports_batches_rate_and_time_left():
+    events = []
+    report = _EpochProgress(events.append, epoch=2, epochs=4, mode="minibatch", interval=0.0)
+    for done in range(1, 5):
+        report(done, 4, 0.5)
+    assert [e["batch"] for e in events] == [1, 2, 3]  # the last batch: the epoch event follows
+    last = events[-1]
+    assert last["batches"] == 4 and last["training_mode"] == "minibatch"
+    assert last["batches_per_second"] > 0 and last["epoch_seconds_left"] >= 0
+    assert last["fraction"] == pytest.approx((1 + 3 / 4) / 4)
+    assert "loss" not in last  # the curves plot epoch losses only
+
+
+def test_amp_is_off_on_the_cpu():
+    use, _ = amp_settings(TrainConfig(amp=True), torch.device("cpu"))
+    assert use is False
+    if torch.cuda.is_available():  # pragma: no cover - the GPU machine
+        assert amp_settings(TrainConfig(amp=True), torch.device("cuda"))[0] is True
+        assert amp_settings(TrainConfig(amp=False), torch.device("cuda"))[0] is False
