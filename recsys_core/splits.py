@@ -296,7 +296,8 @@ def describe_split(method: str, *, quantile: float | None = DEFAULT_TIME_CUT_QUA
                 "out, everything before it for training")
     if method == "time-cut":
         where = (f"after {_describe_time(parse_time_cut(cut))}" if cut is not None
-                 else f"in the latest {1 - quantile:.0%} of time (quantile {quantile:g})")
+                 else f"after the {quantile:g} quantile of the timestamps (the latest "
+                      f"{1 - quantile:.0%} of interactions)")
         return (f"global time cut: interactions {where} held out, everything before for "
                 "training (test users without training history left out)")
     raise ValueError(f"unknown split {method!r}; choose one of {list(SPLIT_METHODS)}")
