@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["validate", "train", "recommend", "evaluate", "explain", "score"]
+COMMANDS = ["validate", "train", "recommend", "evaluate", "explain", "score", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:
