@@ -117,3 +117,75 @@ def test_choose_blend_margin_and_forced_setting():
     assert blend.row == -1 and blend.relative_weight == 0.0
     forced = choose_blend(ranking, lambda row: useless, 1, (1.0,), margin=None)
     assert forced.row == 0 and forced.relative_weight == 1.0  # a user's fixed setting stays
+
+
+def test_attribute_nodes_join_the_filter_as_weighted_rows():
+    matrix = random_matrix(seed=3)
+    attributes = sp.csr_matrix((np.random.default_rng(4).random((12, 3)) < 0.4).astype(float))
+    plain = GraphFilterBasis(matrix, max_dim=3).weights(3, 1.0).numpy()
+    assert np.allclose(GraphFilterBasis(matrix, 3, 0, attributes, 0.0).weights(3, 1.0).numpy(),
+                       plain, atol=1e-6)
+    gamma = 0.5
+    stacked = sp.vstack([matrix, gamma * attributes.T]).tocsr()
+    x = stacked.toarray()
+    r = x / np.sqrt(np.where(x.sum(1) > 0, x.sum(1), 1))[:, None] \
+        / np.sqrt(np.where(x.sum(0) > 0, x.sum(0), 1))[None, :]
+    got = GraphFilterBasis(matrix, 3, 0, attributes, gamma).weights(0, 0.0).numpy()
+    assert np.allclose(got, r.T @ r, atol=1e-5)
+
+
+def sparse_community_split(seed: int = 0):
+    """Eight groups of three items; each user has one train item and the other two of its
+    group in validation, so co-occurrence links no two items while a group attribute links
+    exactly the right ones."""
+    rng = np.random.default_rng(seed)
+    users, groups = 64, 8
+    items = 3 * groups
+    train, valid = np.zeros((users, items)), np.zeros((users, items))
+    for u in range(users):
+        chosen = 3 * (u % groups) + rng.permutation(3)
+        train[u, chosen[0]] = 1
+        valid[u, chosen[1:]] = 1
+    group = sp.csr_matrix((np.ones(items), (np.arange(items), np.arange(items) // 3)),
+                          shape=(items, groups))
+    return sp.csr_matrix(train), sp.csr_matrix(valid), group
+
+
+def test_selection_keeps_attribute_nodes_only_when_they_pay():
+    train, valid, community = sparse_community_split()
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=train.shape).astype(np.float32))
+    ranking = ValidationRanking(lambda users: 0.01 * noise[torch.from_numpy(users)],
+                                frames(train), frames(valid), *train.shape, k=5)
+    settings, weights = ((0, 0.0), (2, 1.0)), (0.5, 1.0, 4.0, 16.0)
+    useful = select_graph_filter(ranking, settings, weights, item_attributes=community,
+                                 attribute_weights=(0.0, 1.0, 3.0))
+    assert useful.attribute_weight > 0
+    assert useful.valid_ndcg > useful.valid_ndcg_plain * 1.01
+    assert {g["attribute_weight"] for g in useful.grid} == {0.0, 1.0, 3.0}
+    assert "attribute nodes" in describe_filter_choice(useful.summary())
+    # Where interactions already say it all, an attribute every item shares adds nothing:
+    # the plain filter is kept.
+    train, valid = community_split()
+    ranking = ValidationRanking(lambda users: 0.01 * noise[torch.from_numpy(users)][:, :20],
+                                frames(train), frames(valid), *train.shape, k=5)
+    constant = sp.csr_matrix(np.ones((train.shape[1], 1)))
+    useless = select_graph_filter(ranking, settings, weights, item_attributes=constant,
+                                  attribute_weights=(0.0, 1.0, 3.0))
+    assert useless.relative_weight > 0
+    assert useless.attribute_weight == 0.0
+    assert useless.valid_ndcg == pytest.approx(useless.valid_ndcg_plain)
+
+
+def test_item_attribute_matrix_reads_every_attribute_node_type():
+    from recsys_core.dataset import Dataset
+    from recsys_core.graph import build_hetero_graph
+    from recsys_core.models.graph_filter import item_attribute_matrix
+
+    inter = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "z"]})
+    items = pd.DataFrame({"item_id": ["x", "y", "z"], "title": ["X", "Y", "Z"],
+                          "genre": [["g1", "g2"], ["g2"], []], "tag": [["t"], [], ["t"]]})
+    ds = Dataset(inter, items, attribute_columns=["genre", "tag"])
+    data = build_hetero_graph(ds, interactions=ds.interactions.iloc[:0])
+    matrix = item_attribute_matrix(data, ds.num_items)
+    assert matrix.shape == (3, 3) and matrix.nnz == 5
+    assert set(np.asarray(matrix.sum(axis=1)).ravel()) == {3.0, 1.0}

@@ -51,10 +51,12 @@ from .base import ProgressCallback, interaction_matrix
 from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
 from .embedding import EmbeddingRecommender, dot_scores
 from .graph_filter import (
+    DEFAULT_ATTRIBUTE_WEIGHTS,
     DEFAULT_FILTER_SETTINGS,
     DEFAULT_FILTER_WEIGHTS,
     GraphFilterBasis,
     GraphFilterChoice,
+    item_attribute_matrix,
     select_graph_filter,
 )
 from .item_item import (
@@ -603,6 +605,10 @@ class GNNLLMRecommender(EmbeddingRecommender):
             (default: :obj:`None`)
         graph_filter_weight (float, optional): Fix its weight relative to the spread ratio.
             (default: :obj:`None`)
+        graph_filter_attribute_weight (float, optional): Fix the weight :math:`\gamma` of the
+            attribute nodes inside the graph filter (0: plain filter) instead of choosing it
+            on validation; attribute nodes count only with ``use_attributes``.
+            (default: :obj:`None`)
         selection_margin (float): Relative validation NDCG gain the graph filter, the
             item-item path and the text bridge must each show to switch on.
             (default: :obj:`0.01`)
@@ -678,6 +684,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph_filter_dim: int | None = None,
         graph_filter_alpha: float | None = None,
         graph_filter_weight: float | None = None,
+        graph_filter_attribute_weight: float | None = None,
         selection_margin: float = DEFAULT_MARGIN,
     ) -> None:
         super().__init__(
@@ -729,6 +736,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
                                    else float(graph_filter_alpha))
         self.graph_filter_weight = (None if graph_filter_weight is None
                                     else float(graph_filter_weight))
+        if graph_filter_attribute_weight is not None and graph_filter_attribute_weight < 0:
+            raise ValueError("graph_filter_attribute_weight must be >= 0, got "
+                             f"{graph_filter_attribute_weight}.")
+        self.graph_filter_attribute_weight = (None if graph_filter_attribute_weight is None
+                                              else float(graph_filter_attribute_weight))
         self.selection_margin = float(selection_margin)
         self.graph_filter_choice: GraphFilterChoice | None = None
         self.train_interactions: pd.DataFrame | None = None
@@ -753,6 +765,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "graph_filter": self.graph_filter, "graph_filter_dim": self.graph_filter_dim,
                 "graph_filter_alpha": self.graph_filter_alpha,
                 "graph_filter_weight": self.graph_filter_weight,
+                "graph_filter_attribute_weight": self.graph_filter_attribute_weight,
                 "selection_margin": self.selection_margin}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
@@ -861,10 +874,13 @@ class GNNLLMRecommender(EmbeddingRecommender):
                         else ((self.graph_filter_dim, self.graph_filter_alpha),))
             weights = (DEFAULT_FILTER_WEIGHTS if self.graph_filter_weight is None
                        else (self.graph_filter_weight,))
-            fixed = len(settings) == 1 and len(weights) == 1  # the user's setting: keep it
+            gammas = (DEFAULT_ATTRIBUTE_WEIGHTS if self.graph_filter_attribute_weight is None
+                      else (self.graph_filter_attribute_weight,))
+            fixed = len(settings) == len(weights) == len(gammas) == 1  # the user's: keep it
             choice = select_graph_filter(ranking, settings, weights, self.item_item_max_items,
                                          None if fixed else self.selection_margin,
-                                         config.seed, on_progress, should_stop)
+                                         config.seed, on_progress, should_stop,
+                                         self._filter_attributes(dataset), gammas)
             self.graph_filter_choice = choice
             result.selected["graph_filter"] = choice.summary()
             if choice.term is not None:
@@ -890,13 +906,23 @@ class GNNLLMRecommender(EmbeddingRecommender):
             "valid_ndcg": (self.item_item_choice.valid_ndcg if self.item_item_choice
                            else filtered_ndcg)}
 
+    def _filter_attributes(self, dataset: Dataset) -> sp.csr_matrix | None:
+        """``[items, a]`` item-attribute incidence the graph filter may use (``None`` without
+        attribute columns or with ``use_attributes`` off)."""
+        if not (self.use_attributes and dataset.attribute_columns):
+            return None
+        data = build_hetero_graph(dataset, interactions=dataset.interactions.iloc[:0],
+                                  include_user_edges=False, include_user_attributes=False)
+        return item_attribute_matrix(data, dataset.num_items)
+
     def _fixed_choices(self, result: TrainResult) -> None:
         """Without a validation split, use the settings given (nothing to choose)."""
         if (self.graph_filter and self.graph_filter_dim is not None
                 and self.graph_filter_weight is not None):
             self.graph_filter_choice = GraphFilterChoice(
                 self.graph_filter_dim, self.graph_filter_alpha, self.graph_filter_weight,
-                float("nan"), float("nan"))
+                float("nan"), float("nan"),
+                attribute_weight=self.graph_filter_attribute_weight or 0.0)
             result.selected["graph_filter"] = self.graph_filter_choice.summary()
         if (self.item_item and self.item_item_lambda is not None
                 and self.item_item_weight is not None):
@@ -930,8 +956,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if not use:
                 continue
             if name == "graph_filter":
-                weights = GraphFilterBasis(head, gf.ideal_dim, self.train_config.seed).weights(
-                    gf.ideal_dim, gf.ideal_weight)
+                attributes = self._filter_attributes(self.dataset)
+                weights = GraphFilterBasis(
+                    head, gf.ideal_dim, self.train_config.seed,
+                    None if attributes is None else attributes[items],
+                    gf.attribute_weight).weights(gf.ideal_dim, gf.ideal_weight)
                 relative = gf.relative_weight
             else:
                 weights = ease_weights(head, ii.reg_lambda, self.train_config.device)

@@ -11,6 +11,12 @@ Recommendation?", CIKM 2021, GF-CF). With the normalised biadjacency matrix
 
 a linear filter (two normalised hops item -> user -> item) plus an ideal low-pass filter over
 the ``k`` leading right singular vectors :math:`\mathbf{V}_k` of :math:`\tilde{\mathbf{R}}`.
+
+Attribute nodes (genre, category, tag ...) join the same graph: with the item-attribute
+incidence :math:`\mathbf{A}` and a weight :math:`\gamma`, the filter runs over the stacked
+biadjacency :math:`[\mathbf{R};\, \gamma \mathbf{A}^\top]` (attribute nodes beside the users,
+degrees counted over both), so two hops item -> attribute -> item add to item -> user -> item.
+:math:`\gamma` is chosen on validation like the rest, and kept only past the same margin.
 A user's term is :math:`\mathbf{r}_u \mathbf{W}`: a sum over the user's ``rates`` edges, so
 each history edge's contribution is exact and explanations stay exact. Unlike a learned
 rank-``d`` embedding, the linear part is full-rank, and it costs one sparse product and one
@@ -44,6 +50,9 @@ DEFAULT_FILTER_SETTINGS: tuple[tuple[int, float], ...] = (
 #: and the filter's term: half-octave steps from 1/16 to 16 (the filter may carry most of
 #: the score where the learned embeddings are weak; 0, the filter off, is always an option).
 DEFAULT_FILTER_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 9))
+#: Weights :math:`\gamma` of the attribute nodes tried on validation (0: the plain filter). An
+#: attribute row counts ``gamma`` per item it joins, so 1 weighs it like a user of those items.
+DEFAULT_ATTRIBUTE_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)
 
 
 class GraphFilterBasis:
@@ -57,12 +66,28 @@ class GraphFilterBasis:
         max_dim (int): Most singular vectors any setting uses. (default: :obj:`128`)
         seed (int): Seed of the truncated SVD's start vector (results are deterministic).
             (default: :obj:`0`)
+        item_attributes (scipy.sparse matrix, optional): Binary ``[n, a]`` item-attribute
+            incidence over the same items. (default: :obj:`None`)
+        attribute_weight (float): Weight :math:`\gamma` of the attribute rows; 0 leaves them
+            out. (default: :obj:`0.0`)
     """
 
-    def __init__(self, matrix: sp.spmatrix, max_dim: int = 128, seed: int = 0) -> None:
+    def __init__(self, matrix: sp.spmatrix, max_dim: int = 128, seed: int = 0,
+                 item_attributes: sp.spmatrix | None = None,
+                 attribute_weight: float = 0.0) -> None:
         x = sp.csr_matrix(matrix, dtype=np.float64)
-        user_degree = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
-        item_degree = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
+        if attribute_weight > 0 and item_attributes is not None and item_attributes.shape[1]:
+            if item_attributes.shape[0] != x.shape[1]:
+                raise ValueError(f"item_attributes has {item_attributes.shape[0]} rows for "
+                                 f"{x.shape[1]} items.")
+            attributes = sp.csr_matrix(item_attributes, dtype=np.float64).T
+            x = sp.vstack([x, float(attribute_weight) * attributes]).tocsr()
+        # Isolated nodes keep degree 1 (their rows/columns are zero anyway); weighted
+        # attribute rows keep their own (possibly fractional) degree.
+        user_degree = np.asarray(x.sum(axis=1)).ravel()
+        user_degree[user_degree <= 0] = 1.0
+        item_degree = np.asarray(x.sum(axis=0)).ravel()
+        item_degree[item_degree <= 0] = 1.0
         normalised = sp.diags(user_degree ** -0.5) @ x @ sp.diags(item_degree ** -0.5)
         self.linear = np.asarray((normalised.T @ normalised).todense(), dtype=np.float32)
         k = min(int(max_dim), min(x.shape) - 2)
@@ -112,7 +137,7 @@ def graph_filter_weights(matrix: sp.spmatrix, ideal_dim: int = 64, ideal_weight:
 
 @dataclass
 class GraphFilterChoice:
-    """What :func:`select_graph_filter` chose and saw.
+    r"""What :func:`select_graph_filter` chose and saw.
 
     Attributes:
         ideal_dim (int): Chosen singular vectors of the ideal low-pass part.
@@ -120,8 +145,12 @@ class GraphFilterChoice:
         relative_weight (float): Chosen weight relative to the spread ratio (0: filter off).
         valid_ndcg_base (float): Validation NDCG@K of the learned graph score alone.
         valid_ndcg (float): With the chosen filter.
-        grid (list[dict]): Every (``ideal_dim``, ``ideal_weight``, ``relative_weight``,
-            ``valid_ndcg``) tried.
+        grid (list[dict]): Every (``attribute_weight``, ``ideal_dim``, ``ideal_weight``,
+            ``relative_weight``, ``valid_ndcg``) tried.
+        attribute_weight (float): Chosen weight :math:`\gamma` of the attribute nodes (0: the
+            plain filter).
+        valid_ndcg_plain (float): Validation NDCG@K of the best filter without attribute
+            nodes (what the attribute nodes had to beat by the margin).
     """
 
     ideal_dim: int
@@ -130,6 +159,8 @@ class GraphFilterChoice:
     valid_ndcg_base: float
     valid_ndcg: float
     grid: list[dict[str, float]] = field(default_factory=list)
+    attribute_weight: float = 0.0
+    valid_ndcg_plain: float = float("nan")
     #: The chosen setting's ``[users, items]`` term for the ranking's validation users (unit
     #: weight; ``None`` when off): what the choice was judged on, kept so callers can add it
     #: to the ranking without a second SVD.
@@ -138,7 +169,9 @@ class GraphFilterChoice:
     def summary(self) -> dict[str, Any]:
         return {"ideal_dim": self.ideal_dim, "ideal_weight": self.ideal_weight,
                 "relative_weight": self.relative_weight,
-                "valid_ndcg_base": self.valid_ndcg_base, "valid_ndcg": self.valid_ndcg}
+                "attribute_weight": self.attribute_weight,
+                "valid_ndcg_base": self.valid_ndcg_base,
+                "valid_ndcg_plain": self.valid_ndcg_plain, "valid_ndcg": self.valid_ndcg}
 
 
 @torch.no_grad()
@@ -151,10 +184,16 @@ def select_graph_filter(
     seed: int = 0,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    item_attributes: sp.spmatrix | None = None,
+    attribute_weights: Sequence[float] = DEFAULT_ATTRIBUTE_WEIGHTS,
 ) -> GraphFilterChoice:
-    """Choose the filter's ``(k, alpha)`` and weight on validation (see
-    :func:`~recsys_core.models.item_item.choose_blend`: the best neighbourhood of the grid,
-    on only past a relative ``margin`` over the learned score alone).
+    r"""Choose the filter's ``(k, alpha)``, attribute weight and overall weight on validation
+    (see :func:`~recsys_core.models.item_item.choose_blend`: the best neighbourhood of the
+    grid, on only past a relative ``margin`` over the learned score alone).
+
+    Attribute nodes are side information that must pay: the best filter with them
+    (``gamma > 0``) replaces the best plain filter only when it beats it by the same relative
+    ``margin`` on validation.
 
     Args:
         ranking (ValidationRanking): Validation users and the learned graph scores.
@@ -163,50 +202,115 @@ def select_graph_filter(
         relative_weights (sequence of float): Weights in units of the spread ratio.
             (default: :data:`DEFAULT_FILTER_WEIGHTS`)
         max_items (int): Head items the filter covers. (default: :obj:`5000`)
-        margin (float, optional): Relative validation gain needed to switch the filter on
-            (``None``: keep a setting the user fixed).
+        margin (float, optional): Relative validation gain needed to switch the filter (and
+            then its attribute nodes) on (``None``: keep a setting the user fixed).
             (default: :data:`~recsys_core.models.item_item.DEFAULT_MARGIN`)
         seed (int): Seed of the truncated SVD. (default: :obj:`0`)
         on_progress (callable, optional): Called with ``stage="graph-filter"``.
         should_stop (callable, optional): Polled between settings.
+        item_attributes (scipy.sparse matrix, optional): Binary ``[items, a]`` item-attribute
+            incidence over every item; ``None`` or no columns: the plain filter only.
+            (default: :obj:`None`)
+        attribute_weights (sequence of float): Attribute weights :math:`\gamma` to try.
+            (default: :data:`DEFAULT_ATTRIBUTE_WEIGHTS`)
     """
     items = covered_items(ranking.train_matrix, max_items)
-    basis = GraphFilterBasis(ranking.train_matrix[:, items],
-                             max(k for k, _ in settings) if settings else 0, seed)
     history = ranking.history[:, items]
     num_items = ranking.train_matrix.shape[1]
-
-    def term(row: int) -> Tensor:
-        out = torch.zeros(len(ranking.users), num_items)
-        out[:, torch.from_numpy(items)] = torch.from_numpy(basis.term(history, *settings[row]))
-        return out
-
-    def report(row: int, best_ndcg: float) -> None:
-        if on_progress is not None:
-            on_progress({"stage": "graph-filter", "fraction": (row + 1) / len(settings),
-                         "valid_ndcg": best_ndcg})
-
-    blend = choose_blend(ranking, term, len(settings), relative_weights, margin, should_stop,
-                         report)
+    head_attributes = None
+    if item_attributes is not None and item_attributes.shape[1]:
+        head_attributes = sp.csr_matrix(item_attributes)[items]
+        head_attributes = head_attributes[:, np.flatnonzero(head_attributes.getnnz(axis=0))]
+    gammas = [float(g) for g in attribute_weights] if head_attributes is not None else [0.0]
+    if head_attributes is None or not head_attributes.shape[1]:
+        gammas = [0.0]
+    gammas = sorted(set(gammas))
+    max_dim = max(k for k, _ in settings) if settings else 0
     weights = [float(w) for w in relative_weights if w > 0]
+    steps = len(settings) * len(gammas)
+
+    best: tuple[Any, float, Any] | None = None  # (blend, gamma, its term function)
+    plain_ndcg = float("nan")
+    grid: list[dict[str, float]] = []
+    for index, gamma in enumerate(gammas):
+        if should_stop is not None and should_stop():
+            break
+        basis = GraphFilterBasis(ranking.train_matrix[:, items], max_dim, seed,
+                                 head_attributes, gamma)
+
+        def term(row: int, basis: GraphFilterBasis = basis) -> Tensor:
+            out = torch.zeros(len(ranking.users), num_items)
+            out[:, torch.from_numpy(items)] = torch.from_numpy(
+                basis.term(history, *settings[row]))
+            return out
+
+        def report(row: int, best_ndcg: float, index: int = index) -> None:
+            if on_progress is not None:
+                on_progress({"stage": "graph-filter",
+                             "fraction": (index * len(settings) + row + 1) / steps,
+                             "valid_ndcg": best_ndcg})
+
+        blend = choose_blend(ranking, term, len(settings), relative_weights, margin,
+                             should_stop, report)
+        grid += [{"attribute_weight": gamma, "ideal_dim": int(settings[r][0]),
+                  "ideal_weight": float(settings[r][1]), "relative_weight": w,
+                  "valid_ndcg": float(blend.table[r, c])}
+                 for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
+                 if np.isfinite(blend.table[r, c])]
+        if gamma == 0:
+            plain_ndcg = blend.valid_ndcg
+            best = (blend, gamma, term)
+            continue
+        # Attribute nodes must beat the best filter so far (plain, or the learned score alone
+        # where the plain filter stayed off) by the margin, as the filter itself had to.
+        if blend.row < 0:
+            continue
+        if best is None:  # no plain filter tried (a fixed gamma): passing the margin suffices
+            best = (blend, gamma, term)
+            continue
+        bar = best[0].valid_ndcg
+        if blend.valid_ndcg > (bar * (1.0 + margin) if margin is not None else bar):
+            best = (blend, gamma, term)
+    if best is None:  # stopped before anything was tried
+        base = ranking.base_ndcg
+        return GraphFilterChoice(0, 0.0, 0.0, base, base, grid, 0.0, float("nan"))
+    blend, gamma, term = best
     dim, alpha = settings[max(blend.row, 0)] if settings else (0, 0.0)
     choice = GraphFilterChoice(int(dim), float(alpha), blend.relative_weight,
-                               blend.valid_ndcg_base, blend.valid_ndcg)
-    choice.grid = [{"ideal_dim": int(settings[r][0]), "ideal_weight": float(settings[r][1]),
-                    "relative_weight": w, "valid_ndcg": float(blend.table[r, c])}
-                   for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
-                   if np.isfinite(blend.table[r, c])]
+                               blend.valid_ndcg_base, blend.valid_ndcg, grid,
+                               gamma if blend.row >= 0 else 0.0, plain_ndcg)
     if blend.row >= 0:
         choice.term = term(blend.row)
     return choice
+
+
+def item_attribute_matrix(data: Any, num_items: int) -> sp.csr_matrix:
+    """Binary ``[items, a]`` incidence of every attribute node type of a flagship graph
+    (``(item, has_*, attribute)`` relations of :func:`recsys_core.graph.build_hetero_graph`),
+    the node types side by side."""
+    blocks = []
+    for node_type in sorted(getattr(data, "attr_columns", {}) or {}):
+        for edge_type in data.edge_types:
+            if edge_type[0] == "item" and edge_type[2] == node_type:
+                src, dst = data[edge_type].edge_index.numpy()
+                blocks.append(sp.csr_matrix(
+                    (np.ones(len(src), dtype=np.float32), (src, dst)),
+                    shape=(num_items, data[node_type].num_nodes)))
+    if not blocks:
+        return sp.csr_matrix((num_items, 0), dtype=np.float32)
+    out = sp.hstack(blocks).tocsr()
+    out.data[:] = 1.0  # duplicate edges count once
+    return out
 
 
 def describe_filter_choice(summary: dict[str, Any]) -> str:
     """A :meth:`GraphFilterChoice.summary` in words."""
     if summary["relative_weight"] <= 0:
         return "graph filter off (it did not help on validation)"
+    attributes = summary.get("attribute_weight", 0.0) or 0.0
+    via = f", through attribute nodes with gamma={attributes:g}" if attributes > 0 else ""
     return (f"graph filter: k={summary['ideal_dim']}, alpha={summary['ideal_weight']:g}, "
-            f"weight={summary['relative_weight']:.3g} (validation NDCG "
+            f"weight={summary['relative_weight']:.3g}{via} (validation NDCG "
             f"{summary['valid_ndcg_base']:.4f} learned embeddings alone, "
             f"{summary['valid_ndcg']:.4f} with it)")
 
