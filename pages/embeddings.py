@@ -13,6 +13,7 @@ from recsys_core.views.embeddings import (
     central_items,
     embedding_map,
     listed_items,
+    sampling_note,
     selected_keys,
 )
 
@@ -61,6 +62,9 @@ def _body() -> None:
             "training history."
         )
     points = _points(ws, run, space, color_by)
+    note = sampling_note(points, ds, ws.train)
+    if note:
+        st.caption(note)
     if not show_users:
         points = points[points["kind"] == "item"]
     fig = viz.embedding_map_fig(points, color=color_by)

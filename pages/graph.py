@@ -8,7 +8,7 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.graph import graph_summary, k_hop_networkx
-from recsys_core.views.graph import describe_nodes
+from recsys_core.views.graph import describe_nodes, graph_for_view
 
 MAX_MATCHES = 500
 
@@ -21,12 +21,14 @@ def render() -> None:
 def _body() -> None:
     ws = ui.workspace()
     ds = ws.dataset
-    data = ws.graph()
+    data, sampled = _view_graph(ws)
     st.caption(
         "Users, items and attribute nodes (one type per item and per user attribute) with every "
         "interaction as an edge (width = rating), plus user-user edges when given. "
         "Drag to move, scroll to zoom, hover for details."
     )
+    if sampled:
+        st.caption(sampled)
     left, right = st.columns([1, 3])
     with left:
         node_type = st.radio("Centre on", ["user", "item"], horizontal=True, key="g-type")
@@ -114,6 +116,13 @@ def _body() -> None:
         frame = pd.DataFrame(nodes)
         st.dataframe(frame, hide_index=True)
         ui.download_csv("Download the nodes of this view", frame, "graph_view_nodes.csv")
+
+
+def _view_graph(ws):
+    """The graph neighbourhoods are drawn from (a sample on large data) and its note."""
+    if "graph_view_data" not in ws.cache:
+        ws.cache["graph_view_data"] = graph_for_view(ws.graph())
+    return ws.cache["graph_view_data"]
 
 
 def _summary(ws):

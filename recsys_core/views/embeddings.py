@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..dataset import ITEM_IDX, TITLE_COL, USER_IDX, Dataset
+from ..rng import numpy_generator
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -67,11 +68,43 @@ def user_colours(train: pd.DataFrame, num_users: int, colours: np.ndarray) -> np
     return out
 
 
+#: Most items and users the map draws (a browser slows down past tens of thousands of
+#: points); above, a uniform sample is drawn and :func:`sampling_note` says so.
+MAP_MAX_ITEMS = 20_000
+MAP_MAX_USERS = 5_000
+
+
+def map_sample(num_items: int, users: np.ndarray, max_items: int | None = None,
+               max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The items and users the map draws: all of them up to the limits, else a uniform
+    sample (sorted indices, the same for the same ``seed``).
+
+    Args:
+        num_items (int): Catalogue size.
+        users (numpy.ndarray): Candidate user indices (those with a training history).
+        max_items (int, optional): Item limit. (default: :data:`MAP_MAX_ITEMS`)
+        max_users (int, optional): User limit. (default: :data:`MAP_MAX_USERS`)
+        seed (int): Seed of the sample. (default: :obj:`0`)
+    """
+    max_items = MAP_MAX_ITEMS if max_items is None else int(max_items)
+    max_users = MAP_MAX_USERS if max_users is None else int(max_users)
+    rng = numpy_generator(seed)
+    items = np.arange(num_items)
+    if num_items > max_items:
+        items = np.sort(rng.choice(num_items, size=max_items, replace=False))
+    users = np.asarray(users, dtype=np.int64)
+    if len(users) > max_users:
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+    return items, users
+
+
 def embedding_map(
     item_vectors: np.ndarray,
     dataset: Dataset,
     train: pd.DataFrame,
     colour_by: str,
+    max_items: int | None = None,
+    max_users: int | None = None,
 ) -> pd.DataFrame:
     """Points of the 2-D map: items on the first two principal components of the item
     vectors, each user at the mean position of the items in their training history.
@@ -79,33 +112,55 @@ def embedding_map(
     Projecting users and items together would spend the first component on the offset
     between the two types (two blobs, no structure); here the map shows which items sit
     together, and a user appears inside the neighbourhoods they interacted with. Users
-    without training history are left out.
+    without training history are left out. On large data the points are a uniform sample
+    (:func:`map_sample`); the components come from every item and each sampled user sits at
+    the mean of their whole history.
 
     Args:
         item_vectors (numpy.ndarray): ``[num_items, d]`` item embeddings (model or text).
         dataset (Dataset): Ids, titles and attributes.
         train (pandas.DataFrame): Training interactions (the users' histories).
         colour_by (str): Attribute column to colour by.
+        max_items (int, optional): Items drawn at most. (default: :data:`MAP_MAX_ITEMS`)
+        max_users (int, optional): Users drawn at most. (default: :data:`MAP_MAX_USERS`)
 
     Returns:
         pandas.DataFrame: ``x``, ``y``, ``kind`` (``item``/``user``), ``key``
         (``item:<idx>`` / ``user:<idx>``), ``label`` and ``color``.
     """
     item_xy = pca_2d(np.asarray(item_vectors, dtype=np.float64))
-    user_xy = history_means(item_xy, train, dataset.num_users)
     has_history = np.bincount(train[USER_IDX].to_numpy(), minlength=dataset.num_users) > 0
+    items, users = map_sample(dataset.num_items, np.flatnonzero(has_history), max_items,
+                              max_users)
+    # Only the sampled users' rows, their indices renumbered 0..len(users)-1.
+    rows = train[train[USER_IDX].isin(users)]
+    local = pd.DataFrame({USER_IDX: np.searchsorted(users, rows[USER_IDX].to_numpy()),
+                          ITEM_IDX: rows[ITEM_IDX].to_numpy()})
+    user_xy = history_means(item_xy, local, len(users))
     colours = item_colours(dataset, colour_by)
-    users = np.flatnonzero(has_history)
+    titles = dataset.items[TITLE_COL].astype(str).to_numpy()
     return pd.DataFrame({
-        "x": np.concatenate([item_xy[:, 0], user_xy[users, 0]]),
-        "y": np.concatenate([item_xy[:, 1], user_xy[users, 1]]),
-        "kind": ["item"] * dataset.num_items + ["user"] * len(users),
-        "key": [f"item:{i}" for i in range(dataset.num_items)] + [f"user:{u}" for u in users],
-        "label": list(dataset.items[TITLE_COL].astype(str))
-        + [f"user {dataset.user_ids[u]}" for u in users],
-        "color": np.concatenate([colours,
-                                 user_colours(train, dataset.num_users, colours)[users]]),
+        "x": np.concatenate([item_xy[items, 0], user_xy[:, 0]]),
+        "y": np.concatenate([item_xy[items, 1], user_xy[:, 1]]),
+        "kind": ["item"] * len(items) + ["user"] * len(users),
+        "key": [f"item:{i}" for i in items] + [f"user:{u}" for u in users],
+        "label": list(titles[items]) + [f"user {dataset.user_ids[u]}" for u in users],
+        "color": np.concatenate([colours[items],
+                                 user_colours(local, len(users), colours)]).astype(object),
     })
+
+
+def sampling_note(points: pd.DataFrame, dataset: Dataset, train: pd.DataFrame) -> str | None:
+    """What the map leaves out, in words (``None`` when it draws every item and user)."""
+    items = int((points["kind"] == "item").sum())
+    users = int((points["kind"] == "user").sum())
+    with_history = int(np.count_nonzero(np.bincount(train[USER_IDX].to_numpy(),
+                                                    minlength=dataset.num_users)))
+    if items >= dataset.num_items and users >= with_history:
+        return None
+    return (f"Sampled: the map draws {items:,} of {dataset.num_items:,} items and {users:,} "
+            f"of {with_history:,} users (a uniform sample, the same every time); the axes "
+            "come from every item, and each user sits at the mean of their whole history.")
 
 
 def selected_keys(selection_points: list[dict], customdata: list) -> list[str]:
@@ -162,5 +217,6 @@ def _joined(values) -> str:
         else str(values)
 
 
-__all__ = ["central_items", "embedding_map", "history_means", "item_colours", "listed_items",
+__all__ = ["MAP_MAX_ITEMS", "MAP_MAX_USERS", "central_items", "embedding_map",
+           "history_means", "item_colours", "listed_items", "map_sample", "sampling_note",
            "selected_keys", "user_colours"]

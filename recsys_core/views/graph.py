@@ -3,18 +3,68 @@ edges as a small graph."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import networkx as nx
 import numpy as np
 import pandas as pd
+import torch
 
 from ..dataset import ITEM_IDX, USER_IDX, Dataset
+from ..graph import RATED_BY, RATES
+from ..rng import numpy_generator
+
+#: Above this many interactions the Graph page draws neighbourhoods from a uniform sample of
+#: them (building a view reads every edge of the graph it is given).
+GRAPH_VIEW_MAX_INTERACTIONS = 2_000_000
 
 #: What identifies an edge in an explanation's edge table (plus a weight column, see
 #: :func:`explanation_subgraph`).
 EDGE_COLUMNS = ("relation", "source_type", "source_index", "source_id", "target_type",
                 "target_index", "target_id")
+
+
+def graph_for_view(data, max_interactions: int | None = None,
+                   seed: int = 0) -> tuple[object, str | None]:
+    """The graph the Graph page draws neighbourhoods from, and what was sampled.
+
+    Up to ``max_interactions`` user-item interactions the graph is returned as it is. Above,
+    a uniform sample of that many interactions (drawn from ``seed``, the same every time)
+    replaces the ``rates`` / ``rated_by`` edges of a shallow copy; the other relations
+    (attributes, user-user edges) are kept whole.
+
+    Args:
+        data (HeteroData): Graph from :func:`recsys_core.graph.build_hetero_graph`.
+        max_interactions (int, optional): The limit. (default:
+            :data:`GRAPH_VIEW_MAX_INTERACTIONS`)
+        seed (int): Seed of the sample. (default: :obj:`0`)
+
+    Returns:
+        ``(graph, note)``: ``note`` says what was sampled (``None`` when nothing was).
+    """
+    limit = GRAPH_VIEW_MAX_INTERACTIONS if max_interactions is None else int(max_interactions)
+    if RATES not in data.edge_types:
+        return data, None
+    total = int(data[RATES].num_edges)
+    if total <= limit:
+        return data, None
+    keep = np.sort(numpy_generator(seed).choice(total, size=limit, replace=False))
+    index = torch.from_numpy(keep)
+    view = copy.copy(data)
+    for et in (RATES, RATED_BY):
+        if et not in data.edge_types:
+            continue
+        store = view[et]
+        for key in ("edge_index", "edge_attr"):
+            value = getattr(data[et], key, None)
+            if value is not None:
+                store[key] = value.index_select(-1 if key == "edge_index" else 0, index)
+    note = (f"Sampled: this data set has {total:,} interactions, more than the "
+            f"{limit:,} a view draws from, so neighbourhoods come from a uniform sample of "
+            f"{limit:,} of them (the same sample every time); the statistics below count "
+            "every edge.")
+    return view, note
 
 
 def describe_nodes(graph: nx.DiGraph, dataset: Dataset) -> tuple[dict[str, str], dict[str, str]]:
