@@ -1,0 +1,316 @@
+"""Scale benchmark: time and peak memory of every stage from 100k to 20M interactions.
+
+A synthetic generator writes data with a realistic skew (Zipf item popularity, lognormal user
+activity, taste clusters: each user draws most interactions from the items of a few clusters,
+1-5 ratings, timestamps over three years; items with titles, a description, a cluster genre
+and a category). Then each stage runs in its own child process, so its peak RSS
+(``resource.getrusage(RUSAGE_SELF)`` in the child) is its own:
+
+* ``ingest``: :func:`recsys_core.ingest.load_dataset` (chunked parsing; the time starts
+  after torch and PyG are imported);
+* ``graph``: ingestion again, then :func:`recsys_core.graph.build_hetero_graph` (the time is
+  the graph build alone; the peak includes the ingestion before it);
+* ``train``: ``python -m recsys_core train`` of the flagship with ``--epochs 1`` (item texts
+  encoded, one epoch, validation selection of the graph filter and item-item path, the final
+  fit, the run saved); at the ``100k`` size the default training instead (issue 11: a
+  100k-interaction, 10k-item data set trains in 120 s or less);
+* ``recommend``: ``python -m recsys_core recommend --k 20`` for every user (streamed CSV).
+
+Sizes (interactions / users / items): ``100k`` 100k / 5k / 10k, ``1m`` 1M / 20k / 10k,
+``5m`` 5M / 100k / 30k (the issue's target size), ``20m`` 20M / 400k / 60k. The table printed
+at the end is also saved to ``benchmarks/results/scale.json`` (merged with the sizes measured
+before) and drawn in ``docs/scale.html`` (plotly; a PNG beside it only when kaleido is
+installed).
+
+Usage::
+
+    python benchmarks/bench_scale.py --sizes 100k,1m [--stages ingest,graph,train,recommend]
+        [--work DIR] [--threads N] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
+FIGURE = ROOT / "docs" / "scale.html"
+
+#: name -> (interactions, users, items)
+SIZES = {
+    "100k": (100_000, 5_000, 10_000),
+    "1m": (1_000_000, 20_000, 10_000),
+    "5m": (5_000_000, 100_000, 30_000),
+    "20m": (20_000_000, 400_000, 60_000),
+}
+STAGES = ("ingest", "graph", "train", "recommend")
+CLUSTERS = 50
+GENRES = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Documentary", "Drama",
+          "Fantasy", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
+          "Western", "History", "Biography", "Family", "Sport"]
+WORDS = ["river", "empire", "winter", "signal", "garden", "harbour", "machine", "silence",
+         "storm", "letter", "mountain", "circus", "orbit", "lantern", "desert", "island",
+         "mirror", "engine", "forest", "crown", "bridge", "shadow", "comet", "market"]
+
+
+# ------------------------------------------------------------------------------ generator
+def generate(folder: Path, interactions: int, users: int, items: int, seed: int = 0,
+             chunk: int = 2_000_000) -> dict:
+    """Write ``interactions.csv`` and ``items.csv`` into ``folder``.
+
+    Items get a taste cluster and a Zipf(0.9) popularity; users a lognormal(0, 1) activity
+    and a home cluster. Each interaction is drawn from the user's home cluster with
+    probability 0.7 (by popularity within the cluster), else from the whole catalogue (by
+    popularity). Written in chunks, so memory stays bounded at 20M rows.
+
+    Returns:
+        Counts written (rows before duplicates collapse, users, items).
+    """
+    rng = np.random.default_rng(seed)
+    item_cluster = rng.integers(0, CLUSTERS, items)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.9
+    popularity = popularity[rng.permutation(items)]  # popularity not in id order
+    global_p = popularity / popularity.sum()
+    members = [np.flatnonzero(item_cluster == c) for c in range(CLUSTERS)]
+    cluster_p = [popularity[m] / popularity[m].sum() for m in members]
+    user_cluster = rng.integers(0, CLUSTERS, users)
+    activity = rng.lognormal(0.0, 1.0, users)
+    activity /= activity.sum()
+    path = folder / "interactions.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write("user_id,item_id,rating,timestamp\n")
+        for start in range(0, interactions, chunk):
+            n = min(chunk, interactions - start)
+            user = rng.choice(users, size=n, p=activity)
+            home = rng.random(n) < 0.7
+            item = rng.choice(items, size=n, p=global_p)
+            for c in np.unique(user_cluster[user[home]]):
+                rows = np.flatnonzero(home & (user_cluster[user] == c))
+                item[rows] = rng.choice(members[c], size=len(rows), p=cluster_p[c])
+            rating = np.clip(np.round(rng.normal(3.6, 1.0, n)), 1, 5).astype(np.int8)
+            stamp = rng.integers(1_600_000_000, 1_694_000_000, n)
+            pd.DataFrame({"user_id": user, "item_id": item, "rating": rating,
+                          "timestamp": stamp}).to_csv(handle, header=False, index=False)
+    words = np.array(WORDS)
+    first = words[rng.integers(0, len(words), items)]
+    second = words[rng.integers(0, len(words), items)]
+    meta = pd.DataFrame({
+        "item_id": np.arange(items),
+        "title": [f"The {a.capitalize()} of the {b.capitalize()} {k}"
+                  for k, (a, b) in enumerate(zip(first, second, strict=True))],
+        "description": [f"A {GENRES[c % len(GENRES)].lower()} story of a {a} and a {b}."
+                        for c, a, b in zip(item_cluster, first, second, strict=True)],
+        "genres": [GENRES[c % len(GENRES)] + ("|" + GENRES[(c * 7 + 3) % len(GENRES)]
+                                              if c % 3 == 0 else "")
+                   for c in item_cluster],
+        "category": rng.choice(["film", "series", "short", "documentary"], size=items),
+    })
+    meta.to_csv(folder / "items.csv", index=False)
+    return {"rows": interactions, "users": users, "items": items}
+
+
+# ------------------------------------------------------------------------------ stages
+def run_stage(stage: str, folder: Path) -> dict:
+    """Run one stage in this process; returns its own seconds (and extra facts)."""
+    inter, items = str(folder / "interactions.csv"), str(folder / "items.csv")
+    run_dir = folder / "run"
+    if stage in ("ingest", "graph"):
+        import recsys_core.graph  # noqa: F401  (imports torch and PyG: not part of the time)
+        from recsys_core.ingest import load_dataset
+
+        start = time.perf_counter()
+        ds = load_dataset(inter, items)
+        ingest_s = time.perf_counter() - start
+        out = {"seconds": ingest_s, "interactions": len(ds.interactions),
+               "users": ds.num_users, "items": ds.num_items}
+        if stage == "graph":
+            from recsys_core.graph import build_hetero_graph
+
+            start = time.perf_counter()
+            data = build_hetero_graph(ds)
+            out.update(seconds=time.perf_counter() - start, ingest_seconds=ingest_s,
+                       edges=int(sum(data[et].num_edges for et in data.edge_types)))
+        return out
+    from recsys_core.cli import main
+
+    if stage in ("train", "train-default"):
+        args = ["train", "--interactions", inter, "--items", items, "--out", str(run_dir)]
+        if stage == "train":
+            args += ["--epochs", "1"]
+        start = time.perf_counter()
+        code = main(args)
+        out = {"seconds": time.perf_counter() - start, "exit": code}
+        info = run_dir / "run.json"
+        if info.exists():
+            extra = json.loads(info.read_text()).get("extra", {})
+            result = extra.get("train_result") or {}
+            out["epochs"] = len([r for r in result.get("history", [])
+                                 if r.get("stage", "train") == "train"])
+            out["best_epoch"] = result.get("best_epoch")
+            if "training" in extra:  # full-graph or mini-batch, and why
+                out["training"] = extra["training"]
+        return out
+    if stage == "recommend":
+        start = time.perf_counter()
+        code = main(["recommend", "--run", str(run_dir), "--k", "20", "--out",
+                     str(folder / "recs.csv")])
+        return {"seconds": time.perf_counter() - start, "exit": code}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def child(stage: str, folder: Path, threads: int | None, timeout: float) -> dict:
+    """``run_stage`` in a fresh process; adds its peak RSS (GB) and wall time."""
+    env = dict(os.environ)
+    # The children import this checkout's recsys_core whether or not it is installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    if threads:
+        env["RECSCOPE_THREADS"] = str(threads)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--stage", stage, "--work",
+                               str(folder)], capture_output=True, text=True, env=env,
+                              timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"stage": stage, "error": f"timed out after {timeout:.0f} s",
+                "wall_seconds": time.perf_counter() - start}
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"stage": stage, "error": " | ".join(tail) or f"exit {proc.returncode}",
+                "wall_seconds": wall}
+    out = json.loads(lines[-1])
+    out.update(stage=stage, wall_seconds=wall)
+    return out
+
+
+def measure_size(name: str, stages: list[str], work: Path, threads: int | None,
+                 timeout: float) -> dict:
+    rows, users, items = SIZES[name]
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if not (folder / "interactions.csv").exists():
+        generate(folder, rows, users, items)
+    entry = {"interactions_generated": rows, "users_generated": users, "items_generated": items,
+             "generate_seconds": time.perf_counter() - start, "stages": {}}
+    for stage in stages:
+        if stage == "train" and name == "100k":
+            stage = "train-default"
+        result = child(stage, folder, threads, timeout)
+        entry["stages"][stage] = result
+        shown = (f"{result['seconds']:.1f} s, {result['peak_rss_gb']:.2f} GB"
+                 if "seconds" in result else result["error"])
+        print(f"  {name:>5} {stage:<14} {shown}", flush=True)
+        if "error" in result and stage in ("train", "train-default"):
+            break  # nothing to recommend from
+    return entry
+
+
+# ------------------------------------------------------------------------------ output
+def table(results: dict) -> str:
+    lines = ["| size | interactions | users | items | stage | time (s) | peak RSS (GB) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0]):
+        entry = results["sizes"][name]
+        for stage, r in entry["stages"].items():
+            time_s = f"{r['seconds']:.1f}" if "seconds" in r else r.get("error", "-")
+            rss = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
+            lines.append(f"| {name} | {entry['interactions_generated']:,} | "
+                         f"{entry['users_generated']:,} | {entry['items_generated']:,} | "
+                         f"{stage} | {time_s} | {rss} |")
+    return "\n".join(lines)
+
+
+def figure(results: dict) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Time per stage (s)",
+                                                        "Peak RSS per stage (GB)"))
+    names = sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0])
+    stages = list(dict.fromkeys(s for n in names for s in results["sizes"][n]["stages"]))
+    for stage in stages:
+        xs, times, rss = [], [], []
+        for name in names:
+            r = results["sizes"][name]["stages"].get(stage, {})
+            if "seconds" in r:
+                xs.append(results["sizes"][name]["interactions_generated"])
+                times.append(r["seconds"])
+                rss.append(r["peak_rss_gb"])
+        if not xs:
+            continue
+        fig.add_trace(go.Scatter(x=xs, y=times, mode="lines+markers", name=stage,
+                                 legendgroup=stage), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs, y=rss, mode="lines+markers", name=stage,
+                                 legendgroup=stage, showlegend=False), row=1, col=2)
+    for col in (1, 2):
+        fig.update_xaxes(type="log", title_text="interactions", row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+    fig.update_layout(title=f"RecScope at scale ({results['machine']})", height=460)
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(FIGURE, include_plotlyjs="cdn", full_html=True)
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return
+    fig.write_image(FIGURE.with_suffix(".png"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="100k,1m",
+                        help=f"comma-separated, from {', '.join(SIZES)} (default: 100k,1m)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"comma-separated, from {', '.join(STAGES)} (default: all)")
+    parser.add_argument("--work", help="folder for the data and runs (default: a temp folder; "
+                                       "data already there is reused)")
+    parser.add_argument("--threads", type=int, help="RECSCOPE_THREADS for each stage")
+    parser.add_argument("--timeout", type=float, default=3600.0,
+                        help="seconds per stage (default: 3600)")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)  # child mode
+    args = parser.parse_args(argv)
+    if args.stage:
+        out = run_stage(args.stage, Path(args.work))
+        out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(json.dumps(out))
+        return 0 if out.get("exit", 0) == 0 else 1
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES] + [s for s in stages if s not in STAGES]
+    if unknown:
+        parser.error(f"unknown size or stage: {', '.join(unknown)}")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"sizes": {}}
+    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                          f"load {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        for name in sizes:
+            print(f"{name}: {SIZES[name][0]:,} interactions", flush=True)
+            entry = measure_size(name, stages, work, args.threads, args.timeout)
+            entry["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            entry["load_average"] = round(os.getloadavg()[0], 1)
+            results["sizes"][name] = entry
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    figure(results)
+    print(f"Saved {RESULTS.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
