@@ -221,3 +221,15 @@ def test_amp_is_off_on_the_cpu():
     if torch.cuda.is_available():  # pragma: no cover - the GPU machine
         assert amp_settings(TrainConfig(amp=True), torch.device("cuda"))[0] is True
         assert amp_settings(TrainConfig(amp=False), torch.device("cuda"))[0] is False
+
+
+def test_the_apps_job_line_shows_batches_and_mode():
+    from recsys_core.services.jobs import TrainingJob
+
+    job = TrainingJob(lambda ctx: None, "gnn-llm")
+    job.history.append({"stage": "train", "epoch": 2, "epochs": 4, "batch": 30, "batches": 120,
+                        "epoch_seconds_left": 41.6, "training_mode": "minibatch",
+                        "fraction": 0.31})
+    line = job.describe()
+    assert "epoch 2/4" in line and "batch 30/120" in line and "42 s left" in line
+    assert "mini-batch" in line and job.fraction == pytest.approx(0.31)

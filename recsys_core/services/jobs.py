@@ -176,6 +176,12 @@ class TrainingJob:
         if event.get("epoch") is not None:
             total = event.get("epochs")
             parts.append(f"epoch {event['epoch']}" + (f"/{total}" if total else ""))
+        if event.get("batches"):  # inside a long epoch (recsys_core.training)
+            parts.append(f"batch {event.get('batch', 0)}/{event['batches']}")
+            if is_number(event.get("epoch_seconds_left")):
+                parts.append(f"{float(event['epoch_seconds_left']):.0f} s left in the epoch")
+        if event.get("training_mode"):
+            parts.append(str(event["training_mode"]).replace("minibatch", "mini-batch"))
         if is_number(event.get("loss")):
             parts.append(f"loss {float(event['loss']):.4f}")
         for key, value in event.items():
