@@ -2,6 +2,7 @@
 
     streamlit run app.py                                   # shipped demo data
     streamlit run app.py -- --interactions F [--items F] [--user-edges F]
+    streamlit run app.py -- --run runs/my-run [--runs-dir runs]   # a saved run
 
 Sets the page config, draws the sidebar shared by every page (data set, active model, device,
 training progress) and runs the page chosen in the navigation. Pages live in ``pages/`` and are
@@ -16,6 +17,7 @@ from recscope_ui import navigation, ui
 from recsys_core.device import configure_cpu_threads, describe_device, pick_device
 from recsys_core.errors import RecScopeError
 from recsys_core.services.evaluation import HEADLINE_K
+from recsys_core.services.runs import open_saved_run
 from recsys_core.views.metrics import headline
 
 st.set_page_config(page_title="RecScope", page_icon=":material/hub:", layout="wide")
@@ -87,5 +89,21 @@ def sidebar() -> None:
         ui.training_monitor(compact=True)
 
 
+def open_command_line_run() -> None:
+    """``--run DIR``: a new session starts on that saved run (its data, no training)."""
+    directory = navigation.saved_run_arguments()["run"]
+    if not directory or ui.STATE_KEY in st.session_state or st.session_state.get(RUN_OPENED):
+        return
+    st.session_state[RUN_OPENED] = True  # once: on failure the session goes on with the demo
+    from recsys_core.run import read_run
+
+    with st.spinner("Opening the saved run…"):
+        ws, run, _ = open_saved_run(read_run(directory))
+    st.session_state[ui.STATE_KEY] = ws
+    ui.flash(f"Opened the saved run {run.run_id} from {directory}.")
+
+
+RUN_OPENED = "recscope_cli_run_opened"
+ui.guarded(open_command_line_run)
 ui.guarded(sidebar)
 current_page.run()

@@ -1,24 +1,33 @@
-"""Train page: choose a model and its hyper-parameters, watch training live, compare runs."""
+"""Train page: choose a model and its hyper-parameters, watch training live, compare runs;
+open saved runs (from the runs folder or an uploaded zip), download a run or its report."""
 
 from __future__ import annotations
 
-import io
-import tempfile
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from recscope_ui import flagship, ui
+from recscope_ui import flagship, navigation, ui
 from recsys_core import viz
 from recsys_core.device import describe_device, pick_device
+from recsys_core.errors import RecScopeError
 from recsys_core.models import DEFAULT_MODEL, available_models
 from recsys_core.services.jobs import FAILED, STOPPED
 from recsys_core.services.plans import model_defaults
+from recsys_core.services.runs import (
+    attach_test,
+    export_run_zip,
+    find_saved_runs,
+    open_saved_run,
+    run_info,
+)
 from recsys_core.views.flagship import flagship_parts
 
+#: Largest zipped run the uploader takes (MB; the server-wide cap is in .streamlit/config.toml).
+RUN_ZIP_LIMIT_MB = 200
+#: Largest test-interactions file the uploader takes (MB).
+TEST_LIMIT_MB = 100
 #: Arguments the form never shows: data handed over by the app or file-system options.
 HIDDEN = {
     "item_text_embeddings",
@@ -63,6 +72,7 @@ def render() -> None:
 
 
 def _body() -> None:
+    ui.show_flash()
     ws = ui.workspace()
     device = describe_device(pick_device())
     models = available_models()
@@ -91,6 +101,8 @@ def _body() -> None:
         _live()
     st.subheader("Runs")
     _runs(ws)
+    st.subheader("Saved runs")
+    _saved_runs(ws)
 
 
 def _param_form(name: str) -> dict[str, Any]:
@@ -230,23 +242,7 @@ def _runs(ws) -> None:
         _flagship_parts(run)
         _item_item_choice(run)
     with right:
-        st.caption(
-            "Save a run as a folder (safetensors weights + JSON + Parquet data) for "
-            "`python -m recsys_core recommend --run DIR`."
-        )
-        if "zip" not in run.cache:
-            if st.button("Prepare download", key="t-zip"):
-                run.cache["zip"] = _run_zip(ws, run)
-                st.rerun()
-        else:
-            st.download_button(
-                "Download run (.zip)",
-                run.cache["zip"],
-                file_name=f"{run.model_name}_run.zip",
-                mime="application/zip",
-                icon=":material/download:",
-                key="t-zip-dl",
-            )
+        _run_downloads(ws, run)
 
 
 def _flagship_parts(run) -> None:
@@ -271,30 +267,152 @@ def _item_item_choice(run) -> None:
                         "item_item_choice.csv", key="t-ii-csv")
 
 
-def _run_zip(ws, run) -> bytes:
-    from recsys_core.run import save_run
+# ---------------------------------------------------------------------------------- saved runs
+def _run_downloads(ws, run) -> None:
+    """The run as a zip (weights, settings, data and splits) and its HTML report."""
+    from recsys_core.run import safe_folder_name
 
-    metrics = (run.cache.get("metrics") or {}).get("summary")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = save_run(
-            Path(tmp) / "run",
-            run.model,
-            ws.dataset,
-            ws.train,
-            metrics=metrics,
-            extra={
-                "run_id": run.run_id,
-                "fit_seconds": run.train_seconds,
-                "device": run.device,
-                "history": run.history,
-            },
+    name = safe_folder_name(run.run_id)
+    st.caption(
+        "Download a run as a zip (safetensors weights + JSON + Parquet data and splits): it "
+        "opens again here (**Saved runs** below) and, unzipped, with "
+        "`python -m recsys_core recommend --run DIR`."
+    )
+    if "zip" not in run.cache:
+        if st.button("Prepare run download", key="t-zip"):
+            with st.spinner("Saving the run…"):
+                run.cache["zip"] = export_run_zip(ws, run)
+            st.rerun()
+    else:
+        st.download_button(
+            "Download run (.zip)",
+            run.cache["zip"],
+            file_name=f"{name}.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            key="t-zip-dl",
         )
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(out.rglob("*")):
-                if path.is_file():
-                    zf.write(path, Path("run") / path.relative_to(out))
-        return buffer.getvalue()
+    pseudonymizer = ui.session_pseudonymizer()
+    key = ("report", pseudonymizer is not None)
+    st.caption(
+        "The report is one HTML file that opens offline: data, settings, metrics against "
+        "baselines with confidence intervals, slices, the explanations' faithfulness and "
+        "three example users" + (" (privacy mode: pseudonyms, small groups suppressed)."
+                                 if pseudonymizer is not None else ".")
+    )
+    if key not in run.cache:
+        if not len(ws.test):
+            st.caption("A report needs held-out interactions: add a test file below.")
+        elif st.button("Prepare report", key="t-report"):
+            from recsys_core.report import build_report
+
+            bar = st.progress(0.0, text="Preparing the report…")
+
+            def progress(event: dict[str, Any]) -> None:
+                bar.progress(float(event.get("fraction") or 0.0),
+                             text=ui.md(f"Report: {event.get('stage', '')}"))
+
+            run.cache[key] = build_report(
+                run.model, ws.dataset.subset_interactions(ws.train), run_info(ws, run), ws.test,
+                test_name=f"the test split of {ws.source}", pseudonymizer=pseudonymizer,
+                on_progress=progress,
+            ).encode("utf-8")
+            st.rerun()
+    else:
+        st.download_button(
+            "Download report (HTML)",
+            run.cache[key],
+            file_name=f"report_{name}.html",
+            mime="text/html",
+            icon=":material/download:",
+            key="t-report-dl",
+        )
+
+
+def _saved_runs(ws) -> None:
+    """Open a run saved earlier: from the runs folder, or an uploaded zip."""
+    runs_dir = navigation.saved_run_arguments()["runs_dir"]
+    left, right = st.columns(2)
+    with left:
+        entries = find_saved_runs(runs_dir)
+        if not entries:
+            st.caption(
+                f"No saved runs in `{ui.md(runs_dir)}` yet. `python -m recsys_core train ... "
+                f"--out {ui.md(runs_dir)}/NAME` puts one there; start the app with "
+                "`-- --runs-dir DIR` to list another folder."
+            )
+        else:
+            labels = {str(e.path): e.label() for e in entries}
+            chosen = st.selectbox(
+                f"Runs in {runs_dir}", list(labels), format_func=labels.get, key="t-saved"
+            )
+            if st.button("Open run", key="t-open"):
+                from recsys_core.run import read_run
+
+                with st.spinner("Opening the run…"):
+                    _open(ws, read_run(chosen))
+    with right:
+        upload = st.file_uploader(
+            f"Or upload a zipped run (up to {RUN_ZIP_LIMIT_MB} MB)",
+            type=["zip"],
+            key="t-run-zip-upload",
+            max_upload_size=RUN_ZIP_LIMIT_MB,
+            help="A zip written by 'Download run': run.json, model.safetensors and Parquet "
+            "files only. Anything else (a pickle, an unknown file, a changed file) is refused.",
+        )
+        if upload is not None and st.session_state.get("t-run-zip-done") != upload.file_id:
+            st.session_state["t-run-zip-done"] = upload.file_id  # open each upload once
+            from recsys_core.run import read_run_zip
+
+            try:
+                with st.spinner("Checking and opening the zipped run…"):
+                    saved = read_run_zip(upload.getvalue(), name=upload.name)
+            except RecScopeError as exc:
+                st.session_state["t-run-zip-error"] = str(exc)
+            else:
+                _open(ws, saved)
+        error = st.session_state.get("t-run-zip-error")
+        if error and upload is not None:
+            st.error(ui.md(error))
+        elif error:
+            st.session_state.pop("t-run-zip-error", None)
+    if not len(ws.test):
+        _test_upload(ws)
+
+
+def _open(ws, saved) -> None:
+    st.session_state.pop("t-run-zip-error", None)
+    target, run, new = open_saved_run(saved, ws)
+    if new:
+        ui.replace_workspace(target, auto_train=False)
+        where = "on its own data (the session's data and runs were set aside)"
+    else:
+        where = "beside this session's runs (same data and split)"
+    ui.flash(f"Opened {run.run_id} {where}.")
+    st.rerun()
+
+
+def _test_upload(ws) -> None:
+    st.info(
+        "This run was saved without held-out interactions, so the Metrics page and the "
+        "report have nothing to evaluate on. Add a test file (interactions of the run's "
+        "users and items that it was not trained on)."
+    )
+    upload = st.file_uploader(
+        f"Test interactions (up to {TEST_LIMIT_MB} MB)",
+        type=["csv", "tsv", "txt", "parquet", "data", "dat"],
+        key="t-test-upload",
+        max_upload_size=TEST_LIMIT_MB,
+    )
+    if upload is None:
+        return
+    test = ui.load_files((upload.name, upload.getvalue()))
+    skipped = attach_test(ws, test.interactions, upload.name)
+    left_out = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in skipped.items() if n)
+    ui.flash(f"Test split set: {len(ws.test):,} interactions of "
+             f"{ws.test['user_id'].nunique():,} users"
+             + (f"; left out: {left_out}." if left_out else "."))
+    st.rerun()
 
 
 ui.run_page(render)

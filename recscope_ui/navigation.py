@@ -14,12 +14,16 @@ draws its own navigation with :func:`sidebar_links`.
 
 from __future__ import annotations
 
+import argparse
 import runpy
+import sys
 from collections.abc import Callable
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from recsys_core.services.runs import DEFAULT_RUNS_DIR
 
 #: ``(script, title, icon)`` of every page, in navigation order; the first is the default.
 PAGE_SPECS: list[tuple[str, str, str]] = [
@@ -69,3 +73,15 @@ def sidebar_links(nav_pages: list[st.Page]) -> None:
     with st.sidebar:
         for page in nav_pages:
             st.page_link(page)
+
+
+def saved_run_arguments(argv: list[str] | None = None) -> dict[str, str | None]:
+    """The saved-run options given after ``--`` on ``streamlit run app.py -- ...``:
+    ``run`` (``--run DIR``, a run directory every new session opens) and ``runs_dir``
+    (``--runs-dir DIR``, the folder the Train page lists runs from; default ``runs``)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--run")
+    parser.add_argument("--runs-dir", dest="runs_dir")
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--"]
+    known, _ = parser.parse_known_args(args)
+    return {"run": known.run, "runs_dir": known.runs_dir or DEFAULT_RUNS_DIR}
