@@ -10,6 +10,7 @@ import torch
 from test_explain import explain_dataset, fit_flagship
 
 from recsys_core.explain.attention import attention_explanation
+from recsys_core.models import item_item
 from recsys_core.models.embedding import EmbeddingRecommender
 from recsys_core.models.item_item import ItemItemPath, ease_weights, sparse_ease_columns
 from recsys_core.run import load_run, save_run
@@ -38,6 +39,15 @@ def test_sparse_columns_are_ease_columns_when_every_co_occurring_item_is_a_neigh
                                               block_items=block_items)
     full = ease_weights(x[:, active], 5.0).numpy()
     np.testing.assert_allclose(as_dense(neighbours, weights, 14)[active], full, atol=1e-5)
+
+
+def test_blocks_split_when_their_neighbours_pass_the_gram_limit(monkeypatch):
+    x = random_matrix(users=300, items=40, density=0.3)
+    whole = sparse_ease_columns(x, np.arange(40), 5.0, neighbours=6, block_items=40)
+    monkeypatch.setattr(item_item, "MAX_GRAM_ITEMS", 7)  # every block splits down to 1 item
+    split = sparse_ease_columns(x, np.arange(40), 5.0, neighbours=6, block_items=40)
+    assert torch.equal(whole[0], split[0])
+    torch.testing.assert_close(whole[1], split[1])
 
 
 def test_sparse_columns_keep_the_most_co_occurring_items_and_pad_with_zero():

@@ -4,7 +4,8 @@ A *source* is either a filesystem path or a ``(display_name, data)`` pair where 
 ``bytes`` or a file-like object (e.g. a Streamlit upload). The display name of a pair is only
 shown in messages, never opened. Reading happens in two steps so the caller can decide which
 columns hold ids (read as exact strings) after seeing the header: :func:`sniff_table` detects
-format, encoding, delimiter and header from the bytes, :func:`read_table` parses the whole file.
+format, encoding, delimiter and header from the bytes, :func:`read_table` parses the whole file
+and :func:`iter_table` parses it a block of rows at a time (large interaction files).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import IO
 
 import pandas as pd

@@ -59,8 +59,11 @@ DEFAULT_REG_LAMBDAS: tuple[float, ...] = (20.0, 50.0, 100.0, 200.0, 500.0, 1000.
 DEFAULT_BRIDGE_K = 20
 #: Neighbours of each sparse (tail) column beyond the dense head (see :meth:`ItemItemPath.with_tail`).
 DEFAULT_TAIL_NEIGHBOURS = 64
-#: Tail items solved per block by :func:`sparse_ease_columns`.
+#: Tail items solved per block by :func:`sparse_ease_columns` (fewer on large catalogues).
 TAIL_BLOCK_ITEMS = 256
+#: Most distinct neighbours in one block's dense Gram matrix (float64: 128 MiB); a block
+#: whose items have more is split.
+MAX_GRAM_ITEMS = 4096
 #: Weights tried on validation, relative to the ratio of the two terms' spreads: half-octave
 #: steps from 1/16 to 4 (weight 0, the path off, is always the alternative).
 DEFAULT_RELATIVE_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 5))
@@ -125,7 +128,8 @@ def sparse_ease_columns(
     (positive co-occurrence only; ties to the lower index), so each column is a
     ``k x k`` solve. With every co-occurring item as a neighbour it is the EASE column itself.
     Items are processed ``block_items`` at a time: one ``[block, items]`` co-occurrence block
-    and the Gram matrix of the block's neighbours are held, never ``items x items``.
+    (at most 64 MiB) and the Gram matrix of the block's neighbours (at most
+    :data:`MAX_GRAM_ITEMS` squared) are held, never ``items x items``.
 
     Args:
         matrix (scipy.sparse matrix): Binary ``[users, items]`` interactions.
@@ -141,7 +145,7 @@ def sparse_ease_columns(
         (row ``r`` is column ``columns[r]``); rows with fewer co-occurring items are padded with
         the item itself at weight 0.
     """
-    from .neighbours import top_k_per_row
+    from .neighbours import BLOCK_BYTES, top_k_per_row
 
     if reg_lambda <= 0:
         raise ValueError(f"reg_lambda must be positive, got {reg_lambda}.")
@@ -152,32 +156,41 @@ def sparse_ease_columns(
     k = max(1, min(int(neighbours), x.shape[1] - 1))
     out_neighbours = np.repeat(columns[:, None], k, axis=1)
     out_weights = np.zeros((len(columns), k), dtype=np.float32)
-    block_items = max(1, int(block_items))
-    for start in range(0, len(columns), block_items):
-        cols = columns[start:start + block_items]
+    # One [block, items] float64 co-occurrence block of at most BLOCK_BYTES.
+    block_items = max(1, min(int(block_items), BLOCK_BYTES // (8 * max(x.shape[1], 1))))
+
+    def solve(start: int, cols: np.ndarray) -> None:
         co = (by_item[cols] @ x).toarray()  # [b, items] users shared with each item
         co[np.arange(len(cols)), cols] = 0.0
         rows, nbr = top_k_per_row(co, k)
-        if len(rows):
-            union, local = np.unique(nbr, return_inverse=True)
-            sub = by_item[union]
-            gram = torch.from_numpy((sub @ sub.T).toarray())  # [u, u] among the neighbours
-            counts = np.bincount(rows, minlength=len(cols))
-            slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-            index = np.zeros((len(cols), k), dtype=np.int64)
-            present = np.zeros((len(cols), k), dtype=bool)
-            index[rows, slot], present[rows, slot] = local, True
-            idx = torch.from_numpy(index)
-            mask = torch.from_numpy(present).double()
-            a = gram[idx.unsqueeze(2), idx.unsqueeze(1)] * mask.unsqueeze(2) * mask.unsqueeze(1)
-            a.diagonal(dim1=1, dim2=2).add_(float(reg_lambda))  # padded slots: lambda * I
-            rhs = np.zeros((len(cols), k))
-            rhs[rows, slot] = co[rows, nbr]
-            solution = torch.cholesky_solve(torch.from_numpy(rhs).unsqueeze(2),
-                                            torch.linalg.cholesky(a)).squeeze(2)
-            solution = solution * mask
-            out_neighbours[start + rows, slot] = nbr
-            out_weights[start:start + len(cols)] = solution.numpy().astype(np.float32)
+        if not len(rows):
+            return
+        union, local = np.unique(nbr, return_inverse=True)
+        if len(union) > MAX_GRAM_ITEMS and len(cols) > 1:  # keep the Gram block bounded
+            half = len(cols) // 2
+            solve(start, cols[:half])
+            solve(start + half, cols[half:])
+            return
+        sub = by_item[union]
+        gram = torch.from_numpy((sub @ sub.T).toarray())  # [u, u] among the neighbours
+        counts = np.bincount(rows, minlength=len(cols))
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        index = np.zeros((len(cols), k), dtype=np.int64)
+        present = np.zeros((len(cols), k), dtype=bool)
+        index[rows, slot], present[rows, slot] = local, True
+        idx = torch.from_numpy(index)
+        mask = torch.from_numpy(present).double()
+        a = gram[idx.unsqueeze(2), idx.unsqueeze(1)] * mask.unsqueeze(2) * mask.unsqueeze(1)
+        a.diagonal(dim1=1, dim2=2).add_(float(reg_lambda))  # padded slots: lambda * I
+        rhs = np.zeros((len(cols), k))
+        rhs[rows, slot] = co[rows, nbr]
+        solution = torch.cholesky_solve(torch.from_numpy(rhs).unsqueeze(2),
+                                        torch.linalg.cholesky(a)).squeeze(2) * mask
+        out_neighbours[start + rows, slot] = nbr
+        out_weights[start:start + len(cols)] = solution.numpy().astype(np.float32)
+
+    for start in range(0, len(columns), block_items):
+        solve(start, columns[start:start + block_items])
         if on_progress is not None:
             on_progress({"stage": "item-item tail",
                          "fraction": min(start + block_items, len(columns)) / len(columns)})
