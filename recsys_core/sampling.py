@@ -40,9 +40,11 @@ EdgeType = tuple[str, str, str]
 #: Training modes of :class:`~recsys_core.training.TrainConfig`.
 TRAINING_MODES = ("auto", "full", "minibatch")
 #: ``auto`` trains on the full graph up to this many message-passing interactions: below it a
-#: full-graph step costs about what a sampled one does (a sampled subgraph of a default batch
-#: already reaches most of such a graph) and skips the sampling.
-FULL_GRAPH_MAX_INTERACTIONS = 500_000
+#: full-graph epoch costs no more than a sampled one (a default batch's subgraph already
+#: reaches most of such a graph) and skips the sampling; above it the full graph's epoch grows
+#: with the square of the interactions. Measured with ``benchmarks/bench_gpu.py`` on 2 busy CPU
+#: cores at 169k interactions: 12.2 s per full-graph epoch, 11.5 s per mini-batch epoch.
+FULL_GRAPH_MAX_INTERACTIONS = 200_000
 #: Full-graph training is refused above this many interactions (a step's attention tensors
 #: and the graph's sorted copies outgrow a machine's memory well before an epoch ends).
 FULL_GRAPH_HARD_LIMIT = 20_000_000
