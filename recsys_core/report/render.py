@@ -68,11 +68,11 @@ class _Figures:
 def _view(content: ReportContent, figures: _Figures) -> dict[str, Any]:
     from ..viz import contributions_bar_fig, deletion_curves_fig, metric_bars_fig
 
-    small = content.min_group_users
     metrics_rows = []
     for result in content.results:
-        for row in result.metrics.itertuples(index=False):
-            suppressed = content.privacy and (is_missing(row.n_users) or row.n_users < small)
+        rows = list(result.metrics.itertuples(index=False))
+        hidden = _suppressed(content, [row.n_users for row in rows])
+        for row, suppressed in zip(rows, hidden, strict=True):
             metrics_rows.append({"model": result.name, "role": result.role,
                                  "metric": f"{row.metric}@{content.k}",
                                  "value": None if suppressed else row.value,
@@ -86,10 +86,12 @@ def _view(content: ReportContent, figures: _Figures) -> dict[str, Any]:
             s = result.slices.get(key) or {}
             n_users = s.get("n_users") or 0
             empty = n_users == 0 or is_missing(s.get("recall"))
-            suppressed = content.privacy and not empty and n_users < small
             slice_rows.append({"model": result.name, "slice": title, "n_users": n_users,
                                "n_items": s.get("n_items"), "recall": s.get("recall"),
-                               "ndcg": s.get("ndcg"), "empty": empty, "suppressed": suppressed})
+                               "ndcg": s.get("ndcg"), "empty": empty})
+    for row, suppressed in zip(slice_rows, _suppressed(content, [r["n_users"] for r in slice_rows]),
+                               strict=True):
+        row["suppressed"] = suppressed and not row["empty"]  # empty: said as such
     shown_slices = [r for r in slice_rows if not r["empty"] and not r["suppressed"]]
     view: dict[str, Any] = {
         "metrics": metrics_rows,
@@ -133,9 +135,7 @@ def _metrics_fig(content: ReportContent) -> go.Figure:
     fig = go.Figure()
     for j, result in enumerate(content.results):
         frame = result.metrics.set_index("metric").reindex(list(FIGURE_METRICS))
-        suppressed = content.privacy and bool(
-            (frame["n_users"].fillna(0) < content.min_group_users).any())
-        if suppressed:
+        if any(_suppressed(content, list(frame["n_users"]))):
             continue
         values = frame["value"].astype(float)
         fig.add_trace(go.Bar(
@@ -164,6 +164,20 @@ def _slices_fig(rows: list[dict[str, Any]], k: int) -> go.Figure:
     fig.update_layout(barmode="group", height=320, title=f"Recall@{k} by slice",
                       margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def _suppressed(content: ReportContent, user_counts: list[Any]) -> list[bool]:
+    """Which groups privacy mode hides (:func:`recsys_core.privacy.suppress_small_groups`:
+    fewer than ``content.min_group_users`` users, or an unknown count); none outside it."""
+    if not content.privacy:
+        return [False] * len(user_counts)
+    from ..privacy import suppress_small_groups
+
+    frame = pd.DataFrame({"n_users": pd.array(user_counts, dtype="Float64"),
+                          "row": range(len(user_counts))})
+    kept, _ = suppress_small_groups(frame, "n_users", content.min_group_users)
+    shown = set(kept["row"])
+    return [row not in shown for row in range(len(user_counts))]
 
 
 def _number(value: Any, digits: int = 4) -> str:
