@@ -148,10 +148,16 @@ def merge_results(path: Path, results: list[dict], measured: dict[str, dict]
             r["dataset"]: {k: saved["meta"][k] for k in ("created", "machine", "k", "users")
                            if k in saved.get("meta", {})}
             for r in old_rows}
-    runs = {d: old_runs[d] for d in dict.fromkeys(r["dataset"] for r in old_rows)
-            if d in old_runs}
-    runs.update(measured)
-    return old_rows + results, runs
+    # Datasets in the order they already had, new ones after them.
+    order = list(dict.fromkeys([*(r["dataset"] for r in old_rows), *measured]))
+    if path.is_file():
+        order = list(dict.fromkeys([*(r["dataset"] for r in saved.get("results", [])
+                                      if r["dataset"] in order), *order]))
+    rows = old_rows + results
+    rows.sort(key=lambda r: order.index(r["dataset"]))  # stable: methods keep their order
+    runs = {d: old_runs[d] if d not in measured else measured[d] for d in order
+            if d in old_runs or d in measured}
+    return rows, runs
 
 
 def write_results(out: Path, results: list[dict], runs: dict[str, dict]) -> None:
