@@ -41,7 +41,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -61,7 +60,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from recsys_core.dataset import ITEM_IDX, USER_IDX, Dataset  # noqa: E402
 from recsys_core.metrics import ndcg_at_k, recall_at_k  # noqa: E402
-from recsys_core.models import available_models, create_model, get_model_class  # noqa: E402
+from recsys_core.models import available_models, create_model, model_arguments  # noqa: E402
 from recsys_core.models.ablations import ABLATIONS_BY_KEY  # noqa: E402
 from recsys_core.splits import (  # noqa: E402
     BENCHMARK_SEED,
@@ -154,7 +153,7 @@ def _peak_rss_mb() -> float:
 
 def _model_kwargs(name: str, ds: Dataset, options: dict[str, Any]) -> tuple[dict, float]:
     """Constructor arguments the model takes from ``options``, plus text-encoding seconds."""
-    params = inspect.signature(get_model_class(name).__init__).parameters
+    params = model_arguments(name)
     kwargs = {k: v for k, v in options.items() if k in params and v is not None}
     encode_s = 0.0
     if "item_text_embeddings" in params:

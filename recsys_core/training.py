@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -161,6 +161,41 @@ class TrainConfig:
             raise ValueError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}.")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError("lr and temperature must be positive.")
+
+
+class TrainOptions(TypedDict, total=False):
+    """The fields of :class:`TrainConfig` as keyword arguments, each documented there.
+
+    Every trainable model's constructor takes its own arguments, then
+    ``**train_options: Unpack[TrainOptions]`` (see
+    :class:`~recsys_core.models.embedding.EmbeddingRecommender`), so the training settings
+    are typed and documented once. ``tests/test_training.py`` checks that the keys and types
+    match :class:`TrainConfig`'s fields.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    loss: str
+    num_negatives: int
+    temperature: float
+    hide_targets: bool
+    eval_k: int
+    patience: int
+    eval_every: int
+    valid_fraction: float
+    seed: int
+    device: str
+    amp: bool
+    max_grad_norm: float | None
+    time_limit: float | None
+    checkpoint_dir: str | None
+    resume: bool
+    show_progress: bool | None
+    refit: bool
+    training_mode: str
+    num_neighbors: int
 
 
 @dataclass
@@ -709,12 +744,12 @@ def train_model(
 
     net: nn.Module = module
     if ctx is not None:
+        import inspect
+
         from torch.nn.parallel import DistributedDataParallel
 
         # Buffers (the graph, the text embeddings) are identical on every rank by
         # construction: no need to broadcast them before each step.
-        import inspect
-
         no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
                    inspect.signature(DistributedDataParallel).parameters
                    else {"broadcast_buffers": False})

@@ -9,6 +9,7 @@ from recsys_core.errors import RecScopeError
 from recsys_core.models import MODEL_REGISTRY, ModelNotAvailableError, model_arguments
 from recsys_core.models.params import (
     ModelParamError,
+    constructor_parameters,
     model_param_specs,
     parse_model_params,
     valid_keys_text,
@@ -99,3 +100,25 @@ def test_every_model_argument_has_a_spec_and_its_default_round_trips(model):
         text = (",".join(map(str, spec.default)) if spec.sequence else str(spec.default))
         assert spec.parse(text) == spec.default, (model, spec.name)
     assert valid_keys_text(model).startswith(f"Valid keys for {model}:")
+
+
+@pytest.mark.parametrize("model, own", [("mf", {"lr": 5e-3}), ("lightgcn", {"lr": 5e-3}),
+                                        ("gnn-llm", {"epochs": 300, "lr": 1e-2,
+                                                     "hide_targets": True, "refit": True})])
+def test_trainable_models_list_every_training_option_with_their_own_defaults(model, own):
+    """``**train_options: Unpack[TrainOptions]`` reads as one typed keyword per option, with
+    the default the model really uses; unknown keywords are still refused by name."""
+    import dataclasses
+
+    from recsys_core.models import create_model, get_model_class
+
+    params = constructor_parameters(get_model_class(model))
+    assert "train_options" not in params and "embedding_dim" in params
+    used = dataclasses.asdict(create_model(model).train_config)
+    assert {key: params[key].default for key in used} == used
+    assert all(params[key].default == value for key, value in own.items())
+    assert params["lr"].annotation is float
+    assert parse_model_params(model, ["max_grad_norm=none", "epochs=3"]) == {
+        "max_grad_norm": None, "epochs": 3}
+    with pytest.raises(ModelNotAvailableError, match="no_such_option"):
+        create_model(model, no_such_option=1)

@@ -295,6 +295,17 @@ def test_bad_config_is_rejected():
         TrainConfig(batch_size=0)
 
 
+def test_train_options_are_the_train_config_fields():
+    """The keyword form the models' constructors take lists TrainConfig's fields, typed alike."""
+    import dataclasses
+    import typing
+
+    from recsys_core.training import TrainOptions
+
+    assert typing.get_type_hints(TrainOptions) == typing.get_type_hints(TrainConfig)
+    assert list(TrainOptions.__annotations__) == [f.name for f in dataclasses.fields(TrainConfig)]
+
+
 def test_unique_pairs_drops_duplicates_in_first_seen_order():
     frame = pd.DataFrame({USER_IDX: [2, 0, 2, 1], ITEM_IDX: [5, 1, 5, 0]})
     users, items = unique_pairs(frame)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +10,7 @@ import recsys_core.tuning as tuning
 from recsys_core.dataset import Dataset
 from recsys_core.models import create_model, get_model_class
 from recsys_core.models.base import Recommender
+from recsys_core.models.params import constructor_parameters
 from recsys_core.training import split_validation
 from recsys_core.tuning import (
     DEFAULT_BASE_PARAMS,
@@ -91,7 +90,7 @@ def test_tuner_carves_the_flagships_validation_split(shift_data):
     ds = shift_data
     _, record = tune_model("nearest-to-shift", ds, ds.interactions, grid={"shift": [0, 29]})
     flagship = get_model_class("gnn-llm")
-    defaults = inspect.signature(flagship.__init__).parameters
+    defaults = constructor_parameters(flagship)
     train, valid = split_validation(ds.interactions, defaults["valid_fraction"].default,
                                     defaults["seed"].default)
     grid_fits, refit = NearestToShift.fitted_on[:-1], NearestToShift.fitted_on[-1]
@@ -149,7 +148,7 @@ def test_closed_form_peers_tune_end_to_end(name, tiny_dataset):
 
 
 def test_iterative_peers_get_the_flagships_loss_and_refit_for_the_chosen_epochs(tiny_dataset):
-    flagship = inspect.signature(get_model_class("gnn-llm").__init__).parameters
+    flagship = constructor_parameters(get_model_class("gnn-llm"))
     for key, value in FLAGSHIP_TRAINING.items():
         assert flagship[key].default == value, key
     for name in ("mf", "lightgcn"):
@@ -181,7 +180,7 @@ def test_default_grids_are_the_documented_ones():
             {"embedding_dim": 128, "weight_decay": 0.0},
             {"embedding_dim": 128, "weight_decay": 1e-5}]
     for name, grid in DEFAULT_GRIDS.items():  # every grid key is a constructor argument
-        params = inspect.signature(get_model_class(name).__init__).parameters
+        params = constructor_parameters(get_model_class(name))
         assert set(grid) <= set(params), name
 
 

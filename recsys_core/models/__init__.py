@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import RecScopeError
 from .base import ProgressCallback, Recommender
+from .params import constructor_parameters
 
 #: Registry name -> ``"module:Class"`` (module relative to this package). First is the default.
 MODEL_REGISTRY: dict[str, str] = {
@@ -91,14 +92,16 @@ def create_model(name: str, **kwargs: Any) -> Recommender:
 
 
 def model_arguments(name: str) -> list[str]:
-    """Names of the constructor arguments of the model registered as ``name``."""
-    params = inspect.signature(get_model_class(name).__init__).parameters
-    return [p for p, v in params.items() if p != "self" and v.kind in (
+    """Names of the constructor arguments of the model registered as ``name`` (a trainable
+    model's training options included, see
+    :func:`~recsys_core.models.params.constructor_parameters`)."""
+    params = constructor_parameters(get_model_class(name))
+    return [p for p, v in params.items() if v.kind in (
         inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
 def _takes_var_kwargs(cls: type) -> bool:
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = constructor_parameters(cls).values()
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 

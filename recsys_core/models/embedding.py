@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,14 @@ from torch import Tensor, nn
 from .. import distributed
 from ..dataset import Dataset
 from ..rng import private_draws
-from ..training import TrainConfig, TrainResult, clone_config, split_validation, train_model
+from ..training import (
+    TrainConfig,
+    TrainOptions,
+    TrainResult,
+    clone_config,
+    split_validation,
+    train_model,
+)
 from .base import ProgressCallback, Recommender
 
 
@@ -34,17 +41,35 @@ class EmbeddingRecommender(Recommender):
     :func:`train_model`.
 
     Subclasses implement :meth:`build_module` (and :meth:`model_config` for their own
-    constructor arguments); fitting, scoring, saving and restoring are shared. The constructor
-    arguments are the fields of :class:`TrainConfig`.
+    constructor arguments); fitting, scoring, saving and restoring are shared. A subclass's
+    constructor takes its own arguments, explicit and typed, then
+    ``**train_options: Unpack[TrainOptions]``, which it passes on here: the training settings
+    (the fields of :class:`TrainConfig`) are typed and documented once, and each model states
+    only where its defaults differ (:attr:`train_defaults`).
+    :func:`~recsys_core.models.params.constructor_parameters` lists them with the model's
+    defaults for the CLI, the app and tuning.
+
+    Args:
+        **train_options: Fields of :class:`TrainConfig`; those not given take
+            :attr:`train_defaults`, then :class:`TrainConfig`'s defaults.
     """
 
-    def __init__(self, **train_options: Any) -> None:
+    #: This model's training defaults where they differ from :class:`TrainConfig`'s.
+    train_defaults: ClassVar[TrainOptions] = {}
+
+    def __init__(self, **train_options: Unpack[TrainOptions]) -> None:
         super().__init__()
-        self.train_config = TrainConfig(**train_options)
+        self.train_config = TrainConfig(**{**self.train_defaults, **train_options})
         self.module: nn.Module | None = None
         self.train_result: TrainResult | None = None
         self._user_emb: Tensor | None = None
         self._item_emb: Tensor | None = None
+
+    @classmethod
+    def train_option_defaults(cls) -> dict[str, Any]:
+        """Every training option with this model's default (:attr:`train_defaults` over
+        :class:`TrainConfig`'s)."""
+        return asdict(TrainConfig(**cls.train_defaults))
 
     # --------------------------------------------------------------- to implement
     def build_module(self, dataset: Dataset) -> nn.Module:

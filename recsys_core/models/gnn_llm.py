@@ -23,7 +23,7 @@ returns the attention weights of every edge, layer, head and relation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ from ..graph import (
     text_knn_edges,
 )
 from ..sampling import SamplingPlan
-from ..training import TrainResult, unique_pairs
+from ..training import TrainOptions, TrainResult, unique_pairs
 from .base import ProgressCallback, interaction_matrix
 from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
 from .embedding import EmbeddingRecommender, dot_scores
@@ -579,18 +579,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
             embeddings in item order (skips encoding). (default: :obj:`None`)
         encoder (recsys_core.text.TextEncoder, optional): Encoder for item texts.
             (default: the bundled all-MiniLM-L6-v2)
-        epochs, batch_size, lr, weight_decay, loss, num_negatives, temperature, hide_targets,
-        eval_k, patience, eval_every, valid_fraction, seed, device, amp, max_grad_norm,
-        time_limit, checkpoint_dir, resume, show_progress: See
-            :class:`~recsys_core.training.TrainConfig`.
-        refit (bool): After early stopping, retrain on all interactions (the carved
-            validation split included) for the chosen epochs; see
-            :class:`~recsys_core.training.TrainConfig`. (default: :obj:`True`)
-        training_mode (str): ``"auto"``, ``"full"`` or ``"minibatch"`` (sampled subgraphs
-            around each batch; ``auto`` by the graph's size), see
-            :class:`~recsys_core.training.TrainConfig`. (default: :obj:`"auto"`)
-        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
-            (default: :obj:`10`)
         use_text (bool): Initialise items from their text embeddings; ``False`` (an ablation)
             gives every item the same constant text input, so only ids, attributes and the
             graph describe items. (default: :obj:`True`)
@@ -628,9 +616,19 @@ class GNNLLMRecommender(EmbeddingRecommender):
             ``item_item_max_items``) take the similarity-weighted mean of the path's columns
             of this many most text-similar covered items, times a factor chosen on
             validation; 0 leaves them out (term 0). (default: :obj:`20`)
+        **train_options: Training settings (:class:`~recsys_core.training.TrainOptions`, each
+            documented on :class:`~recsys_core.training.TrainConfig`). The flagship's defaults
+            (:attr:`train_defaults`) differ in ``epochs`` (:obj:`300`), ``batch_size``
+            (:obj:`8192`), ``lr`` (:obj:`1e-2`), ``loss`` (:obj:`"softmax"`),
+            ``num_negatives`` (:obj:`2048`), ``hide_targets`` (:obj:`True`) and ``refit``
+            (:obj:`True`: after early stopping, retrain on all interactions, the carved
+            validation split included, for the chosen epochs).
     """
 
     name = "gnn-llm"
+    train_defaults: ClassVar[TrainOptions] = {
+        "epochs": 300, "batch_size": 8192, "lr": 1e-2, "loss": "softmax",
+        "num_negatives": 2048, "hide_targets": True, "refit": True}
 
     def __init__(
         self,
@@ -651,29 +649,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
         finetune_text_layers: int = 0,
         item_text_embeddings: Tensor | np.ndarray | None = None,
         encoder: Any | None = None,
-        epochs: int = 300,
-        batch_size: int = 8192,
-        lr: float = 1e-2,
-        weight_decay: float = 0.0,
-        loss: str = "softmax",
-        num_negatives: int = 2048,
-        temperature: float = 1.0,
-        hide_targets: bool = True,
-        eval_k: int = 20,
-        patience: int = 10,
-        eval_every: int = 1,
-        valid_fraction: float = 0.1,
-        seed: int = 0,
-        device: str = "auto",
-        amp: bool = True,
-        max_grad_norm: float | None = 10.0,
-        time_limit: float | None = None,
-        checkpoint_dir: str | None = None,
-        resume: bool = False,
-        show_progress: bool | None = None,
-        refit: bool = True,
-        training_mode: str = "auto",
-        num_neighbors: int = 10,
         item_item: bool = True,
         item_item_lambda: float | None = None,
         item_item_weight: float | None = None,
@@ -686,15 +661,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph_filter_weight: float | None = None,
         graph_filter_attribute_weight: float | None = None,
         selection_margin: float = DEFAULT_MARGIN,
+        **train_options: Unpack[TrainOptions],
     ) -> None:
-        super().__init__(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
-            num_negatives=num_negatives, temperature=temperature, hide_targets=hide_targets,
-            eval_k=eval_k, patience=patience, eval_every=eval_every,
-            valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
-            max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress, refit=refit,
-            training_mode=training_mode, num_neighbors=num_neighbors)
+        super().__init__(**train_options)
         if conv not in CONVS:
             raise ValueError(f"conv must be one of {CONVS}, got {conv!r}.")
         self.embedding_dim, self.num_layers, self.conv = int(embedding_dim), int(num_layers), conv

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Unpack
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +12,7 @@ from torch_geometric.nn.models import LightGCN
 from ..dataset import Dataset
 from ..graph import RATED_BY, RATES
 from ..sampling import SamplingPlan
-from ..training import batch_l2
+from ..training import TrainOptions, batch_l2
 from .embedding import EmbeddingRecommender
 
 
@@ -114,77 +114,18 @@ class LightGCNRecommender(EmbeddingRecommender):
         embedding_dim (int): Embedding size. (default: :obj:`64`)
         num_layers (int): Propagation layers. (default: :obj:`3`)
         reg_weight (float): L2 penalty on batch embeddings. (default: :obj:`1e-4`)
-        epochs (int): Maximum epochs. (default: :obj:`200`)
-        batch_size (int): Positives per step. (default: :obj:`4096`)
-        lr (float): Adam learning rate. (default: :obj:`5e-3`)
-        weight_decay (float): Adam weight decay. (default: :obj:`0.0`)
-        loss (str): ``"bpr"``, ``"bce"`` or ``"softmax"``. (default: :obj:`"bpr"`)
-        num_negatives (int): Negatives per positive (shared by the batch for softmax).
-            (default: :obj:`1`)
-        temperature (float): Softmax temperature. (default: :obj:`1.0`)
-        hide_targets (bool): Hide each batch's positive edges from propagation.
-            (default: :obj:`False`)
-        eval_k (int): Validation NDCG cut-off. (default: :obj:`20`)
-        patience (int): Evaluations without improvement before stopping. (default: :obj:`10`)
-        eval_every (int): Epochs between evaluations. (default: :obj:`1`)
-        valid_fraction (float): Per-user validation share when none is given.
-            (default: :obj:`0.1`)
-        seed (int): Random seed. (default: :obj:`0`)
-        device (str): ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``. (default: :obj:`"auto"`)
-        amp (bool): Mixed precision on CUDA. (default: :obj:`True`)
-        max_grad_norm (float, optional): Gradient clipping. (default: :obj:`10.0`)
-        time_limit (float, optional): Training time budget in seconds. (default: :obj:`None`)
-        checkpoint_dir (str, optional): Folder for the best checkpoint. (default: :obj:`None`)
-        resume (bool): Continue from ``checkpoint_dir``. (default: :obj:`False`)
-        show_progress (bool, optional): tqdm bar (``None``: terminals only).
-            (default: :obj:`None`)
-        refit (bool): Retrain on all interactions for the early-stopped epoch count (see
-            :class:`~recsys_core.training.TrainConfig`). (default: :obj:`False`)
-        training_mode (str): ``"auto"``, ``"full"`` or ``"minibatch"`` (see
-            :class:`~recsys_core.training.TrainConfig`). (default: :obj:`"auto"`)
-        num_neighbors (int): Neighbours sampled per node and relation in mini-batch mode.
-            (default: :obj:`10`)
+        **train_options: Training settings (:class:`~recsys_core.training.TrainOptions`, each
+            documented on :class:`~recsys_core.training.TrainConfig`). LightGCN's defaults
+            differ in ``lr`` (:obj:`5e-3`); ``hide_targets`` hides each batch's positive edges
+            from propagation.
     """
 
     name = "lightgcn"
+    train_defaults: ClassVar[TrainOptions] = {"lr": 5e-3}
 
-    def __init__(
-        self,
-        embedding_dim: int = 64,
-        num_layers: int = 3,
-        reg_weight: float = 1e-4,
-        epochs: int = 200,
-        batch_size: int = 4096,
-        lr: float = 5e-3,
-        weight_decay: float = 0.0,
-        loss: str = "bpr",
-        num_negatives: int = 1,
-        temperature: float = 1.0,
-        hide_targets: bool = False,
-        eval_k: int = 20,
-        patience: int = 10,
-        eval_every: int = 1,
-        valid_fraction: float = 0.1,
-        seed: int = 0,
-        device: str = "auto",
-        amp: bool = True,
-        max_grad_norm: float | None = 10.0,
-        time_limit: float | None = None,
-        checkpoint_dir: str | None = None,
-        resume: bool = False,
-        show_progress: bool | None = None,
-        refit: bool = False,
-        training_mode: str = "auto",
-        num_neighbors: int = 10,
-    ) -> None:
-        super().__init__(
-            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, loss=loss,
-            num_negatives=num_negatives, temperature=temperature, hide_targets=hide_targets,
-            eval_k=eval_k, patience=patience, eval_every=eval_every,
-            valid_fraction=valid_fraction, seed=seed, device=device, amp=amp,
-            max_grad_norm=max_grad_norm, time_limit=time_limit, checkpoint_dir=checkpoint_dir,
-            resume=resume, show_progress=show_progress, refit=refit,
-            training_mode=training_mode, num_neighbors=num_neighbors)
+    def __init__(self, embedding_dim: int = 64, num_layers: int = 3, reg_weight: float = 1e-4,
+                 **train_options: Unpack[TrainOptions]) -> None:
+        super().__init__(**train_options)
         self.embedding_dim = int(embedding_dim)
         self.num_layers = int(num_layers)
         self.reg_weight = float(reg_weight)

@@ -89,6 +89,38 @@ class ParamSpec:
         return _parse_scalar(self.kind, text if self.kind is str else stripped)
 
 
+def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments of ``cls``'s constructor (``self`` left out), their annotations resolved
+    to types where they resolve.
+
+    A trainable model's ``**train_options: Unpack[TrainOptions]`` stands for one keyword-only
+    argument per key of :class:`~recsys_core.training.TrainOptions`, typed as there, with the
+    model's default (:meth:`EmbeddingRecommender.train_option_defaults
+    <recsys_core.models.embedding.EmbeddingRecommender.train_option_defaults>`), so the CLI, the
+    app and tuning see every setting the model takes. Any other ``**kwargs`` stays as it is.
+
+    Args:
+        cls (type): A model class.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve: leave them all as written
+        hints = {}
+    out: dict[str, inspect.Parameter] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self":
+            continue
+        hint = hints.get(name, param.annotation)
+        if param.kind is inspect.Parameter.VAR_KEYWORD and typing.get_origin(hint) is typing.Unpack:
+            defaults = cls.train_option_defaults()
+            for key, kind in typing.get_type_hints(typing.get_args(hint)[0]).items():
+                out[key] = inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY,
+                                             default=defaults[key], annotation=kind)
+        else:
+            out[name] = param.replace(annotation=hint)
+    return out
+
+
 def model_param_specs(model_name: str) -> dict[str, ParamSpec]:
     """One :class:`ParamSpec` per constructor argument of the model registered as
     ``model_name``, in signature order.
@@ -101,17 +133,15 @@ def model_param_specs(model_name: str) -> dict[str, ParamSpec]:
     """
     from . import get_model_class, model_arguments
 
-    cls = get_model_class(model_name)
-    signature = inspect.signature(cls.__init__).parameters
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # an annotation that does not resolve: fall back to the defaults
-        hints = {}
+    parameters = constructor_parameters(get_model_class(model_name))
     specs = {}
     for name in model_arguments(model_name):
-        default = signature[name].default
-        default = None if default is inspect.Parameter.empty else default
-        specs[name] = _spec(name, hints.get(name), default)
+        param = parameters[name]
+        default = None if param.default is inspect.Parameter.empty else param.default
+        annotation = param.annotation
+        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+            annotation = None  # none, or one that does not resolve: the default's type says it
+        specs[name] = _spec(name, annotation, default)
     return specs
 
 

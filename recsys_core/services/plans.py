@@ -15,15 +15,16 @@ DEFAULT_BASELINES = ("pop", "ease", "text-knn")
 
 
 def model_defaults(model_name: str) -> dict[str, Any]:
-    """Constructor arguments of a registered model with their default values."""
+    """Constructor arguments of a registered model with their default values (a trainable
+    model's training options included)."""
     from ..models import get_model_class
+    from ..models.params import constructor_parameters
 
-    params = inspect.signature(get_model_class(model_name).__init__).parameters
+    params = constructor_parameters(get_model_class(model_name))
     return {
         name: p.default
         for name, p in params.items()
-        if name != "self"
-        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     }
 
 
