@@ -784,13 +784,23 @@ class GNNLLMRecommender(EmbeddingRecommender):
                        if nt not in ("user", "item")
                        and any(nt in (et[0], et[2]) for et in relations)}
         static = {et: data[et].edge_index for et in relations if et not in (RATES, RATED_BY)}
-        return GNNLLMModule(
+        return self._network(
             dataset.num_users, dataset.num_items, text, node_counts, relations, static,
+            user_feature_matrix(dataset) if self.use_user_features else None)
+
+    def _network(self, num_users: int, num_items: int, text: Tensor,
+                 node_counts: dict[str, int], edge_types: list[EdgeType],
+                 static_edges: dict[EdgeType, Tensor],
+                 user_features: Tensor | None) -> GNNLLMModule:
+        """A :class:`GNNLLMModule` over these nodes and relations with this recommender's
+        architecture settings (the one place they reach the network)."""
+        return GNNLLMModule(
+            num_users, num_items, text, node_counts, edge_types, static_edges,
             embedding_dim=self.embedding_dim, num_layers=self.num_layers, conv=self.conv,
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
             user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            user_features=user_feature_matrix(dataset) if self.use_user_features else None)
+            user_features=user_features)
 
     def fit(
         self,
@@ -1080,14 +1090,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 static[forward] = torch.cat([static[forward], extra], 1)
             if reverse in static:
                 static[reverse] = torch.cat([static[reverse], extra.flip(0)], 1)
-        grown = GNNLLMModule(
+        grown = self._network(
             self.dataset.num_users, base + count, torch.cat([module.item_text.cpu(), text]),
-            module.node_counts, module.edge_types, static,
-            embedding_dim=self.embedding_dim, num_layers=self.num_layers, conv=self.conv,
-            heads=self.heads, attention_dropout=self.attention_dropout,
-            edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
-            user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            user_features=getattr(module, "user_features", None))
+            module.node_counts, module.edge_types, static, getattr(module, "user_features", None))
         state = {k: v.cpu() for k, v in module.state_dict().items()}
         state["item_text"] = grown.item_text
         for key in ("item_id.weight", "bias_id.weight"):  # new items have no id terms
