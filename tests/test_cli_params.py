@@ -72,3 +72,24 @@ def test_flagship_paths_switch_off(tiny_files, tmp_path, monkeypatch, capsys):
     assert config["embedding_dim"] == 16 and config["epochs"] == 1
     assert not any(name.startswith("item_item.") for name in info["tensors"])
     assert "Chosen on validation: item-item path" not in capsys.readouterr().err
+
+
+def test_every_command_reading_files_takes_the_same_input_and_column_options():
+    """validate, train, evaluate and report share one definition of the input files and the
+    column overrides (recsys_core.cli.options), so the same flags read the same files."""
+    from recsys_core.cli.options import column_options
+
+    parser = build_parser()
+    columns = ["--user-col", "u", "--item-col", "i", "--rating-col", "r", "--time-col", "t"]
+    commands = {"validate": ["--interactions", "a.csv"],
+                "train": ["--interactions", "a.csv", "--out", "run"],
+                "evaluate": ["--interactions", "a.csv"],
+                "report": ["--run", "run", "--test", "t.csv", "--out", "r.html"]}
+    for command, required in commands.items():
+        args = parser.parse_args([command, *required, *columns])
+        assert column_options(args) == {"user_col": "u", "item_col": "i", "rating_col": "r",
+                                        "time_col": "t"}, command
+        if command != "report":
+            files = parser.parse_args([command, *required, "--items", "b.csv", "--users",
+                                       "c.csv", "--user-edges", "d.csv"])
+            assert (files.items, files.users, files.user_edges) == ("b.csv", "c.csv", "d.csv")

@@ -16,6 +16,13 @@ from ..errors import DataError
 from ..models import MODEL_REGISTRY, create_model
 from ..significance import PAIRED_METHODS
 from ..splits import DEFAULT_TIME_CUT_QUANTILE, SPLIT_METHODS
+from .options import (
+    add_column_options,
+    add_input_files,
+    aligned_test,
+    load_inputs,
+    read_test,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,11 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--test", metavar="FILE",
                         help="held-out interactions (same formats/column detection as train)")
     fitted = parser.add_argument_group("models fitted on a split of one file")
-    fitted.add_argument("--interactions", metavar="FILE",
-                        help="all interactions, split here into train and test")
-    fitted.add_argument("--items", metavar="FILE", help="item metadata (as for train)")
-    fitted.add_argument("--user-edges", metavar="FILE", help="user-user edges (src, dst)")
-    fitted.add_argument("--users", metavar="FILE", help="user attributes (as for train)")
+    add_input_files(fitted, "all interactions, split here into train and test",
+                    required=False)
     fitted.add_argument("--split", choices=list(SPLIT_METHODS), default="random",
                         help="random: a share of each user's interactions (seed); temporal: "
                              "each user's latest interaction; time-cut: every interaction "
@@ -74,10 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="paired test of the first model against each other one")
     parser.add_argument("--compare-method", choices=list(PAIRED_METHODS), default="bootstrap",
                         help="paired bootstrap or Wilcoxon signed-rank (default: bootstrap)")
-    parser.add_argument("--user-col", metavar="NAME", help="user id column of the input file")
-    parser.add_argument("--item-col", metavar="NAME", help="item id column of the input file")
-    parser.add_argument("--rating-col", metavar="NAME", help="rating column of the input file")
-    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of the input file")
+    add_column_options(parser, of="the input file")
     parser.set_defaults(run=run)
 
 
@@ -139,19 +140,13 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def _evaluate_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every saved run on the test file; each keeps the JSON of a single-run evaluation."""
-    from ..ingest import load_dataset
     from ..run import load_run
 
-    test_ds = load_dataset(args.test, user_col=args.user_col, item_col=args.item_col,
-                           rating_col=args.rating_col, time_col=args.time_col)
+    test_file = read_test(args)
     evaluated = []
     for run_dir in args.run_dir:
         model, dataset, info = load_run(run_dir)
-        test, skipped = align_test(test_ds.interactions, dataset, args.test)
-        for reason, count in skipped.items():
-            if count:
-                print(f"note: {run_dir}: skipped {count:,} test row(s): "
-                      f"{reason.replace('_', ' ')}.", file=sys.stderr)
+        test, skipped = aligned_test(test_file, dataset, args.test, label=str(run_dir))
         users = pd.unique(test[USER_COL]).tolist()
         per_user, metrics = _per_user_and_metrics(model, dataset, test, users, args.k)
         result = {"model": info["model"], "run": str(run_dir), "k": args.k,
@@ -163,13 +158,10 @@ def _evaluate_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _evaluate_on_split(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict]:
     """Split one file, fit every ``--model`` on the training part, evaluate on the test part."""
-    from ..ingest import load_dataset
     from ..splits import describe_split, split_interactions
     from .train import ProgressBar, _model_kwargs
 
-    dataset = load_dataset(args.interactions, args.items, args.user_edges, args.users,
-                           user_col=args.user_col, item_col=args.item_col,
-                           rating_col=args.rating_col, time_col=args.time_col)
+    dataset = load_inputs(args)
     try:
         parts = split_interactions(dataset.interactions, args.split, seed=args.seed,
                                    test_ratio=args.test_ratio, quantile=args.time_quantile,

@@ -7,6 +7,7 @@ import sys
 import time
 
 from ..errors import DataError, RecScopeError
+from .options import add_column_options, aligned_test, read_test
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,19 +32,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="salted pseudonyms instead of user ids, groups of fewer than 5 "
                              "users suppressed (salt: RECSCOPE_PRIVACY_SALT if set, else fresh "
                              "for this run; see docs/SECURITY.md)")
-    parser.add_argument("--user-col", metavar="NAME", help="user id column of --test")
-    parser.add_argument("--item-col", metavar="NAME", help="item id column of --test")
-    parser.add_argument("--rating-col", metavar="NAME", help="rating column of --test")
-    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of --test")
+    add_column_options(parser, of="--test")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ingest import load_dataset
     from ..models import available_models
     from ..report import ReportOptions, build_report, write_report
     from ..run import load_run
-    from .evaluate import align_test
     from .train import ProgressBar
 
     if args.k < 1:
@@ -56,13 +52,7 @@ def run(args: argparse.Namespace) -> int:
                             f"{', '.join(available_models())} or 'none'.")
     started = time.perf_counter()
     model, dataset, info = load_run(args.run_dir)
-    test_ds = load_dataset(args.test, user_col=args.user_col, item_col=args.item_col,
-                           rating_col=args.rating_col, time_col=args.time_col)
-    test, skipped = align_test(test_ds.interactions, dataset, args.test)
-    for reason, count in skipped.items():
-        if count:
-            print(f"note: skipped {count:,} test row(s): {reason.replace('_', ' ')}.",
-                  file=sys.stderr)
+    test, skipped = aligned_test(read_test(args), dataset, args.test)
     test = test.assign(user_idx=dataset.user_idx(test["user_id"]),
                        item_idx=dataset.item_idx(test["item_id"]))
     pseudonymizer = None

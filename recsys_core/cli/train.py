@@ -14,6 +14,7 @@ from ..device import describe_device, pick_device
 from ..errors import RecScopeError
 from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
 from ..models.params import ModelParamError, parse_model_params
+from .options import add_column_options, add_input_files, load_inputs
 
 #: CLI option -> constructor argument names it may go by, in preference order.
 _OPTION_ARGUMENTS = {
@@ -33,14 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Read interactions (and optional item metadata / user-user edges), fit a "
                     "model on all of them (models with early stopping carve their own "
                     "validation split) and save a run directory for `recommend` / `evaluate`.")
-    parser.add_argument("--interactions", required=True, metavar="FILE",
-                        help="user-item interactions (CSV/TSV/Parquet; columns auto-detected)")
-    parser.add_argument("--items", metavar="FILE",
-                        help="item metadata: id, title, description, categories/tags")
-    parser.add_argument("--user-edges", metavar="FILE", help="user-user edges (src, dst)")
-    parser.add_argument("--users", metavar="FILE",
-                        help="user attributes: a user id column plus categorical columns "
-                             "(age, gender, occupation ...; MovieLens u.user works as it is)")
+    add_input_files(parser, "user-item interactions (CSV/TSV/Parquet; columns auto-detected)")
     parser.add_argument("--model", choices=list(MODEL_REGISTRY), default=DEFAULT_MODEL,
                         help=f"model to train (default: {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, metavar="N",
@@ -48,10 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="random seed (default: 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
-    parser.add_argument("--user-col", metavar="NAME", help="user id column of --interactions")
-    parser.add_argument("--item-col", metavar="NAME", help="item id column of --interactions")
-    parser.add_argument("--rating-col", metavar="NAME", help="rating column of --interactions")
-    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of --interactions")
+    add_column_options(parser, of="--interactions")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda > mps > cpu), cpu, cuda or mps (default: auto)")
     parser.add_argument("--k", type=int, default=20, metavar="K",
@@ -86,13 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, params: dict[str, Any],
            ctx: distributed.DistContext | None) -> int:
-    from ..ingest import load_dataset
     from ..run import save_run
 
     main = ctx is None or ctx.is_main
-    dataset = load_dataset(args.interactions, args.items, args.user_edges, args.users,
-                           user_col=args.user_col, item_col=args.item_col,
-                           rating_col=args.rating_col, time_col=args.time_col)
+    dataset = load_inputs(args)
     if main:
         _print_ingest_report(dataset)
     kwargs = _model_kwargs(args, params)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..ingest import DEFAULT_MAX_IDS, DEFAULT_MAX_ROWS
+from .options import add_column_options, add_input_files, load_inputs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,15 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "exactly as training would, then print what was detected, every problem "
                     "found with its count and the policy applied. Exit code 0 when the files "
                     "can be used, 2 (with the reason) when they cannot.")
-    parser.add_argument("--interactions", required=True, metavar="FILE",
-                        help="user-item interactions (CSV/TSV/Parquet/MovieLens)")
-    parser.add_argument("--items", metavar="FILE", help="item metadata")
-    parser.add_argument("--user-edges", metavar="FILE", help="user-user edges (two id columns)")
-    parser.add_argument("--users", metavar="FILE", help="user metadata")
-    parser.add_argument("--user-col", metavar="NAME", help="user id column of --interactions")
-    parser.add_argument("--item-col", metavar="NAME", help="item id column of --interactions")
-    parser.add_argument("--rating-col", metavar="NAME", help="rating column of --interactions")
-    parser.add_argument("--time-col", metavar="NAME", help="timestamp column of --interactions")
+    add_input_files(parser, "user-item interactions (CSV/TSV/Parquet/MovieLens)")
+    add_column_options(parser, of="--interactions")
     parser.add_argument("--items-id-col", metavar="NAME", help="id column of --items")
     parser.add_argument("--title-col", metavar="NAME", help="title column of --items")
     parser.add_argument("--text-cols", metavar="A,B", type=_names,
@@ -45,12 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ingest import load_dataset
-
-    dataset = load_dataset(
-        args.interactions, args.items, args.user_edges, args.users,
-        user_col=args.user_col, item_col=args.item_col, rating_col=args.rating_col,
-        time_col=args.time_col, items_id_col=args.items_id_col, title_col=args.title_col,
+    dataset = load_inputs(
+        args, items_id_col=args.items_id_col, title_col=args.title_col,
         text_cols=args.text_cols, categorical_cols=args.categorical_cols,
         invalid_ratings=args.invalid_ratings, max_rows=args.max_rows, max_ids=args.max_ids)
     report = dataset.report

@@ -1,0 +1,79 @@
+"""Options the sub-commands share, defined once: the input files and their columns, and a
+held-out test file (read, aligned with a run, its skipped rows reported)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import pandas as pd
+
+#: ``(option suffix, what the column holds)`` of the column overrides, see
+#: :func:`add_column_options`.
+_COLUMNS = (("user", "user id"), ("item", "item id"), ("rating", "rating"),
+            ("time", "timestamp"))
+
+
+def add_input_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                    interactions_help: str, required: bool = True) -> None:
+    """``--interactions`` (``required`` or not), ``--items``, ``--user-edges`` and ``--users``.
+
+    Args:
+        parser (ArgumentParser or argument group): Where the options go.
+        interactions_help (str): What ``--interactions`` holds for this command.
+        required (bool): Whether ``--interactions`` must be given. (default: :obj:`True`)
+    """
+    parser.add_argument("--interactions", required=required, metavar="FILE",
+                        help=interactions_help)
+    parser.add_argument("--items", metavar="FILE",
+                        help="item metadata: id, title, description, categories/tags")
+    parser.add_argument("--user-edges", metavar="FILE",
+                        help="user-user edges (two user id columns: src, dst)")
+    parser.add_argument("--users", metavar="FILE",
+                        help="user attributes: a user id column plus categorical columns "
+                             "(age, gender, occupation ...; MovieLens u.user works as it is)")
+
+
+def add_column_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                       of: str) -> None:
+    """``--user-col``, ``--item-col``, ``--rating-col`` and ``--time-col``: column names that
+    override the detection in the file named by ``of`` (e.g. ``"--interactions"``)."""
+    for name, what in _COLUMNS:
+        parser.add_argument(f"--{name}-col", metavar="NAME", help=f"{what} column of {of}")
+
+
+def column_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """The :func:`~recsys_core.ingest.load_dataset` keywords of :func:`add_column_options`."""
+    return {f"{name}_col": getattr(args, f"{name}_col") for name, _ in _COLUMNS}
+
+
+def load_inputs(args: argparse.Namespace, **options: Any):
+    """The :class:`~recsys_core.dataset.Dataset` of :func:`add_input_files`' files read with
+    :func:`add_column_options`' columns (``options``: further
+    :func:`~recsys_core.ingest.load_dataset` keywords)."""
+    from ..ingest import load_dataset
+
+    return load_dataset(args.interactions, args.items, args.user_edges, args.users,
+                        **column_options(args), **options)
+
+
+def read_test(args: argparse.Namespace) -> pd.DataFrame:
+    """The interactions of ``args.test``, read with :func:`add_column_options`' columns."""
+    from ..ingest import load_dataset
+
+    return load_dataset(args.test, **column_options(args)).interactions
+
+
+def aligned_test(test: pd.DataFrame, dataset, file: str, label: str = ""
+                 ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """:func:`~recsys_core.cli.evaluate.align_test`, with a note on stderr for every kind of
+    row left out (``label``, e.g. the run, starts each note)."""
+    from .evaluate import align_test
+
+    frame, skipped = align_test(test, dataset, file)
+    for reason, count in skipped.items():
+        if count:
+            print(f"note: {label + ': ' if label else ''}skipped {count:,} test row(s): "
+                  f"{reason.replace('_', ' ')}.", file=sys.stderr)
+    return frame, skipped
