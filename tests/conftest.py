@@ -9,13 +9,20 @@ MovieLens download.
 * ``tiny_dataset`` is that data loaded through :func:`recsys_core.ingest.load_dataset`.
 * ``single_thread`` runs a module's tests with one intra-op torch thread (request it with
   ``pytestmark = pytest.mark.usefixtures("single_thread")``).
+* ``split_files`` writes the tiny interactions as a train file and a test file (each user's 2nd
+  row), next to the items and user-user edges.
+* ``no_pickle`` fails the test if any pickle-based loader is called; :class:`PicklePayload`
+  is an object whose unpickling would run code.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from recsys_core.dataset import Dataset
@@ -111,3 +118,38 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def split_files(tiny_files, write_file) -> dict[str, Path]:
+    """The tiny interactions as a train file and a test file (each user's 2nd row), plus the
+    tiny items and user-user edges and the whole interactions file (``all``)."""
+    frame = pd.read_csv(tiny_files["interactions"], dtype=str)
+    test_rows = frame.groupby("user_id").nth(1).index
+    return {"train": write_file("train.csv", frame.drop(test_rows).to_csv(index=False)),
+            "test": write_file("test.csv", frame.loc[test_rows].to_csv(index=False)),
+            "all": tiny_files["interactions"], "items": tiny_files["items"],
+            "user_edges": tiny_files["user_edges"]}
+
+
+class PicklePayload:
+    """Unpickling this would run code: it marks ``builtins.__pwned`` and raises SystemExit.
+    Loading a file that holds it must never get that far."""
+
+    def __reduce__(self):
+        return (exec, ("import sys; sys.modules['builtins'].__pwned = True; "
+                       "raise SystemExit('a pickle payload was executed')",))
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """Every pickle-based loader (pickle, torch.load, numpy.load, pandas.read_pickle) fails
+    the test if it is called."""
+    import torch
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a pickle-based loader was called")
+
+    for module, attr in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"),
+                         (torch, "load"), (np, "load"), (pd, "read_pickle")):
+        monkeypatch.setattr(module, attr, forbidden)

@@ -14,16 +14,6 @@ METRICS = ["recall", "precision", "ndcg", "map", "hit"]
 
 
 @pytest.fixture
-def split_files(tiny_files, write_file):
-    """The tiny interactions as a train file and a test file (each user's 2nd row)."""
-    frame = pd.read_csv(tiny_files["interactions"], dtype=str)
-    test_rows = frame.groupby("user_id").nth(1).index
-    return {"train": write_file("train.csv", frame.drop(test_rows).to_csv(index=False)),
-            "test": write_file("test.csv", frame.loc[test_rows].to_csv(index=False)),
-            "all": tiny_files["interactions"]}
-
-
-@pytest.fixture
 def runs(split_files, tmp_path):
     out = {}
     for name in ("ease", "pop"):

@@ -28,16 +28,6 @@ METRIC_KEYS = {"recall", "precision", "ndcg", "hit_rate", "mrr", "map", "auc",
 
 
 @pytest.fixture
-def split_files(tiny_files, write_file):
-    """The tiny interactions split into a train file and a test file (2nd row of each user)."""
-    frame = pd.read_csv(tiny_files["interactions"], dtype=str)
-    test_rows = frame.groupby("user_id").nth(1).index
-    return {"train": write_file("train.csv", frame.drop(test_rows).to_csv(index=False)),
-            "test": write_file("test.csv", frame.loc[test_rows].to_csv(index=False)),
-            "items": tiny_files["items"], "user_edges": tiny_files["user_edges"]}
-
-
-@pytest.fixture
 def ease_run(split_files, tmp_path):
     out = tmp_path / "run_ease"
     code = main(["train", "--interactions", str(split_files["train"]), "--items",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import PicklePayload
 from safetensors.torch import load_file, save_file
 
 from recsys_core.errors import ModelLoadError, RecScopeError
@@ -152,25 +153,9 @@ def test_never_overwrites_a_directory_that_is_not_a_run(tmp_path, tiny_dataset, 
 
 
 # ---------------------------------------------------------------------------- refusals
-class Payload:
-    """Unpickling this would run code; loading must never get that far."""
-
-    def __reduce__(self):
-        return (exec, ("raise SystemExit('pickle was executed')",))
-
-
-@pytest.fixture
-def no_pickle(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("pickle / torch.load must never be called")
-
-    for module, attr in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
-        monkeypatch.setattr(module, attr, forbidden)
-
-
 def test_pickle_posing_as_model_is_refused(ease_run, no_pickle):
     run_dir, _ = ease_run
-    (run_dir / MODEL_FILE).write_bytes(pickle.dumps({"weights": Payload()}))
+    (run_dir / MODEL_FILE).write_bytes(pickle.dumps({"weights": PicklePayload()}))
     with pytest.raises(ModelLoadError, match="not a safetensors file.*never pickle"):
         load_run(run_dir)
 

@@ -51,15 +51,6 @@ def zipped(tiny_dataset, split, ease):
     return save_run_zip(ease, tiny_dataset, train, folder="my run", test=test)
 
 
-@pytest.fixture
-def no_pickle(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("pickle / torch.load must never be called")
-
-    for module, attr in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
-        monkeypatch.setattr(module, attr, forbidden)
-
-
 def members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {e.filename: archive.read(e) for e in archive.infolist() if not e.is_dir()}

@@ -32,7 +32,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_interactions_csv, tiny_items_csv, tiny_user_edges_csv
+from conftest import (
+    PicklePayload,
+    tiny_interactions_csv,
+    tiny_items_csv,
+    tiny_user_edges_csv,
+)
 from graph_page import graph_node_data
 from safetensors.torch import load_file, save_file
 
@@ -112,28 +117,6 @@ def run_copy(saved_runs, tmp_path):
     return copy
 
 
-class Payload:
-    """Unpickling this would run code; loading must never get that far."""
-
-    def __reduce__(self):
-        return (exec, ("import sys; sys.modules['builtins'].__pwned = True",))
-
-
-@pytest.fixture
-def no_code_loading(monkeypatch):
-    """Every pickle-based loader fails the test if it is called."""
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a pickle-based loader was called")
-
-    monkeypatch.setattr(pickle, "load", forbidden)
-    monkeypatch.setattr(pickle, "loads", forbidden)
-    monkeypatch.setattr(pickle, "Unpickler", forbidden)
-    monkeypatch.setattr(torch, "load", forbidden)
-    monkeypatch.setattr(np, "load", forbidden)
-    monkeypatch.setattr(pd, "read_pickle", forbidden)
-
-
 def rewrite_checksums(run_dir: Path) -> None:
     """Make a tampered run self-consistent, so the format checks (not the checksum) decide."""
     info = json.loads((run_dir / RUN_FILE).read_text())
@@ -150,9 +133,9 @@ def _torch_save_bytes(tensors) -> bytes:
 
 
 HOSTILE_MODEL_FILES = {
-    "pickle": lambda good: pickle.dumps({"weights": Payload()}),
-    "pickle protocol 0": lambda good: pickle.dumps(Payload(), protocol=0),
-    "torch.save": lambda good: _torch_save_bytes({"weights": torch.zeros(2), "x": Payload()}),
+    "pickle": lambda good: pickle.dumps({"weights": PicklePayload()}),
+    "pickle protocol 0": lambda good: pickle.dumps(PicklePayload(), protocol=0),
+    "torch.save": lambda good: _torch_save_bytes({"weights": torch.zeros(2), "x": PicklePayload()}),
     "random bytes": lambda good: np.random.default_rng(0).bytes(4096),
     "empty": lambda good: b"",
     "truncated safetensors": lambda good: good[: len(good) // 2],
@@ -174,7 +157,7 @@ def _bad_offsets(good: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("kind", HOSTILE_MODEL_FILES)
-def test_hostile_model_files_are_refused(kind, run_copy, no_code_loading):
+def test_hostile_model_files_are_refused(kind, run_copy, no_pickle):
     run_dir = run_copy()
     good = (run_dir / MODEL_FILE).read_bytes()
     (run_dir / MODEL_FILE).write_bytes(HOSTILE_MODEL_FILES[kind](good))
@@ -218,7 +201,7 @@ def test_state_loading_is_strict_for_every_model(name, how, run_copy):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_good_runs_load_without_any_pickle_loader(name, saved_runs, no_code_loading):
+def test_good_runs_load_without_any_pickle_loader(name, saved_runs, no_pickle):
     model, dataset, info = load_run(saved_runs[name])
     assert info["model"] == name
     assert len(model.recommend(users=[dataset.user_ids[0]], k=3)) == 3
@@ -246,7 +229,7 @@ def test_run_json_config_cannot_smuggle_arguments(run_copy):
             load_run(run_dir)
 
 
-def test_training_checkpoint_refuses_a_pickle(tmp_path, no_code_loading):
+def test_training_checkpoint_refuses_a_pickle(tmp_path, no_pickle):
     from recsys_core.models.mf import MFModule
     from recsys_core.training import CHECKPOINT_WEIGHTS, TrainConfig, train_model
 
@@ -255,7 +238,7 @@ def test_training_checkpoint_refuses_a_pickle(tmp_path, no_code_loading):
                          checkpoint_dir=str(tmp_path))
     train_model(MFModule(ds.num_users, ds.num_items, 8), ds, ds.interactions,
                 ds.interactions.iloc[:0], config)
-    (tmp_path / CHECKPOINT_WEIGHTS).write_bytes(pickle.dumps({"w": Payload()}))
+    (tmp_path / CHECKPOINT_WEIGHTS).write_bytes(pickle.dumps({"w": PicklePayload()}))
     config.resume, config.epochs = True, 2
     with pytest.raises(ModelLoadError, match="cannot be read"):
         train_model(MFModule(ds.num_users, ds.num_items, 8), ds, ds.interactions, None, config)
