@@ -166,12 +166,25 @@ def per_user_metrics(
         ColumnMismatchError, ColumnTypeMismatchError, EmptyInputError, MetricInputError:
         Unusable input.
     """
-    full = _metrics.per_user_metrics(rating_true, rating_pred, k=k, col_user=col_user,
-                                     col_item=col_item, col_prediction=col_prediction,
-                                     col_rank=col_rank)
-    out = pd.DataFrame({col_user: full[col_user].to_numpy()})
+    return metric_columns(
+        _metrics.per_user_metrics(rating_true, rating_pred, k=k, col_user=col_user,
+                                  col_item=col_item, col_prediction=col_prediction,
+                                  col_rank=col_rank),
+        col_user=col_user)
+
+
+def metric_columns(per_user: pd.DataFrame, col_user: str = DEFAULT_USER_COL) -> pd.DataFrame:
+    """A table of :func:`recsys_core.metrics.per_user_metrics` in the columns of
+    :func:`per_user_metrics` (``col_user`` then :data:`METRICS` as floats, e.g.
+    ``average_precision`` -> ``map``), the sample the intervals and tests resample.
+
+    Args:
+        per_user (pandas.DataFrame): ``col_user`` and the :data:`SOURCE_COLUMNS` values.
+        col_user (str): User id column. (default: :obj:`"user_id"`)
+    """
+    out = pd.DataFrame({col_user: per_user[col_user].to_numpy()})
     for name in METRICS:
-        out[name] = full[SOURCE_COLUMNS[name]].to_numpy(dtype=np.float64)
+        out[name] = per_user[SOURCE_COLUMNS[name]].to_numpy(dtype=np.float64)
     return out
 
 
@@ -449,5 +462,6 @@ def _check_settings(confidence: float, n_resamples: int) -> None:
 
 __all__ = [
     "ConfidenceInterval", "METRICS", "PAIRED_METHODS", "PairedTest", "SignificanceInputError",
-    "bootstrap_ci", "metrics_with_ci", "paired_test", "paired_tests", "per_user_metrics",
+    "bootstrap_ci", "metric_columns", "metrics_with_ci", "paired_test", "paired_tests",
+    "per_user_metrics",
 ]

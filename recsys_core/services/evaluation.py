@@ -173,12 +173,9 @@ def run_metrics(run: Run, ws: Workspace, k: int = HEADLINE_K) -> dict[str, Any]:
 def significance_frame(per_user: pd.DataFrame) -> pd.DataFrame:
     """The per-user table of :func:`evaluate_model` in the column names of
     :func:`recsys_core.significance.per_user_metrics` (``average_precision`` -> ``map``)."""
-    from ..significance import METRICS, SOURCE_COLUMNS
+    from ..significance import metric_columns
 
-    out = pd.DataFrame({USER_COL: per_user[USER_COL].to_numpy()})
-    for name in METRICS:
-        out[name] = per_user[SOURCE_COLUMNS[name]].to_numpy(dtype=float)
-    return out
+    return metric_columns(per_user, col_user=USER_COL)
 
 
 def confidence_table(
