@@ -13,6 +13,8 @@ MovieLens download.
   row), next to the items and user-user edges.
 * ``no_pickle`` fails the test if any pickle-based loader is called; :class:`PicklePayload`
   is an object whose unpickling would run code.
+* :func:`fast_model` makes any registered model with :data:`FAST_SETTINGS` (tiny settings, so
+  every model trains in a second or two).
 """
 
 from __future__ import annotations
@@ -153,3 +155,33 @@ def no_pickle(monkeypatch):
     for module, attr in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"),
                          (torch, "load"), (np, "load"), (pd, "read_pickle")):
         monkeypatch.setattr(module, attr, forbidden)
+
+
+#: Tiny settings per registered model, so every one trains in a second or two.
+FAST_SETTINGS: dict[str, dict] = {
+    "pop": {},
+    "ease": {"reg_lambda": 5.0},
+    "text-knn": {},
+    "mf": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
+    "lightgcn": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
+    "gnn-llm": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
+    "rp3beta": {"neighbours": 4},
+    "itemknn": {"neighbours": 4, "shrink": 1.0},
+    "text-pop": {},
+}
+#: Models that take item text embeddings (:func:`fast_model` gives them random ones).
+TEXT_MODELS = frozenset({"text-knn", "gnn-llm", "text-pop"})
+
+
+def fast_model(name: str, dataset: Dataset):
+    """The registered model ``name`` with :data:`FAST_SETTINGS`; text models get seeded random
+    12-dimensional item text embeddings."""
+    import torch
+
+    from recsys_core.models import create_model
+
+    kwargs = dict(FAST_SETTINGS[name])
+    if name in TEXT_MODELS:
+        gen = torch.Generator().manual_seed(0)
+        kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
+    return create_model(name, **kwargs)

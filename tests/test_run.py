@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import PicklePayload
+from conftest import FAST_SETTINGS, PicklePayload, fast_model
 from safetensors.torch import load_file, save_file
 
 from recsys_core.errors import ModelLoadError, RecScopeError
-from recsys_core.models import available_models, create_model
+from recsys_core.models import available_models
 from recsys_core.run import (
     INTERACTIONS_FILE,
     ITEMS_FILE,
@@ -25,28 +25,6 @@ from recsys_core.run import (
     load_run,
     save_run,
 )
-
-#: Trained models get tiny settings so every registered model round-trips in seconds.
-FAST = {
-    "pop": {},
-    "ease": {"reg_lambda": 5.0},
-    "text-knn": {},
-    "mf": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "lightgcn": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "gnn-llm": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "rp3beta": {"neighbours": 4},
-    "itemknn": {"neighbours": 4, "shrink": 1.0},
-    "text-pop": {},
-}
-TEXT_MODELS = {"text-knn", "gnn-llm", "text-pop"}
-
-
-def build(name, dataset):
-    kwargs = dict(FAST[name])
-    if name in TEXT_MODELS:
-        gen = torch.Generator().manual_seed(0)
-        kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
-    return create_model(name, **kwargs)
 
 
 @pytest.fixture
@@ -59,14 +37,14 @@ def train_split(tiny_dataset):
 
 @pytest.fixture
 def ease_run(tmp_path, tiny_dataset, train_split):
-    model = build("ease", tiny_dataset).fit(tiny_dataset, train_split)
+    model = fast_model("ease", tiny_dataset).fit(tiny_dataset, train_split)
     return save_run(tmp_path / "run", model, tiny_dataset, train_split), model
 
 
 # ---------------------------------------------------------------------------- round trips
-@pytest.mark.parametrize("name", [m for m in FAST if m in available_models()])
+@pytest.mark.parametrize("name", [m for m in FAST_SETTINGS if m in available_models()])
 def test_round_trip_gives_identical_scores(name, tmp_path, tiny_dataset, train_split):
-    model = build(name, tiny_dataset).fit(tiny_dataset, train_split)
+    model = fast_model(name, tiny_dataset).fit(tiny_dataset, train_split)
     run_dir = save_run(tmp_path / name, model, tiny_dataset, train_split, metrics={"ndcg": 0.5})
     loaded, dataset, info = load_run(run_dir)
     assert type(loaded) is type(model) and info["model"] == name
@@ -116,7 +94,7 @@ def test_run_json_records_what_rebuilds_the_model(ease_run, tiny_dataset, train_
 
 def test_overwriting_a_run_is_atomic_and_clean(ease_run, tiny_dataset, train_split):
     run_dir, _ = ease_run
-    pop = build("pop", tiny_dataset).fit(tiny_dataset, train_split)
+    pop = fast_model("pop", tiny_dataset).fit(tiny_dataset, train_split)
     save_run(run_dir, pop, tiny_dataset, train_split)
     assert load_run(run_dir)[2]["model"] == "pop"
     leftovers = [p.name for p in run_dir.parent.iterdir() if p.name.startswith(".")]
@@ -133,7 +111,7 @@ def test_failed_save_keeps_the_previous_run(ease_run, tiny_dataset, train_split,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(run_module, "_write_parquet", disk_full)
-    pop = build("pop", tiny_dataset).fit(tiny_dataset, train_split)
+    pop = fast_model("pop", tiny_dataset).fit(tiny_dataset, train_split)
     with pytest.raises(OSError, match="No space"):
         save_run(run_dir, pop, tiny_dataset, train_split)
     assert (run_dir / MODEL_FILE).read_bytes() == before
@@ -146,7 +124,7 @@ def test_never_overwrites_a_directory_that_is_not_a_run(tmp_path, tiny_dataset, 
     precious = tmp_path / "home"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    model = build("pop", tiny_dataset).fit(tiny_dataset, train_split)
+    model = fast_model("pop", tiny_dataset).fit(tiny_dataset, train_split)
     with pytest.raises(RecScopeError, match="not a RecScope run"):
         save_run(precious, model, tiny_dataset, train_split)
     assert (precious / "notes.txt").read_text() == "keep me"

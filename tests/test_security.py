@@ -33,7 +33,9 @@ import pandas as pd
 import pytest
 import torch
 from conftest import (
+    FAST_SETTINGS,
     PicklePayload,
+    fast_model,
     tiny_interactions_csv,
     tiny_items_csv,
     tiny_user_edges_csv,
@@ -55,19 +57,7 @@ from recsys_core.views.graph import describe_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Tiny settings so every registered model trains in a second or two.
-FAST = {
-    "pop": {},
-    "ease": {"reg_lambda": 5.0},
-    "text-knn": {},
-    "mf": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "lightgcn": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "gnn-llm": {"epochs": 2, "device": "cpu", "embedding_dim": 8},
-    "rp3beta": {"neighbours": 4},
-    "itemknn": {"neighbours": 4, "shrink": 1.0},
-    "text-pop": {},
-}
-MODELS = [m for m in FAST if m in available_models()]
+MODELS = [m for m in FAST_SETTINGS if m in available_models()]
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -89,14 +79,6 @@ def tiny() -> Dataset:
                         user_edges=("edges.csv", tiny_user_edges_csv().encode()), name="tiny")
 
 
-def build(name: str, dataset: Dataset):
-    kwargs = dict(FAST[name])
-    if name in ("text-knn", "gnn-llm", "text-pop"):
-        gen = torch.Generator().manual_seed(0)
-        kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
-    return create_model(name, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def saved_runs(tmp_path_factory) -> dict[str, Path]:
     """One saved run per registered model (copied before each test tampers with it)."""
@@ -104,7 +86,7 @@ def saved_runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     runs = {}
     for name in MODELS:
-        model = build(name, dataset).fit(dataset, dataset.interactions)
+        model = fast_model(name, dataset).fit(dataset, dataset.interactions)
         runs[name] = save_run(root / name, model, dataset, dataset.interactions)
     return runs
 
