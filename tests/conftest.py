@@ -13,6 +13,8 @@ MovieLens download.
   row), next to the items and user-user edges.
 * ``no_pickle`` fails the test if any pickle-based loader is called; :class:`PicklePayload`
   is an object whose unpickling would run code.
+* :func:`assert_resumed_like_straight` checks that a training run resumed from a checkpoint
+  reproduced an uninterrupted one.
 * :func:`fast_model` makes any registered model with :data:`FAST_SETTINGS` (tiny settings, so
   every model trains in a second or two).
 """
@@ -185,3 +187,17 @@ def fast_model(name: str, dataset: Dataset):
         gen = torch.Generator().manual_seed(0)
         kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
     return create_model(name, **kwargs)
+
+
+def assert_resumed_like_straight(resumed_result, straight_result, resumed, straight) -> None:
+    """A run resumed from a checkpoint reproduced the uninterrupted run: every epoch in its
+    history, the same losses, bit-identical weights (``resumed`` and ``straight`` are the two
+    trained modules, the results their :class:`~recsys_core.training.TrainResult`)."""
+    import torch
+
+    epochs = [h["epoch"] for h in straight_result.history]
+    assert [h["epoch"] for h in resumed_result.history] == epochs
+    assert [h["loss"] for h in resumed_result.history] == pytest.approx(
+        [h["loss"] for h in straight_result.history])
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -35,6 +35,7 @@ import torch
 from conftest import (
     FAST_SETTINGS,
     PicklePayload,
+    assert_resumed_like_straight,
     fast_model,
     tiny_interactions_csv,
     tiny_items_csv,
@@ -784,9 +785,7 @@ def test_interrupted_training_keeps_the_checkpoint_and_resumes_exactly(tmp_path)
     result = train_model(resumed, ds, ds.interactions, no_valid,
                          _train_config(tmp_path / "run", resume=True))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
-    assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in full.history])
-    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(a, b)
+    assert_resumed_like_straight(result, full, resumed, straight)
 
 
 def test_interrupted_from_on_progress_resumes_after_that_epoch(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_resumed_like_straight
 from torch import nn
 
 from recsys_core.dataset import ITEM_IDX, USER_IDX, Dataset
@@ -233,9 +234,7 @@ def test_resume_continues_exactly_where_the_checkpoint_left_off(tmp_path):
     result = train_model(resumed, ds, train, no_valid,
                          config(epochs=4, checkpoint_dir=str(tmp_path), resume=True))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
-    assert [h["loss"] for h in result.history] == pytest.approx([h["loss"] for h in full.history])
-    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(a, b)
+    assert_resumed_like_straight(result, full, resumed, straight)
 
 
 def test_resume_rejects_a_checkpoint_of_another_shape(tmp_path):
