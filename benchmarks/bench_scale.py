@@ -12,8 +12,9 @@ and a category). Then each stage runs in its own child process, so its peak RSS
   the graph build alone; the peak includes the ingestion before it);
 * ``train``: ``python -m recsys_core train`` of the flagship with ``--epochs 1`` (item texts
   encoded, one epoch, validation selection of the graph filter and item-item path, the final
-  fit, the run saved); at the ``100k`` size the default training instead (issue 11: a
-  100k-interaction, 10k-item data set trains in 120 s or less);
+  fit, the run saved); at the ``100k`` size also ``train-default``, the default training
+  (issue 11: a 100k-interaction, 10k-item data set trains in 120 s or less), stopped at
+  ``--default-timeout`` with the epoch it reached;
 * ``recommend``: ``python -m recsys_core recommend --k 20`` for every user (streamed CSV).
 
 Sizes (interactions / users / items): ``100k`` 100k / 5k / 10k, ``1m`` 1M / 20k / 10k,
@@ -147,13 +148,14 @@ def run_stage(stage: str, folder: Path) -> dict:
     from recsys_core.cli import main
 
     if stage in ("train", "train-default"):
-        args = ["train", "--interactions", inter, "--items", items, "--out", str(run_dir)]
+        out_dir = run_dir if stage == "train" else folder / "run-default"
+        args = ["train", "--interactions", inter, "--items", items, "--out", str(out_dir)]
         if stage == "train":
             args += ["--epochs", "1"]
         start = time.perf_counter()
         code = main(args)
         out = {"seconds": time.perf_counter() - start, "exit": code}
-        info = run_dir / "run.json"
+        info = out_dir / "run.json"
         if info.exists():
             extra = json.loads(info.read_text()).get("extra", {})
             result = extra.get("train_result") or {}
@@ -183,22 +185,32 @@ def child(stage: str, folder: Path, threads: int | None, timeout: float) -> dict
         proc = subprocess.run([sys.executable, __file__, "--stage", stage, "--work",
                                str(folder)], capture_output=True, text=True, env=env,
                               timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"stage": stage, "error": f"timed out after {timeout:.0f} s",
-                "wall_seconds": time.perf_counter() - start}
+    except subprocess.TimeoutExpired as exc:
+        return {"stage": stage, "error": f"stopped at the {timeout:.0f} s limit",
+                "progress": _progress(exc.stderr), "wall_seconds": time.perf_counter() - start}
     wall = time.perf_counter() - start
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines()
+                if line.strip() and "\r" not in line][-3:]
         return {"stage": stage, "error": " | ".join(tail) or f"exit {proc.returncode}",
-                "wall_seconds": wall}
+                "progress": _progress(proc.stderr), "wall_seconds": wall}
     out = json.loads(lines[-1])
     out.update(stage=stage, wall_seconds=wall)
     return out
 
 
+def _progress(stderr) -> str | None:
+    """The last training progress a stage printed (``epoch=34/300``), if any."""
+    import re
+
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
+    found = re.findall(r"epoch=(\d+/\d+)", text)
+    return f"epoch {found[-1]}" if found else None
+
+
 def measure_size(name: str, stages: list[str], work: Path, threads: int | None,
-                 timeout: float) -> dict:
+                 timeout: float, default_timeout: float) -> dict:
     rows, users, items = SIZES[name]
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -207,15 +219,17 @@ def measure_size(name: str, stages: list[str], work: Path, threads: int | None,
         generate(folder, rows, users, items)
     entry = {"interactions_generated": rows, "users_generated": users, "items_generated": items,
              "generate_seconds": time.perf_counter() - start, "stages": {}}
+    if name == "100k" and "train" in stages:
+        stages = [*stages, "train-default"]  # issue 11: the default training, timed
     for stage in stages:
-        if stage == "train" and name == "100k":
-            stage = "train-default"
-        result = child(stage, folder, threads, timeout)
+        result = child(stage, folder, threads, default_timeout if stage == "train-default"
+                       else timeout)
         entry["stages"][stage] = result
         shown = (f"{result['seconds']:.1f} s, {result['peak_rss_gb']:.2f} GB"
-                 if "seconds" in result else result["error"])
+                 if "seconds" in result else
+                 f"{result['error']} ({result.get('progress') or 'no progress'})")
         print(f"  {name:>5} {stage:<14} {shown}", flush=True)
-        if "error" in result and stage in ("train", "train-default"):
+        if "error" in result and stage == "train":
             break  # nothing to recommend from
     return entry
 
@@ -227,7 +241,9 @@ def table(results: dict) -> str:
     for name in sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0]):
         entry = results["sizes"][name]
         for stage, r in entry["stages"].items():
-            time_s = f"{r['seconds']:.1f}" if "seconds" in r else r.get("error", "-")
+            time_s = (f"{r['seconds']:.1f}" if "seconds" in r else
+                      f"{r.get('error', '-')}" + (f", {r['progress']}" if r.get("progress")
+                                                  else ""))
             rss = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
             lines.append(f"| {name} | {entry['interactions_generated']:,} | "
                          f"{entry['users_generated']:,} | {entry['items_generated']:,} | "
@@ -281,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="RECSCOPE_THREADS for each stage")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds per stage (default: 3600)")
+    parser.add_argument("--default-timeout", type=float, default=600.0,
+                        help="seconds for the 100k default training (default: 600)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.stage:
@@ -300,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work) if args.work else Path(tmp)
         for name in sizes:
             print(f"{name}: {SIZES[name][0]:,} interactions", flush=True)
-            entry = measure_size(name, stages, work, args.threads, args.timeout)
+            entry = measure_size(name, stages, work, args.threads, args.timeout,
+                                 args.default_timeout)
             entry["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             entry["load_average"] = round(os.getloadavg()[0], 1)
             results["sizes"][name] = entry
