@@ -62,6 +62,8 @@ def fitted(ds) -> dict:
     """One fitted model per name (gnn-llm: defaults, 1 layer) plus a 2-layer gnn-llm."""
     models = {name: make(name).fit(ds, ds.interactions) for name in MODELS}
     models["gnn-llm-2"] = make("gnn-llm", num_layers=2).fit(ds, ds.interactions)
+    # Attribute nodes kept whatever two epochs of validation say (tests of how they are used).
+    models["gnn-llm-all"] = make("gnn-llm", relation_selection=False).fit(ds, ds.interactions)
     return models
 
 
@@ -274,7 +276,9 @@ def test_receptive_field_is_exact_with_friend_edges():
     friends = pd.DataFrame({"src": ["u0", "u0", "u5", "u9"], "dst": ["u1", "u2", "u6", "u0"]})
     data = Dataset(base.interactions[["user_id", "item_id", "rating", "timestamp"]], base.items,
                    attribute_columns=["genre"], user_edges=friends)
-    model = make("gnn-llm", num_layers=1, epochs=1).fit(data, data.interactions)
+    # Validation would switch friends off after one epoch on tiny data; keep the structure.
+    model = make("gnn-llm", num_layers=1, epochs=1, relation_selection=False).fit(
+        data, data.interactions)
     assert ("user", "follows", "user") in model.module.edge_types
     graph = model.graph()
     edges = {et: graph[et].edge_index for et in graph.edge_types}
@@ -317,7 +321,7 @@ def test_user_features_are_encoded_and_used():
 
 
 def test_gnn_llm_scores_a_new_item_as_it_scores_a_cold_catalogue_item(ds, fitted):
-    model = fitted["gnn-llm"]
+    model = fitted["gnn-llm-all"]
     cold = int(ds.item_idx(["i29"])[0])  # metadata only: no interactions
     text = text_embeddings()[cold:cold + 1]
     genre = ds.items.set_index("item_id").loc["i29", "genre"]

@@ -716,8 +716,10 @@ class FlagshipEngine:
         for convs in self.module.convs:
             converted = torch.nn.ModuleDict()
             for key, conv in convs.items():
-                twin = _message_passing_twin(conv)
                 et = tuple(key.split("__"))
+                if et not in self.edges:  # a side-information group validation switched off
+                    continue
+                twin = _message_passing_twin(conv)
                 ei = self.edges[et][:, :256]
                 args = ((self.x0[et[0]], self.x0[et[2]]), ei)
                 with torch.no_grad():

@@ -111,6 +111,21 @@ def user_feature_matrix(dataset: Dataset, max_categories: int = 32) -> Tensor | 
     return torch.from_numpy(features)
 
 
+def relation_group(edge_type: EdgeType) -> str | None:
+    """The side-information group of a relation: the attribute node type it joins
+    (``"genre"``, ``"user_age"`` ...), ``"user_edges"`` (user-user) or ``"similar_items"``
+    (text similarity); ``None`` for the user-item interactions themselves."""
+    src, _, dst = edge_type
+    if src == "user" and dst == "user":
+        return "user_edges"
+    if src == "item" and dst == "item":
+        return "similar_items"
+    for end in (src, dst):
+        if end not in ("user", "item"):
+            return end
+    return None
+
+
 def edge_key(edge_type: EdgeType) -> str:
     """Module-dict key of an edge type (``"user__rates__item"``)."""
     return "__".join(edge_type)
@@ -152,6 +167,11 @@ class GNNLLMModule(nn.Module):
         item_bias (bool): Learn an item bias from text plus an id term. (default: :obj:`True`)
         user_features (Tensor, optional): ``[num_users, f]`` user features
             (see :func:`user_feature_matrix`). (default: :obj:`None`)
+        relation_dropout (float): Probability that each side-information group (see
+            :func:`relation_group`: one attribute node type, user-user edges, text-similarity
+            edges) is left out of a training pass as a whole, so the network also works
+            without it and validation can switch it off (:meth:`set_group_active`).
+            (default: :obj:`0.0`)
     """
 
     generator: torch.Generator | None = None  # the job's, in training (rng.attach_generator)
@@ -174,6 +194,7 @@ class GNNLLMModule(nn.Module):
         user_id_embedding: bool = False,
         item_bias: bool = True,
         user_features: Tensor | None = None,
+        relation_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
@@ -187,7 +208,15 @@ class GNNLLMModule(nn.Module):
         self.embedding_dim, self.num_layers, self.conv = embedding_dim, num_layers, conv
         self.heads = heads if conv in ATTENTION_CONVS else 1
         self.edge_dropout, self.id_dropout = edge_dropout, id_dropout
-        self.edge_types = [tuple(et) for et in edge_types]
+        self.all_edge_types = [tuple(et) for et in edge_types]
+        if not 0 <= relation_dropout < 1:
+            raise ValueError(f"relation_dropout must be in [0, 1), got {relation_dropout}.")
+        self.relation_dropout = float(relation_dropout)
+        self.groups = sorted({g for et in self.all_edge_types
+                              if (g := relation_group(et)) is not None})
+        # Which side-information groups take part (1) or were switched off on validation (0);
+        # a buffer, so a saved run restores the same graph.
+        self.register_buffer("group_active", torch.ones(len(self.groups), dtype=torch.uint8))
         # (target node type, sources of the same type?) in update order; see stage_program().
         self.schedule = [("user", False), ("user", True), ("item", False), ("item", True)]
         self.schedule += [(nt, False) for nt in sorted(node_counts)]
@@ -208,7 +237,7 @@ class GNNLLMModule(nn.Module):
         self.node_counts = dict(node_counts)
         self.convs = nn.ModuleList(
             nn.ModuleDict({edge_key(et): make_conv(conv, embedding_dim, heads, attention_dropout)
-                           for et in self.edge_types})
+                           for et in self.all_edge_types})
             for _ in range(num_layers))
         self._static: dict[EdgeType, Tensor] = {}
         for et, ei in static_edges.items():
@@ -269,6 +298,35 @@ class GNNLLMModule(nn.Module):
                 conv.reset_parameters()
 
     # ---------------------------------------------------------------- graph
+    @property
+    def edge_types(self) -> list[EdgeType]:
+        """The relations in use: every relation the network has, less the side-information
+        groups switched off (:meth:`set_group_active`)."""
+        off = {g for g, on in zip(self.groups, self.group_active.tolist(), strict=True)
+               if not on}
+        if not off:
+            return self.all_edge_types
+        return [et for et in self.all_edge_types if relation_group(et) not in off]
+
+    def active_groups(self) -> list[str]:
+        """Side-information groups in use, sorted."""
+        return [g for g, on in zip(self.groups, self.group_active.tolist(), strict=True) if on]
+
+    def set_group_active(self, group: str, active: bool) -> None:
+        """Switch a side-information group (see :func:`relation_group`) on or off."""
+        if group not in self.groups:
+            raise KeyError(f"No relation group {group!r}; the network has {self.groups}.")
+        self.group_active[self.groups.index(group)] = int(bool(active))
+
+    def _drop_groups(self, edges: dict[EdgeType, Tensor]) -> dict[EdgeType, Tensor]:
+        """Training: leave each active group out of this pass with ``relation_dropout``."""
+        groups = self.active_groups()
+        if not (self.training and self.relation_dropout > 0 and groups):
+            return edges
+        draws = torch.rand(len(groups), generator=self.generator).tolist()
+        dropped = {g for g, u in zip(groups, draws, strict=True) if u < self.relation_dropout}
+        return {et: ei for et, ei in edges.items() if relation_group(et) not in dropped}
+
     def set_interactions(self, users: Tensor, items: Tensor) -> None:
         """Use these pairs as ``rates`` / ``rated_by`` edges; items among them are warm."""
         device = self.item_text.device
@@ -294,7 +352,7 @@ class GNNLLMModule(nn.Module):
             edges[RATES] = torch.stack([users, items])
         if RATED_BY in self.edge_types:
             edges[RATED_BY] = torch.stack([items, users])
-        return {et: edges[et] for et in self.edge_types if et in edges}
+        return self._drop_groups({et: edges[et] for et in self.edge_types if et in edges})
 
     # ---------------------------------------------------------------- propagation
     def id_gate(self, items: Tensor | None = None) -> Tensor:
@@ -600,6 +658,12 @@ class GNNLLMRecommender(EmbeddingRecommender):
         selection_margin (float): Relative validation NDCG gain the graph filter, the
             item-item path and the text bridge must each show to switch on.
             (default: :obj:`0.01`)
+        relation_dropout (float): Probability that a side-information group of relations
+            (one attribute node type, user-user edges, text-similarity edges) is left out of
+            a training pass (see :class:`GNNLLMModule`). (default: :obj:`0.25`)
+        relation_selection (bool): After training, switch off each side-information group
+            whose removal does not lower validation NDCG@K (side information stays only where
+            it pays); the choice is kept in the run. (default: :obj:`True`)
         item_item (bool): Add the full-rank item-item path
             (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
             weight chosen on the validation split (weight 0 where it does not help).
@@ -661,6 +725,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph_filter_weight: float | None = None,
         graph_filter_attribute_weight: float | None = None,
         selection_margin: float = DEFAULT_MARGIN,
+        relation_dropout: float = 0.25,
+        relation_selection: bool = True,
         **train_options: Unpack[TrainOptions],
     ) -> None:
         super().__init__(**train_options)
@@ -711,6 +777,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.graph_filter_attribute_weight = (None if graph_filter_attribute_weight is None
                                               else float(graph_filter_attribute_weight))
         self.selection_margin = float(selection_margin)
+        if not 0 <= relation_dropout < 1:
+            raise ValueError(f"relation_dropout must be in [0, 1), got {relation_dropout}.")
+        self.relation_dropout = float(relation_dropout)
+        self.relation_selection = bool(relation_selection)
+        self.inactive_groups: list[str] = []
         self.graph_filter_choice: GraphFilterChoice | None = None
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
@@ -735,7 +806,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "graph_filter_alpha": self.graph_filter_alpha,
                 "graph_filter_weight": self.graph_filter_weight,
                 "graph_filter_attribute_weight": self.graph_filter_attribute_weight,
-                "selection_margin": self.selection_margin}
+                "selection_margin": self.selection_margin,
+                "relation_dropout": self.relation_dropout,
+                "relation_selection": self.relation_selection}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
         if not self.use_text:  # ablation: one constant text input for every item
@@ -800,7 +873,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
             user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            user_features=user_features)
+            user_features=user_features, relation_dropout=self.relation_dropout)
 
     def fit(
         self,
@@ -827,26 +900,35 @@ class GNNLLMRecommender(EmbeddingRecommender):
     def select_on_validation(self, dataset: Dataset, train: pd.DataFrame, valid: pd.DataFrame,
                              result: TrainResult, on_progress: ProgressCallback | None = None,
                              should_stop: Callable[[], bool] | None = None) -> None:
-        """Choose the graph filter, then the item-item path on top of it, on the validation
-        split (see :func:`~recsys_core.models.graph_filter.select_graph_filter` and
-        :func:`~recsys_core.models.item_item.select_item_item`). Each switches on only past
-        ``selection_margin``; ``result.selected`` records the validation NDCG@K of the
-        learned embeddings alone, with the filter, and with everything."""
+        """On the validation split: keep only the side-information groups that pay (see
+        :meth:`_select_relations`), then choose the graph filter, then the item-item path on
+        top of it (see :func:`~recsys_core.models.graph_filter.select_graph_filter` and
+        :func:`~recsys_core.models.item_item.select_item_item`). The filter and the path each
+        switch on only past ``selection_margin``; ``result.selected`` records the validation
+        NDCG@K of the learned embeddings alone, with the filter, and with everything."""
         self.graph_filter_choice = self.item_item_choice = None
-        if not (self.graph_filter or self.item_item):
-            return
+        self.inactive_groups = []
+        module = self.module
         if len(valid) == 0 or (should_stop is not None and should_stop()):
             self._fixed_choices(result)
             return
-        module = self.module
         module.set_interactions(*unique_pairs(train))
         module.eval()
-        with torch.no_grad():
-            user_emb, item_emb = (t.float().cpu() for t in module())
         config = self.train_config
-        ranking = ValidationRanking(lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T,
-                                    train, valid, dataset.num_users, dataset.num_items,
-                                    k=config.eval_k, seed=config.seed)
+
+        def learned_ranking() -> ValidationRanking:
+            with torch.no_grad():
+                user_emb, item_emb = (t.float().cpu() for t in module())
+            return ValidationRanking(
+                lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T, train, valid,
+                dataset.num_users, dataset.num_items, k=config.eval_k, seed=config.seed)
+
+        ranking = learned_ranking()
+        if self.relation_selection and module.groups:
+            if self._select_relations(ranking, result):
+                ranking = learned_ranking()  # the learned score without the dropped groups
+        if not (self.graph_filter or self.item_item):
+            return
         learned_ndcg = ranking.base_ndcg
         if self.graph_filter:
             settings = (DEFAULT_FILTER_SETTINGS if self.graph_filter_dim is None
@@ -884,6 +966,32 @@ class GNNLLMRecommender(EmbeddingRecommender):
             "valid_ndcg_learned": learned_ndcg, "valid_ndcg_graph": filtered_ndcg,
             "valid_ndcg": (self.item_item_choice.valid_ndcg if self.item_item_choice
                            else filtered_ndcg)}
+
+    @torch.no_grad()
+    def _select_relations(self, ranking: ValidationRanking, result: TrainResult) -> bool:
+        """Switch off, one group at a time (sorted by name), each side-information group
+        whose removal does not lower validation NDCG@K of the learned score (``ranking``'s
+        base); ``True`` when any was switched off. The network was trained with
+        ``relation_dropout``, so it is valid with any group left out."""
+        module = self.module
+        before = ranking.base_ndcg
+        current, tried = before, {}
+        for group in list(module.active_groups()):
+            module.set_group_active(group, False)
+            user_emb, item_emb = (t.float().cpu() for t in module())
+            scores = user_emb[torch.from_numpy(ranking.users)] @ item_emb.T
+            without = ranking.ndcg(scores.masked_fill(ranking.seen, float("-inf")))
+            tried[group] = float(without)
+            if without >= current:  # it does not pay: leave it off
+                current = without
+                self.inactive_groups.append(group)
+            else:
+                module.set_group_active(group, True)
+        result.selected["relations"] = {
+            "kept": module.active_groups(), "dropped": list(self.inactive_groups),
+            "valid_ndcg_all": float(before), "valid_ndcg": float(current),
+            "valid_ndcg_without": tried}
+        return bool(self.inactive_groups)
 
     def _filter_attributes(self, dataset: Dataset) -> sp.csr_matrix | None:
         """``[items, a]`` item-attribute incidence the graph filter may use (``None`` without
@@ -981,6 +1089,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     def after_training(self) -> None:
         module = self.module
+        for group in self.inactive_groups:  # as chosen on validation (the refit has them all)
+            if group in module.groups:
+                module.set_group_active(group, False)
         if getattr(module, "text_model", None) is None:
             return
         module.detach_text_encoder()
@@ -1001,7 +1112,14 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         path = {k: v for k, v in tensors.items() if k.startswith(ITEM_ITEM_PREFIX)}
-        super().load_state_tensors({k: v for k, v in tensors.items() if k not in path})
+        rest = {k: v for k, v in tensors.items() if k not in path}
+        if "group_active" not in rest:  # a run saved before relation selection: all groups on
+            if self.module is None:
+                self.module = self._module_for_restore(rest)
+            rest["group_active"] = torch.ones(len(self.module.groups), dtype=torch.uint8)
+        super().load_state_tensors(rest)
+        active = set(self.module.active_groups())
+        self.inactive_groups = [g for g in self.module.groups if g not in active]
         self.item_item_path = (ItemItemPath.from_state_tensors(path, self.dataset.num_items,
                                                                ITEM_ITEM_PREFIX)
                                if path else None)
@@ -1092,7 +1210,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 static[reverse] = torch.cat([static[reverse], extra.flip(0)], 1)
         grown = self._network(
             self.dataset.num_users, base + count, torch.cat([module.item_text.cpu(), text]),
-            module.node_counts, module.edge_types, static, getattr(module, "user_features", None))
+            module.node_counts, module.all_edge_types, static,
+            getattr(module, "user_features", None))
         state = {k: v.cpu() for k, v in module.state_dict().items()}
         state["item_text"] = grown.item_text
         for key in ("item_id.weight", "bias_id.weight"):  # new items have no id terms

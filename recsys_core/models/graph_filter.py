@@ -316,11 +316,18 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
 
 
 def describe_selection(selected: dict[str, Any]) -> str:
-    """The flagship's validation choices (``train_result.selected``) in words: the graph
-    filter, then the item-item path; empty when neither was chosen."""
+    """The flagship's validation choices (``train_result.selected``) in words: the
+    side-information groups kept, the graph filter, then the item-item path; empty when
+    nothing was chosen."""
     from .item_item import describe_choice
 
     parts = []
+    relations = selected.get("relations")
+    if relations:
+        kept = ", ".join(relations["kept"]) or "none"
+        dropped = ", ".join(relations["dropped"])
+        parts.append(f"side information kept: {kept}"
+                     + (f" (switched off, no validation gain: {dropped})" if dropped else ""))
     if selected.get("graph_filter"):
         parts.append(describe_filter_choice(selected["graph_filter"]))
     if selected.get("item_item"):
