@@ -69,6 +69,14 @@ def test_parts_add_up_step_by_step_with_gains_and_words():
     assert settings[2] == "item-item path off (it did not help on validation)"
 
 
+def test_parts_say_which_side_information_validation_kept():
+    relations = {"kept": ["genre"], "dropped": ["user_edges"], "valid_ndcg_all": 0.2,
+                 "valid_ndcg": 0.21, "valid_ndcg_without": {"genre": 0.19, "user_edges": 0.21}}
+    parts = flagship_parts(fake_flagship({"relations": relations}))
+    assert parts["settings"].iloc[0] == ("7 epochs (early stopping); side information kept: "
+                                         "genre (switched off, no validation gain: user_edges)")
+
+
 def test_parts_switched_off_in_the_settings_keep_their_rows():
     parts = flagship_parts(fake_flagship({}))  # graph_filter=False, item_item=False
     assert list(parts["on"]) == [True, False, False]

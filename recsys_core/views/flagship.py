@@ -49,7 +49,9 @@ def selection_rule(model: Any) -> str:
     k = _eval_k(model)
     return (f"Each closed-form part switches on only when it lifts validation NDCG@{k} by at "
             f"least {margin:.0%} (relative) over the score without it; the validation split "
-            "is carved from the training interactions, never the test split.")
+            "is carved from the training interactions, never the test split. Each kind of "
+            "side information in the graph attention (an attribute type, user-user edges) "
+            "stays only where removing it would lower validation NDCG.")
 
 
 def flagship_parts(model: Any) -> pd.DataFrame:
@@ -86,6 +88,13 @@ def flagship_parts(model: Any) -> pd.DataFrame:
     learned_settings = f"{result.best_epoch} epochs (early stopping)"
     if result.refit_epochs:
         learned_settings += f", refit for {result.refit_epochs} on all interactions"
+    relations = selected.get("relations")
+    if relations:
+        learned_settings += "; side information kept: " + (", ".join(relations["kept"])
+                                                            or "none")
+        if relations["dropped"]:
+            learned_settings += (" (switched off, no validation gain: "
+                                 + ", ".join(relations["dropped"]) + ")")
     filter_summary, item_summary = selected.get("graph_filter"), selected.get("item_item")
     rows = [
         (PART_LEARNED, learned, True, learned_settings),
