@@ -41,7 +41,7 @@ from recsys_core.explain.plots import (  # noqa: E402
     shap_bar_figure,
     shap_waterfall_figure,
 )
-from recsys_core.explain.shap_explain import split_sentences, text_chunks  # noqa: E402
+from recsys_core.explain.removal import split_sentences, text_chunks  # noqa: E402
 from recsys_core.graph import RATED_BY, RATES  # noqa: E402
 from recsys_core.models.gnn_llm import GNNLLMModule, GNNLLMRecommender  # noqa: E402
 from recsys_core.models.stages import Stage, StageProgram  # noqa: E402

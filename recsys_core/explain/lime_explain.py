@@ -1,7 +1,7 @@
 """LIME explanations of one (user, item) score over the same removable evidence as SHAP.
 
-The interpretable features and the function explained are exactly SHAP's (see
-:mod:`~recsys_core.explain.shap_explain`): one binary feature per history item, attribute
+The interpretable features and the function explained are exactly SHAP's, the game of
+:mod:`~recsys_core.explain.removal`: one binary feature per history item, attribute
 value of the item, user-user neighbour and description chunk (the flagship; history items only
 for ``ease``, ``text-knn`` and ``lightgcn``), with the same caps and groups; switching a feature
 off removes that evidence and the model is re-run on the edited graph (nothing is retrained).
@@ -21,15 +21,15 @@ from NumPy's global generator, so the same seed gives the same weights.
 from __future__ import annotations
 
 import time
+from typing import Unpack
 
 import numpy as np
-import pandas as pd
 
 from ..dataset import Dataset
 from ..rng import numpy_generator
-from .engine import is_flagship
-from .evidence import Explanation, contribution_frame
-from .shap_explain import Feature, _FlagshipGame, _HistoryGame, import_shap
+from .evidence import Explanation
+from .removal import EvidenceOptions, feature_explanation, removal_game
+from .shap_explain import import_shap
 
 #: Kernel width of :class:`lime.lime_text.LimeTextExplainer` (distances are cosine x 100).
 DEFAULT_KERNEL_WIDTH = 25.0
@@ -43,14 +43,10 @@ def lime_explanation(
     dataset: Dataset,
     user_id: str,
     item_id: str,
-    max_history: int = 12,
-    max_attributes: int = 5,
-    max_neighbours: int = 3,
-    max_text: int = 3,
     num_samples: int = DEFAULT_NUM_SAMPLES,
     kernel_width: float = DEFAULT_KERNEL_WIDTH,
     seed: int = 0,
-    encoder=None,
+    **evidence: Unpack[EvidenceOptions],
 ) -> Explanation:
     """LIME weights of ``score(user, item)`` over removable evidence (see module docstring).
 
@@ -60,19 +56,14 @@ def lime_explanation(
         dataset (Dataset): Its dataset.
         user_id (str): Raw user id.
         item_id (str): Raw item id.
-        max_history (int): History items explained one by one; the rest form one group.
-            (default: :obj:`12`)
-        max_attributes (int): Attribute values explained one by one. (default: :obj:`5`)
-        max_neighbours (int): User-user neighbours explained one by one. (default: :obj:`3`)
-        max_text (int): Chunks the description is split into (0 disables text features).
-            (default: :obj:`3`)
         num_samples (int): Neighbourhood size, the unedited pair included; each distinct
             sample costs one forward pass. (default: :obj:`200`)
         kernel_width (float): Width :math:`w` of the exponential kernel over cosine distances
             times 100. (default: :obj:`25.0`)
         seed (int): Seed of the neighbourhood. (default: :obj:`0`)
-        encoder (TextEncoder, optional): Encoder for masked texts; by default the model's
-            own (the bundled all-MiniLM-L6-v2).
+        **evidence: The features' caps and text encoder
+            (:class:`~recsys_core.explain.removal.EvidenceOptions`, each documented on
+            :func:`~recsys_core.explain.removal.removal_game`).
 
     Returns:
         Explanation: ``method="lime"``; ``contributions`` the individual features' weights,
@@ -94,26 +85,23 @@ def lime_explanation(
     if not kernel_width > 0:
         raise ValueError(f"kernel_width must be positive, got {kernel_width}")
     start = time.perf_counter()
-    user = int(dataset.user_idx(str(user_id))[0])
-    item = int(dataset.item_idx(str(item_id))[0])
-    game = _FlagshipGame(model, dataset, user, item, encoder, max_text) if is_flagship(model) \
-        else _HistoryGame(model, dataset, user, item)
-    features = game.features(max_history, max_attributes, max_neighbours)
-    num = len(features)
-    score = float(game(np.ones((1, num)))[0])
+    game = removal_game(model, dataset, user_id, item_id, **evidence)
+    num = len(game.feature_list)
+    score = game.score()
     if num == 0:
-        return _explanation(user_id, item_id, score, features, np.zeros(0),
-                            {"intercept": score, "r2": float("nan"), "local_prediction": score,
-                             "num_samples": 1, "kernel_width": float(kernel_width)},
-                            None, game, start)
+        fit = {"intercept": score, "r2": float("nan"), "local_prediction": score,
+               "num_samples": 1, "kernel_width": float(kernel_width)}
+        return feature_explanation("lime", user_id, item_id, game, score, np.zeros(0),
+                                   "lime_weight", {"lime": fit, "shap": None}, start)
     masks = lime_neighbourhood(num, num_samples, numpy_generator(seed))
     scores = np.asarray(game(masks), dtype=np.float64)
     weights, fit = lime_surrogate(masks, scores, kernel_width, seed)
     shap = import_shap()
-    values = shap.Explanation(values=weights, base_values=fit["intercept"],
-                              data=np.ones(num), feature_names=[f.label for f in features])
+    values = shap.Explanation(values=weights, base_values=fit["intercept"], data=np.ones(num),
+                              feature_names=[f.label for f in game.feature_list])
     fit.update(num_samples=int(num_samples), kernel_width=float(kernel_width))
-    return _explanation(user_id, item_id, score, features, weights, fit, values, game, start)
+    return feature_explanation("lime", user_id, item_id, game, fit["intercept"], weights,
+                               "lime_weight", {"lime": fit, "shap": values}, start)
 
 
 def lime_neighbourhood(num: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -171,29 +159,6 @@ def lime_surrogate(masks: np.ndarray, scores: np.ndarray, kernel_width: float = 
         weights[int(feature)] = float(weight)
     return weights, {"intercept": float(intercept), "r2": float(r2),
                      "local_prediction": float(np.ravel(local)[0])}
-
-
-def _explanation(user_id, item_id, score: float, features: list[Feature], weights: np.ndarray,
-                 fit: dict, values, game, start: float) -> Explanation:
-    rows, other = [], []
-    for feature, weight in zip(features, weights, strict=True):
-        if feature.group:
-            other.append({"kind": feature.kind, "label": feature.label, "weight": float(weight),
-                          "ids": [str(m) for m in feature.id.split("|")] if feature.id else []})
-        else:
-            rows.append({"kind": feature.kind, "id": feature.id, "label": feature.label,
-                         "weight": float(weight), "node_type": feature.node_type,
-                         "index": feature.index})
-    table = pd.DataFrame([{"kind": f.kind, "id": f.id, "label": f.label, "group": f.group,
-                           "size": len(f.members), "lime_weight": float(w)}
-                          for f, w in zip(features, weights, strict=True)])
-    return Explanation(
-        method="lime", user_id=str(user_id), item_id=str(item_id), score=score,
-        base_value=fit["intercept"], contributions=contribution_frame(rows),
-        other=other or None,
-        details={"lime": fit, "shap": values, "features": table,
-                 "evaluations": game.evaluations, "seconds": time.perf_counter() - start,
-                 **game.notes})
 
 
 __all__ = ["DEFAULT_KERNEL_WIDTH", "DEFAULT_NUM_SAMPLES", "lime_explanation",

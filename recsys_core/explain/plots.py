@@ -7,6 +7,7 @@ figure; any explanation's contributions can be drawn as a signed horizontal bar 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -29,21 +30,9 @@ def shap_waterfall_figure(explanation: Explanation, max_display: int = 12) -> Fi
         max_display (int): Features shown; the rest are summed into one bar.
             (default: :obj:`12`)
     """
-    import matplotlib.pyplot as plt
-
-    from .shap_explain import import_shap
-
-    shap = import_shap()
-
-    values = _shap_values(explanation)
-    with _PYPLOT_LOCK:
-        fig = plt.figure()
-        try:
-            shap.plots.waterfall(values, max_display=max_display, show=False)
-            fig = plt.gcf()
-        finally:
-            plt.close(fig)  # detach from pyplot's registry; the Figure object stays usable
-    return fig
+    shap, values = _shap_values(explanation)
+    return _pyplot_figure(
+        lambda fig: shap.plots.waterfall(values, max_display=max_display, show=False))
 
 
 def shap_bar_figure(explanation: Explanation, max_display: int = 12) -> Figure:
@@ -54,17 +43,24 @@ def shap_bar_figure(explanation: Explanation, max_display: int = 12) -> Figure:
         max_display (int): Features shown; the rest are summed into one bar.
             (default: :obj:`12`)
     """
+    shap, values = _shap_values(explanation)
+    return _pyplot_figure(
+        lambda fig: shap.plots.bar(values, max_display=max_display, ax=fig.add_subplot(),
+                                   show=False),
+        figsize=(8, 0.45 * min(max_display, len(values.values)) + 1.5))
+
+
+def _pyplot_figure(draw: Callable[[Figure], object],
+                   figsize: tuple[float, float] | None = None) -> Figure:
+    """Run ``draw`` on a new pyplot figure (shap's plots draw on pyplot's current one), under
+    the lock, and return the figure detached from pyplot's registry (it stays usable)."""
     import matplotlib.pyplot as plt
 
-    from .shap_explain import import_shap
-
-    shap = import_shap()
-
-    values = _shap_values(explanation)
     with _PYPLOT_LOCK:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * min(max_display, len(values.values)) + 1.5))
+        fig = plt.figure(figsize=figsize)
         try:
-            shap.plots.bar(values, max_display=max_display, ax=ax, show=False)
+            draw(fig)
+            fig = plt.gcf()
         finally:
             plt.close(fig)
     return fig
@@ -100,15 +96,15 @@ def contributions_figure(explanation: Explanation, top: int = 12) -> Figure:
 
 
 def _shap_values(explanation: Explanation):
+    """``(shap, values)``: the shap module and the explanation's :class:`shap.Explanation`."""
     from .shap_explain import import_shap
 
     shap = import_shap()
-
     values = explanation.details.get("shap")
     if not isinstance(values, shap.Explanation):
         raise ValueError(f"A '{explanation.method}' explanation has no SHAP values; use "
                          "contributions_figure() or explain with method='shap'.")
-    return values
+    return shap, values
 
 
 def _short(text: str, limit: int = 48) -> str:
