@@ -32,15 +32,8 @@ def _body() -> None:
     run = ui.require_model(ws)
     if run is None:
         return
-    users = ui.user_options(ws)
     left, middle, right = st.columns([4, 2, 5])
-    user = left.selectbox(
-        "User (type to search)",
-        users,
-        index=ui.typical_user_index(ws),
-        format_func=ui.user_label(ws),
-        key="x-user",
-    )
+    user = ui.user_picker(ws, "x-user", left)
     scope = middle.radio("Items", ["top 20", "any item"], key="x-scope", horizontal=True)
     recs = _recommendations(run, user)
     titles = ui.item_titles(ws)
@@ -159,14 +152,11 @@ def _rationale(explanation, ds) -> None:
 def _contributions_table(explanation, name: str) -> None:
     frame = explanation.top()
     shown = frame[[c for c in ("kind", "label", "weight", "attention", "id") if c in frame]]
-    st.dataframe(
+    ui.number_table(
         shown,
-        hide_index=True,
+        ["weight"],
         height=280,
-        column_config={
-            "weight": st.column_config.NumberColumn(format="%.4f"),
-            "attention": st.column_config.NumberColumn(format="%.3f"),
-        },
+        column_config={"attention": st.column_config.NumberColumn(format="%.3f")},
     )
     ui.download_csv(
         f"Download {name} contributions (CSV)",
@@ -265,10 +255,30 @@ def _waterfall(exp) -> None:
         plt.close(fig)
 
 
-def _shap(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core.explain.shap_explain import shap_explanation
+def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, **options):
+    """``(explanation, dataset)`` of SHAP or LIME (cached per setting) as
+    :func:`_shown` gives them; the description's sentences are features when
+    :func:`_text_features` allows."""
+    from recsys_core.explain import explain
 
     use_text = _text_features(ws, run)
+    key = (method, user, item, use_text, *options.values())
+    if key not in run.cache:
+        with st.spinner(spinner):
+            run.cache[key] = explain(
+                run.model,
+                ds,
+                user,
+                item,
+                method=method,
+                max_text=3 if use_text else 0,
+                encoder=ui.text_encoder() if use_text else None,
+                **options,
+            )
+    return _shown(ws, ds, run.cache[key])
+
+
+def _shap(ws, run, ds, user: str, item: str) -> None:
     permutations = st.columns([1, 2])[0].slider(
         "Permutations",
         1,
@@ -278,19 +288,16 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
         help="Antithetic permutations of SHAP's permutation explainer: more is more precise "
         "and slower (each costs two forward passes per feature).",
     )
-    key = ("shap", user, item, use_text, permutations)
-    if key not in run.cache:
-        with st.spinner("Computing SHAP values (a few seconds: one forward pass per coalition)…"):
-            run.cache[key] = shap_explanation(
-                run.model,
-                ds,
-                user,
-                item,
-                max_text=3 if use_text else 0,
-                npermutations=permutations,
-                encoder=ui.text_encoder() if use_text else None,
-            )
-    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    exp, shown_ds = _removal(
+        ws,
+        run,
+        ds,
+        user,
+        item,
+        "shap",
+        "Computing SHAP values (a few seconds: one forward pass per coalition)…",
+        npermutations=permutations,
+    )
     _rationale(exp, shown_ds)
     st.caption(
         f"SHAP values (permutation explainer) over removable evidence: from the base value "
@@ -301,9 +308,8 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
 
 
 def _lime(ws, run, ds, user: str, item: str) -> None:
-    from recsys_core.explain.lime_explain import DEFAULT_NUM_SAMPLES, lime_explanation
+    from recsys_core.explain.lime_explain import DEFAULT_NUM_SAMPLES
 
-    use_text = _text_features(ws, run)
     samples = st.columns([1, 2])[0].slider(
         "Samples",
         50,
@@ -314,19 +320,16 @@ def _lime(ws, run, ds, user: str, item: str) -> None:
         help="Size of LIME's neighbourhood: each sample removes a random subset of the "
         "evidence and costs one forward pass. More is more stable and slower.",
     )
-    key = ("lime", user, item, use_text, samples)
-    if key not in run.cache:
-        with st.spinner("Fitting LIME's local surrogate (one forward pass per sample)…"):
-            run.cache[key] = lime_explanation(
-                run.model,
-                ds,
-                user,
-                item,
-                max_text=3 if use_text else 0,
-                num_samples=samples,
-                encoder=ui.text_encoder() if use_text else None,
-            )
-    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    exp, shown_ds = _removal(
+        ws,
+        run,
+        ds,
+        user,
+        item,
+        "lime",
+        "Fitting LIME's local surrogate (one forward pass per sample)…",
+        num_samples=samples,
+    )
     fit = exp.details["lime"]
     _rationale(exp, shown_ds)
     st.caption(
@@ -410,18 +413,10 @@ def _what_if(ws, run, ds, user: str, item: str) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Top 10 now**")
-        st.dataframe(
-            result.top_before,
-            hide_index=True,
-            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
-        )
+        ui.number_table(result.top_before, ["score"])
     with right:
         st.markdown("**Top 10 after the edit**")
-        st.dataframe(
-            result.top_after,
-            hide_index=True,
-            column_config={"score": st.column_config.NumberColumn(format="%.4f")},
-        )
+        ui.number_table(result.top_after, ["score"])
     if drop:
         st.caption(f"{len(result.entered)} items entered the top 10, {len(result.left)} left.")
         ui.download_csv(
@@ -518,14 +513,8 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
             ),
             key="x-f-ins",
         )
-    st.dataframe(
-        summary,
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in summary.columns
-            if c not in ("method", "users", "skipped")
-        },
+    ui.number_table(
+        summary, [c for c in summary.columns if c not in ("method", "users", "skipped")]
     )
     per_user = pd.concat(
         [r["per_user"].assign(method=m) for m, r in results.items()], ignore_index=True

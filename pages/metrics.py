@@ -84,14 +84,8 @@ def _body() -> None:
 
     table = metrics_table(results, K)
     st.subheader(f"Summary at K = {K}")
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in table.columns
-            if c not in ("model", "train seconds", "test users")
-        },
+    ui.number_table(
+        table, [c for c in table.columns if c not in ("model", "train seconds", "test users")]
     )
     ui.download_csv("Download summary (CSV)", table, "metrics_summary.csv", key="m-dl-summary")
 
@@ -102,11 +96,7 @@ def _body() -> None:
         "split as the flagship, so the comparison above is fair."
     )
     choices = ws.runs.validation_choices()
-    st.dataframe(
-        choices,
-        hide_index=True,
-        column_config={f"valid ndcg@{HEADLINE_K}": st.column_config.NumberColumn(format="%.4f")},
-    )
+    ui.number_table(choices, [f"valid ndcg@{HEADLINE_K}"])
 
     run = flagship_run(ws.runs)
     if split == "random" and run is not None and not flagship_parts(run.model).empty:
@@ -226,9 +216,7 @@ def _uncertainty_section(results: dict, k: int) -> None:
     st.caption(CI_CAPTION.format(confidence=CONFIDENCE, resamples=RESAMPLES))
     evaluated = {run_id: m for run_id, (_, m) in results.items()}
     intervals = ci_table(confidence_table(evaluated, CONFIDENCE, RESAMPLES), k)
-    number = st.column_config.NumberColumn(format="%.4f")
-    st.dataframe(intervals, hide_index=True,
-                 column_config={c: number for c in ("value", "low", "high", "±")})
+    ui.number_table(intervals, ["value", "low", "high", "±"])
     st.plotly_chart(metrics_ci_fig(intervals,
                                    f"Metrics@{k} with {CONFIDENCE:.0%} intervals"),
                     key="m-ci-fig")
@@ -255,10 +243,8 @@ def _uncertainty_section(results: dict, k: int) -> None:
     metric = "ndcg" if "ndcg" in set(tests["metric"]) else METRICS[0]
     st.markdown(ui.md(paired_verdict(tests, label_a, label_b, metric, k)))
     table = paired_table(tests, k, label_a, label_b)
-    st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4f")
-        for c in (label_a, label_b, "difference", "low", "high")}
-        | {"p-value": st.column_config.NumberColumn(format="%.4g")})
+    ui.number_table(table, [label_a, label_b, "difference", "low", "high"],
+                    column_config={"p-value": st.column_config.NumberColumn(format="%.4g")})
     st.plotly_chart(paired_difference_fig(tests, label_a, label_b), key="m-pair-fig")
     ui.download_csv("Download paired test (CSV)", table, "metrics_paired_test.csv",
                     key="m-dl-pair")

@@ -19,16 +19,8 @@ def render() -> None:
 def _body() -> None:
     ws = ui.workspace()
     run = ui.require_model(ws)
-    users = ui.user_options(ws)
     left, right = st.columns([2, 3])
-    with left:
-        user = st.selectbox(
-            "User (type to search)",
-            users,
-            index=ui.typical_user_index(ws),
-            format_func=ui.user_label(ws),
-            key="r-user",
-        )
+    user = ui.user_picker(ws, "r-user", left)
     with right:
         if run is not None:
             st.caption(
@@ -90,14 +82,11 @@ def _top_k(ws, run, user: str) -> None:
         st.info("Nothing left to recommend: the user has seen every candidate item.")
         return
     frame = _decorate(ws, user, recs)
-    st.dataframe(
+    ui.number_table(
         frame,
-        hide_index=True,
+        ["score"],
         height=420,
-        column_config={
-            "score": st.column_config.NumberColumn(format="%.4f"),
-            "rank": st.column_config.NumberColumn(width="small"),
-        },
+        column_config={"rank": st.column_config.NumberColumn(width="small")},
     )
     hits = int(frame["held out"].sum())
     st.caption(f"{hits} of these {len(frame)} are in the user's held-out test interactions.")

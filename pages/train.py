@@ -204,15 +204,7 @@ def _runs(ws) -> None:
         st.caption("Trained models appear here; the sidebar selects the active one.")
         return
     summary = ws.runs.summary()
-    st.dataframe(
-        summary,
-        hide_index=True,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in summary.columns
-            if "recall@" in c or "ndcg@" in c
-        },
-    )
+    ui.number_table(summary, [c for c in summary.columns if "recall@" in c or "ndcg@" in c])
     ui.download_csv("Download runs (CSV)", summary, "runs.csv")
     curves = {r.run_id: r.history for r in ws.runs if r.history}
     if len(curves) >= 2:  # one run's curves are already under "Progress"

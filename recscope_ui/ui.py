@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,20 @@ def download_csv(label: str, frame: pd.DataFrame, file_name: str, key: str | Non
     )
 
 
+def number_table(frame: pd.DataFrame, columns: Iterable[str], **options: Any) -> None:
+    """``frame`` as ``st.dataframe`` without its index, the ``columns`` shown to 4 decimals.
+
+    Args:
+        frame (pandas.DataFrame): The table.
+        columns (Iterable[str]): Number columns shown with 4 decimals.
+        **options: Other ``st.dataframe`` arguments (``height``, ...); a ``column_config``
+            adds to the 4-decimal columns' settings (and wins for a column in both).
+    """
+    number = st.column_config.NumberColumn(format="%.4f")
+    config = {c: number for c in columns} | options.pop("column_config", {})
+    st.dataframe(frame, hide_index=True, column_config=config, **options)
+
+
 def md(value: Any, max_length: int | None = None) -> str:
     """Escape a user-supplied string for Markdown."""
     return escape_markdown(value, max_length)
@@ -321,6 +335,18 @@ def typical_user_index(ws: Workspace) -> int:
         values = counts.reindex(options).fillna(0).to_numpy()
         ws.cache["typical_user"] = int(abs(values - median).argmin()) if len(values) else 0
     return ws.cache["typical_user"]
+
+
+def user_picker(ws: Workspace, key: str, container: Any = st) -> str:
+    """A searchable user select box in ``container`` (default: the page): users by training
+    activity, one of median activity preselected, labelled by :func:`user_label`."""
+    return container.selectbox(
+        "User (type to search)",
+        user_options(ws),
+        index=typical_user_index(ws),
+        format_func=user_label(ws),
+        key=key,
+    )
 
 
 def user_label(ws: Workspace) -> Callable[[str], str]:
