@@ -142,34 +142,14 @@ def _upload() -> None:
         "gender, occupation; MovieLens u.user works as it is). CSV, TSV and Parquet are "
         "read; columns are detected by name and can be set below."
     )
-    inter = st.file_uploader(
-        f"Interactions (up to {ui.UPLOAD_LIMIT_MB['interactions']} MB)",
-        type=UPLOAD_TYPES,
-        key="up-interactions",
-        max_upload_size=ui.UPLOAD_LIMIT_MB["interactions"],
-    )
-    items = st.file_uploader(
-        f"Items (optional, up to {ui.UPLOAD_LIMIT_MB['items']} MB)",
-        type=UPLOAD_TYPES,
-        key="up-items",
-        max_upload_size=ui.UPLOAD_LIMIT_MB["items"],
-    )
-    edges = st.file_uploader(
-        f"User edges (optional, up to {ui.UPLOAD_LIMIT_MB['user_edges']} MB)",
-        type=UPLOAD_TYPES,
-        key="up-edges",
-        max_upload_size=ui.UPLOAD_LIMIT_MB["user_edges"],
-    )
-    users = st.file_uploader(
-        f"User attributes (optional, up to {ui.UPLOAD_LIMIT_MB['users']} MB)",
-        type=UPLOAD_TYPES,
-        key="up-users",
-        max_upload_size=ui.UPLOAD_LIMIT_MB["users"],
-    )
+    inter = _uploader("Interactions", "interactions", "up-interactions")
+    items = _uploader("Items", "items", "up-items")
+    edges = _uploader("User edges", "user_edges", "up-edges")
+    users = _uploader("User attributes", "users", "up-users")
     if inter is None:
         st.caption("Choose an interactions file to see the column mapping.")
         return
-    inter_source = (inter.name, inter.getvalue())
+    inter_source = _source(inter)
     options = {}
     try:
         columns = _columns(inter_source)
@@ -193,16 +173,13 @@ def _upload() -> None:
             options[role] = choice
     auto_train = st.checkbox("Train the default models right away", value=True, key="up-autotrain")
     if st.button("Load data", type="primary", key="up-load"):
-        sources = [
-            inter_source,
-            (items.name, items.getvalue()) if items else None,
-            (edges.name, edges.getvalue()) if edges else None,
-        ]
         try:
             dataset = ui.load_files(
-                *sources,
+                inter_source,
+                _source(items),
+                _source(edges),
                 options=tuple(sorted(options.items())),
-                users=(users.name, users.getvalue()) if users else None,
+                users=_source(users),
             )
         except DataError as exc:
             st.error(str(exc))
@@ -217,6 +194,24 @@ def _upload() -> None:
             f"{len(dataset.interactions):,} interactions from {inter.name}."
         )
         st.rerun()
+
+
+def _uploader(label: str, role: str, key: str):
+    """A file uploader for one input (``role`` in :data:`ui.UPLOAD_LIMIT_MB`, its size cap);
+    every input but the interactions is optional."""
+    limit = ui.UPLOAD_LIMIT_MB[role]
+    optional = "" if role == "interactions" else "optional, "
+    return st.file_uploader(
+        f"{label} ({optional}up to {limit} MB)",
+        type=UPLOAD_TYPES,
+        key=key,
+        max_upload_size=limit,
+    )
+
+
+def _source(upload) -> tuple[str, bytes] | None:
+    """An uploaded file as the ``(display_name, bytes)`` source :func:`ui.load_files` reads."""
+    return (upload.name, upload.getvalue()) if upload is not None else None
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
