@@ -24,24 +24,16 @@ def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Fi
     palette = px.colors.qualitative.Plotly
     for j, (method, frame) in enumerate(curves.items()):
         color = palette[j % len(palette)]
-        fig.add_trace(
-            go.Scatter(
-                x=frame["k"],
-                y=frame["top"],
-                mode="lines+markers",
-                name=f"{plot_text(method)}: top-k",
-                line=dict(color=color),
+        for column, name, dash in (("top", "top-k", None), ("random", "random k", "dot")):
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["k"],
+                    y=frame[column],
+                    mode="lines+markers",
+                    name=f"{plot_text(method)}: {name}",
+                    line=dict(color=color, dash=dash),
+                )
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=frame["k"],
-                y=frame["random"],
-                mode="lines+markers",
-                name=f"{plot_text(method)}: random k",
-                line=dict(color=color, dash="dot"),
-            )
-        )
     fig.update_layout(
         title=title,
         xaxis_title="history items (k)",

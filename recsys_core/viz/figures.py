@@ -100,15 +100,7 @@ def activity_over_time_fig(dataset: Dataset, max_points: int = 400) -> go.Figure
     known = np.isfinite(ts)
     fig = go.Figure()
     if not known.any():
-        fig.add_annotation(
-            text="No timestamps in the interactions",
-            showarrow=False,
-            x=0.5,
-            y=0.5,
-            xref="paper",
-            yref="paper",
-            font=dict(size=15),
-        )
+        _note(fig, "No timestamps in the interactions", font=dict(size=15))
         fig.update_layout(
             title="Activity over time",
             height=340,
@@ -127,24 +119,10 @@ def activity_over_time_fig(dataset: Dataset, max_points: int = 400) -> go.Figure
     name = {"D": "day", "W": "week", "MS": "month"}[freq]
     grouped = frame.groupby(pd.Grouper(key="t", freq=freq))
     per = pd.DataFrame({"interactions": grouped.size(), "active users": grouped["user"].nunique()})
-    fig.add_trace(
-        go.Scatter(
-            x=per.index,
-            y=per["interactions"],
-            name="interactions",
-            mode="lines",
-            line=dict(color="#4C78A8"),
+    for column, color in (("interactions", "#4C78A8"), ("active users", "#F58518")):
+        fig.add_trace(
+            go.Scatter(x=per.index, y=per[column], name=column, mode="lines", line=dict(color=color))
         )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=per.index,
-            y=per["active users"],
-            name="active users",
-            mode="lines",
-            line=dict(color="#F58518"),
-        )
-    )
     missing = int((~known).sum())
     extra = f" ({missing} without timestamp)" if missing else ""
     fig.update_layout(
@@ -193,47 +171,26 @@ def training_curves_fig(history: Sequence[Mapping], title: str = "Training") -> 
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation"))
     rows = [h for h in history if h.get("epoch") is not None]
-    loss = []
+    loss = False
     # The refit on all interactions (after early stopping) restarts at epoch 1: its own line.
     for refit, name, color in ((False, "loss", "#4C78A8"), (True, "loss, refit on all data",
                                                             "#72B7B2")):
-        pts = [(h["epoch"], h["loss"]) for h in rows
-               if _finite(h.get("loss")) and (h.get("stage") == "refit") == refit]
-        if pts:
-            loss += pts
-            x, y = zip(*pts, strict=True)
-            fig.add_trace(
-                go.Scatter(x=x, y=y, mode="lines+markers", name=name, line=dict(color=color)),
-                row=1,
-                col=1,
-            )
+        stage = [h for h in rows if (h.get("stage") == "refit") == refit]
+        trace = _epoch_line(stage, "loss", mode="lines+markers", name=name,
+                            line=dict(color=color))
+        if trace is not None:
+            loss = True
+            fig.add_trace(trace, row=1, col=1)
     valid_keys = sorted(
         {k for h in rows for k in h if k.startswith("valid_") and _finite(h.get(k))}
     )
     colors = ["#F58518", "#54A24B", "#B279A2", "#E45756"]
     for i, key in enumerate(valid_keys):
-        pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
-        x, y = zip(*pts, strict=True)
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines+markers",
-                name=key.removeprefix("valid_"),
-                line=dict(color=colors[i % len(colors)]),
-            ),
-            row=1,
-            col=2,
-        )
+        trace = _epoch_line(rows, key, mode="lines+markers", name=key.removeprefix("valid_"),
+                            line=dict(color=colors[i % len(colors)]))
+        fig.add_trace(trace, row=1, col=2)
     if not loss and not valid_keys:
-        fig.add_annotation(
-            text="waiting for the first epoch…",
-            showarrow=False,
-            x=0.5,
-            y=0.5,
-            xref="paper",
-            yref="paper",
-        )
+        _note(fig, "waiting for the first epoch…")
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(
         title=title,
@@ -252,22 +209,10 @@ def compare_curves_fig(histories: Mapping[str, Sequence[Mapping]]) -> go.Figure:
         rows = [h for h in history if h.get("epoch") is not None and h.get("stage") != "refit"]
         color = palette[j % len(palette)]
         for col, key in ((1, "loss"), (2, "valid_ndcg")):
-            pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
-            if pts:
-                x, y = zip(*pts, strict=True)
-                fig.add_trace(
-                    go.Scatter(
-                        x=x,
-                        y=y,
-                        mode="lines",
-                        name=plot_text(name),
-                        legendgroup=name,
-                        showlegend=col == 1 or len(pts) == 0,
-                        line=dict(color=color),
-                    ),
-                    row=1,
-                    col=col,
-                )
+            trace = _epoch_line(rows, key, mode="lines", name=plot_text(name),
+                                legendgroup=name, showlegend=col == 1, line=dict(color=color))
+            if trace is not None:
+                fig.add_trace(trace, row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(
         height=320, margin=dict(t=40, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.25)
@@ -300,6 +245,22 @@ def item_item_grid_fig(grid: Sequence[Mapping], chosen: Mapping | None = None) -
         xaxis_title="relative weight", yaxis_title="lambda", height=360,
         margin=dict(t=50, b=40, l=60, r=10), showlegend=False)
     return fig
+
+
+def _epoch_line(rows: Sequence[Mapping], key: str, **style) -> go.Scatter | None:
+    """``key`` per epoch over the progress events with a finite value, as a line styled by
+    ``style`` (``go.Scatter`` arguments); None when no event has one."""
+    pts = [(h["epoch"], h[key]) for h in rows if _finite(h.get(key))]
+    if not pts:
+        return None
+    x, y = zip(*pts, strict=True)
+    return go.Scatter(x=x, y=y, **style)
+
+
+def _note(fig: go.Figure, text: str, **style) -> None:
+    """``text`` in the middle of an empty chart (``style``: annotation arguments)."""
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       **style)
 
 
 def _finite(value) -> bool:
