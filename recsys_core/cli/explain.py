@@ -19,6 +19,7 @@ import argparse
 import json
 
 from ..errors import DataError
+from .options import add_run_and_user
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Explain why a saved run gives an item its score for a user: the evidence "
                     "(history items, attribute values, description sentences, neighbours) with "
                     "signed weights, plus a one-sentence rationale, printed as JSON.")
-    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR",
-                        help="run directory from `train`")
-    parser.add_argument("--user", required=True, metavar="U", help="raw user id")
+    add_run_and_user(parser)
     parser.add_argument("--item", required=True, metavar="I", help="raw item id")
     parser.add_argument("--method", choices=["attention", "shap", "lime", "gnnexplainer"],
                         default="attention", help="explanation method (default: attention)")

@@ -1,5 +1,6 @@
-"""Options the sub-commands share, defined once: the input files and their columns, and a
-held-out test file (read, aligned with a run, its skipped rows reported)."""
+"""Options the sub-commands share, defined once: the input files and their columns, a saved
+run and a user, and a held-out test file (read, aligned with a run, its skipped rows
+reported)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def add_input_files(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     parser.add_argument("--users", metavar="FILE",
                         help="user attributes: a user id column plus categorical columns "
                              "(age, gender, occupation ...; MovieLens u.user works as it is)")
+
+
+def add_run_and_user(parser: argparse.ArgumentParser) -> None:
+    """``--run DIR`` (a run directory from ``train``) and ``--user U`` (a raw user id), both
+    required: the saved run and the user a command scores or explains for."""
+    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR",
+                        help="run directory from `train`")
+    parser.add_argument("--user", required=True, metavar="U", help="raw user id")
 
 
 def add_column_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,

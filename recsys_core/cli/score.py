@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from ..errors import DataError
+from .options import add_run_and_user
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,9 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Score items for a user with a saved run. --drop-interactions / "
                     "--add-interactions rescore as if the user had not / had interacted with "
                     "those items, without retraining.")
-    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR",
-                        help="run directory from `train`")
-    parser.add_argument("--user", required=True, metavar="U", help="raw user id")
+    add_run_and_user(parser)
     parser.add_argument("--items", required=True, metavar="I1,I2",
                         help="comma-separated raw item ids to score")
     parser.add_argument("--drop-interactions", default="", metavar="J1,J2",
