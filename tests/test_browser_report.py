@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS
-from test_report import HOSTILE, interactions_csv, items_csv, split
+from test_report import HOSTILE, hostile_data
 
-from recsys_core.ingest import load_dataset
 from recsys_core.models import create_model
 from recsys_core.privacy import Pseudonymizer
 from recsys_core.report import ReportOptions, build_report, write_report
@@ -27,10 +26,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-report")
-    (root / "ratings.csv").write_text(interactions_csv())
-    (root / "items.csv").write_text(items_csv(hostile=True))
-    dataset = load_dataset(str(root / "ratings.csv"), str(root / "items.csv"), name=HOSTILE)
-    train, test = split(dataset)
+    dataset, train, test = hostile_data(root)
     train_ds = dataset.subset_interactions(train)
     model = create_model("ease", reg_lambda=5.0).fit(train_ds, train)
     info = {"model": "ease", "config": {"reg_lambda": 5.0}, "data": {"name": HOSTILE}}

@@ -52,14 +52,20 @@ def split(dataset, held_out_items=()):
     return inter.drop(test.index), test
 
 
+def hostile_data(root):
+    """The interactions and the hostile item titles written under ``root``, read as the data
+    set named :data:`HOSTILE` and split: ``(dataset, train, test)``."""
+    (root / "ratings.csv").write_text(interactions_csv())
+    (root / "items.csv").write_text(items_csv(hostile=True))
+    dataset = load_dataset(str(root / "ratings.csv"), str(root / "items.csv"), name=HOSTILE)
+    return (dataset, *split(dataset))
+
+
 @pytest.fixture(scope="module")
 def ease_run(tmp_path_factory):
     """An EASE run on data with hostile item titles, its test split kept with it."""
     root = tmp_path_factory.mktemp("report")
-    (root / "ratings.csv").write_text(interactions_csv())
-    (root / "items.csv").write_text(items_csv(hostile=True))
-    dataset = load_dataset(str(root / "ratings.csv"), str(root / "items.csv"), name=HOSTILE)
-    train, test = split(dataset)
+    dataset, train, test = hostile_data(root)
     model = create_model("ease", reg_lambda=5.0).fit(dataset, train)
     run_dir = save_run(root / "run", model, dataset, train, test=test)
     return read_run(run_dir), root
