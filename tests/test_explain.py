@@ -144,15 +144,20 @@ def test_engine_matches_the_model_on_edited_graphs(ds, model, two_layer_model, l
     engine = flagship_engine(model)
     assert engine.exact_incremental, "the engine's mirror of GNNLLMModule.propagate drifted"
     user = int(ds.user_idx("u00")[0])
-    items = np.arange(ds.num_items)
-    np.testing.assert_allclose(engine.scores(user, items), model.score([user])[0], atol=1e-5)
     history = engine.history(user)
     new_item = int(np.setdiff1d(np.arange(24), history)[0])
-    edits = [
+    assert_engine_scores_like_the_model(ds, model, engine, user, [
         engine.history_edit(user, drop=history[:3]),
         engine.history_edit(user, drop=history[:1], add=[new_item]),
         engine.attribute_edit(new_item, [("genre", 0)]).merge(engine.neighbour_edit(user, [3])),
-    ]
+    ])
+
+
+def assert_engine_scores_like_the_model(ds, model, engine, user, edits):
+    """The engine's scores for ``user`` equal the model's on the unedited graph, and its full
+    forward pass on each edited graph (for the first 10 items and for all of them)."""
+    items = np.arange(ds.num_items)
+    np.testing.assert_allclose(engine.scores(user, items), model.score([user])[0], atol=1e-5)
     for edit in edits:
         expected = model.score_with_graph(edited_graph(model, engine, edit), [user], items)[0]
         np.testing.assert_allclose(engine.scores(user, items[:10], edit), expected[:10],
@@ -194,24 +199,17 @@ def test_engine_follows_a_changed_stage_program(ds, model, two_layer_model, laye
     changed.module.__class__ = ItemsFirstModule
     changed._finalize()  # the model's own embeddings under the new program
     user = int(ds.user_idx("u00")[0])
-    items = np.arange(ds.num_items)
     assert not np.allclose(changed.score([user])[0], original.score([user])[0])
     engine = FlagshipEngine(changed)
     assert engine.exact_incremental
     assert engine.stages == changed.module.stage_program(list(engine.edges)).stages
     assert engine.stages[0].dst == "item" and any(s.accumulate for s in engine.stages)
-    np.testing.assert_allclose(engine.scores(user, items), changed.score([user])[0], atol=1e-5)
     history = engine.history(user)
     new_item = int(np.setdiff1d(np.arange(24), history)[0])
-    edits = [
+    assert_engine_scores_like_the_model(ds, changed, engine, user, [
         engine.history_edit(user, drop=history[:2], add=[new_item]),
         engine.attribute_edit(new_item, [("genre", 0)]).merge(engine.neighbour_edit(user, [3])),
-    ]
-    for edit in edits:
-        expected = changed.score_with_graph(edited_graph(changed, engine, edit), [user], items)[0]
-        np.testing.assert_allclose(engine.scores(user, items[:10], edit), expected[:10],
-                                   atol=1e-5)
-        np.testing.assert_allclose(engine.scores(user, None, edit), expected, atol=1e-5)
+    ])
     item_id = str(changed.recommend(["u00"], k=1)["item_id"].iloc[0])
     result = attention_explanation(changed, ds, "u00", item_id)
     score = float(changed.score([user], ds.item_idx(item_id))[0, 0])
