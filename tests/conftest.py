@@ -175,17 +175,21 @@ FAST_SETTINGS: dict[str, dict] = {
 TEXT_MODELS = frozenset({"text-knn", "gnn-llm", "text-pop"})
 
 
-def fast_model(name: str, dataset: Dataset):
-    """The registered model ``name`` with :data:`FAST_SETTINGS`; text models get seeded random
-    12-dimensional item text embeddings."""
+def random_item_text(dataset: Dataset, dim: int = 12, seed: int = 0):
+    """Seeded random item text embeddings ``[num_items, dim]`` (a torch tensor)."""
     import torch
 
+    return torch.randn(dataset.num_items, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def fast_model(name: str, dataset: Dataset, text_dim: int = 12, **settings):
+    """The registered model ``name`` with :data:`FAST_SETTINGS` (``settings`` override them);
+    text models get seeded random ``text_dim``-dimensional item text embeddings."""
     from recsys_core.models import create_model
 
-    kwargs = dict(FAST_SETTINGS[name])
+    kwargs = dict(FAST_SETTINGS[name], **settings)
     if name in TEXT_MODELS:
-        gen = torch.Generator().manual_seed(0)
-        kwargs["item_text_embeddings"] = torch.randn(dataset.num_items, 12, generator=gen)
+        kwargs["item_text_embeddings"] = random_item_text(dataset, text_dim)
     return create_model(name, **kwargs)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fast_model, random_item_text
 
 from recsys_core.dataset import Dataset
 from recsys_core.errors import RecScopeError, TrainingError
@@ -25,16 +26,9 @@ from recsys_core.splits import per_user_random_split
 CLOSED_FORM = ["pop", "ease", "text-knn"]
 
 
-def random_embeddings(dataset: Dataset, dim: int = 16, seed: int = 0) -> torch.Tensor:
-    return torch.randn(dataset.num_items, dim, generator=torch.Generator().manual_seed(seed))
-
-
 def make_model(name: str, dataset: Dataset):
-    if name == "text-knn":
-        return create_model(name, item_text_embeddings=random_embeddings(dataset))
-    if name == "ease":
-        return create_model(name, reg_lambda=5.0)
-    return create_model(name)
+    """``name`` with the fast settings (EASE's lambda 5), text-kNN on 16-d random texts."""
+    return fast_model(name, dataset, text_dim=16)
 
 
 def seen_items(dataset: Dataset, user: str) -> set[str]:
@@ -156,7 +150,7 @@ def test_ease_rejects_bad_lambda():
 
 # ---------------------------------------------------------------------------- text kNN
 def test_text_knn_is_mean_profile_cosine(tiny_dataset):
-    emb = random_embeddings(tiny_dataset)
+    emb = random_item_text(tiny_dataset, 16)
     model = TextKNNRecommender(item_text_embeddings=emb).fit(tiny_dataset,
                                                              tiny_dataset.interactions)
     unit = torch.nn.functional.normalize(emb, dim=1).numpy()
@@ -169,7 +163,7 @@ def test_text_knn_is_mean_profile_cosine(tiny_dataset):
 
 def test_text_knn_ranks_cold_candidates_by_text(tiny_dataset):
     """A cold item whose text matches a user's history beats an unrelated one."""
-    emb = torch.nn.functional.normalize(random_embeddings(tiny_dataset), dim=1).numpy()
+    emb = torch.nn.functional.normalize(random_item_text(tiny_dataset, 16), dim=1).numpy()
     cold = tiny_dataset.item_idx(cold_item_ids(tiny_dataset))
     user = "u1"
     history = tiny_dataset.item_idx(sorted(seen_items(tiny_dataset, user)))
@@ -185,7 +179,7 @@ def test_text_knn_ranks_cold_candidates_by_text(tiny_dataset):
 
 def test_text_knn_user_without_history_scores_zero(tiny_dataset):
     train = tiny_dataset.interactions[tiny_dataset.interactions["user_id"] != "u2"]
-    model = TextKNNRecommender(item_text_embeddings=random_embeddings(tiny_dataset)).fit(
+    model = TextKNNRecommender(item_text_embeddings=random_item_text(tiny_dataset, 16)).fit(
         tiny_dataset, train)
     assert not model.score(tiny_dataset.user_idx(["u2"])).any()
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fast_model, random_item_text
 
 from recsys_core.dataset import Dataset
-from recsys_core.models import create_model, get_model_class
+from recsys_core.models import get_model_class
 from recsys_core.models.itemknn import ItemKNNRecommender
 from recsys_core.models.neighbours import top_k_per_row
 from recsys_core.models.rp3beta import RP3betaRecommender
@@ -75,16 +76,9 @@ def reference_itemknn(x: np.ndarray, k: int, shrink: float) -> np.ndarray:
     return x @ neighbours_of_target.T
 
 
-def text_embeddings(ds: Dataset, dim: int = 8, seed: int = 0) -> torch.Tensor:
-    return torch.randn(ds.num_items, dim, generator=torch.Generator().manual_seed(seed))
-
-
 def make_peer(name: str, ds: Dataset):
-    if name == "text-pop":
-        return create_model(name, item_text_embeddings=text_embeddings(ds))
-    if name == "rp3beta":
-        return create_model(name, neighbours=3)
-    return create_model(name, neighbours=3, shrink=1.0)
+    """``name`` with the fast settings but 3 neighbours, text-pop on 8-d random texts."""
+    return fast_model(name, ds, text_dim=8, **({} if name == "text-pop" else {"neighbours": 3}))
 
 
 # ---------------------------------------------------------------------------- top-k helper
@@ -189,7 +183,7 @@ def test_ridge_popularity_matches_augmented_normal_equations():
 
 
 def test_text_pop_score_is_z_profile_plus_weighted_z_popularity(tiny_dataset):
-    emb = text_embeddings(tiny_dataset, dim=6)
+    emb = random_item_text(tiny_dataset, 6)
     model = TextPopRecommender(item_text_embeddings=emb, popularity_weight=0.7).fit(
         tiny_dataset, tiny_dataset.interactions)
     unit = torch.nn.functional.normalize(emb, dim=1).numpy().astype(np.float64)
