@@ -334,28 +334,33 @@ def test_movielens_u_item_latin1(write_file):
     assert ds.report.counts["cold_items"] == 1
 
 
-def test_movielens_movies_csv_genres(write_file):
-    inter = write_file("ratings.csv", "userId,movieId,rating,timestamp\n1,1,4,964982703\n")
-    items = write_file("movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|'
-                       'Animation|Children\n3,"Grumpier Old Men, The (1995)",Comedy|Romance\n'
-                       "7,Sabrina (1995),(no genres listed)\n")
-    ds = load_dataset(inter, items)
-    assert ds.report.file("items").format == "movielens movies.csv"
-    by_id = ds.items.set_index(ITEM_COL)
-    assert by_id.loc["1", "genres"] == ["Adventure", "Animation", "Children"]
-    assert by_id.loc["3", "title"] == "Grumpier Old Men, The (1995)"
-    assert by_id.loc["7", "genres"] == []
+MOVIES_CSV = {
+    "ratings.csv": "userId,movieId,rating,timestamp\n1,1,4,964982703\n",
+    "movies.csv": 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n'
+                  '3,"Grumpier Old Men, The (1995)",Comedy|Romance\n'
+                  "7,Sabrina (1995),(no genres listed)\n",
+}
+MOVIES_DAT = {
+    "ratings.dat": "1::1193::5::978300760\n",
+    "movies.dat": "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+                  "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n",
+}
 
 
-def test_movielens_movies_dat(write_file):
-    inter = write_file("ratings.dat", "1::1193::5::978300760\n")
-    items = write_file("movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-                       "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n")
+@pytest.mark.parametrize("files, expected", [
+    (MOVIES_CSV, {("1", "genres"): ["Adventure", "Animation", "Children"],
+                  ("3", "title"): "Grumpier Old Men, The (1995)",
+                  ("7", "genres"): []}),
+    (MOVIES_DAT, {("661", "genres"): ["Animation", "Children's", "Musical"],
+                  ("1193", "title"): "One Flew Over the Cuckoo's Nest (1975)"}),
+], ids=["movies.csv genres", "movies.dat"])
+def test_movielens_movies_files(write_file, files, expected):
+    inter, items = (write_file(name, text) for name, text in files.items())
     ds = load_dataset(inter, items)
-    assert ds.report.file("items").format == "movielens movies.dat"
+    assert ds.report.file("items").format == f"movielens {list(files)[1]}"
     by_id = ds.items.set_index(ITEM_COL)
-    assert by_id.loc["661", "genres"] == ["Animation", "Children's", "Musical"]
-    assert by_id.loc["1193", "title"] == "One Flew Over the Cuckoo's Nest (1975)"
+    for (item, column), value in expected.items():
+        assert by_id.loc[item, column] == value
 
 
 def test_tiny_items_detection(tiny_dataset):

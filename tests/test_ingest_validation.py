@@ -118,19 +118,20 @@ def test_corrupt_parquet(write_file):
         load_dataset(write_file("x.parquet", b"PAR1garbagegarbage"))
 
 
+def load_with_items(write_file, interactions: str, items: str):
+    """:func:`load_dataset` of an interactions and an items CSV text (``i.csv``, ``items.csv``)."""
+    return load_dataset(write_file("i.csv", interactions), write_file("items.csv", items))
+
+
 def test_items_file_matching_no_interaction(write_file):
-    inter = write_file("i.csv", "user_id,item_id\nu1,i1\n")
-    items = write_file("items.csv", "item_id,title\n1,One\n2,Two\n")
     with pytest.raises(DataError, match="none of the 2 item ids.*--items-id-col") as err:
-        load_dataset(inter, items)
+        load_with_items(write_file, "user_id,item_id\nu1,i1\n", "item_id,title\n1,One\n2,Two\n")
     assert "items.csv" in str(err.value)
 
 
 def test_items_file_without_id_column(write_file):
-    inter = write_file("i.csv", "user_id,item_id\nu1,i1\n")
-    items = write_file("items.csv", "title,genre\nOne,x\n")
     with pytest.raises(DataError, match="no item id column.*'title', 'genre'"):
-        load_dataset(inter, items)
+        load_with_items(write_file, "user_id,item_id\nu1,i1\n", "title,genre\nOne,x\n")
 
 
 def test_user_edges_with_one_column(write_file):
@@ -226,9 +227,8 @@ def test_unparseable_timestamps_counted(write_file):
 
 
 def test_items_missing_cold_and_without_text(write_file):
-    inter = write_file("i.csv", "user_id,item_id\nu1,a\nu2,b\nu2,zz\n")
-    items = write_file("items.csv", "item_id,title,description\na,Alpha,first\nb,,\nc,Gamma,\n")
-    ds = load_dataset(inter, items)
+    ds = load_with_items(write_file, "user_id,item_id\nu1,a\nu2,b\nu2,zz\n",
+                         "item_id,title,description\na,Alpha,first\nb,,\nc,Gamma,\n")
     counts = ds.report.problem_counts()
     assert counts["items_missing_metadata"] == 1 and counts["cold_items"] == 1
     assert counts["items_without_text"] == 1
@@ -239,9 +239,8 @@ def test_items_missing_cold_and_without_text(write_file):
 
 
 def test_duplicate_and_empty_item_rows(write_file):
-    inter = write_file("i.csv", "user_id,item_id\nu1,a\n")
-    items = write_file("items.csv", "item_id,title\na,First\na,Second\n,Orphan\nb,B\n")
-    ds = load_dataset(inter, items)
+    ds = load_with_items(write_file, "user_id,item_id\nu1,a\n",
+                         "item_id,title\na,First\na,Second\n,Orphan\nb,B\n")
     counts = ds.report.problem_counts()
     assert counts["duplicate_item_rows"] == 1 and counts["empty_item_ids"] == 1
     assert ds.items.set_index(ITEM_COL).loc["a", "title"] == "First"
