@@ -153,32 +153,19 @@ def test_truncated_safetensors_is_refused(ease_run):
         load_run(run_dir)
 
 
-def test_modified_tensors_fail_the_checksum(ease_run):
+@pytest.mark.parametrize("edit, fix_checksums, message", [
+    (lambda tensors: {**tensors, "weights": tensors["weights"] * 2}, False, "checksum"),
+    (lambda tensors: {**tensors, "weights": tensors["weights"][:, :-1].contiguous()}, True,
+     "do not fit.*shape"),
+    (lambda tensors: {**tensors, "backdoor": torch.zeros(2)}, True, "unexpected"),
+], ids=["modified values fail the checksum", "wrong shapes even with a valid checksum",
+        "unexpected names even with a valid checksum"])
+def test_tampered_tensors_are_refused(ease_run, edit, fix_checksums, message):
     run_dir, _ = ease_run
-    tensors = load_file(str(run_dir / MODEL_FILE))
-    tensors["weights"] = tensors["weights"] * 2
-    save_file(tensors, str(run_dir / MODEL_FILE))
-    with pytest.raises(ModelLoadError, match="checksum"):
-        load_run(run_dir)
-
-
-def test_wrong_tensor_shapes_are_refused_even_with_a_valid_checksum(ease_run):
-    run_dir, _ = ease_run
-    tensors = load_file(str(run_dir / MODEL_FILE))
-    tensors["weights"] = tensors["weights"][:, :-1].contiguous()
-    save_file(tensors, str(run_dir / MODEL_FILE))
-    _rewrite_checksums(run_dir)
-    with pytest.raises(ModelLoadError, match="do not fit.*shape"):
-        load_run(run_dir)
-
-
-def test_unexpected_tensor_names_are_refused(ease_run):
-    run_dir, _ = ease_run
-    tensors = load_file(str(run_dir / MODEL_FILE))
-    tensors["backdoor"] = torch.zeros(2)
-    save_file(tensors, str(run_dir / MODEL_FILE))
-    _rewrite_checksums(run_dir)
-    with pytest.raises(ModelLoadError, match="unexpected"):
+    save_file(edit(load_file(str(run_dir / MODEL_FILE))), str(run_dir / MODEL_FILE))
+    if fix_checksums:
+        _rewrite_checksums(run_dir)
+    with pytest.raises(ModelLoadError, match=message):
         load_run(run_dir)
 
 
