@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import streamlit as st
@@ -104,10 +106,7 @@ def _section(draw, *args) -> None:
 
 # ---------------------------------------------------------------------------------- helpers
 def _recommendations(run, user: str) -> pd.DataFrame:
-    key = ("explain_recs", user)
-    if key not in run.cache:
-        run.cache[key] = run.model.recommend(users=[user], k=20)
-    return run.cache[key]
+    return _cached(run, ("explain_recs", user), lambda: run.model.recommend(users=[user], k=20))
 
 
 def _is_flagship(model) -> bool:
@@ -123,9 +122,11 @@ def _train_view(ws):
     return ws.cache["train_view"]
 
 
-def _cached(run, key, compute):
+def _cached(run, key, compute, spinner: str | None = None):
+    """``compute()`` once per run and ``key`` (with ``spinner`` shown while it runs)."""
     if key not in run.cache:
-        run.cache[key] = compute()
+        with st.spinner(spinner) if spinner else contextlib.nullcontext():
+            run.cache[key] = compute()
     return run.cache[key]
 
 
@@ -147,6 +148,14 @@ def _rationale(explanation, ds) -> None:
     from recsys_core.explain.rationale import rationale
 
     st.info(ui.md(rationale(explanation, ds)), icon=":material/lightbulb:")
+
+
+def _bar_and_column(explanation, title: str, key: str):
+    """The contributions' bar chart in the left of two columns; returns the right one."""
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(viz.contributions_bar_fig(explanation.contributions, title=title), key=key)
+    return right
 
 
 def _contributions_table(explanation, name: str) -> None:
@@ -214,12 +223,7 @@ def _attention(ws, run, ds, user: str, item: str) -> None:
         f"message into the user or the item, plus a base of {exp.base_value:.4f} "
         f"(biases and id embedding).{path_note}"
     )
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(
-            viz.contributions_bar_fig(exp.contributions, title="Contribution per source node"),
-            key="x-att-bar",
-        )
+    right = _bar_and_column(exp, "Contribution per source node", "x-att-bar")
     edges = exp.details.get("edges")
     with right:
         if edges is not None and len(edges):
@@ -262,20 +266,22 @@ def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, **opt
     from recsys_core.explain import explain
 
     use_text = _text_features(ws, run)
-    key = (method, user, item, use_text, *options.values())
-    if key not in run.cache:
-        with st.spinner(spinner):
-            run.cache[key] = explain(
-                run.model,
-                ds,
-                user,
-                item,
-                method=method,
-                max_text=3 if use_text else 0,
-                encoder=ui.text_encoder() if use_text else None,
-                **options,
-            )
-    return _shown(ws, ds, run.cache[key])
+    exp = _cached(
+        run,
+        (method, user, item, use_text, *options.values()),
+        lambda: explain(
+            run.model,
+            ds,
+            user,
+            item,
+            method=method,
+            max_text=3 if use_text else 0,
+            encoder=ui.text_encoder() if use_text else None,
+            **options,
+        ),
+        spinner,
+    )
+    return _shown(ws, ds, exp)
 
 
 def _shap(ws, run, ds, user: str, item: str) -> None:
@@ -346,13 +352,13 @@ def _lime(ws, run, ds, user: str, item: str) -> None:
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
     from recsys_core.explain.gnn_explainer import DEFAULT_EPOCHS, gnn_explainer_explanation
 
-    key = ("gnnexplainer", user, item)
-    if key not in run.cache:
-        with st.spinner(f"Optimising GNNExplainer's edge mask ({DEFAULT_EPOCHS} steps)…"):
-            run.cache[key] = gnn_explainer_explanation(
-                run.model, ds, user, item, epochs=DEFAULT_EPOCHS
-            )
-    exp, shown_ds = _shown(ws, ds, run.cache[key])
+    exp = _cached(
+        run,
+        ("gnnexplainer", user, item),
+        lambda: gnn_explainer_explanation(run.model, ds, user, item, epochs=DEFAULT_EPOCHS),
+        f"Optimising GNNExplainer's edge mask ({DEFAULT_EPOCHS} steps)…",
+    )
+    exp, shown_ds = _shown(ws, ds, exp)
     _rationale(exp, shown_ds)
     masked = exp.details.get("masked_score")
     st.caption(
@@ -365,12 +371,7 @@ def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
             else ""
         )
     )
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(
-            viz.contributions_bar_fig(exp.contributions, title="GNNExplainer importance per node"),
-            key="x-gnn-bar",
-        )
+    right = _bar_and_column(exp, "GNNExplainer importance per node", "x-gnn-bar")
     masks = exp.details.get("edge_masks")
     with right:
         if masks:
@@ -496,23 +497,18 @@ def _faithfulness(ws, run, ds, user: str, item: str) -> None:
             for m, r in results.items()
         ]
     )
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(
-            viz.deletion_curves_fig(
-                {m: r["deletion"] for m, r in results.items() if "deletion" in r},
-                "Deletion: mean score drop after removing k items",
-            ),
-            key="x-f-del",
-        )
-    with right:
-        st.plotly_chart(
-            viz.deletion_curves_fig(
-                {m: r["insertion"] for m, r in results.items() if "insertion" in r},
-                "Insertion: mean score keeping only k items",
-            ),
-            key="x-f-ins",
-        )
+    curves = (
+        ("deletion", "Deletion: mean score drop after removing k items", "x-f-del"),
+        ("insertion", "Insertion: mean score keeping only k items", "x-f-ins"),
+    )
+    for column, (curve, title, key) in zip(st.columns(2), curves, strict=True):
+        with column:
+            st.plotly_chart(
+                viz.deletion_curves_fig(
+                    {m: r[curve] for m, r in results.items() if curve in r}, title
+                ),
+                key=key,
+            )
     ui.number_table(
         summary, [c for c in summary.columns if c not in ("method", "users", "skipped")]
     )
