@@ -148,7 +148,8 @@ def test_train_page_shows_the_flagships_item_item_choice(workspace):
     assert expanders[0].get("plotly_chart") and "item-item path" in expanders[0].caption[0].value
     table = at.dataframe[0].value
     chosen = table.loc[table["run"] == "gnn-llm #2", "chosen_on_validation"].iloc[0]
-    assert chosen.startswith("graph filter") and "; item-item path" in chosen
+    assert chosen.startswith("side information kept:")
+    assert "; graph filter" in chosen and "; item-item path" in chosen
 
 
 def test_train_and_metrics_pages_decompose_the_flagship_on_validation(workspace):
