@@ -69,6 +69,7 @@ def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
     return {"data": data, "variant": variant, "label": ABLATIONS_BY_KEY[variant].label, "seed": seed,
             "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
             "validation": selected.get("validation", {}),
+            "relations": selected.get("relations"),
             "graph_filter": selected.get("graph_filter"),
             "item_item": selected.get("item_item")}
 
@@ -89,6 +90,16 @@ def saved_ml100k_rows(seed: int) -> list[dict[str, Any]]:
                         "seed": seed, "recall@20": r["recall@20"], "ndcg@20": r["ndcg@20"],
                         "fit_s": r["fit_s"], "from": "ml100k.json"})
     return out
+
+
+def save_rows(rows: list[dict[str, Any]]) -> None:
+    """Merge ``rows`` into :data:`RESULTS` (replacing the same data, variant and seed)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+    done = {(r["data"], r["variant"], r["seed"]) for r in rows}
+    kept = [r for r in previous.get("rows", [])
+            if (r["data"], r["variant"], r["seed"]) not in done]
+    RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -137,12 +148,8 @@ def main() -> None:
             row = rows[-1]
             print(f"{data:8s} {row['label']:42s} recall {row['recall@20']:.4f} "
                   f"ndcg {row['ndcg@20']:.4f} ({row['fit_s']:.0f} s)", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
-    done = {(r["data"], r["variant"], r["seed"]) for r in rows}
-    kept = [r for r in previous.get("rows", [])
-            if (r["data"], r["variant"], r["seed"]) not in done]
-    RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
+            save_rows(rows)  # after each variant, so a stopped run keeps what it measured
+    save_rows(rows)
     print()
     print(table(rows))
 
