@@ -563,7 +563,10 @@ def _load_files(files: dict[str, bytes], info: dict[str, Any], label: str,
     except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as exc:
         raise ModelLoadError(f"The tensors in '{where(MODEL_FILE)}' do not fit a "
                              f"'{info['model']}' model for this data: {exc}") from exc
-    restored = model.state_tensors()
+    # A model may fill in tensors that runs saved by an older version lack (their defaults,
+    # e.g. the flagship's side-information groups all on); anything else must match exactly.
+    filled = set(getattr(model, "defaulted_state_keys", ())) - set(tensors)
+    restored = {k: v for k, v in model.state_tensors().items() if k not in filled}
     if {k: tuple(v.shape) for k, v in restored.items()} != {
             k: tuple(v.shape) for k, v in tensors.items()}:
         raise ModelLoadError(f"'{where(MODEL_FILE)}' does not hold exactly the tensors a "

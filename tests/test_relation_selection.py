@@ -115,3 +115,41 @@ def test_a_switched_off_group_changes_scores_and_leaves_the_explanations():
     result = explain(model, ds, user_id="u0", item_id=item, method="shap")
     kinds = set(result.contributions["kind"])
     assert "history_item" in kinds and "attribute" not in kinds
+
+
+def test_a_run_saved_before_relation_selection_loads_with_every_group_on(tmp_path):
+    """Runs written before the ``group_active`` buffer existed still load (groups all on);
+    any other missing tensor is still refused."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from recsys_core.errors import ModelLoadError
+    from recsys_core.run import load_run, save_run
+
+    ds = friends_dataset()
+    model = flagship(relation_selection=False).fit(ds, ds.interactions)
+    run_dir = save_run(tmp_path / "run", model, ds, ds.interactions)
+
+    def drop_tensor(name: str) -> None:  # rewrite the run as an older version wrote it
+        path, info_path = run_dir / "model.safetensors", run_dir / "run.json"
+        tensors = load_file(path)
+        del tensors[name]
+        save_file(tensors, path)
+        info = json.loads(info_path.read_text())
+        info["tensors"].pop(name)
+        info["files"]["model.safetensors"] = {
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "bytes": path.stat().st_size}
+        info_path.write_text(json.dumps(info))
+
+    drop_tensor("group_active")
+    loaded, _, _ = load_run(run_dir)
+    assert loaded.module.active_groups() == ["genre", "user_edges"]
+    assert loaded.inactive_groups == []
+    users = np.arange(ds.num_users)
+    np.testing.assert_allclose(loaded.score(users), model.score(users), rtol=1e-5, atol=1e-5)
+    drop_tensor("item_id.weight")
+    with pytest.raises(ModelLoadError):
+        load_run(run_dir)

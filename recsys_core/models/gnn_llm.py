@@ -1117,6 +1117,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if self.module is None:
                 self.module = self._module_for_restore(rest)
             rest["group_active"] = torch.ones(len(self.module.groups), dtype=torch.uint8)
+            self.defaulted_state_keys = ("group_active",)
         super().load_state_tensors(rest)
         active = set(self.module.active_groups())
         self.inactive_groups = [g for g in self.module.groups if g not in active]
