@@ -254,10 +254,20 @@ def test_explanations_include_the_path_exactly(ds, model):
 
 
 def test_new_items_get_the_text_bridge_as_catalogue_items_outside_the_path(ds):
+    from recsys_core.dataset import ITEM_IDX
+
+    # Three catalogue items lose their interactions: they are known by text only.
+    counts = ds.interactions[ITEM_IDX].value_counts()
+    cold = counts.index[-3:]
+    ds = ds.subset_interactions(ds.interactions[~ds.interactions[ITEM_IDX].isin(cold)])
     model = fit_flagship(ds, item_item_lambda=20.0, item_item_weight=1.0,
                          item_item_max_items=20)
     path = model.item_item_path
-    assert len(path.items) == 20 and len(path.bridge_items) == ds.num_items - 20
+    # Warm items past the head get sparse EASE columns; items without interactions the bridge.
+    warm = set(np.flatnonzero(np.diff(model.train_matrix.tocsc().indptr) > 0).tolist())
+    assert len(path.items) == 20
+    assert set(path.tail_items.tolist()) == warm - set(path.items.tolist())
+    assert set(path.bridge_items.tolist()) == set(range(ds.num_items)) - warm
     item = int(path.bridge_items[0])
     text = model.module.item_text[item:item + 1].float()
     users = np.arange(ds.num_users)

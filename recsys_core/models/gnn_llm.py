@@ -1068,6 +1068,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 path = ItemItemPath(matrix.shape[1], path.items, combined, 1.0,
                                     path.reg_lambda, others, neighbours, bridge,
                                     ii.bridge_scale)
+        if use_ii:  # warm items past the dense head get sparse EASE columns (bounded memory)
+            path = path.with_tail(matrix, ii.reg_lambda, scales["item_item"])
         self.item_item_path = path
         if self.train_result is not None:
             for name, scale in scales.items():
