@@ -191,9 +191,10 @@ def select_graph_filter(
     (see :func:`~recsys_core.models.item_item.choose_blend`: the best neighbourhood of the
     grid, on only past a relative ``margin`` over the learned score alone).
 
-    Attribute nodes are side information that must pay: the best filter with them
-    (``gamma > 0``) replaces the best plain filter only when it beats it by the same relative
-    ``margin`` on validation.
+    Attribute nodes are side information that must pay: each ``gamma > 0`` is tried at the
+    plain filter's chosen ``(k, alpha)`` (every setting where the plain filter stayed off) and
+    replaces the best filter so far only when it beats it by the same relative ``margin`` on
+    validation.
 
     Args:
         ranking (ValidationRanking): Validation users and the learned graph scores.
@@ -225,57 +226,64 @@ def select_graph_filter(
     if head_attributes is None or not head_attributes.shape[1]:
         gammas = [0.0]
     gammas = sorted(set(gammas))
-    max_dim = max(k for k, _ in settings) if settings else 0
     weights = [float(w) for w in relative_weights if w > 0]
-    steps = len(settings) * len(gammas)
+    steps = len(gammas)
 
-    best: tuple[Any, float, Any] | None = None  # (blend, gamma, its term function)
+    # Each candidate is (blend over its settings, gamma, those settings, its term function).
+    best: tuple[Any, float, Sequence[tuple[int, float]], Any] | None = None
     plain_ndcg = float("nan")
     grid: list[dict[str, float]] = []
     for index, gamma in enumerate(gammas):
         if should_stop is not None and should_stop():
             break
+        # Attribute weights are tried at the plain filter's chosen (k, alpha) (all settings
+        # where it stayed off): one SVD and one weight sweep per gamma, not a whole grid.
+        tried = (settings if gamma == 0 or best is None or best[0].row < 0
+                 else [best[2][best[0].row]])
+        max_dim = max(k for k, _ in tried) if tried else 0
         basis = GraphFilterBasis(ranking.train_matrix[:, items], max_dim, seed,
                                  head_attributes, gamma)
 
-        def term(row: int, basis: GraphFilterBasis = basis) -> Tensor:
+        def term(row: int, basis: GraphFilterBasis = basis,
+                 tried: Sequence[tuple[int, float]] = tried) -> Tensor:
             out = torch.zeros(len(ranking.users), num_items)
             out[:, torch.from_numpy(items)] = torch.from_numpy(
-                basis.term(history, *settings[row]))
+                basis.term(history, *tried[row]))
             return out
 
-        def report(row: int, best_ndcg: float, index: int = index) -> None:
+        def report(row: int, best_ndcg: float, index: int = index,
+                   rows: int = len(tried)) -> None:
             if on_progress is not None:
                 on_progress({"stage": "graph-filter",
-                             "fraction": (index * len(settings) + row + 1) / steps,
+                             "fraction": (index + (row + 1) / rows) / steps,
                              "valid_ndcg": best_ndcg})
 
-        blend = choose_blend(ranking, term, len(settings), relative_weights, margin,
+        blend = choose_blend(ranking, term, len(tried), relative_weights, margin,
                              should_stop, report)
-        grid += [{"attribute_weight": gamma, "ideal_dim": int(settings[r][0]),
-                  "ideal_weight": float(settings[r][1]), "relative_weight": w,
+        grid += [{"attribute_weight": gamma, "ideal_dim": int(tried[r][0]),
+                  "ideal_weight": float(tried[r][1]), "relative_weight": w,
                   "valid_ndcg": float(blend.table[r, c])}
                  for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
                  if np.isfinite(blend.table[r, c])]
         if gamma == 0:
             plain_ndcg = blend.valid_ndcg
-            best = (blend, gamma, term)
+            best = (blend, gamma, tried, term)
             continue
         # Attribute nodes must beat the best filter so far (plain, or the learned score alone
         # where the plain filter stayed off) by the margin, as the filter itself had to.
         if blend.row < 0:
             continue
         if best is None:  # no plain filter tried (a fixed gamma): passing the margin suffices
-            best = (blend, gamma, term)
+            best = (blend, gamma, tried, term)
             continue
         bar = best[0].valid_ndcg
         if blend.valid_ndcg > (bar * (1.0 + margin) if margin is not None else bar):
-            best = (blend, gamma, term)
+            best = (blend, gamma, tried, term)
     if best is None:  # stopped before anything was tried
         base = ranking.base_ndcg
         return GraphFilterChoice(0, 0.0, 0.0, base, base, grid, 0.0, float("nan"))
-    blend, gamma, term = best
-    dim, alpha = settings[max(blend.row, 0)] if settings else (0, 0.0)
+    blend, gamma, tried, term = best
+    dim, alpha = tried[max(blend.row, 0)] if tried else (0, 0.0)
     choice = GraphFilterChoice(int(dim), float(alpha), blend.relative_weight,
                                blend.valid_ndcg_base, blend.valid_ndcg, grid,
                                gamma if blend.row >= 0 else 0.0, plain_ndcg)
