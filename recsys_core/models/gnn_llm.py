@@ -912,6 +912,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
         if len(valid) == 0 or (should_stop is not None and should_stop()):
             self._fixed_choices(result)
             return
+        select_relations = self.relation_selection and bool(module.groups)
+        if not (select_relations or self.graph_filter or self.item_item):
+            return  # nothing to choose: no validation pass
         module.set_interactions(*unique_pairs(train))
         module.eval()
         config = self.train_config
@@ -924,7 +927,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 dataset.num_users, dataset.num_items, k=config.eval_k, seed=config.seed)
 
         ranking = learned_ranking()
-        if self.relation_selection and module.groups:
+        if select_relations:
             if self._select_relations(ranking, result):
                 ranking = learned_ranking()  # the learned score without the dropped groups
         if not (self.graph_filter or self.item_item):
@@ -995,12 +998,17 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     def _filter_attributes(self, dataset: Dataset) -> sp.csr_matrix | None:
         """``[items, a]`` item-attribute incidence the graph filter may use (``None`` without
-        attribute columns or with ``use_attributes`` off)."""
+        attribute columns or with ``use_attributes`` off); built once per dataset, since
+        selection and the final fit both read it."""
         if not (self.use_attributes and dataset.attribute_columns):
             return None
-        data = build_hetero_graph(dataset, interactions=dataset.interactions.iloc[:0],
-                                  include_user_edges=False, include_user_attributes=False)
-        return item_attribute_matrix(data, dataset.num_items)
+        cached = getattr(self, "_attribute_incidence", None)
+        if cached is None or cached[0] is not dataset:
+            data = build_hetero_graph(dataset, interactions=dataset.interactions.iloc[:0],
+                                      include_user_edges=False, include_user_attributes=False)
+            cached = (dataset, item_attribute_matrix(data, dataset.num_items))
+            self._attribute_incidence = cached
+        return cached[1]
 
     def _fixed_choices(self, result: TrainResult) -> None:
         """Without a validation split, use the settings given (nothing to choose)."""
