@@ -11,7 +11,11 @@ import streamlit as st
 from recscope_ui import ui
 from recsys_core import viz
 from recsys_core.views.explain import faithfulness_users, score_and_rank, what_if_ranks
-from recsys_core.views.graph import describe_nodes, edge_mask_frame, explanation_subgraph
+from recsys_core.views.graph import (
+    edge_mask_frame,
+    explanation_subgraph,
+    labelled_graph_html,
+)
 
 ATTENTION, SHAP, LIME, GNNEXPLAINER, WHAT_IF, FAITHFULNESS = (
     "Attention",
@@ -189,15 +193,8 @@ def _subgraph(
         user_id=ui.shown_user(user_id),
         item_id=item_id,
     )
-    labels, titles = describe_nodes(graph, ds)
-    html = viz.graph_html(
-        graph,
-        center=f"item:{item}",
-        labels=labels,
-        titles=titles,
-        edge_scores=scores,
-        height_px=460,
-    )
+    html, _ = labelled_graph_html(graph, ds, center=f"item:{item}", edge_scores=scores,
+                                  height_px=460)
     st.iframe(html, height=520, alt=f"Explanation subgraph ({key})")
     st.caption("Red edges carry the evidence; wider = more important. The star is the item.")
 

@@ -6,9 +6,8 @@ import numpy as np
 import streamlit as st
 
 from recscope_ui import ui
-from recsys_core import viz
 from recsys_core.graph import graph_summary, k_hop_networkx
-from recsys_core.views.graph import describe_nodes, graph_for_view
+from recsys_core.views.graph import graph_for_view, labelled_graph_html
 
 MAX_MATCHES = 500
 
@@ -73,14 +72,8 @@ def _body() -> None:
     view = ws.cache.get("graph_view")
     if view is None or view[0] != setting:  # the latest view is kept: reruns cost nothing
         graph = k_hop_networkx(data, node_type, int(centre), num_hops=hops, max_nodes=cap)
-        node_labels, titles = describe_nodes(graph, ds)
-        html = viz.graph_html(
-            graph,
-            center=f"{node_type}:{int(centre)}",
-            labels=node_labels,
-            titles=titles,
-            height_px=600,
-            physics=physics,
+        html, node_labels = labelled_graph_html(
+            graph, ds, center=f"{node_type}:{int(centre)}", height_px=600, physics=physics
         )
         view = ws.cache["graph_view"] = (setting, graph, node_labels, html)
     _, graph, node_labels, html = view

@@ -17,9 +17,9 @@ from recsys_core.html_safety import escape_html, escape_markdown, graph_label, g
 from recsys_core.views.embeddings import pca_2d
 from recsys_core.views.graph import (
     EDGE_COLUMNS,
-    describe_nodes,
     edge_mask_frame,
     explanation_subgraph,
+    labelled_graph_html,
 )
 
 EVIL_TITLE = '<img src=x onerror=alert(1)> <a href="javascript:alert(2)">click</a> & co'
@@ -52,14 +52,9 @@ def dataset() -> Dataset:
 def page(dataset) -> str:
     data = build_hetero_graph(dataset)
     graph = k_hop_networkx(data, "user", 0, num_hops=3, max_nodes=50)
-    labels, titles = describe_nodes(graph, dataset)
-    return viz.graph_html(
-        graph,
-        center="user:0",
-        labels=labels,
-        titles=titles,
-        edge_scores={("user:0", "item:0"): 0.75},
-    )
+    page, _ = labelled_graph_html(graph, dataset, center="user:0",
+                                  edge_scores={("user:0", "item:0"): 0.75})
+    return page
 
 
 # ---------------------------------------------------------------------------------- graph html

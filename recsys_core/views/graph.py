@@ -105,6 +105,39 @@ def describe_nodes(graph: nx.DiGraph, dataset: Dataset) -> tuple[dict[str, str],
     return labels, titles
 
 
+def labelled_graph_html(
+    graph: nx.DiGraph,
+    dataset: Dataset,
+    center: str | None = None,
+    edge_scores: Mapping[tuple[str, str], float] | None = None,
+    height_px: int = 560,
+    physics: bool = True,
+) -> tuple[str, dict[str, str]]:
+    """The interactive page of a graph of ``dataset``'s nodes, labelled and described by
+    :func:`describe_nodes` (what the Graph and Explain pages draw).
+
+    Args:
+        graph (networkx.DiGraph): A k-hop graph or an explanation's subgraph (nodes with
+            ``node_type``, ``index`` and ``label``).
+        dataset (Dataset): The dataset its nodes index.
+        center (str, optional): Key of the node to emphasise. (default: :obj:`None`)
+        edge_scores (Mapping[tuple[str, str], float], optional): Importance in ``[0, 1]`` per
+            edge, drawn red. (default: :obj:`None`)
+        height_px (int): Canvas height. (default: :obj:`560`)
+        physics (bool): Force-directed layout. (default: :obj:`True`)
+
+    Returns:
+        ``(html, labels)``: the page from :func:`recsys_core.viz.graph_html` and the display
+        label (unescaped) per node key.
+    """
+    from ..viz.graph_html import graph_html
+
+    labels, titles = describe_nodes(graph, dataset)
+    html = graph_html(graph, center=center, labels=labels, titles=titles,
+                      edge_scores=edge_scores, height_px=height_px, physics=physics)
+    return html, labels
+
+
 def explanation_subgraph(
     edges: pd.DataFrame,
     user: int,
