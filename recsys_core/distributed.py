@@ -11,14 +11,29 @@ closed-form selection steps and writes the run.
 
 Nothing here runs in a single process: :func:`current` is ``None`` there, and every helper is
 then the identity.
+
+Faults. When a rank fails or is killed, torchrun's elastic agent stops the others (SIGTERM,
+then SIGKILL after its grace period) and prints a failure summary naming the first rank that
+failed and how. A surviving rank learns of it either from a collective (gloo reports the closed
+connection at once; a rank that never joins makes the collective fail after the process
+group's timeout) or from the agent's SIGTERM, which :func:`terminate_raises` turns into
+:class:`JobTerminated`. Either way it reports, exits non-zero and writes the report to
+``TORCHELASTIC_ERROR_FILE`` (:func:`record_failure`), which torchrun's summary shows.
+:func:`resume_command` gives the command that continues from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
-from collections.abc import Iterator
+import re
+import shlex
+import signal
+import time
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,6 +198,115 @@ def shard(num: int, epoch: int, seed: int, ctx: DistContext) -> Tensor:
     return torch.tensor(list(iter(sampler)), dtype=torch.long)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "DistContext", "any_rank", "barrier", "broadcast_float",
-           "broadcast_object", "current", "env_world_size", "init_from_env", "is_main",
-           "main_first", "mean_over_ranks", "shard", "shutdown"]
+# ---------------------------------------------------------------------------------- faults
+class JobTerminated(Exception):
+    """torchrun's agent asked this rank to stop (SIGTERM): another rank of the job failed, or
+    the job itself was stopped. Raised by :func:`terminate_raises`."""
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`JobTerminated` inside the block, so a rank that torchrun
+    stops reports where the job stands instead of vanishing without a word.
+
+    Python runs the handler between bytecodes, so a rank blocked inside a collective raises once
+    the collective returns or fails (gloo fails it as soon as the failed rank's connection
+    closes). Outside the main thread, or in a single process, the block runs unchanged.
+    """
+    import threading
+
+    if current() is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise JobTerminated(f"torchrun stopped this rank ({signal.Signals(signum).name})")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+#: What a collective's error says when another rank is gone (gloo, NCCL, the store).
+_PEER_GONE = re.compile(r"Connection (?:reset|closed) by peer|Broken pipe|[Tt]imed out"
+                        r"|[Tt]imeout|NCCL (?:error|communicator was aborted)")
+
+
+def ignore_terminate() -> None:
+    """Ignore SIGTERM from here on (main thread, torchrun only): a rank that is already
+    reporting a failure and exiting finishes its report instead of dying in the middle of it
+    (torchrun's agent still kills it after its grace period)."""
+    import threading
+
+    if current() is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def is_peer_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says that another rank is gone (a collective failed or timed out, the
+    agent stopped this rank), rather than a fault of this rank's own."""
+    if isinstance(exc, JobTerminated):
+        return True
+    if dist.is_available() and isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and bool(_PEER_GONE.search(str(exc)))
+
+
+def describe_failure(exc: BaseException, rank: int) -> str:
+    """One sentence: what stopped rank ``rank`` (another rank's failure, or its own fault)."""
+    if isinstance(exc, JobTerminated):
+        return (f"rank {rank} was stopped by torchrun because another process of the job "
+                "failed or was killed (torchrun's summary names it)")
+    if is_peer_failure(exc):
+        found = _PEER_GONE.search(str(exc))
+        how = found.group(0) if found else type(exc).__name__
+        return (f"rank {rank} lost contact with the other processes ({how}): another process "
+                "of the job failed or was killed (torchrun's summary names it)")
+    detail = " ".join(str(exc).split())[:300]
+    return f"rank {rank} failed: {type(exc).__name__}: {detail}"
+
+
+def resume_command(argv: Sequence[str], checkpoint_dir: str | None) -> str:
+    """The command that continues this torchrun job from ``checkpoint_dir``.
+
+    ``argv`` are the arguments after ``python -m recsys_core`` (``train ...``); ``--resume``
+    is added when missing. On one node the torchrun options are rebuilt exactly
+    (``--standalone --nproc-per-node=N``); on several, the rendezvous options cannot be read
+    back, so they are left as ``...`` (the ones the job was started with).
+    """
+    args = list(argv)
+    if checkpoint_dir is not None and "--resume" not in args:
+        args.append("--resume")
+    nodes = int(os.environ.get("GROUP_WORLD_SIZE", "1") or 1)
+    per_node = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    launcher = (f"torchrun --standalone --nproc-per-node={per_node}" if nodes <= 1 else
+                f"torchrun --nnodes {nodes} --nproc-per-node {per_node} ... (on every node, "
+                "the rendezvous options as before)")
+    return f"{launcher} -m recsys_core {shlex.join(args)}"
+
+
+def record_failure(message: str, exc: BaseException | None = None) -> None:
+    """Write ``message`` to ``TORCHELASTIC_ERROR_FILE`` in the format of torchrun's
+    :class:`~torch.distributed.elastic.multiprocessing.errors.ErrorHandler`, so the agent's
+    failure summary shows it for this rank. A fault of this rank's own (not another rank's
+    failure) gets its traceback appended there. No-op outside torchrun."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    shown = message
+    if exc is not None and not is_peer_failure(exc):
+        shown += "\n" + "".join(traceback.format_exception(exc))
+    data = {"message": {"message": message,
+                        "extraInfo": {"py_callstack": shown, "timestamp": str(int(time.time()))}}}
+    with contextlib.suppress(OSError):
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+
+
+__all__ = ["DEFAULT_TIMEOUT", "DistContext", "JobTerminated", "any_rank", "barrier",
+           "broadcast_float", "broadcast_object", "current", "describe_failure",
+           "env_world_size", "ignore_terminate", "init_from_env", "is_main", "is_peer_failure",
+           "main_first", "mean_over_ranks", "record_failure", "resume_command", "shard",
+           "shutdown", "terminate_raises"]

@@ -547,6 +547,25 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     return tensors, meta
 
 
+def _load_checkpoint_everywhere(directory: str | Path
+                                ) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    """:func:`load_checkpoint` on rank 0, the same tensors and metadata on every rank of a
+    torchrun job (other nodes need not see the folder); a bad checkpoint raises the same
+    :class:`~recsys_core.errors.ModelLoadError` on every rank."""
+    if distributed.current() is None:
+        return load_checkpoint(directory)
+    answer: tuple[str, Any] = ("ok", None)
+    if distributed.is_main():
+        try:
+            answer = ("ok", load_checkpoint(directory))
+        except ModelLoadError as exc:
+            answer = ("error", str(exc))
+    status, value = distributed.broadcast_object(answer)
+    if status == "error":
+        raise ModelLoadError(value)
+    return value
+
+
 def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
                        meta: dict[str, Any], device: torch.device) -> None:
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -716,7 +735,7 @@ def train_model(
     best_state: dict[str, Tensor] | None = None
 
     if config.resume and config.checkpoint_dir:
-        loaded = load_checkpoint(config.checkpoint_dir)
+        loaded = _load_checkpoint_everywhere(config.checkpoint_dir)
         if loaded is not None:
             tensors, meta = loaded
             state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}

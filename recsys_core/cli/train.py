@@ -23,6 +23,8 @@ _OPTION_ARGUMENTS = {
     "device": ("device",),
     "k": ("eval_k", "valid_k", "k"),
     "text_model": ("text_model", "text_model_name_or_path"),
+    "checkpoint_dir": ("checkpoint_dir",),
+    "resume": ("resume",),
 }
 #: Constructor arguments this command sets itself, never through --param.
 _COMMAND_ARGUMENTS = {"show_progress": "the command draws its own progress bar"}
@@ -52,6 +54,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="text encoder for item texts: a local model folder or a model id "
                              "already in the local Hugging Face cache (default: bundled "
                              "all-MiniLM-L6-v2)")
+    parser.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="keep a checkpoint of the best epoch in DIR (weights, optimiser and "
+                             "sampler state; safetensors + JSON, replaced atomically each time "
+                             "validation improves; written by rank 0 under torchrun), so that a "
+                             "failed, killed or stopped job can continue with --resume "
+                             "(iterative models; default: no checkpoint)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint in --checkpoint-dir, with the same "
+                             "data and settings (under torchrun, rank 0 reads it and every rank "
+                             "starts from the same state); starts from the first epoch when "
+                             "the folder holds none yet")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="set any constructor argument of the model, parsed by its type "
                              "(bool: true/false; none where optional); repeatable, e.g. "
@@ -63,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     """Train and save; under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains its shard
     and rank 0 alone prints and writes the run (see :mod:`recsys_core.distributed`)."""
     params = _checked_params(args)  # a bad --param fails before any file is read
+    if args.resume and not args.checkpoint_dir:
+        raise RecScopeError("--resume needs --checkpoint-dir DIR: the folder the interrupted "
+                            "job wrote its checkpoint to.")
     try:
         ctx = distributed.init_from_env()
     except (RuntimeError, ValueError) as exc:
@@ -70,9 +86,64 @@ def run(args: argparse.Namespace) -> int:
                             "--rdzv-endpoint / MASTER_ADDR and that every node can reach it."
                             ) from None
     try:
-        return _train(args, params, ctx)
+        with distributed.terminate_raises():
+            return _train(args, params, ctx)
+    except RecScopeError as exc:
+        if ctx is not None:  # torchrun's summary shows the message, not "no error file"
+            distributed.record_failure(f"rank {ctx.rank}: {exc}")
+        raise
+    except Exception as exc:
+        if ctx is None:
+            raise
+        distributed.ignore_terminate()
+        # A rank of a torchrun job: say what happened, where the last checkpoint is and how to
+        # continue, exit non-zero; torchrun then stops the other ranks and names the first to
+        # fail in its summary.
+        message = _fault_report(args, exc, ctx.rank)
+        print(f"error: {message}", file=sys.stderr)
+        distributed.record_failure(message, exc)
+        return 1
     finally:
         distributed.shutdown()
+
+
+def _resume_note(folder: str) -> str:
+    """Where ``--resume`` continues from (a bad checkpoint raises, with what to do)."""
+    from ..training import load_checkpoint
+
+    loaded = load_checkpoint(folder)
+    if loaded is None:
+        return f"note: no checkpoint in '{folder}' yet; training starts from the first epoch."
+    return f"Resuming from the checkpoint in '{folder}' ({_checkpoint_summary(loaded[1])})."
+
+
+def _checkpoint_summary(meta: dict[str, Any]) -> str:
+    ndcg = float(meta.get("best_valid_ndcg", float("nan")))
+    return f"epoch {meta['epoch']}" + (f", validation NDCG {ndcg:.4f}" if math.isfinite(ndcg)
+                                       else "")
+
+
+def _fault_report(args: argparse.Namespace, exc: BaseException, rank: int) -> str:
+    """What stopped this rank, where the last good checkpoint is and the command that
+    continues (see :func:`~recsys_core.distributed.resume_command`)."""
+    from ..training import load_checkpoint
+
+    what = distributed.describe_failure(exc, rank)
+    folder = args.checkpoint_dir
+    if not folder:
+        where = ("Training was not checkpointed (give --checkpoint-dir DIR to keep the best "
+                 "epoch for a restart). To start again:")
+    else:
+        try:
+            loaded = load_checkpoint(folder)
+        except RecScopeError as bad:
+            loaded, where = None, f"{bad} To start again:"
+        else:
+            where = f"No checkpoint was written to '{folder}' yet. To start again:"
+        if loaded is not None:
+            where = (f"The last good checkpoint ({_checkpoint_summary(loaded[1])}) is in "
+                     f"'{folder}'. To resume from it:")
+    return f"{what}. The job stopped. {where} {distributed.resume_command(sys.argv[1:], folder)}"
 
 
 def _train(args: argparse.Namespace, params: dict[str, Any],
@@ -96,6 +167,8 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
         print(f"Training {args.model} on {dataset.num_users:,} users x {dataset.num_items:,} "
               f"items ({len(dataset.interactions):,} interactions), device {device}",
               file=sys.stderr)
+    if main and kwargs.get("resume"):
+        print(_resume_note(args.checkpoint_dir), file=sys.stderr)
     train = dataset.interactions
     start = time.perf_counter()
     with ProgressBar(enabled=main) as progress:
@@ -163,9 +236,13 @@ def _model_kwargs(args: argparse.Namespace, params: dict[str, Any] | None = None
     checked ``--param`` values (see :func:`_checked_params`)."""
     accepted = set(model_arguments(args.model))
     kwargs: dict[str, Any] = {}
+    checkpoint_dir = getattr(args, "checkpoint_dir", None)  # train's options only
+    resume = bool(getattr(args, "resume", False))
     given = {"epochs": args.epochs, "seed": args.seed, "device": args.device, "k": args.k,
-             "text_model": args.text_model}
-    explicit = {"epochs": args.epochs is not None, "text_model": args.text_model is not None}
+             "text_model": args.text_model, "checkpoint_dir": checkpoint_dir,
+             "resume": True if resume else None}
+    explicit = {"epochs": args.epochs is not None, "text_model": args.text_model is not None,
+                "checkpoint_dir": checkpoint_dir is not None, "resume": resume}
     for option, value in given.items():
         name = next((n for n in _OPTION_ARGUMENTS[option] if n in accepted), None)
         if name is not None and value is not None:
