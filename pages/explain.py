@@ -193,8 +193,9 @@ def _subgraph(
         user_id=ui.shown_user(user_id),
         item_id=item_id,
     )
-    html, _ = labelled_graph_html(graph, ds, center=f"item:{item}", edge_scores=scores,
-                                  height_px=460)
+    html, _ = labelled_graph_html(
+        graph, ds, center=f"item:{item}", edge_scores=scores, height_px=460
+    )
     st.iframe(html, height=520, alt=f"Explanation subgraph ({key})")
     st.caption("Red edges carry the evidence; wider = more important. The star is the item.")
 
@@ -246,21 +247,12 @@ def _text_features(ws, run) -> bool:
     )
 
 
-def _waterfall(exp) -> None:
-    from recsys_core.explain.plots import shap_waterfall_figure
-
-    fig = shap_waterfall_figure(exp)
-    try:
-        st.pyplot(fig)
-    finally:
-        plt.close(fig)
-
-
-def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, **options):
-    """``(explanation, dataset)`` of SHAP or LIME (cached per setting) as
-    :func:`_shown` gives them; the description's sentences are features when
-    :func:`_text_features` allows."""
+def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, caption, **options):
+    """A SHAP or LIME view (cached per setting): the rationale, ``caption(explanation)``,
+    shap's waterfall and the contributions table. The description's sentences are features
+    when :func:`_text_features` allows."""
     from recsys_core.explain import explain
+    from recsys_core.explain.plots import shap_waterfall_figure
 
     use_text = _text_features(ws, run)
     exp = _cached(
@@ -278,7 +270,15 @@ def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, **opt
         ),
         spinner,
     )
-    return _shown(ws, ds, exp)
+    exp, shown_ds = _shown(ws, ds, exp)
+    _rationale(exp, shown_ds)
+    st.caption(caption(exp))
+    fig = shap_waterfall_figure(exp)
+    try:
+        st.pyplot(fig)
+    finally:
+        plt.close(fig)
+    _contributions_table(exp, method)
 
 
 def _shap(ws, run, ds, user: str, item: str) -> None:
@@ -291,7 +291,7 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
         help="Antithetic permutations of SHAP's permutation explainer: more is more precise "
         "and slower (each costs two forward passes per feature).",
     )
-    exp, shown_ds = _removal(
+    _removal(
         ws,
         run,
         ds,
@@ -299,15 +299,12 @@ def _shap(ws, run, ds, user: str, item: str) -> None:
         item,
         "shap",
         "Computing SHAP values (a few seconds: one forward pass per coalition)…",
+        lambda exp: (
+            f"SHAP values (permutation explainer) over removable evidence: from the base value "
+            f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}."
+        ),
         npermutations=permutations,
     )
-    _rationale(exp, shown_ds)
-    st.caption(
-        f"SHAP values (permutation explainer) over removable evidence: from the base value "
-        f"{exp.base_value:.4f} (everything removed) to the score {exp.score:.4f}."
-    )
-    _waterfall(exp)
-    _contributions_table(exp, "shap")
 
 
 def _lime(ws, run, ds, user: str, item: str) -> None:
@@ -323,7 +320,18 @@ def _lime(ws, run, ds, user: str, item: str) -> None:
         help="Size of LIME's neighbourhood: each sample removes a random subset of the "
         "evidence and costs one forward pass. More is more stable and slower.",
     )
-    exp, shown_ds = _removal(
+
+    def caption(exp) -> str:
+        fit = exp.details["lime"]
+        return (
+            f"LIME weights: a linear model fitted to {fit['num_samples']} random removals of "
+            f"the same evidence as SHAP, weighted by closeness to the full evidence. It predicts "
+            f"{fit['intercept']:.4f} with everything removed and {fit['local_prediction']:.4f} "
+            f"with everything kept (the model's score: {exp.score:.4f}); weighted "
+            f"R² = {fit['r2']:.3f}."
+        )
+
+    _removal(
         ws,
         run,
         ds,
@@ -331,19 +339,9 @@ def _lime(ws, run, ds, user: str, item: str) -> None:
         item,
         "lime",
         "Fitting LIME's local surrogate (one forward pass per sample)…",
+        caption,
         num_samples=samples,
     )
-    fit = exp.details["lime"]
-    _rationale(exp, shown_ds)
-    st.caption(
-        f"LIME weights: a linear model fitted to {fit['num_samples']} random removals of the "
-        f"same evidence as SHAP, weighted by closeness to the full evidence. It predicts "
-        f"{fit['intercept']:.4f} with everything removed and {fit['local_prediction']:.4f} "
-        f"with everything kept (the model's score: {exp.score:.4f}); weighted "
-        f"R² = {fit['r2']:.3f}."
-    )
-    _waterfall(exp)
-    _contributions_table(exp, "lime")
 
 
 def _gnnexplainer(ws, run, ds, user: str, item: str) -> None:
