@@ -44,7 +44,13 @@ from .rng import (
     reset_parameters,
     torch_generator,
 )
-from .sampling import TRAINING_MODES, ModeChoice, NeighborSampler, choose_training_mode
+from .sampling import (
+    FULL_GRAPH_MAX_INTERACTIONS,
+    TRAINING_MODES,
+    ModeChoice,
+    NeighborSampler,
+    choose_training_mode,
+)
 from .tensor_metrics import ndcg_from_hits, top_k
 
 LOSSES = ("bpr", "bce", "softmax")
@@ -634,8 +640,9 @@ def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeCh
     :func:`~recsys_core.sampling.choose_training_mode`).
 
     Raises:
-        TrainingError: Mini-batch mode was asked of a module that cannot sample, or full-graph
-            mode of a graph above the hard limit.
+        TrainingError: Mini-batch mode was asked of a module that cannot sample, full-graph
+            mode of a graph above the hard limit, or a mode whose memory would outgrow the
+            machine (:func:`check_training_memory`).
     """
     can_sample = callable(getattr(module, "sampling_plan", None))
     if not can_sample:
@@ -646,10 +653,94 @@ def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeCh
                           int(data.users.numel()))
     has_graph = bool(module.sampling_plan().hops)
     try:
-        return choose_training_mode(config.training_mode, int(data.users.numel()), has_graph,
+        mode = choose_training_mode(config.training_mode, int(data.users.numel()), has_graph,
                                     config.num_neighbors)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
+    if has_graph:
+        check_training_memory(mode.mode, mode.interactions)
+    return mode
+
+
+# ---------------------------------------------------------------------------------- memory
+#: Peak resident bytes per training interaction of the flagship (defaults, float32 on the CPU)
+#: by mode, for :func:`check_training_memory`. Full graph: 2.0 kB measured between 80k and 250k
+#: interactions (``benchmarks/bench_gpu.py --modes full``), 3.7 kB at 0.8 M in issue 13's run;
+#: the larger, rounded up. Mini-batch: 1.8 kB measured between 80k and 250k, 2.2 kB for a
+#: whole 1-epoch ``train`` at 0.66 M (README, Scale): the graph's index, the embedding tables
+#: and the data frames, which every process holds whatever the batch.
+TRAINING_BYTES_PER_INTERACTION = {"full": 4_000, "minibatch": 2_000}
+#: Resident bytes of a training process before its data (Python, torch, PyG): 0.46 GB measured.
+TRAINING_BASE_BYTES = 500_000_000
+
+
+def memory_budget() -> tuple[float, int]:
+    """``(bytes, processes)``: the memory this process may use for training, and how many
+    processes of a torchrun job share this machine's.
+
+    ``RECSCOPE_MEMORY_GB`` sets the budget (e.g. a container's or a shared server's share);
+    otherwise it is what this process holds plus what the operating system reports available,
+    split between the job's local ranks (each holds the whole graph).
+    """
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)) \
+        if distributed.current() is not None else 1
+    given = os.environ.get("RECSCOPE_MEMORY_GB")
+    if given:
+        try:
+            return float(given) * 1e9, local
+        except ValueError:
+            raise TrainingError(f"RECSCOPE_MEMORY_GB must be a number of gigabytes, got "
+                                f"{given!r}.") from None
+    import psutil
+
+    held = psutil.Process().memory_info().rss
+    return held + psutil.virtual_memory().available / local, local
+
+
+def _gb(size: float) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e10 else f"{size / 1e9:.2f} GB"
+
+
+def check_training_memory(mode: str, interactions: int) -> None:
+    """Refuse, before the first step, a training whose memory would outgrow the machine.
+
+    Args:
+        mode (str): ``"full"`` or ``"minibatch"``.
+        interactions (int): Training interactions (message-passing edges).
+
+    Raises:
+        TrainingError: The estimate (:data:`TRAINING_BYTES_PER_INTERACTION`) exceeds
+            :func:`memory_budget`; the message gives both figures, the largest data set
+            that fits in this mode and what to do instead.
+    """
+    budget, local = memory_budget()
+    budget = distributed.broadcast_float(budget)  # rank 0's figure: every rank decides alike
+    per = TRAINING_BYTES_PER_INTERACTION
+    need = TRAINING_BASE_BYTES + per[mode] * interactions
+    if need <= budget:
+        return
+    limit = max(0, int((budget - TRAINING_BASE_BYTES) // per[mode]))
+    shared = (f" ({local} processes of this job share this machine, each holding the whole "
+              "graph)" if local > 1 else "")
+    head = (f"{'Full-graph' if mode == 'full' else 'Mini-batch'} training of {interactions:,} "
+            f"interactions needs about {_gb(need)} of memory, more than the {_gb(budget)} this "
+            f"process can use{shared}: this mode fits up to about {limit:,} interactions here.")
+    if mode == "full":
+        small = TRAINING_BASE_BYTES + per["minibatch"] * interactions
+        fits = "fits" if small <= budget else "would not fit either"
+        todo = (f" Use training_mode=minibatch (about {_gb(small)}, {fits}; or auto, "
+                f"which trains on mini-batches above {FULL_GRAPH_MAX_INTERACTIONS:,} "
+                "interactions)")
+        if small <= budget:
+            raise TrainingError(head + todo + ".")
+        head += todo + "."
+    raise TrainingError(
+        head + " Train with the command line (python -m recsys_core train; in the app, the "
+        "server also holds every session's data) on a machine with more memory, or spread "
+        "the job over several machines with one process each (torchrun --nnodes N "
+        "--nproc-per-node 1; see README, Training at scale); fewer processes per machine "
+        "leave each more memory. RECSCOPE_MEMORY_GB sets the budget when the estimate is too "
+        "cautious.")
 
 
 def train_model(

@@ -1,7 +1,11 @@
-"""Faults of a data-parallel job: a rank killed part-way ends the whole ``torchrun`` job
-within seconds, with a message naming where the last good checkpoint is and the command that
-resumes; that checkpoint loads, and the printed command finishes the training into a run that
-loads and recommends."""
+"""Bad input and faults at scale.
+
+* A rank killed part-way ends the whole ``torchrun`` job within seconds, with a message naming
+  where the last good checkpoint is and the command that resumes; that checkpoint loads, and
+  the printed command finishes the training into a run that loads and recommends.
+* A data set too large for the chosen training mode is refused before the first step with the
+  limit, the figures and what to do, by the CLI (exit 2) and by the app's job service.
+  ``RECSCOPE_MEMORY_GB`` stands in for a small machine."""
 
 from __future__ import annotations
 
@@ -22,7 +26,14 @@ from test_distributed import PARAMS, clustered_files
 from recsys_core import distributed
 from recsys_core.cli import main
 from recsys_core.run import load_run
-from recsys_core.training import load_checkpoint
+from recsys_core.services.fitting import training_target
+from recsys_core.services.jobs import FAILED, TrainingJob
+from recsys_core.services.workspace import prepare_workspace
+from recsys_core.training import (
+    TRAINING_BASE_BYTES,
+    TRAINING_BYTES_PER_INTERACTION,
+    load_checkpoint,
+)
 
 #: Seconds from the SIGKILL of one rank to the end of the whole job. gloo fails the surviving
 #: rank's next collective as soon as the dead rank's connection closes (about 1 s measured on
@@ -148,3 +159,50 @@ def test_resume_command_rebuilds_torchrun(monkeypatch):
 ])
 def test_describe_failure(exc, expected):
     assert distributed.describe_failure(exc, 0).startswith(expected)
+
+
+# ------------------------------------------------------------------------ too large for the mode
+def small_machine(monkeypatch, interactions: int) -> None:
+    """A memory budget between what mini-batch and full-graph training of ``interactions``
+    (at most; the validation split takes some) need."""
+    per = TRAINING_BYTES_PER_INTERACTION
+    between = (per["full"] + per["minibatch"]) / 2
+    monkeypatch.setenv("RECSCOPE_MEMORY_GB", str((TRAINING_BASE_BYTES + between * interactions)
+                                                 / 1e9))
+
+
+def test_cli_refuses_full_graph_training_that_outgrows_memory(tmp_path, monkeypatch, capsys):
+    inter, _ = clustered_files(tmp_path / "data")
+    small_machine(monkeypatch, 480)
+    args = ["train", "--interactions", str(inter), "--model", "lightgcn", "--epochs", "1",
+            "--device", "cpu", "--param", "embedding_dim=8"]
+    code = main([*args, "--out", str(tmp_path / "full"), "--param", "training_mode=full"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    message = err.split("error: ", 1)[1]
+    assert re.match(r"Full-graph training of \d{3} interactions needs about 0\.50 GB of memory, "
+                    r"more than the 0\.50 GB this process can use: this mode fits up to about "
+                    r"\d{3} interactions here\. Use training_mode=minibatch \(about 0\.50 GB, fits",
+                    message), message
+    assert not (tmp_path / "full").exists()
+    # The advice works: mini-batch training of the same data fits the same budget.
+    assert main([*args, "--out", str(tmp_path / "mb"), "--param", "training_mode=minibatch"]) == 0
+    info = json.loads((tmp_path / "mb" / "run.json").read_text(encoding="utf-8"))
+    assert info["extra"]["training"]["mode"] == "minibatch"
+
+
+def test_app_job_reports_a_data_set_too_large_for_any_mode(tmp_path, monkeypatch):
+    from test_app_session import make_dataset, wait
+
+    ws = prepare_workspace(make_dataset())
+    monkeypatch.setenv("RECSCOPE_MEMORY_GB", str(TRAINING_BASE_BYTES / 1e9))  # nothing to spare
+    job = TrainingJob(training_target(ws, [("lightgcn", {"epochs": 1, "embedding_dim": 8,
+                                                         "device": "cpu"}, True)]), "lightgcn")
+    ws.start_job(job)
+    wait(job, 60)
+    assert job.status == FAILED and job.error_details is None  # a message, not a crash
+    assert job.error.startswith("Full-graph training of ")  # auto: small data, full graph
+    for part in ("fits up to about 0 interactions here", "would not fit either",
+                 "Train with the command line", "torchrun --nnodes N --nproc-per-node 1"):
+        assert part in job.error
+    assert ws.collect() == [] and ws.last_error == job.error
