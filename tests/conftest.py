@@ -17,6 +17,9 @@ MovieLens download.
   reproduced an uninterrupted one.
 * :func:`fast_model` makes any registered model with :data:`FAST_SETTINGS` (tiny settings, so
   every model trains in a second or two).
+* :func:`faithfulness_view` runs the Explain page's faithfulness view (AppTest) on request.
+* ``explain_ds`` is test_explain's explanation data set, ``flagship`` the small flagship fitted
+  on it and ``flagship_run_dir`` that model saved as a run (all three once per module).
 """
 
 from __future__ import annotations
@@ -205,3 +208,46 @@ def assert_resumed_like_straight(resumed_result, straight_result, resumed, strai
         [h["loss"] for h in straight_result.history])
     for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def explain_ds() -> Dataset:
+    """:func:`test_explain.explain_dataset` (topic items and users, isolated ones)."""
+    from test_explain import explain_dataset
+
+    return explain_dataset()
+
+
+@pytest.fixture(scope="module")
+def flagship(explain_ds):
+    """:func:`test_explain.fit_flagship` on ``explain_ds`` (16-d, two epochs, private texts)."""
+    from test_explain import fit_flagship
+
+    return fit_flagship(explain_ds)
+
+
+@pytest.fixture(scope="module")
+def flagship_run_dir(explain_ds, flagship, tmp_path_factory) -> Path:
+    """``flagship`` saved as a run directory (trained on every interaction of ``explain_ds``)."""
+    from recsys_core.run import save_run
+
+    return save_run(tmp_path_factory.mktemp("runs") / "flagship", flagship, explain_ds,
+                    explain_ds.interactions)
+
+
+def faithfulness_view(workspace, run_id: str, users: int, methods: list[str],
+                      state: dict | None = None):
+    """The Explain page of ``run_id`` on its faithfulness view after the deletion test ran
+    (its button clicked): ``users`` sampled users, ``methods`` compared, ``state`` more
+    session-state entries (e.g. the privacy switch). Returns the AppTest."""
+    from test_app_pages import assert_clean, page_test
+
+    workspace.runs.active_id = run_id
+    at = page_test("explain", workspace)
+    for key, value in dict(state or {}, **{"x-view": "Faithfulness", "x-f-users": users,
+                                           "x-f-methods": methods}).items():
+        at.session_state[key] = value
+    at.run()
+    at.button(key="x-f-run").click().run()
+    assert_clean(at)
+    return at

@@ -12,9 +12,10 @@ import torch
 
 matplotlib.use("Agg")
 
+from conftest import faithfulness_view  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from test_app_pages import assert_clean, page_test, tiny_workspace  # noqa: E402
-from test_explain import explain_dataset, fit_flagship, private_encoder  # noqa: E402
+from test_explain import private_encoder  # noqa: E402
 
 from recsys_core.cli import main  # noqa: E402
 from recsys_core.explain import (  # noqa: E402
@@ -31,24 +32,13 @@ from recsys_core.explain.shap_explain import shap_explanation  # noqa: E402
 from recsys_core.models.ease import EASERecommender  # noqa: E402
 from recsys_core.models.mf import MFRecommender  # noqa: E402
 from recsys_core.rng import numpy_generator  # noqa: E402
-from recsys_core.run import save_run  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def ds():
-    return explain_dataset()
-
-
-@pytest.fixture(scope="module")
-def model(ds):
-    return fit_flagship(ds)
-
-
-@pytest.fixture(scope="module")
-def pair(model):
-    return "u00", str(model.recommend(["u00"], k=1)["item_id"].iloc[0])
+def pair(flagship):
+    return "u00", str(flagship.recommend(["u00"], k=1)["item_id"].iloc[0])
 
 
 # ---------------------------------------------------------------------------------- surrogate
@@ -102,12 +92,13 @@ def test_top_lime_features_remove_more_score_than_random_ones_on_a_toy_game():
 
 
 # ---------------------------------------------------------------------------------- flagship
-def test_lime_smoke_on_the_flagship(ds, model, pair):
-    result = explain(model, ds, *pair, method="lime", num_samples=120, max_text=2,
+def test_lime_smoke_on_the_flagship(explain_ds, flagship, pair):
+    result = explain(flagship, explain_ds, *pair, method="lime", num_samples=120, max_text=2,
                      encoder=private_encoder())
     assert METHODS["lime"] is lime_explanation
     assert result.method == "lime"
-    expected = float(model.score(ds.user_idx(pair[0]), ds.item_idx(pair[1]))[0, 0])
+    user, item = explain_ds.user_idx(pair[0]), explain_ds.item_idx(pair[1])
+    expected = float(flagship.score(user, item)[0, 0])
     assert result.score == pytest.approx(expected, abs=1e-5)
     frame = result.contributions
     assert len(frame) and set(frame["kind"]) <= set(KINDS)
@@ -118,7 +109,7 @@ def test_lime_smoke_on_the_flagship(ds, model, pair):
     assert result.base_value == fit["intercept"]
     assert 1 < result.details["evaluations"] <= 120
     # The same features as SHAP's, in the same order.
-    shap = shap_explanation(model, ds, *pair, max_text=2, npermutations=1,
+    shap = shap_explanation(flagship, explain_ds, *pair, max_text=2, npermutations=1,
                             encoder=private_encoder())
     assert list(result.details["features"]["label"]) == list(shap.details["features"]["label"])
     figure = shap_waterfall_figure(result)  # the chart SHAP uses
@@ -127,12 +118,12 @@ def test_lime_smoke_on_the_flagship(ds, model, pair):
     assert payload["method"] == "lime" and len(payload["contributions"]) == 5
 
 
-def test_lime_is_deterministic_and_leaves_the_global_generators_alone(ds, model, pair):
+def test_lime_is_deterministic_and_leaves_the_global_generators_alone(explain_ds, flagship, pair):
     np_state = np.random.get_state()[1].copy()
     torch_state = torch.random.get_rng_state().clone()
-    a = lime_explanation(model, ds, *pair, max_text=0, num_samples=80, seed=5)
-    b = lime_explanation(model, ds, *pair, max_text=0, num_samples=80, seed=5)
-    c = lime_explanation(model, ds, *pair, max_text=0, num_samples=80, seed=6)
+    a = lime_explanation(flagship, explain_ds, *pair, max_text=0, num_samples=80, seed=5)
+    b = lime_explanation(flagship, explain_ds, *pair, max_text=0, num_samples=80, seed=5)
+    c = lime_explanation(flagship, explain_ds, *pair, max_text=0, num_samples=80, seed=6)
     np.testing.assert_array_equal(a.contributions["weight"], b.contributions["weight"])
     assert list(a.contributions["id"]) == list(b.contributions["id"])
     assert not np.array_equal(a.details["features"]["lime_weight"],
@@ -141,9 +132,9 @@ def test_lime_is_deterministic_and_leaves_the_global_generators_alone(ds, model,
     assert torch.equal(torch.random.get_rng_state(), torch_state)
 
 
-def test_lime_faithfulness_beats_random_removals(ds, model):
+def test_lime_faithfulness_beats_random_removals(explain_ds, flagship):
     users = [f"u{u:02d}" for u in range(8)]
-    result = faithfulness(model, ds, "lime", users, k=3, n_random=5,
+    result = faithfulness(flagship, explain_ds, "lime", users, k=3, n_random=5,
                           explain_options={"max_text": 0, "num_samples": 100})
     assert result["method"] == "lime" and result["users"] >= 6
     assert result["mean_drop_top"] > result["mean_drop_random"]
@@ -151,46 +142,43 @@ def test_lime_faithfulness_beats_random_removals(ds, model):
 
 
 # ---------------------------------------------------------------------------------- baselines
-def test_lime_on_a_baseline_explains_history_items_and_mf_is_refused(ds):
-    ease = EASERecommender(reg_lambda=10.0).fit(ds, ds.interactions)
-    result = explain(ease, ds, "u00", "i12", method="lime", num_samples=60)
+def test_lime_on_a_baseline_explains_history_items_and_mf_is_refused(explain_ds):
+    ease = EASERecommender(reg_lambda=10.0).fit(explain_ds, explain_ds.interactions)
+    result = explain(ease, explain_ds, "u00", "i12", method="lime", num_samples=60)
     assert set(result.contributions["kind"]) == {"history_item"}
     mf = MFRecommender(embedding_dim=4, epochs=1, device="cpu", show_progress=False)
-    mf.fit(ds, ds.interactions)
+    mf.fit(explain_ds, explain_ds.interactions)
     with pytest.raises(HistoryEditError):
-        explain(mf, ds, "u00", "i12", method="lime")
+        explain(mf, explain_ds, "u00", "i12", method="lime")
 
 
-def test_lime_rejects_bad_settings(ds, model, pair):
+def test_lime_rejects_bad_settings(explain_ds, flagship, pair):
     with pytest.raises(ValueError, match="num_samples"):
-        lime_explanation(model, ds, *pair, num_samples=1)
+        lime_explanation(flagship, explain_ds, *pair, num_samples=1)
     with pytest.raises(ValueError, match="kernel_width"):
-        lime_explanation(model, ds, *pair, kernel_width=0.0)
+        lime_explanation(flagship, explain_ds, *pair, kernel_width=0.0)
 
 
-# ---------------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def run_dir(ds, model, tmp_path_factory):
-    return save_run(tmp_path_factory.mktemp("runs") / "flagship", model, ds, ds.interactions)
 
 
-def test_cli_explain_with_lime(capsys, run_dir):
-    code = main(["explain", "--run", str(run_dir), "--user", "u01", "--item", "i05",
+def test_cli_explain_with_lime(capsys, flagship_run_dir):
+    code = main(["explain", "--run", str(flagship_run_dir), "--user", "u01", "--item", "i05",
                  "--method", "lime", "--samples", "60", "--top", "4", "--seed", "2"])
     out, _ = capsys.readouterr()
     assert code == 0
     payload = json.loads(out)
     assert payload["method"] == "lime" and 0 < len(payload["contributions"]) <= 4
     assert {"score", "base_value", "rationale"} <= set(payload)
-    again = main(["explain", "--run", str(run_dir), "--user", "u01", "--item", "i05",
+    again = main(["explain", "--run", str(flagship_run_dir), "--user", "u01", "--item", "i05",
                   "--method", "lime", "--samples", "60", "--top", "4", "--seed", "2"])
     assert again == 0 and json.loads(capsys.readouterr()[0]) == payload
 
 
 @pytest.mark.parametrize("argv", [["--method", "lime", "--samples", "1"],
                                   ["--method", "shap", "--samples", "50"]])
-def test_cli_samples_are_checked(capsys, run_dir, argv):
-    code = main(["explain", "--run", str(run_dir), "--user", "u01", "--item", "i05", *argv])
+def test_cli_samples_are_checked(capsys, flagship_run_dir, argv):
+    code = main(["explain", "--run", str(flagship_run_dir), "--user", "u01", "--item", "i05",
+                 *argv])
     _, err = capsys.readouterr()
     assert code == 2 and "--samples" in err and "Traceback" not in err
 
@@ -219,12 +207,5 @@ def test_explain_page_offers_lime(workspace, run_id):
 
 
 def test_explain_page_faithfulness_includes_lime(workspace):
-    workspace.runs.active_id = "ease #1"
-    at = page_test("explain", workspace)
-    at.session_state["x-view"] = "Faithfulness"
-    at.session_state["x-f-users"] = 2
-    at.session_state["x-f-methods"] = ["lime"]
-    at.run()
-    at.button(key="x-f-run").click().run()
-    assert_clean(at)
+    at = faithfulness_view(workspace, "ease #1", 2, ["lime"])
     assert list(at.dataframe[0].value["method"]) == ["lime"]

@@ -10,9 +10,9 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import faithfulness_view
 from streamlit.testing.v1 import AppTest
-from test_app_pages import ROOT, TIMEOUT, assert_clean, page_test, tiny_workspace
-from test_explain import explain_dataset, fit_flagship
+from test_app_pages import ROOT, TIMEOUT, assert_clean, tiny_workspace
 
 from recscope_ui import ui
 from recsys_core.cli import main
@@ -29,7 +29,6 @@ from recsys_core.privacy import (
     pseudonymize_user_table,
     suppress_small_groups,
 )
-from recsys_core.run import save_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
 
@@ -136,16 +135,6 @@ def test_user_tables_and_file_names():
 
 
 # ---------------------------------------------------------------------------------- explanations
-@pytest.fixture(scope="module")
-def ds():
-    return explain_dataset()
-
-
-@pytest.fixture(scope="module")
-def model(ds):
-    return fit_flagship(ds)
-
-
 def raw_user_ids(ds) -> list[str]:
     return [str(u) for u in ds.user_ids]
 
@@ -156,74 +145,72 @@ def assert_no_raw_user(text: str, ds) -> None:
 
 
 @pytest.mark.parametrize("method", ["attention", "shap"])
-def test_explanations_and_rationales_in_privacy_mode(ds, model, method):
+def test_explanations_and_rationales_in_privacy_mode(explain_ds, flagship, method):
     p = Pseudonymizer(SALT)
     options = {"max_text": 0, "npermutations": 1} if method == "shap" else {}
-    raw = explain(model, ds, "u00", "i03", method=method, **options)
+    raw = explain(flagship, explain_ds, "u00", "i03", method=method, **options)
     assert (raw.contributions["node_type"] == "user").any(), "the user's neighbour u03"
     private = pseudonymize_explanation(raw, p)
-    private_ds = pseudonymize_dataset(ds, p)
+    private_ds = pseudonymize_dataset(explain_ds, p)
     text = json.dumps(private.to_dict(rationale=rationale(private, private_ds)))
-    assert_no_raw_user(text, ds)
+    assert_no_raw_user(text, explain_ds)
     assert private.user_id == p.pseudonym("u00")
     neighbour = private.contributions[private.contributions["node_type"] == "user"]
-    assert set(neighbour["id"]) <= set(p.pseudonyms(ds.user_ids))
+    assert set(neighbour["id"]) <= set(p.pseudonyms(explain_ds.user_ids))
     assert np.array_equal(private.contributions["weight"], raw.contributions["weight"])
     for key in ("features", "edges"):
         if key in private.details:
-            assert_no_raw_user(private.details[key].to_csv(), ds)
+            assert_no_raw_user(private.details[key].to_csv(), explain_ds)
     if method == "shap":
-        assert_no_raw_user(" ".join(private.details["shap"].feature_names), ds)
+        assert_no_raw_user(" ".join(private.details["shap"].feature_names), explain_ds)
     # The raw rationale names what the private one names, with pseudonyms for users.
-    raw_text = rationale(raw, ds)
-    for user in raw_user_ids(ds):
+    raw_text = rationale(raw, explain_ds)
+    for user in raw_user_ids(explain_ds):
         raw_text = re.sub(rf"(?<![\w]){re.escape(user)}(?![\w])", p.pseudonym(user), raw_text)
     assert rationale(private, private_ds) == raw_text
 
 
-# ---------------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def run_dir(ds, model, tmp_path_factory):
-    return save_run(tmp_path_factory.mktemp("runs") / "flagship", model, ds, ds.interactions)
 
 
-def test_recommend_privacy_writes_no_raw_ids(ds, run_dir, tmp_path, monkeypatch):
+def test_recommend_privacy_writes_no_raw_ids(explain_ds, flagship_run_dir, tmp_path, monkeypatch):
     salt = "a shared salt for two commands!"
     monkeypatch.setenv(PRIVACY_SALT_ENV, salt)
     out = tmp_path / "recs.csv"
-    assert main(["recommend", "--run", str(run_dir), "--k", "3", "--out", str(out),
+    assert main(["recommend", "--run", str(flagship_run_dir), "--k", "3", "--out", str(out),
                  "--privacy"]) == 0
     text = out.read_text()
     assert salt not in text
     frame = pd.read_csv(out, dtype=str)
     p = Pseudonymizer(salt.encode())
-    assert set(frame["user_id"]) == set(p.pseudonyms(ds.user_ids))
-    assert_no_raw_user(frame["user_id"].str.cat(sep=" "), ds)
-    assert set(frame["item_id"]) <= set(ds.item_ids)  # items are kept
+    assert set(frame["user_id"]) == set(p.pseudonyms(explain_ds.user_ids))
+    assert_no_raw_user(frame["user_id"].str.cat(sep=" "), explain_ds)
+    assert set(frame["item_id"]) <= set(explain_ds.item_ids)  # items are kept
     # Stable across commands with the shared salt, fresh without it.
     again = tmp_path / "again.csv"
-    main(["recommend", "--run", str(run_dir), "--k", "3", "--out", str(again), "--privacy"])
+    main(["recommend", "--run", str(flagship_run_dir), "--k", "3", "--out", str(again),
+          "--privacy"])
     assert again.read_text() == text
     monkeypatch.delenv(PRIVACY_SALT_ENV)
     fresh = tmp_path / "fresh.csv"
-    main(["recommend", "--run", str(run_dir), "--k", "3", "--out", str(fresh), "--privacy"])
+    main(["recommend", "--run", str(flagship_run_dir), "--k", "3", "--out", str(fresh),
+          "--privacy"])
     assert set(pd.read_csv(fresh, dtype=str)["user_id"]).isdisjoint(frame["user_id"])
 
 
-def test_explain_privacy_prints_no_raw_ids(ds, run_dir, capsys, monkeypatch):
+def test_explain_privacy_prints_no_raw_ids(explain_ds, flagship_run_dir, capsys, monkeypatch):
     salt = "another shared salt, long enough"
     monkeypatch.setenv(PRIVACY_SALT_ENV, salt)
-    code = main(["explain", "--run", str(run_dir), "--user", "u00", "--item", "i03",
+    code = main(["explain", "--run", str(flagship_run_dir), "--user", "u00", "--item", "i03",
                  "--method", "lime", "--samples", "60", "--top", "20", "--privacy"])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert salt not in out and salt not in err
     payload = json.loads(out)
     assert payload["user"] == Pseudonymizer(salt.encode()).pseudonym("u00")
-    assert_no_raw_user(out, ds)
+    assert_no_raw_user(out, explain_ds)
     assert any(c["kind"] == "history_item" for c in payload["contributions"])  # items kept
     monkeypatch.setenv(PRIVACY_SALT_ENV, "short")
-    assert main(["explain", "--run", str(run_dir), "--user", "u00", "--item", "i03",
+    assert main(["explain", "--run", str(flagship_run_dir), "--user", "u00", "--item", "i03",
                  "--privacy"]) == 2
     assert PRIVACY_SALT_ENV in capsys.readouterr()[1]
 
@@ -272,15 +259,7 @@ def test_privacy_mode_on_the_explain_page_and_its_downloads(workspace, monkeypat
         return real(label, data, file_name=file_name, **kwargs)
 
     monkeypatch.setattr(st, "download_button", record)
-    workspace.runs.active_id = "gnn-llm #2"
-    at = page_test("explain", workspace)
-    at.session_state[ui.PRIVACY_KEY] = True
-    at.session_state["x-view"] = "Faithfulness"
-    at.session_state["x-f-users"] = 3
-    at.session_state["x-f-methods"] = ["lime"]
-    at.run()
-    at.button(key="x-f-run").click().run()
-    assert_clean(at)
+    at = faithfulness_view(workspace, "gnn-llm #2", 3, ["lime"], {ui.PRIVACY_KEY: True})
     user = at.selectbox(key="x-user").value
     fake = workspace.pseudonymizer.pseudonym(user)
     caption = next(c.value for c in at.caption if "ranks" in c.value).replace("\\", "")
