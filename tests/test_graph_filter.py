@@ -11,6 +11,7 @@ import torch
 
 from recsys_core.dataset import ITEM_IDX, USER_IDX
 from recsys_core.models.graph_filter import (
+    SMOOTHING_EXPONENT,
     GraphFilterBasis,
     describe_filter_choice,
     graph_filter_weights,
@@ -94,7 +95,7 @@ def test_selection_switches_the_filter_on_only_past_the_margin():
     ranking = ValidationRanking(lambda users: noise[torch.from_numpy(users)], frames(train),
                                 frames(valid), *train.shape, k=5)
     choice = select_graph_filter(ranking, settings=((0, 0.0), (2, 1.0)),
-                                 relative_weights=(0.5, 1.0, 4.0))
+                                 relative_weights=(0.5, 1.0, 4.0), smoothings=(0.0,))
     assert choice.relative_weight > 0 and choice.valid_ndcg > choice.valid_ndcg_base * 1.01
     assert len(choice.grid) == 6 and "graph filter: k=" in describe_filter_choice(
         choice.summary())
@@ -102,7 +103,8 @@ def test_selection_switches_the_filter_on_only_past_the_margin():
     oracle = torch.from_numpy(valid.toarray().astype(np.float32))
     best = ValidationRanking(lambda users: oracle[torch.from_numpy(users)], frames(train),
                              frames(valid), *train.shape, k=5)
-    off = select_graph_filter(best, settings=((0, 0.0),), relative_weights=(0.5, 1.0))
+    off = select_graph_filter(best, settings=((0, 0.0),), relative_weights=(0.5, 1.0),
+                              smoothings=(0.0, 4.0))
     assert off.relative_weight == 0 and "off" in describe_filter_choice(off.summary())
 
 
@@ -189,3 +191,42 @@ def test_item_attribute_matrix_reads_every_attribute_node_type():
     matrix = item_attribute_matrix(data, ds.num_items)
     assert matrix.shape == (3, 3) and matrix.nnz == 5
     assert set(np.asarray(matrix.sum(axis=1)).ravel()) == {3.0, 1.0}
+
+
+def test_smoothed_linear_part_is_the_rescaled_ridge_response():
+    matrix = sp.random(30, 12, density=0.3, random_state=3, format="csr")
+    matrix.data[:] = 1.0
+    smoothing = 4.0
+    got = GraphFilterBasis(matrix, max_dim=0, smoothing=smoothing).weights(0, 0.0).numpy()
+    x = matrix.toarray()
+    du, di = x.sum(1), x.sum(0)
+    du[du == 0], di[di == 0] = 1, 1
+    r = np.diag(du ** -SMOOTHING_EXPONENT) @ x @ np.diag(di ** -SMOOTHING_EXPONENT)
+    gram = r.T @ r
+    shift = smoothing * np.diag(gram).mean()
+    top = np.linalg.eigvalsh(gram)[-1]
+    expected = np.linalg.solve(gram + shift * np.eye(12), gram) * (top + shift) / top
+    assert np.allclose(got, expected, atol=1e-5)
+    # The strongest direction passes with gain 1, weaker ones are damped less than linearly.
+    assert np.isclose(np.linalg.eigvalsh((got + got.T) / 2)[-1], 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="smoothing"):
+        GraphFilterBasis(matrix, smoothing=-1.0)
+
+
+def test_selection_chooses_a_smoothing_and_reports_it():
+    train, valid = community_split()
+    noise = torch.from_numpy(np.random.default_rng(1).normal(size=train.shape).astype(np.float32))
+    ranking = ValidationRanking(lambda users: noise[torch.from_numpy(users)], frames(train),
+                                frames(valid), *train.shape, k=5)
+    smoothings = (0.0, 1.0, 4.0)
+    choice = select_graph_filter(ranking, relative_weights=(0.5, 1.0, 4.0),
+                                 smoothings=smoothings, attribute_weights=(0.0,))
+    assert choice.relative_weight > 0 and choice.smoothing in smoothings
+    swept = [row for row in choice.grid if row["ideal_dim"] == 0 and row["ideal_weight"] == 0]
+    assert {row["smoothing"] for row in swept} == set(smoothings)
+    # The chosen (k, alpha) grid ran at the chosen smoothing, with its own settings.
+    later = choice.grid[len(smoothings) * 3:]
+    assert later and {row["smoothing"] for row in later} == {choice.smoothing}
+    assert choice.summary()["smoothing"] == choice.smoothing
+    if choice.smoothing > 0:
+        assert f"smoothing mu={choice.smoothing:g}" in describe_filter_choice(choice.summary())

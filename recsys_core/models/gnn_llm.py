@@ -52,8 +52,8 @@ from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
 from .embedding import EmbeddingRecommender, dot_scores
 from .graph_filter import (
     DEFAULT_ATTRIBUTE_WEIGHTS,
-    DEFAULT_FILTER_SETTINGS,
     DEFAULT_FILTER_WEIGHTS,
+    DEFAULT_SMOOTHINGS,
     GraphFilterBasis,
     GraphFilterChoice,
     item_attribute_matrix,
@@ -642,9 +642,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
             graph describe items. (default: :obj:`True`)
         graph_filter (bool): Add the graph-filter layer
             (:mod:`recsys_core.models.graph_filter`: closed-form normalised propagation over
-            the user-item graph, linear plus ideal low-pass) to the learned score, its
-            settings and weight chosen on the validation split (off where it does not clear
-            the margin). (default: :obj:`True`)
+            the user-item graph: a linear part, smoothed or plain, plus an ideal low-pass
+            band) to the learned score, its settings and weight chosen on the validation split
+            (off where it does not clear the margin). (default: :obj:`True`)
         graph_filter_dim (int, optional): Fix its ideal low-pass rank ``k`` (with
             ``graph_filter_alpha``) instead of choosing it. (default: :obj:`None`)
         graph_filter_alpha (float, optional): Fix the ideal low-pass weight.
@@ -655,6 +655,9 @@ class GNNLLMRecommender(EmbeddingRecommender):
             attribute nodes inside the graph filter (0: plain filter) instead of choosing it
             on validation; attribute nodes count only with ``use_attributes``.
             (default: :obj:`None`)
+        graph_filter_smoothing (float, optional): Fix the smoothing :math:`\mu` of the
+            filter's linear part (0: the plain GF-CF linear filter) instead of choosing it on
+            validation. (default: :obj:`None`)
         selection_margin (float): Relative validation NDCG gain the graph filter, the
             item-item path and the text bridge must each show to switch on.
             (default: :obj:`0.01`)
@@ -724,6 +727,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph_filter_alpha: float | None = None,
         graph_filter_weight: float | None = None,
         graph_filter_attribute_weight: float | None = None,
+        graph_filter_smoothing: float | None = None,
         selection_margin: float = DEFAULT_MARGIN,
         relation_dropout: float = 0.25,
         relation_selection: bool = True,
@@ -776,6 +780,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
                              f"{graph_filter_attribute_weight}.")
         self.graph_filter_attribute_weight = (None if graph_filter_attribute_weight is None
                                               else float(graph_filter_attribute_weight))
+        if graph_filter_smoothing is not None and graph_filter_smoothing < 0:
+            raise ValueError(f"graph_filter_smoothing must be >= 0, got "
+                             f"{graph_filter_smoothing}.")
+        self.graph_filter_smoothing = (None if graph_filter_smoothing is None
+                                       else float(graph_filter_smoothing))
         self.selection_margin = float(selection_margin)
         if not 0 <= relation_dropout < 1:
             raise ValueError(f"relation_dropout must be in [0, 1), got {relation_dropout}.")
@@ -806,6 +815,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "graph_filter_alpha": self.graph_filter_alpha,
                 "graph_filter_weight": self.graph_filter_weight,
                 "graph_filter_attribute_weight": self.graph_filter_attribute_weight,
+                "graph_filter_smoothing": self.graph_filter_smoothing,
                 "selection_margin": self.selection_margin,
                 "relation_dropout": self.relation_dropout,
                 "relation_selection": self.relation_selection}
@@ -934,17 +944,20 @@ class GNNLLMRecommender(EmbeddingRecommender):
             return
         learned_ndcg = ranking.base_ndcg
         if self.graph_filter:
-            settings = (DEFAULT_FILTER_SETTINGS if self.graph_filter_dim is None
+            settings = (None if self.graph_filter_dim is None
                         else ((self.graph_filter_dim, self.graph_filter_alpha),))
             weights = (DEFAULT_FILTER_WEIGHTS if self.graph_filter_weight is None
                        else (self.graph_filter_weight,))
             gammas = (DEFAULT_ATTRIBUTE_WEIGHTS if self.graph_filter_attribute_weight is None
                       else (self.graph_filter_attribute_weight,))
-            fixed = len(settings) == len(weights) == len(gammas) == 1  # the user's: keep it
+            smoothings = (DEFAULT_SMOOTHINGS if self.graph_filter_smoothing is None
+                          else (self.graph_filter_smoothing,))
+            fixed = (settings is not None and len(settings) == len(weights) == len(gammas)
+                     == len(smoothings) == 1)  # the user's: keep it
             choice = select_graph_filter(ranking, settings, weights, self.item_item_max_items,
                                          None if fixed else self.selection_margin,
                                          config.seed, on_progress, should_stop,
-                                         self._filter_attributes(dataset), gammas)
+                                         self._filter_attributes(dataset), gammas, smoothings)
             self.graph_filter_choice = choice
             result.selected["graph_filter"] = choice.summary()
             if choice.term is not None:
@@ -1017,7 +1030,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             self.graph_filter_choice = GraphFilterChoice(
                 self.graph_filter_dim, self.graph_filter_alpha, self.graph_filter_weight,
                 float("nan"), float("nan"),
-                attribute_weight=self.graph_filter_attribute_weight or 0.0)
+                attribute_weight=self.graph_filter_attribute_weight or 0.0,
+                smoothing=self.graph_filter_smoothing or 0.0)
             result.selected["graph_filter"] = self.graph_filter_choice.summary()
         if (self.item_item and self.item_item_lambda is not None
                 and self.item_item_weight is not None):
@@ -1055,7 +1069,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 weights = GraphFilterBasis(
                     head, gf.ideal_dim, self.train_config.seed,
                     None if attributes is None else attributes[items],
-                    gf.attribute_weight).weights(gf.ideal_dim, gf.ideal_weight)
+                    gf.attribute_weight, gf.smoothing).weights(gf.ideal_dim, gf.ideal_weight)
                 relative = gf.relative_weight
             else:
                 weights = ease_weights(head, ii.reg_lambda, self.train_config.device)

@@ -12,6 +12,27 @@ Recommendation?", CIKM 2021, GF-CF). With the normalised biadjacency matrix
 a linear filter (two normalised hops item -> user -> item) plus an ideal low-pass filter over
 the ``k`` leading right singular vectors :math:`\mathbf{V}_k` of :math:`\tilde{\mathbf{R}}`.
 
+The linear filter's response is the item-item graph's own spectrum: each eigenvalue
+:math:`\lambda` of :math:`\mathbf{P} = \hat{\mathbf{R}}^\top \hat{\mathbf{R}}` passes with gain
+:math:`\lambda`, so the few strongest (popularity) directions dominate every user's term.
+With a smoothing :math:`\mu > 0` the linear part is replaced by the smooth low-pass response
+:math:`h(\lambda) = \lambda / (\lambda + \mu')` (:math:`\mu'` is :math:`\mu` times the mean
+diagonal of :math:`\mathbf{P}`, so it is free of the data set's scale), rescaled to pass the
+strongest direction with gain 1:
+
+.. math::
+    \mathbf{W}_{\mathrm{lin}} = \frac{\lambda_{\max} + \mu'}{\lambda_{\max}}
+        (\mathbf{P} + \mu' \mathbf{I})^{-1} \mathbf{P},
+
+over a gentler degree normalisation
+:math:`\hat{\mathbf{R}} = \mathbf{D}_U^{-1/4} \mathbf{R} \mathbf{D}_I^{-1/4}`
+(:data:`SMOOTHING_EXPONENT`). It flattens the spectrum, so rarer co-occurrence patterns
+are heard beside the popular ones. This is the response of a ridge (linear-autoencoder)
+regression of each item on the others over the normalised graph, the family EASE belongs
+to (without EASE's zero-diagonal constraint): the graph filter and the separate item-item
+path are close relatives, and the flagship reports both. :math:`\mu` is chosen on
+validation, 0 (the plain GF-CF linear filter) included.
+
 Attribute nodes (genre, category, tag ...) join the same graph: with the item-attribute
 incidence :math:`\mathbf{A}` and a weight :math:`\gamma`, the filter runs over the stacked
 biadjacency :math:`[\mathbf{R};\, \gamma \mathbf{A}^\top]` (attribute nodes beside the users,
@@ -36,7 +57,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import svds
+from scipy.sparse.linalg import eigsh, svds
 from torch import Tensor
 
 from .base import ProgressCallback
@@ -50,6 +71,15 @@ DEFAULT_FILTER_SETTINGS: tuple[tuple[int, float], ...] = (
 #: and the filter's term: half-octave steps from 1/16 to 16 (the filter may carry most of
 #: the score where the learned embeddings are weak; 0, the filter off, is always an option).
 DEFAULT_FILTER_WEIGHTS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-8, 9))
+#: Ideal low-pass settings tried over the smoothed linear part: its flatter spectrum needs a
+#: lighter low-pass band than the plain filter's.
+DEFAULT_SMOOTHED_SETTINGS: tuple[tuple[int, float], ...] = (
+    (0, 0.0), (32, 0.1), (32, 0.25), (64, 0.1), (64, 0.25), (128, 0.1))
+#: Smoothings :math:`\mu` of the linear part tried on validation (0: the plain GF-CF linear
+#: filter), in units of the mean diagonal of the item-item matrix.
+DEFAULT_SMOOTHINGS: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0, 32.0)
+#: Degree exponent of the smoothed linear part's normalisation (both sides).
+SMOOTHING_EXPONENT = 0.25
 #: Weights :math:`\gamma` of the attribute nodes tried on validation (0: the plain filter). An
 #: attribute row counts ``gamma`` per item it joins, so 1 weighs it like a user of those items.
 DEFAULT_ATTRIBUTE_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0)
@@ -70,11 +100,15 @@ class GraphFilterBasis:
             incidence over the same items. (default: :obj:`None`)
         attribute_weight (float): Weight :math:`\gamma` of the attribute rows; 0 leaves them
             out. (default: :obj:`0.0`)
+        smoothing (float): Smoothing :math:`\mu` of the linear part (see the module
+            docstring); 0 keeps the plain linear filter. (default: :obj:`0.0`)
     """
 
     def __init__(self, matrix: sp.spmatrix, max_dim: int = 128, seed: int = 0,
                  item_attributes: sp.spmatrix | None = None,
-                 attribute_weight: float = 0.0) -> None:
+                 attribute_weight: float = 0.0, smoothing: float = 0.0) -> None:
+        if smoothing < 0:
+            raise ValueError(f"smoothing must be >= 0, got {smoothing}.")
         x = sp.csr_matrix(matrix, dtype=np.float64)
         if attribute_weight > 0 and item_attributes is not None and item_attributes.shape[1]:
             if item_attributes.shape[0] != x.shape[1]:
@@ -89,7 +123,12 @@ class GraphFilterBasis:
         item_degree = np.asarray(x.sum(axis=0)).ravel()
         item_degree[item_degree <= 0] = 1.0
         normalised = sp.diags(user_degree ** -0.5) @ x @ sp.diags(item_degree ** -0.5)
-        self.linear = np.asarray((normalised.T @ normalised).todense(), dtype=np.float32)
+        if smoothing > 0:
+            self.linear = smoothed_linear(sp.diags(user_degree ** -SMOOTHING_EXPONENT) @ x
+                                          @ sp.diags(item_degree ** -SMOOTHING_EXPONENT),
+                                          smoothing)
+        else:
+            self.linear = np.asarray((normalised.T @ normalised).todense(), dtype=np.float32)
         k = min(int(max_dim), min(x.shape) - 2)
         if k > 0 and normalised.nnz:
             v0 = np.random.default_rng(seed).standard_normal(min(x.shape))
@@ -118,6 +157,37 @@ class GraphFilterBasis:
         if weight > 0 and dim > 0:
             out += np.float32(weight) * (self.left[:, :dim] @ self.right[:dim])
         return torch.from_numpy(out)
+
+
+def smoothed_linear(normalised: sp.spmatrix, smoothing: float) -> np.ndarray:
+    r"""``[n, n]`` float32 smoothed linear filter
+    :math:`\frac{\lambda_{\max} + \mu'}{\lambda_{\max}} (\mathbf{P} + \mu'\mathbf{I})^{-1}
+    \mathbf{P}` with :math:`\mathbf{P} = \hat{\mathbf{R}}^\top \hat{\mathbf{R}}` and
+    :math:`\mu' = \mu \cdot \mathrm{mean}(\mathrm{diag}\,\mathbf{P})`.
+
+    Args:
+        normalised (scipy.sparse matrix): Degree-normalised ``[rows, n]`` biadjacency
+            :math:`\hat{\mathbf{R}}`.
+        smoothing (float): :math:`\mu > 0`.
+    """
+    gram = torch.from_numpy(np.asarray((normalised.T @ normalised).todense(), dtype=np.float64))
+    n = gram.shape[0]
+    shift = float(smoothing) * float(gram.diagonal().mean())
+    if n == 0 or shift <= 0:
+        return np.zeros((n, n), dtype=np.float32)
+    # Largest eigenvalue from a fixed start vector (deterministic), for the gain-1 rescale.
+    top = float(eigsh(gram.numpy(), k=1, which="LA", v0=np.ones(n),
+                      return_eigenvectors=False)[0]) if n > 2 else float(
+        torch.linalg.eigvalsh(gram)[-1])
+    gram.diagonal().add_(shift)
+    # (P + mu I)^-1 P = I - mu (P + mu I)^-1; the shifted matrix is positive definite, so a
+    # Cholesky inverse is stable (as in EASE).
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    del gram
+    out = inverse.mul_(-shift)
+    out.diagonal().add_(1.0)
+    out.mul_((top + shift) / max(top, 1e-12))
+    return out.numpy().astype(np.float32)
 
 
 def graph_filter_weights(matrix: sp.spmatrix, ideal_dim: int = 64, ideal_weight: float = 1.0,
@@ -151,6 +221,7 @@ class GraphFilterChoice:
             plain filter).
         valid_ndcg_plain (float): Validation NDCG@K of the best filter without attribute
             nodes (what the attribute nodes had to beat by the margin).
+        smoothing (float): Chosen smoothing :math:`\mu` of the linear part.
     """
 
     ideal_dim: int
@@ -161,6 +232,8 @@ class GraphFilterChoice:
     grid: list[dict[str, float]] = field(default_factory=list)
     attribute_weight: float = 0.0
     valid_ndcg_plain: float = float("nan")
+    #: Chosen smoothing :math:`\mu` of the linear part (0: the plain linear filter).
+    smoothing: float = 0.0
     #: The chosen setting's ``[users, items]`` term for the ranking's validation users (unit
     #: weight; ``None`` when off): what the choice was judged on, kept so callers can add it
     #: to the ranking without a second SVD.
@@ -169,7 +242,7 @@ class GraphFilterChoice:
     def summary(self) -> dict[str, Any]:
         return {"ideal_dim": self.ideal_dim, "ideal_weight": self.ideal_weight,
                 "relative_weight": self.relative_weight,
-                "attribute_weight": self.attribute_weight,
+                "attribute_weight": self.attribute_weight, "smoothing": self.smoothing,
                 "valid_ndcg_base": self.valid_ndcg_base,
                 "valid_ndcg_plain": self.valid_ndcg_plain, "valid_ndcg": self.valid_ndcg}
 
@@ -177,7 +250,7 @@ class GraphFilterChoice:
 @torch.no_grad()
 def select_graph_filter(
     ranking: ValidationRanking,
-    settings: Sequence[tuple[int, float]] = DEFAULT_FILTER_SETTINGS,
+    settings: Sequence[tuple[int, float]] | None = None,
     relative_weights: Sequence[float] = DEFAULT_FILTER_WEIGHTS,
     max_items: int = 5000,
     margin: float | None = DEFAULT_MARGIN,
@@ -186,10 +259,15 @@ def select_graph_filter(
     should_stop: Callable[[], bool] | None = None,
     item_attributes: sp.spmatrix | None = None,
     attribute_weights: Sequence[float] = DEFAULT_ATTRIBUTE_WEIGHTS,
+    smoothings: Sequence[float] = DEFAULT_SMOOTHINGS,
 ) -> GraphFilterChoice:
-    r"""Choose the filter's ``(k, alpha)``, attribute weight and overall weight on validation
-    (see :func:`~recsys_core.models.item_item.choose_blend`: the best neighbourhood of the
-    grid, on only past a relative ``margin`` over the learned score alone).
+    r"""Choose the filter's smoothing ``mu``, ``(k, alpha)``, attribute weight and overall
+    weight on validation (see :func:`~recsys_core.models.item_item.choose_blend`: the best
+    neighbourhood of the grid, on only past a relative ``margin`` over the learned score
+    alone).
+
+    The smoothing is chosen first, on the linear part alone (one Cholesky solve each, no
+    SVD); ``(k, alpha)`` then at that smoothing.
 
     Attribute nodes are side information that must pay: each ``gamma > 0`` is tried at the
     plain filter's chosen ``(k, alpha)`` (every setting where the plain filter stayed off) and
@@ -198,8 +276,9 @@ def select_graph_filter(
 
     Args:
         ranking (ValidationRanking): Validation users and the learned graph scores.
-        settings (sequence of (int, float)): ``(k, alpha)`` settings to try.
-            (default: :data:`DEFAULT_FILTER_SETTINGS`)
+        settings (sequence of (int, float), optional): ``(k, alpha)`` settings to try;
+            ``None``: :data:`DEFAULT_FILTER_SETTINGS` over the plain linear part,
+            :data:`DEFAULT_SMOOTHED_SETTINGS` over a smoothed one. (default: :obj:`None`)
         relative_weights (sequence of float): Weights in units of the spread ratio.
             (default: :data:`DEFAULT_FILTER_WEIGHTS`)
         max_items (int): Head items the filter covers. (default: :obj:`5000`)
@@ -214,6 +293,8 @@ def select_graph_filter(
             (default: :obj:`None`)
         attribute_weights (sequence of float): Attribute weights :math:`\gamma` to try.
             (default: :data:`DEFAULT_ATTRIBUTE_WEIGHTS`)
+        smoothings (sequence of float): Smoothings :math:`\mu` of the linear part to try
+            (0: the plain linear filter). (default: :data:`DEFAULT_SMOOTHINGS`)
     """
     items = covered_items(ranking.train_matrix, max_items)
     history = ranking.history[:, items]
@@ -227,12 +308,44 @@ def select_graph_filter(
         gammas = [0.0]
     gammas = sorted(set(gammas))
     weights = [float(w) for w in relative_weights if w > 0]
-    steps = len(gammas)
+    smoothings = sorted({float(m) for m in smoothings}) or [0.0]
+    steps = len(gammas) + (len(smoothings) > 1)
+    grid: list[dict[str, float]] = []
+    head_matrix = ranking.train_matrix[:, items]
+
+    def placed(values: np.ndarray) -> Tensor:
+        out = torch.zeros(len(ranking.users), num_items)
+        out[:, torch.from_numpy(items)] = torch.from_numpy(values)
+        return out
+
+    smoothing = smoothings[0]
+    if len(smoothings) > 1:
+        def linear_term(row: int) -> Tensor:
+            basis = GraphFilterBasis(head_matrix, 0, seed, smoothing=smoothings[row])
+            return placed(basis.term(history, 0, 0.0))
+
+        def linear_report(row: int, best_ndcg: float) -> None:
+            if on_progress is not None:
+                on_progress({"stage": "graph-filter",
+                             "fraction": (row + 1) / len(smoothings) / steps,
+                             "valid_ndcg": best_ndcg})
+
+        # Only which smoothing is best is wanted here: the filter's margin is judged below.
+        linear = choose_blend(ranking, linear_term, len(smoothings), relative_weights, None,
+                              should_stop, linear_report)
+        smoothing = smoothings[max(linear.row, 0)]
+        grid += [{"smoothing": m, "attribute_weight": 0.0, "ideal_dim": 0,
+                  "ideal_weight": 0.0, "relative_weight": w,
+                  "valid_ndcg": float(linear.table[r, c])}
+                 for r, m in enumerate(smoothings) for c, w in enumerate(weights)
+                 if np.isfinite(linear.table[r, c])]
+    if settings is None:
+        settings = DEFAULT_SMOOTHED_SETTINGS if smoothing > 0 else DEFAULT_FILTER_SETTINGS
+    done = steps - len(gammas)
 
     # Each candidate is (blend over its settings, gamma, those settings, its term function).
     best: tuple[Any, float, Sequence[tuple[int, float]], Any] | None = None
     plain_ndcg = float("nan")
-    grid: list[dict[str, float]] = []
     for index, gamma in enumerate(gammas):
         if should_stop is not None and should_stop():
             break
@@ -241,26 +354,23 @@ def select_graph_filter(
         tried = (settings if gamma == 0 or best is None or best[0].row < 0
                  else [best[2][best[0].row]])
         max_dim = max(k for k, _ in tried) if tried else 0
-        basis = GraphFilterBasis(ranking.train_matrix[:, items], max_dim, seed,
-                                 head_attributes, gamma)
+        basis = GraphFilterBasis(head_matrix, max_dim, seed, head_attributes, gamma,
+                                 smoothing)
 
         def term(row: int, basis: GraphFilterBasis = basis,
                  tried: Sequence[tuple[int, float]] = tried) -> Tensor:
-            out = torch.zeros(len(ranking.users), num_items)
-            out[:, torch.from_numpy(items)] = torch.from_numpy(
-                basis.term(history, *tried[row]))
-            return out
+            return placed(basis.term(history, *tried[row]))
 
         def report(row: int, best_ndcg: float, index: int = index,
                    rows: int = len(tried)) -> None:
             if on_progress is not None:
                 on_progress({"stage": "graph-filter",
-                             "fraction": (index + (row + 1) / rows) / steps,
+                             "fraction": (done + index + (row + 1) / rows) / steps,
                              "valid_ndcg": best_ndcg})
 
         blend = choose_blend(ranking, term, len(tried), relative_weights, margin,
                              should_stop, report)
-        grid += [{"attribute_weight": gamma, "ideal_dim": int(tried[r][0]),
+        grid += [{"smoothing": smoothing, "attribute_weight": gamma, "ideal_dim": int(tried[r][0]),
                   "ideal_weight": float(tried[r][1]), "relative_weight": w,
                   "valid_ndcg": float(blend.table[r, c])}
                  for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
@@ -284,9 +394,10 @@ def select_graph_filter(
         return GraphFilterChoice(0, 0.0, 0.0, base, base, grid, 0.0, float("nan"))
     blend, gamma, tried, term = best
     dim, alpha = tried[max(blend.row, 0)] if tried else (0, 0.0)
+    on = blend.row >= 0
     choice = GraphFilterChoice(int(dim), float(alpha), blend.relative_weight,
                                blend.valid_ndcg_base, blend.valid_ndcg, grid,
-                               gamma if blend.row >= 0 else 0.0, plain_ndcg)
+                               gamma if on else 0.0, plain_ndcg, smoothing if on else 0.0)
     if blend.row >= 0:
         choice.term = term(blend.row)
     return choice
@@ -317,7 +428,10 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
         return "graph filter off (it did not help on validation)"
     attributes = summary.get("attribute_weight", 0.0) or 0.0
     via = f", through attribute nodes with gamma={attributes:g}" if attributes > 0 else ""
-    return (f"graph filter: k={summary['ideal_dim']}, alpha={summary['ideal_weight']:g}, "
+    smoothing = summary.get("smoothing", 0.0) or 0.0
+    smoothed = f"smoothing mu={smoothing:g}, " if smoothing > 0 else ""
+    return (f"graph filter: {smoothed}k={summary['ideal_dim']}, "
+            f"alpha={summary['ideal_weight']:g}, "
             f"weight={summary['relative_weight']:.3g}{via} (validation NDCG "
             f"{summary['valid_ndcg_base']:.4f} learned embeddings alone, "
             f"{summary['valid_ndcg']:.4f} with it)")
