@@ -17,6 +17,7 @@ MovieLens download.
   reproduced an uninterrupted one.
 * :func:`fast_model` makes any registered model with :data:`FAST_SETTINGS` (tiny settings, so
   every model trains in a second or two).
+* :func:`random_matrix` is a seeded random binary user-item matrix (CSR, last item cold).
 * :func:`faithfulness_view` runs the Explain page's faithfulness view (AppTest) on request.
 * ``explain_ds`` is test_explain's explanation data set, ``flagship`` the small flagship fitted
   on it and ``flagship_run_dir`` that model saved as a run (all three once per module).
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recsys_core.dataset import Dataset
 
@@ -251,3 +253,13 @@ def faithfulness_view(workspace, run_id: str, users: int, methods: list[str],
     at.button(key="x-f-run").click().run()
     assert_clean(at)
     return at
+
+
+def random_matrix(users: int = 30, items: int = 12, density: float = 0.3,
+                  seed: int = 0) -> sp.csr_matrix:
+    """Seeded random binary interactions ``[users, items]`` (float32 CSR): each cell is 1 with
+    probability ``density``, except the last item's, which nobody interacted with."""
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((users, items)) < density).astype(np.float32)
+    dense[:, -1] = 0.0  # one item nobody interacted with
+    return sp.csr_matrix(dense)

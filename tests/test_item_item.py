@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import random_matrix
 from test_explain import explain_dataset, fit_flagship
 
 from recsys_core.dataset import ITEM_IDX, USER_IDX
@@ -25,13 +26,6 @@ from recsys_core.models.item_item import (
     spread_ratio,
 )
 from recsys_core.run import load_run, save_run
-
-
-def random_matrix(users: int = 30, items: int = 12, density: float = 0.3, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    dense = (rng.random((users, items)) < density).astype(np.float32)
-    dense[:, -1] = 0.0  # one item nobody interacted with
-    return sp.csr_matrix(dense)
 
 
 # ---------------------------------------------------------------------------------- weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
+from conftest import random_matrix
 from test_explain import explain_dataset, fit_flagship
 
 from recsys_core.explain.attention import attention_explanation
@@ -14,13 +14,6 @@ from recsys_core.models import item_item
 from recsys_core.models.embedding import EmbeddingRecommender
 from recsys_core.models.item_item import ItemItemPath, ease_weights, sparse_ease_columns
 from recsys_core.run import load_run, save_run
-
-
-def random_matrix(users: int = 60, items: int = 14, density: float = 0.35, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    dense = (rng.random((users, items)) < density).astype(np.float32)
-    dense[:, -1] = 0.0  # one item nobody interacted with
-    return sp.csr_matrix(dense)
 
 
 def as_dense(neighbours: torch.Tensor, weights: torch.Tensor, num_items: int) -> np.ndarray:
@@ -33,7 +26,7 @@ def as_dense(neighbours: torch.Tensor, weights: torch.Tensor, num_items: int) ->
 @pytest.mark.parametrize("block_items", [1, 3, 100])
 def test_sparse_columns_are_ease_columns_when_every_co_occurring_item_is_a_neighbour(
         block_items):
-    x = random_matrix(users=200, density=0.6)
+    x = random_matrix(200, 14, 0.6)
     active = np.arange(13)  # every pair of these items shares users
     neighbours, weights = sparse_ease_columns(x, active, 5.0, neighbours=50,
                                               block_items=block_items)
@@ -42,7 +35,7 @@ def test_sparse_columns_are_ease_columns_when_every_co_occurring_item_is_a_neigh
 
 
 def test_blocks_split_when_their_neighbours_pass_the_gram_limit(monkeypatch):
-    x = random_matrix(users=300, items=40, density=0.3)
+    x = random_matrix(300, 40, 0.3)
     whole = sparse_ease_columns(x, np.arange(40), 5.0, neighbours=6, block_items=40)
     monkeypatch.setattr(item_item, "MAX_GRAM_ITEMS", 7)  # every block splits down to 1 item
     split = sparse_ease_columns(x, np.arange(40), 5.0, neighbours=6, block_items=40)
@@ -51,7 +44,7 @@ def test_blocks_split_when_their_neighbours_pass_the_gram_limit(monkeypatch):
 
 
 def test_sparse_columns_keep_the_most_co_occurring_items_and_pad_with_zero():
-    x = random_matrix()
+    x = random_matrix(60, 14, 0.35)
     columns = np.array([2, 7, 13])  # 13: no interactions, nothing to regress on
     neighbours, weights = sparse_ease_columns(x, columns, 5.0, neighbours=3)
     co = (x.T @ x).toarray()
@@ -69,7 +62,7 @@ def test_sparse_columns_keep_the_most_co_occurring_items_and_pad_with_zero():
 
 @pytest.fixture
 def tail_path():
-    x = random_matrix()
+    x = random_matrix(60, 14, 0.35)
     text = torch.from_numpy(np.random.default_rng(3).normal(size=(14, 5)).astype(np.float32))
     return x, ItemItemPath.fit(x, 5.0, max_items=4, scale=2.0, text=text, bridge_k=2,
                                tail_neighbours=5)
