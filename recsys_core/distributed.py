@@ -257,13 +257,15 @@ def is_peer_failure(exc: BaseException) -> bool:
 def describe_failure(exc: BaseException, rank: int) -> str:
     """One sentence: what stopped rank ``rank`` (another rank's failure, or its own fault)."""
     if isinstance(exc, JobTerminated):
-        return (f"rank {rank} was stopped by torchrun because another process of the job "
-                "failed or was killed (torchrun's summary names it)")
+        return (f"rank {rank} was stopped by torchrun (SIGTERM): another process of the job "
+                "failed or was killed (torchrun's summary names it), or the job itself was "
+                "stopped")
     if is_peer_failure(exc):
         found = _PEER_GONE.search(str(exc))
         how = found.group(0) if found else type(exc).__name__
         return (f"rank {rank} lost contact with the other processes ({how}): another process "
-                "of the job failed or was killed (torchrun's summary names it)")
+                "of the job failed, was killed or stopped answering (torchrun's summary names "
+                "the first to fail)")
     detail = " ".join(str(exc).split())[:300]
     return f"rank {rank} failed: {type(exc).__name__}: {detail}"
 
