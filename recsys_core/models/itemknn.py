@@ -6,20 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 
 from ..dataset import Dataset
-from .base import OnePassRecommender, ProgressCallback
-from .neighbours import (
-    score_with_item_weights,
-    sparse_top_k,
-    tensors_to_weights,
-    weights_to_tensors,
-)
+from .base import ProgressCallback
+from .neighbours import ItemWeightsRecommender, sparse_top_k
 
 
-class ItemKNNRecommender(OnePassRecommender):
+class ItemKNNRecommender(ItemWeightsRecommender):
     r"""Each candidate item is scored by its most similar items among the user's history.
 
     With the binary user-item training matrix :math:`\mathbf{X}` and its item columns
@@ -54,10 +47,6 @@ class ItemKNNRecommender(OnePassRecommender):
         self.shrink = float(shrink)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Forget the fitted weights."""
-        self.weights: sp.csr_matrix | None = None  # [num_items, num_items], top-k per column
-
     def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         x = self.train_matrix.astype(np.float64)
         items_by_user = x.T.tocsr()  # [items, users]
@@ -74,18 +63,5 @@ class ItemKNNRecommender(OnePassRecommender):
         self.weights = neighbours_of_target.T.tocsr()
         self.weights.sort_indices()
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError("ItemKNNRecommender is not fitted.")
-        history = self.train_matrix[np.asarray(users, dtype=np.int64)]
-        return score_with_item_weights(history, self.weights, items)
-
     def config(self) -> dict[str, Any]:
         return {"neighbours": self.neighbours, "shrink": self.shrink}
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.weights is None else weights_to_tensors(self.weights)
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        num_items = self.dataset.num_items if self.dataset is not None else None
-        self.weights = tensors_to_weights(self.name, tensors, num_items)

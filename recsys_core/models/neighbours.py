@@ -1,4 +1,5 @@
-"""Sparse top-k item-item matrices shared by the neighbourhood models (RP3beta, ItemKNN).
+"""Sparse top-k item-item matrices shared by the neighbourhood models (RP3beta, ItemKNN), and
+their common base class :class:`ItemWeightsRecommender`.
 
 An item-item similarity is computed a block of rows at a time (dense ``[block, num_items]``,
 never ``num_items x num_items`` nor users x items), each row keeps its ``k`` largest positive
@@ -14,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .base import check_state_tensors
+from .base import OnePassRecommender, check_state_tensors
 
 #: Bytes of the dense float64 similarity block computed at a time (rows x num_items x 8).
 BLOCK_BYTES = 64 * 2**20
@@ -120,3 +121,28 @@ def tensors_to_weights(model_name: str, tensors: dict[str, torch.Tensor],
         raise ValueError(f"{model_name}: the saved item-item weights are not a valid "
                          f"{n} x {n} sparse matrix.")
     return sp.csr_matrix((data.copy(), indices.copy(), indptr.copy()), shape=(n, n))
+
+
+class ItemWeightsRecommender(OnePassRecommender):
+    r"""A model that scores users as :math:`\mathbf{x}_u \mathbf{W}` with sparse item-item
+    weights :attr:`weights` ``[num_items, num_items]`` (rows: history items, columns: target
+    items). Scoring, saving and loading the weights are shared here; subclasses compute
+    :attr:`weights` in :meth:`fit_bound`.
+    """
+
+    def reset_parameters(self) -> None:
+        """Forget the fitted weights."""
+        self.weights: sp.csr_matrix | None = None
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        if self.weights is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted.")
+        history = self.train_matrix[np.asarray(users, dtype=np.int64)]
+        return score_with_item_weights(history, self.weights, items)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {} if self.weights is None else weights_to_tensors(self.weights)
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        num_items = self.dataset.num_items if self.dataset is not None else None
+        self.weights = tensors_to_weights(self.name, tensors, num_items)

@@ -7,19 +7,13 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from ..dataset import Dataset
-from .base import OnePassRecommender, ProgressCallback
-from .neighbours import (
-    score_with_item_weights,
-    sparse_top_k,
-    tensors_to_weights,
-    weights_to_tensors,
-)
+from .base import ProgressCallback
+from .neighbours import ItemWeightsRecommender, sparse_top_k
 
 
-class RP3betaRecommender(OnePassRecommender):
+class RP3betaRecommender(ItemWeightsRecommender):
     r"""Item-item transition probabilities of a random walk item -> user -> item, with each
     target item's weight divided by its popularity to the power :math:`\beta`.
 
@@ -59,10 +53,6 @@ class RP3betaRecommender(OnePassRecommender):
         self.neighbours = int(neighbours)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Forget the fitted weights."""
-        self.weights: sp.csr_matrix | None = None  # [num_items, num_items], top-k per row
-
     def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
         x = self.train_matrix.astype(np.float64)
         user_degree = np.asarray(x.sum(axis=1)).ravel()
@@ -77,21 +67,8 @@ class RP3betaRecommender(OnePassRecommender):
 
         self.weights = sparse_top_k(similarity_rows, dataset.num_items, self.neighbours)
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError("RP3betaRecommender is not fitted.")
-        history = self.train_matrix[np.asarray(users, dtype=np.int64)]
-        return score_with_item_weights(history, self.weights, items)
-
     def config(self) -> dict[str, Any]:
         return {"alpha": self.alpha, "beta": self.beta, "neighbours": self.neighbours}
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {} if self.weights is None else weights_to_tensors(self.weights)
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        num_items = self.dataset.num_items if self.dataset is not None else None
-        self.weights = tensors_to_weights(self.name, tensors, num_items)
 
 
 def _row_scaled(matrix: sp.csr_matrix, degree: np.ndarray, power: float) -> sp.csr_matrix:
