@@ -658,7 +658,7 @@ def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeCh
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     if has_graph:
-        check_training_memory(mode.mode, mode.interactions)
+        check_training_memory(mode.mode, mode.interactions, data.users.device)
     return mode
 
 
@@ -701,12 +701,18 @@ def _gb(size: float) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e10 else f"{size / 1e9:.2f} GB"
 
 
-def check_training_memory(mode: str, interactions: int) -> None:
+def check_training_memory(mode: str, interactions: int,
+                          device: torch.device | None = None) -> None:
     """Refuse, before the first step, a training whose memory would outgrow the machine.
+
+    On CUDA the steps run in the GPU's memory, whose exhaustion :func:`train_model` handles
+    (a smaller batch, then the CPU; under torchrun the job stops with a message), so the host
+    is checked for what it holds in any mode: the mini-batch figure.
 
     Args:
         mode (str): ``"full"`` or ``"minibatch"``.
         interactions (int): Training interactions (message-passing edges).
+        device (torch.device, optional): Where the steps run. (default: the CPU)
 
     Raises:
         TrainingError: The estimate (:data:`TRAINING_BYTES_PER_INTERACTION`) exceeds
@@ -716,16 +722,18 @@ def check_training_memory(mode: str, interactions: int) -> None:
     budget, local = memory_budget()
     budget = distributed.broadcast_float(budget)  # rank 0's figure: every rank decides alike
     per = TRAINING_BYTES_PER_INTERACTION
-    need = TRAINING_BASE_BYTES + per[mode] * interactions
+    held = "minibatch" if device is not None and device.type == "cuda" else mode
+    need = TRAINING_BASE_BYTES + per[held] * interactions
     if need <= budget:
         return
-    limit = max(0, int((budget - TRAINING_BASE_BYTES) // per[mode]))
+    limit = max(0, int((budget - TRAINING_BASE_BYTES) // per[held]))
     shared = (f" ({local} processes of this job share this machine, each holding the whole "
               "graph)" if local > 1 else "")
     head = (f"{'Full-graph' if mode == 'full' else 'Mini-batch'} training of {interactions:,} "
-            f"interactions needs about {_gb(need)} of memory, more than the {_gb(budget)} this "
-            f"process can use{shared}: this mode fits up to about {limit:,} interactions here.")
-    if mode == "full":
+            f"interactions needs about {_gb(need)} of {'host ' if held != mode else ''}memory, "
+            f"more than the {_gb(budget)} this process can use{shared}: this mode fits up to "
+            f"about {limit:,} interactions here.")
+    if held == "full":
         small = TRAINING_BASE_BYTES + per["minibatch"] * interactions
         fits = "fits" if small <= budget else "would not fit either"
         todo = (f" Use training_mode=minibatch (about {_gb(small)}, {fits}; or auto, "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import torch
 from test_distributed import PARAMS, clustered_files
 
 from recsys_core import distributed
@@ -206,3 +207,20 @@ def test_app_job_reports_a_data_set_too_large_for_any_mode(tmp_path, monkeypatch
                  "Train with the command line", "torchrun --nnodes N --nproc-per-node 1"):
         assert part in job.error
     assert ws.collect() == [] and ws.last_error == job.error
+
+
+def test_memory_check_on_cuda_counts_the_host_side_only(monkeypatch):
+    """On CUDA the steps live in the GPU's memory (its out-of-memory is handled by the loop):
+    the host holds the graph and tables, the mini-batch figure, whatever the mode."""
+    from recsys_core.errors import TrainingError
+    from recsys_core.training import check_training_memory
+
+    per = TRAINING_BYTES_PER_INTERACTION
+    small_machine(monkeypatch, 100_000)
+    check_training_memory("full", 100_000, torch.device("cuda"))  # no GPU needed: only the type
+    check_training_memory("minibatch", 100_000)
+    with pytest.raises(TrainingError, match=r"Full-graph training of 100,000 interactions needs "
+                       rf"about {(TRAINING_BASE_BYTES + per['full'] * 100_000) / 1e9:.2f} GB"):
+        check_training_memory("full", 100_000, torch.device("cpu"))
+    with pytest.raises(TrainingError, match="of host memory"):
+        check_training_memory("full", 200_000, torch.device("cuda"))
