@@ -252,7 +252,7 @@ def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, capti
     shap's waterfall and the contributions table. The description's sentences are features
     when :func:`_text_features` allows."""
     from recsys_core.explain import explain
-    from recsys_core.explain.plots import shap_waterfall_figure
+    from recsys_core.explain.plots import shap_figure
 
     use_text = _text_features(ws, run)
     exp = _cached(
@@ -273,7 +273,7 @@ def _removal(ws, run, ds, user: str, item: str, method: str, spinner: str, capti
     exp, shown_ds = _shown(ws, ds, exp)
     _rationale(exp, shown_ds)
     st.caption(caption(exp))
-    fig = shap_waterfall_figure(exp)
+    fig = shap_figure(exp, "waterfall")
     try:
         st.pyplot(fig)
     finally:

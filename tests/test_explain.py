@@ -38,8 +38,7 @@ from recsys_core.explain.engine import FlagshipEngine, flagship_engine  # noqa: 
 from recsys_core.explain.evidence import contribution_frame  # noqa: E402
 from recsys_core.explain.plots import (  # noqa: E402
     contributions_figure,
-    shap_bar_figure,
-    shap_waterfall_figure,
+    shap_figure,
 )
 from recsys_core.explain.removal import split_sentences, text_chunks  # noqa: E402
 from recsys_core.graph import RATED_BY, RATES  # noqa: E402
@@ -539,11 +538,13 @@ def test_faithfulness_with_every_user_skipped_returns_empty_curves(ds, model):
 # ---------------------------------------------------------------------------------- plots
 def test_plots_return_figures(ds, model, pair):
     result = shap_explanation(model, ds, *pair, max_history=3, max_text=1, npermutations=1)
-    for figure in (shap_waterfall_figure(result), shap_bar_figure(result),
+    for figure in (shap_figure(result, "waterfall"), shap_figure(result, "bar"),
                    contributions_figure(attention_explanation(model, ds, *pair))):
         assert isinstance(figure, Figure) and figure.axes
     with pytest.raises(ValueError, match="no SHAP values"):
-        shap_waterfall_figure(attention_explanation(model, ds, *pair))
+        shap_figure(attention_explanation(model, ds, *pair))
+    with pytest.raises(ValueError, match="plot must be one of"):
+        shap_figure(result, "beeswarm")
 
 
 def test_to_dict_is_the_cli_schema(ds, model, pair):

@@ -27,7 +27,7 @@ from recsys_core.explain import (  # noqa: E402
     lime_explanation,
 )
 from recsys_core.explain.lime_explain import lime_neighbourhood, lime_surrogate  # noqa: E402
-from recsys_core.explain.plots import shap_waterfall_figure  # noqa: E402
+from recsys_core.explain.plots import shap_figure  # noqa: E402
 from recsys_core.explain.shap_explain import shap_explanation  # noqa: E402
 from recsys_core.models.ease import EASERecommender  # noqa: E402
 from recsys_core.models.mf import MFRecommender  # noqa: E402
@@ -112,7 +112,7 @@ def test_lime_smoke_on_the_flagship(explain_ds, flagship, pair):
     shap = shap_explanation(flagship, explain_ds, *pair, max_text=2, npermutations=1,
                             encoder=private_encoder())
     assert list(result.details["features"]["label"]) == list(shap.details["features"]["label"])
-    figure = shap_waterfall_figure(result)  # the chart SHAP uses
+    figure = shap_figure(result, "waterfall")  # the chart SHAP uses
     assert isinstance(figure, Figure)
     payload = result.to_dict(top=5)
     assert payload["method"] == "lime" and len(payload["contributions"]) == 5

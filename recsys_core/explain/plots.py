@@ -18,32 +18,35 @@ from .evidence import Explanation
 # (Streamlit serves sessions from several threads).
 _PYPLOT_LOCK = threading.Lock()
 
+#: The shap plots :func:`shap_figure` draws.
+SHAP_PLOTS = ("waterfall", "bar")
+
 _KIND_COLOURS = {"history_item": "#1f77b4", "attribute": "#2ca02c", "text": "#9467bd",
                  "neighbour": "#ff7f0e"}
 
 
-def shap_waterfall_figure(explanation: Explanation, max_display: int = 12) -> Figure:
-    """``shap.plots.waterfall`` of a SHAP explanation, from the base value to the score.
+def shap_figure(explanation: Explanation, plot: str = "waterfall",
+                max_display: int = 12) -> Figure:
+    """One of shap's own plots of a SHAP explanation: ``"waterfall"``
+    (``shap.plots.waterfall``, from the base value to the score) or ``"bar"``
+    (``shap.plots.bar``, the signed values, largest first).
 
     Args:
-        explanation (Explanation): Output of :func:`~recsys_core.explain.shap_explanation`.
+        explanation (Explanation): Output of :func:`~recsys_core.explain.shap_explanation`
+            (or of LIME, whose weights it also holds as SHAP values).
+        plot (str): ``"waterfall"`` or ``"bar"``. (default: :obj:`"waterfall"`)
         max_display (int): Features shown; the rest are summed into one bar.
             (default: :obj:`12`)
+
+    Raises:
+        ValueError: The explanation has no SHAP values, or ``plot`` is neither name.
     """
+    if plot not in SHAP_PLOTS:
+        raise ValueError(f"plot must be one of {SHAP_PLOTS}, got {plot!r}.")
     shap, values = _shap_values(explanation)
-    return _pyplot_figure(
-        lambda fig: shap.plots.waterfall(values, max_display=max_display, show=False))
-
-
-def shap_bar_figure(explanation: Explanation, max_display: int = 12) -> Figure:
-    """``shap.plots.bar`` of a SHAP explanation's values (signed, largest first).
-
-    Args:
-        explanation (Explanation): Output of :func:`~recsys_core.explain.shap_explanation`.
-        max_display (int): Features shown; the rest are summed into one bar.
-            (default: :obj:`12`)
-    """
-    shap, values = _shap_values(explanation)
+    if plot == "waterfall":
+        return _pyplot_figure(
+            lambda fig: shap.plots.waterfall(values, max_display=max_display, show=False))
     return _pyplot_figure(
         lambda fig: shap.plots.bar(values, max_display=max_display, ax=fig.add_subplot(),
                                    show=False),
