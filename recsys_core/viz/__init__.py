@@ -10,7 +10,8 @@ explanation's subgraph, the embedding map) comes from :mod:`recsys_core.views`.
 - :mod:`~recsys_core.viz.graph_html`: the pyvis graph page;
 - :mod:`~recsys_core.viz.figures`: data, training, metric and embedding charts;
 - :mod:`~recsys_core.viz.explain_figures`: explanation charts;
-- :mod:`~recsys_core.viz.colors`: node colours shared by all of them.
+- :mod:`~recsys_core.viz.colors`: node colours shared by all of them;
+- :mod:`~recsys_core.viz.layout`: the compact chart layout (height, margins) of the charts.
 """
 
 from .colors import CENTER_COLOR, HIGHLIGHT_EDGE_COLOR, NODE_COLORS, node_type_color

@@ -9,6 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from ..html_safety import plot_text
+from .layout import compact_layout
 
 
 def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Figure:
@@ -34,14 +35,9 @@ def deletion_curves_fig(curves: Mapping[str, pd.DataFrame], title: str) -> go.Fi
                     line=dict(color=color, dash=dash),
                 )
             )
-    fig.update_layout(
-        title=title,
-        xaxis_title="history items (k)",
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
-        legend=dict(orientation="h", y=-0.25),
+    return compact_layout(
+        fig, title=title, xaxis_title="history items (k)", legend=dict(orientation="h", y=-0.25)
     )
-    return fig
 
 
 def contributions_bar_fig(

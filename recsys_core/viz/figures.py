@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from ..dataset import RATING_COL, TIME_COL, USER_IDX, Dataset
 from ..html_safety import plot_text
 from .colors import NODE_COLORS
+from .layout import compact_layout
 
 
 # ---------------------------------------------------------------------------------- data plots
@@ -55,13 +56,12 @@ def degree_histogram_fig(counts: np.ndarray, entity: str) -> go.Figure:
         )
     )
     extra = f" ({zeros} with none)" if zeros else ""
-    fig.update_layout(
+    compact_layout(
+        fig,
         title=f"Interactions per {entity}{extra}",
         xaxis_title=f"interactions per {entity} (log)",
         yaxis_title=f"{entity}s (log)",
         bargap=0.05,
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
     )
     # Decades only: plotly's default log ticks label 2 and 5 of each decade without the
     # exponent, which reads as nonsense ("2, 100, 5") on a small chart.
@@ -84,14 +84,9 @@ def rating_histogram_fig(dataset: Dataset) -> go.Figure:
             hovertemplate="rating %{x}: %{y} interactions<extra></extra>",
         )
     )
-    fig.update_layout(
-        title="Rating distribution",
-        xaxis_title="rating",
-        yaxis_title="interactions",
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
+    return compact_layout(
+        fig, title="Rating distribution", xaxis_title="rating", yaxis_title="interactions"
     )
-    return fig
 
 
 def activity_over_time_fig(dataset: Dataset, max_points: int = 400) -> go.Figure:
@@ -125,15 +120,13 @@ def activity_over_time_fig(dataset: Dataset, max_points: int = 400) -> go.Figure
         )
     missing = int((~known).sum())
     extra = f" ({missing} without timestamp)" if missing else ""
-    fig.update_layout(
+    return compact_layout(
+        fig,
         title=f"Activity per {name}{extra}",
         xaxis_title="time",
         yaxis_title=f"count per {name}",
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
         legend=dict(orientation="h", y=1.12),
     )
-    return fig
 
 
 def attribute_counts_fig(dataset: Dataset, column: str, top: int = 25) -> go.Figure:
@@ -303,10 +296,7 @@ def metrics_at_k_fig(frame: pd.DataFrame, metrics: Sequence[str] = ("recall", "n
                 col=i + 1,
             )
     fig.update_xaxes(title_text="K")
-    fig.update_layout(
-        height=360, margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2)
-    )
-    return fig
+    return compact_layout(fig, height=360, legend=dict(orientation="h", y=-0.2))
 
 
 def metric_bars_fig(frame: pd.DataFrame, value_columns: Sequence[str], title: str) -> go.Figure:
@@ -322,14 +312,7 @@ def metric_bars_fig(frame: pd.DataFrame, value_columns: Sequence[str], title: st
                 marker_color=palette[j % len(palette)],
             )
         )
-    fig.update_layout(
-        barmode="group",
-        title=title,
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
-        legend=dict(orientation="h", y=-0.2),
-    )
-    return fig
+    return compact_layout(fig, barmode="group", title=title, legend=dict(orientation="h", y=-0.2))
 
 
 def per_user_histogram_fig(
@@ -348,16 +331,14 @@ def per_user_histogram_fig(
                 marker_color=palette[j % len(palette)],
             )
         )
-    fig.update_layout(
+    return compact_layout(
+        fig,
         barmode="overlay",
         title=f"Per-user {metric}",
         xaxis_title=metric,
         yaxis_title="users",
-        height=340,
-        margin=dict(t=50, b=40, l=50, r=10),
         legend=dict(orientation="h", y=-0.2),
     )
-    return fig
 
 
 def embedding_map_fig(
@@ -440,9 +421,8 @@ def metrics_ci_fig(frame: pd.DataFrame, title: str = "Metrics with confidence in
             hovertemplate="%{x}: %{y:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}]",
             marker_color=palette[j % len(palette)],
         ))
-    fig.update_layout(barmode="group", title=plot_text(title), height=360,
-                      margin=dict(t=50, b=40, l=50, r=10), legend=dict(orientation="h", y=-0.2))
-    return fig
+    return compact_layout(fig, barmode="group", title=plot_text(title), height=360,
+                          legend=dict(orientation="h", y=-0.2))
 
 
 def paired_difference_fig(frame: pd.DataFrame, label_a: str, label_b: str) -> go.Figure:
