@@ -405,6 +405,7 @@ def masked_softmax_loss(
     temperature: float,
     user_ids: Tensor | None = None,
     item_ids: Tensor | None = None,
+    block_rows: int | None = None,
 ) -> Tensor:
     """Sampled softmax of each positive against ``candidates`` the user has not seen.
 
@@ -417,22 +418,101 @@ def masked_softmax_loss(
     ``users``, ``items`` and ``candidates`` index the rows of ``user_emb`` / ``item_emb``;
     when those are a mini-batch's tables, ``user_ids`` / ``item_ids`` give each row's global
     id (to look the history up). (default: rows are global ids)
+
+    ``block_rows`` (mini-batch training) computes the log-sum-exp a block of that many users
+    at a time (:class:`_BlockwiseMaskedLogSumExp`): the same values and gradients without the
+    ``[users, candidates]`` logits and their softmax in memory. ``None`` (full-graph training)
+    forms the whole matrix at once. (default: :obj:`None`)
     """
     batch_users, row_of = torch.unique(users, return_inverse=True)
+    if block_rows is not None:
+        return _blockwise_softmax_loss(user_emb, item_emb, users, items, candidates, history,
+                                       temperature, user_ids, item_ids, batch_users, row_of,
+                                       block_rows)
     logits = (user_emb.index_select(0, batch_users)
               @ item_emb.index_select(0, candidates).T) / temperature
     global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
     global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
+    rows, cols = _seen_columns(global_users, global_candidates, history)
+    logits = logits.index_put((rows, cols), torch.tensor(float("-inf"), device=logits.device))
+    lse = torch.logsumexp(logits, dim=1)
+    pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
+    pos = pos / temperature
+    return (torch.logaddexp(lse[row_of], pos) - pos).mean()
+
+
+#: Users per block of :class:`_BlockwiseMaskedLogSumExp` (a 256 x 2048 block of logits is 2 MiB:
+#: it stays in cache, where the whole matrix costs a page fault per 4 kB on every step).
+SOFTMAX_BLOCK_ROWS = 256
+
+
+def _seen_columns(global_users: Tensor, global_candidates: Tensor,
+                  history: CSRHistory) -> tuple[Tensor, Tensor]:
+    """``(row, column)`` of each (user, candidate) pair the user has already seen, rows sorted
+    (the column found by a sorted lookup: batch-sized memory)."""
     rows, seen = history.rows(global_users)
-    # Column of each seen item among the candidates (a sorted lookup: batch-sized memory).
     order = torch.argsort(global_candidates)
     ordered = global_candidates.index_select(0, order)
     at = torch.searchsorted(ordered, seen).clamp_(max=max(ordered.numel() - 1, 0))
     keep = ordered[at] == seen if ordered.numel() else torch.zeros_like(seen, dtype=torch.bool)
-    cols = order[at]
-    logits = logits.index_put((rows[keep], cols[keep]),
-                              torch.tensor(float("-inf"), device=logits.device))
-    lse = torch.logsumexp(logits, dim=1)
+    return rows[keep], order[at][keep]
+
+
+class _BlockwiseMaskedLogSumExp(torch.autograd.Function):
+    """``lse[r] = logsumexp_c (a[r] . b[c])`` over the columns ``c`` not masked in row ``r``,
+    a block of rows at a time; the backward recomputes each block's logits (one matrix product
+    more than autograd, none of its ``[rows, columns]`` temporaries). A row with every column
+    masked gets ``-inf`` and zero gradients."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, mask_rows: Tensor, mask_cols: Tensor,
+                block: int) -> Tensor:
+        n = a.size(0)
+        edges = torch.arange(0, n + block, block, device=a.device).clamp_(max=n)
+        bounds = torch.searchsorted(mask_rows, edges).tolist()  # mask entries of each block
+        out = a.new_empty(n)
+        for k, start in enumerate(range(0, n, block)):
+            logits = _masked_block(a, b, mask_rows, mask_cols, start, block, bounds[k:k + 2])
+            out[start:start + block] = torch.logsumexp(logits, 1)
+        ctx.save_for_backward(a, b, out, mask_rows, mask_cols)
+        ctx.block, ctx.bounds = block, bounds
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, b, lse, mask_rows, mask_cols = ctx.saved_tensors
+        block, bounds = ctx.block, ctx.bounds
+        lse = lse.masked_fill(torch.isinf(lse), 0.0)  # fully masked rows: exp(-inf) = 0
+        grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
+        for k, start in enumerate(range(0, a.size(0), block)):
+            prob = _masked_block(a, b, mask_rows, mask_cols, start, block, bounds[k:k + 2])
+            prob.sub_(lse[start:start + block, None]).exp_().mul_(grad[start:start + block, None])
+            torch.mm(prob, b, out=grad_a[start:start + block])
+            grad_b.addmm_(prob.T, a[start:start + block])
+        return grad_a, grad_b, None, None, None
+
+
+def _masked_block(a: Tensor, b: Tensor, mask_rows: Tensor, mask_cols: Tensor, start: int,
+                  block: int, bounds: list[int]) -> Tensor:
+    """Logits of rows ``start:start + block`` with their masked columns at ``-inf``."""
+    logits = a[start:start + block] @ b.T
+    lo, hi = bounds
+    if hi > lo:
+        logits[mask_rows[lo:hi] - start, mask_cols[lo:hi]] = float("-inf")
+    return logits
+
+
+def _blockwise_softmax_loss(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor,
+                            candidates: Tensor, history: CSRHistory, temperature: float,
+                            user_ids: Tensor | None, item_ids: Tensor | None,
+                            batch_users: Tensor, row_of: Tensor, block_rows: int) -> Tensor:
+    """:func:`masked_softmax_loss` with the log-sum-exp a block of users at a time."""
+    global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
+    global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
+    rows, cols = _seen_columns(global_users, global_candidates, history)
+    scaled = user_emb.index_select(0, batch_users) / temperature
+    lse = _BlockwiseMaskedLogSumExp.apply(scaled, item_emb.index_select(0, candidates), rows,
+                                          cols, max(1, int(block_rows)))
     pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
     pos = pos / temperature
     return (torch.logaddexp(lse[row_of], pos) - pos).mean()
@@ -1121,7 +1201,8 @@ def _train_epoch(
         user_emb, item_emb = user_emb.float(), item_emb.float()
         if config.loss == "softmax":
             loss = masked_softmax_loss(user_emb, item_emb, u, i, c, data.history,
-                                       config.temperature, user_ids, item_ids)
+                                       config.temperature, user_ids, item_ids,
+                                       None if sampler is None else SOFTMAX_BLOCK_ROWS)
         else:
             ue = user_emb.index_select(0, u)
             pos_score = (ue * item_emb.index_select(0, i)).sum(-1, keepdim=True)

@@ -20,7 +20,14 @@ from recsys_core.sampling import (
     SamplingPlan,
     choose_training_mode,
 )
-from recsys_core.training import TrainConfig, _EpochProgress, amp_settings, unique_pairs
+from recsys_core.training import (
+    CSRHistory,
+    TrainConfig,
+    _EpochProgress,
+    amp_settings,
+    masked_softmax_loss,
+    unique_pairs,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
 
@@ -48,6 +55,39 @@ def fitted_module(model, ds):
     module = model.module
     module.set_interactions(*unique_pairs(ds.interactions))
     return module.eval()
+
+
+# ---------------------------------------------------------------------------------- loss
+@pytest.mark.parametrize("block", [1, 3, 1000])
+def test_blockwise_softmax_loss_matches_the_whole_matrix(block):
+    """Mini-batch training's block-by-block log-sum-exp: the loss and both gradients of the
+    whole-matrix form, a user who has seen every candidate (a fully masked row) included."""
+    gen = torch.Generator().manual_seed(0)
+    num_users, num_items = 7, 9
+    users = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6] + [5] * 4)
+    items = torch.tensor([1, 2, 0, 3, 4, 5, 6, 7, 8, 0, 1] + [2, 3, 4, 5])
+    history = CSRHistory(users, items, num_users)
+    batch = torch.tensor([0, 2, 3, 5, 6, 7, 8, 9, 11])
+    candidates = torch.tensor([2, 3, 4, 5, 7])  # user 5 has seen four of them
+    history_all = CSRHistory(torch.cat([users, torch.full((5,), 1)]),
+                             torch.cat([items, candidates]), num_users)  # user 1: every one
+    for hist in (history, history_all):
+        results = []
+        for rows in (None, block):
+            user_emb = torch.randn(num_users, 4, generator=gen).requires_grad_()
+            item_emb = torch.randn(num_items, 4, generator=gen).requires_grad_()
+            if results:  # the same tables for both forms
+                user_emb, item_emb = (t.detach().clone().requires_grad_()
+                                      for t in results[0][1:])
+            loss = masked_softmax_loss(user_emb, item_emb, users[batch], items[batch],
+                                       candidates, hist, 0.5, block_rows=rows)
+            loss.backward()
+            results.append((loss, user_emb, item_emb))
+        (whole, wu, wi), (blocked, bu, bi) = results
+        assert torch.isfinite(blocked)
+        assert torch.allclose(whole, blocked, atol=1e-6)
+        assert torch.allclose(wu.grad, bu.grad, atol=1e-6)
+        assert torch.allclose(wi.grad, bi.grad, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------- sampler
