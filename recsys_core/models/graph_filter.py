@@ -170,13 +170,14 @@ def smoothed_linear(normalised: sp.spmatrix, smoothing: float) -> np.ndarray:
             :math:`\hat{\mathbf{R}}`.
         smoothing (float): :math:`\mu > 0`.
     """
-    gram = torch.from_numpy(np.asarray((normalised.T @ normalised).todense(), dtype=np.float64))
+    # float32 suffices: the shift bounds the condition number by (top + mu') / mu'.
+    gram = torch.from_numpy(np.asarray((normalised.T @ normalised).todense(), dtype=np.float32))
     n = gram.shape[0]
     shift = float(smoothing) * float(gram.diagonal().mean())
     if n == 0 or shift <= 0:
         return np.zeros((n, n), dtype=np.float32)
     # Largest eigenvalue from a fixed start vector (deterministic), for the gain-1 rescale.
-    top = float(eigsh(gram.numpy(), k=1, which="LA", v0=np.ones(n),
+    top = float(eigsh(gram.numpy().astype(np.float64), k=1, which="LA", v0=np.ones(n),
                       return_eigenvectors=False)[0]) if n > 2 else float(
         torch.linalg.eigvalsh(gram)[-1])
     gram.diagonal().add_(shift)
@@ -187,7 +188,7 @@ def smoothed_linear(normalised: sp.spmatrix, smoothing: float) -> np.ndarray:
     out = inverse.mul_(-shift)
     out.diagonal().add_(1.0)
     out.mul_((top + shift) / max(top, 1e-12))
-    return out.numpy().astype(np.float32)
+    return out.numpy()
 
 
 def graph_filter_weights(matrix: sp.spmatrix, ideal_dim: int = 64, ideal_weight: float = 1.0,
