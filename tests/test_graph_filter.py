@@ -230,3 +230,25 @@ def test_selection_chooses_a_smoothing_and_reports_it():
     assert choice.summary()["smoothing"] == choice.smoothing
     if choice.smoothing > 0:
         assert f"smoothing mu={choice.smoothing:g}" in describe_filter_choice(choice.summary())
+
+
+def test_flagship_fixed_smoothing_is_used_and_reported():
+    from recsys_core.dataset import Dataset
+    from recsys_core.models.gnn_llm import GNNLLMRecommender
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}") for u in range(40) for i in rng.choice(30, 9, replace=False)]
+    ds = Dataset(pd.DataFrame(rows, columns=["user_id", "item_id"]),
+                 pd.DataFrame({"item_id": [f"i{i}" for i in range(30)],
+                               "title": [f"Item {i}" for i in range(30)]}))
+    text = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    options = dict(embedding_dim=8, heads=2, epochs=2, batch_size=64, num_negatives=8,
+                   device="cpu", show_progress=False, seed=0, item_text_embeddings=text,
+                   item_item=False)
+    model = GNNLLMRecommender(graph_filter_smoothing=4.0, **options).fit(ds, ds.interactions)
+    chosen = model.train_result.selected["graph_filter"]
+    assert chosen["smoothing"] in (0.0, 4.0)  # 0 only when the filter stayed off
+    assert chosen["relative_weight"] == 0 or chosen["smoothing"] == 4.0
+    assert model.model_config()["graph_filter_smoothing"] == 4.0
+    with pytest.raises(ValueError, match="graph_filter_smoothing"):
+        GNNLLMRecommender(graph_filter_smoothing=-1.0, **options)
