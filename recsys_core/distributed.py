@@ -207,7 +207,10 @@ class JobTerminated(Exception):
 @contextlib.contextmanager
 def terminate_raises() -> Iterator[None]:
     """Turn SIGTERM into :class:`JobTerminated` inside the block, so a rank that torchrun
-    stops reports where the job stands instead of vanishing without a word.
+    stops reports where the job stands instead of vanishing without a word. Once the block
+    fails (or the first SIGTERM came), SIGTERM is blocked: the rank is reporting and exiting,
+    and a later SIGTERM waits for :func:`record_failure` (torchrun's agent still kills the
+    rank after its grace period).
 
     Python runs the handler between bytecodes, so a rank blocked inside a collective raises once
     the collective returns or fails (gloo fails it as soon as the failed rank's connection
@@ -220,28 +223,37 @@ def terminate_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        _block_terminate()  # once: the rank is now reporting
         raise JobTerminated(f"torchrun stopped this rank ({signal.Signals(signum).name})")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
-    finally:
+    except BaseException:
+        _block_terminate()
+        raise
+    else:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _block_terminate() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _await_terminate(timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for a SIGTERM (blocked, so it is taken here, not
+    delivered); whether one came."""
+    import threading
+
+    if current() is None or threading.current_thread() is not threading.main_thread():
+        return False
+    _block_terminate()
+    return signal.sigtimedwait({signal.SIGTERM}, timeout) is not None
 
 
 #: What a collective's error says when another rank is gone (gloo, NCCL, the store).
 _PEER_GONE = re.compile(r"Connection (?:reset|closed) by peer|Broken pipe|[Tt]imed out"
                         r"|[Tt]imeout|NCCL (?:error|communicator was aborted)")
-
-
-def ignore_terminate() -> None:
-    """Ignore SIGTERM from here on (main thread, torchrun only): a rank that is already
-    reporting a failure and exiting finishes its report instead of dying in the middle of it
-    (torchrun's agent still kills it after its grace period)."""
-    import threading
-
-    if current() is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def is_peer_failure(exc: BaseException) -> bool:
@@ -289,17 +301,29 @@ def resume_command(argv: Sequence[str], checkpoint_dir: str | None) -> str:
     return f"{launcher} -m recsys_core {shlex.join(args)}"
 
 
+#: Seconds a rank that saw another rank fail waits for torchrun's SIGTERM before it exits.
+AGENT_WAIT = 5.0
+
+
 def record_failure(message: str, exc: BaseException | None = None) -> None:
     """Write ``message`` to ``TORCHELASTIC_ERROR_FILE`` in the format of torchrun's
     :class:`~torch.distributed.elastic.multiprocessing.errors.ErrorHandler`, so the agent's
-    failure summary shows it for this rank. A fault of this rank's own (not another rank's
-    failure) gets its traceback appended there. No-op outside torchrun."""
+    failure summary shows it for this rank. No-op outside torchrun.
+
+    A fault of this rank's own gets its traceback appended there. When ``exc`` says that
+    another rank failed (a collective broke, not yet torchrun's SIGTERM), the file is written
+    only once torchrun has stopped this rank, or after :data:`AGENT_WAIT` seconds: the agent
+    takes the earliest failure as the root cause, and this rank, which often notices before
+    the agent's next poll, must not pass for it.
+    """
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
     shown = message
     if exc is not None and not is_peer_failure(exc):
         shown += "\n" + "".join(traceback.format_exception(exc))
+    elif exc is not None and not isinstance(exc, JobTerminated):
+        _await_terminate(AGENT_WAIT)
     data = {"message": {"message": message,
                         "extraInfo": {"py_callstack": shown, "timestamp": str(int(time.time()))}}}
     with contextlib.suppress(OSError):
@@ -307,8 +331,8 @@ def record_failure(message: str, exc: BaseException | None = None) -> None:
             json.dump(data, handle)
 
 
-__all__ = ["DEFAULT_TIMEOUT", "DistContext", "JobTerminated", "any_rank", "barrier",
-           "broadcast_float", "broadcast_object", "current", "describe_failure",
-           "env_world_size", "ignore_terminate", "init_from_env", "is_main", "is_peer_failure",
-           "main_first", "mean_over_ranks", "record_failure", "resume_command", "shard",
-           "shutdown", "terminate_raises"]
+__all__ = ["AGENT_WAIT", "DEFAULT_TIMEOUT", "DistContext", "JobTerminated", "any_rank",
+           "barrier", "broadcast_float", "broadcast_object", "current", "describe_failure",
+           "env_world_size", "init_from_env", "is_main", "is_peer_failure", "main_first",
+           "mean_over_ranks", "record_failure", "resume_command", "shard", "shutdown",
+           "terminate_raises"]

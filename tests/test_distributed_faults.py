@@ -101,15 +101,16 @@ def test_killed_rank_stops_the_job_with_a_message_and_training_resumes(tmp_path)
     # The surviving rank says what happened, without a traceback of its own ...
     assert re.search(r"error: rank 0 (lost contact with the other processes|was stopped by "
                      r"torchrun)", text), text[-3000:]
-    assert "recsys_core/training.py" not in text and "recsys_core/cli" not in text
+    assert "recsys_core/training.py" not in text and "recsys_core/cli" not in text, text[-3000:]
     # ... and torchrun's summary names the killed rank as the root cause.
-    assert re.search(r"Root Cause.*?rank\s*: 1 \(local_rank: 1\).*?SIGKILL", text, re.S)
+    assert re.search(r"Root Cause.*?rank\s*: 1 \(local_rank: 1\).*?SIGKILL", text, re.S), \
+        text[-3000:]
 
     # The last good checkpoint loads, and the message names it.
     tensors, meta = load_checkpoint(ckpt)
     epoch = int(meta["epoch"])
     assert epoch >= KILL_AFTER_EPOCH and any(k.startswith("model.") for k in tensors)
-    assert f"The last good checkpoint (epoch {epoch}, validation NDCG" in text
+    assert f"The last good checkpoint (epoch {epoch}, validation NDCG" in text, text[-3000:]
     command = re.search(r"To resume from it: (torchrun .*?--resume)$", text, re.M).group(1)
     argv = shlex.split(command)
     assert argv[:5] == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "recsys_core"]

@@ -95,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         if ctx is None:
             raise
-        distributed.ignore_terminate()
         # A rank of a torchrun job: say what happened, where the last checkpoint is and how to
         # continue, exit non-zero; torchrun then stops the other ranks and names the first to
         # fail in its summary.
         message = _fault_report(args, exc, ctx.rank)
-        print(f"error: {message}", file=sys.stderr)
+        # Rank 0 draws the progress bar: its last line may be left open when it died.
+        start = "" if ctx.is_main else "\n"
+        print(f"{start}error: {message}", file=sys.stderr)
         distributed.record_failure(message, exc)
         return 1
     finally:
