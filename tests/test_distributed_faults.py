@@ -111,6 +111,7 @@ def test_killed_rank_stops_the_job_with_a_message_and_training_resumes(tmp_path)
     epoch = int(meta["epoch"])
     assert epoch >= KILL_AFTER_EPOCH and any(k.startswith("model.") for k in tensors)
     assert f"The last good checkpoint (epoch {epoch}, validation NDCG" in text, text[-3000:]
+    assert text.count("To resume from it: torchrun") == 2  # on stderr and in torchrun's summary
     command = re.search(r"To resume from it: (torchrun .*?--resume)$", text, re.M).group(1)
     argv = shlex.split(command)
     assert argv[:5] == ["torchrun", "--standalone", "--nproc-per-node=2", "-m", "recsys_core"]
@@ -132,6 +133,21 @@ def test_killed_rank_stops_the_job_with_a_message_and_training_resumes(tmp_path)
     csv = tmp_path / "recs.csv"
     assert main(["recommend", "--run", str(out), "--k", "3", "--out", str(csv)]) == 0
     assert len(csv.read_text(encoding="utf-8").splitlines()) == 1 + 60 * 3
+
+
+def test_cli_checkpoint_and_resume_in_one_process(tmp_path, capsys):
+    inter, _ = clustered_files(tmp_path / "data")
+    ckpt = tmp_path / "checkpoint"
+    args = ["train", "--interactions", str(inter), "--model", "mf", "--device", "cpu",
+            "--checkpoint-dir", str(ckpt), "--param", "embedding_dim=8",
+            "--param", "patience=100", "--param", "lr=0.2"]
+    assert main([*args, "--out", str(tmp_path / "first"), "--epochs", "4"]) == 0
+    epoch = int(load_checkpoint(ckpt)[1]["epoch"])
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "resumed"), "--epochs", "6", "--resume"]) == 0
+    assert f"Resuming from the checkpoint in '{ckpt}' (epoch {epoch}" in capsys.readouterr().err
+    info = json.loads((tmp_path / "resumed" / "run.json").read_text(encoding="utf-8"))
+    assert [h["epoch"] for h in info["extra"]["train_result"]["history"]] == list(range(1, 7))
 
 
 def test_resume_needs_a_checkpoint_dir(tmp_path, capsys):
