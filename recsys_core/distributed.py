@@ -279,7 +279,12 @@ def describe_failure(exc: BaseException, rank: int) -> str:
                 "of the job failed, was killed or stopped answering (torchrun's summary names "
                 "the first to fail)")
     detail = " ".join(str(exc).split())[:300]
-    return f"rank {rank} failed: {type(exc).__name__}: {detail}"
+    advice = ""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):  # ranks cannot fall back one by one
+        advice = (" (the GPU ran out of memory: resume with --param training_mode=minibatch, "
+                  "or start again with a smaller --param batch_size; a resumed run keeps the "
+                  "checkpoint's)")
+    return f"rank {rank} failed: {type(exc).__name__}: {detail}{advice}"
 
 
 def resume_command(argv: Sequence[str], checkpoint_dir: str | None) -> str:

@@ -174,6 +174,8 @@ def test_resume_command_rebuilds_torchrun(monkeypatch):
      "rank 0 lost contact with the other processes (Connection reset by peer)"),
     (distributed.JobTerminated("SIGTERM"), "rank 0 was stopped by torchrun"),
     (ValueError("bad\nvalue"), "rank 0 failed: ValueError: bad value"),
+    (torch.cuda.OutOfMemoryError("CUDA out of memory."), "rank 0 failed: OutOfMemoryError: CUDA "
+     "out of memory. (the GPU ran out of memory: resume with --param training_mode=minibatch"),
 ])
 def test_describe_failure(exc, expected):
     assert distributed.describe_failure(exc, 0).startswith(expected)
