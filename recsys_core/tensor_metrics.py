@@ -39,14 +39,18 @@ def ndcg_from_hits(hits: Tensor, target_counts: Tensor) -> Tensor:
     return torch.where(counts > 0, dcg / ideal, torch.zeros_like(dcg))
 
 
-def ndcg_at_k(scores: Tensor, truth: Tensor, k: int = 20) -> float:
+def ndcg_at_k(scores: Tensor, truth: Tensor, k: int = 20,
+              target_counts: Tensor | None = None) -> float:
     """Mean binary-gain NDCG@K over the rows of ``scores``.
 
     Args:
         scores (Tensor): ``[rows, items]`` scores, ``-inf`` for excluded (seen) items.
         truth (Tensor): ``[rows, items]`` boolean targets.
         k (int): Cut-off. (default: :obj:`20`)
+        target_counts (Tensor, optional): ``truth.sum(1)``, when the caller judges many
+            score matrices against the same targets. (default: :obj:`None`)
     """
     top = top_k(scores, k)
     hits = truth.gather(1, top)
-    return float(ndcg_from_hits(hits, truth.sum(1)).mean())
+    counts = truth.sum(1) if target_counts is None else target_counts
+    return float(ndcg_from_hits(hits, counts).mean())

@@ -566,22 +566,31 @@ class ValidationRanking:
             interaction_matrix(valid, num_users, num_items)[self.users].toarray() > 0)
         self.k = min(k, num_items)
         self.seen = torch.from_numpy(self.history.toarray() > 0)
-        self.base = graph_scores(self.users).float().cpu().masked_fill(self.seen, float("-inf"))
-        self.base_ndcg = self.ndcg(self.base)
+        # Computed once: every candidate blend is judged against the same targets and mask.
+        self.truth_counts = self.truth.sum(1)
+        self.unseen = ~self.seen
+        self._set_base(graph_scores(self.users).float().cpu().masked_fill(self.seen,
+                                                                           float("-inf")))
+
+    def _set_base(self, base: Tensor) -> None:
+        self.base = base
+        self.base_ndcg = self.ndcg(base)
+        self._base_std = float(base[self.unseen].double().std())
 
     def ndcg(self, scores: Tensor) -> float:
-        return ndcg_at_k(scores, self.truth, self.k)
+        return ndcg_at_k(scores, self.truth, self.k, self.truth_counts)
 
     def spread_ratio(self, term: Tensor, base: Tensor | None = None) -> float:
         """:func:`spread_ratio` of ``base`` (default: the base scores) to ``term`` over the
         unseen items."""
-        base = self.base if base is None else base
-        return spread_ratio(base[~self.seen], term[~self.seen])
+        if base is not None:
+            return spread_ratio(base[self.unseen], term[self.unseen])
+        spread = float(term[self.unseen].double().std())
+        return self._base_std / spread if spread > 0 else 0.0
 
     def add(self, term: Tensor) -> None:
         """Make ``base + term`` the new base (a chosen term becomes part of the model)."""
-        self.base = self.base + term.masked_fill(self.seen, 0.0)
-        self.base_ndcg = self.ndcg(self.base)
+        self._set_base(self.base + term.masked_fill(self.seen, 0.0))
 
 
 @dataclass
@@ -619,14 +628,18 @@ def choose_blend(ranking: ValidationRanking, terms: Callable[[int], Tensor], num
     weights = [float(w) for w in relative_weights if w > 0]
     base = ranking.base_ndcg
     table = np.full((num_rows, len(weights)), -np.inf)
+    blended = torch.empty_like(ranking.base)  # one buffer for every cell of the grid
     for row in range(num_rows):
         if should_stop is not None and should_stop():
             break
         term = terms(row)
         ratio = ranking.spread_ratio(term)
         for col, weight in enumerate(weights):
-            table[row, col] = (ranking.ndcg(ranking.base + (weight * ratio) * term)
-                               if ratio > 0 else base)
+            if ratio > 0:
+                torch.add(ranking.base, term, alpha=weight * ratio, out=blended)
+                table[row, col] = ranking.ndcg(blended)
+            else:
+                table[row, col] = base
         if on_row is not None:
             on_row(row, float(table.max(initial=base)))
     off = BlendChoice(-1, 0.0, base, base, table)
