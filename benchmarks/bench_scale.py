@@ -29,8 +29,8 @@ Sizes (rows / users / items): ``100k`` 100k / 5k / 10k, ``1m`` 1M / 20k / 10k, `
 100k / 30k (the issue's target size), ``20m`` 20M / 400k / 60k. Heavy users draw popular
 items more than once: the repeated pairs collapse on ingestion (the table shows the
 interactions kept). The table printed
-at the end is also saved to ``benchmarks/results/scale.json`` (merged with the sizes measured
-before) and drawn in ``docs/scale.html`` (plotly; a PNG beside it only when kaleido is
+at the end is also saved to ``benchmarks/results/scale.json`` (merged with the sizes and stages
+measured before) and drawn in ``docs/scale.html`` (plotly; a PNG beside it only when kaleido is
 installed).
 
 Usage::
@@ -226,7 +226,8 @@ def child(stage: str, folder: Path, threads: int | None, timeout: float) -> dict
         return {"stage": stage, "error": " | ".join(tail) or f"exit {proc.returncode}",
                 "progress": _progress(proc.stderr), "wall_seconds": wall}
     out = json.loads(lines[-1])
-    out.update(stage=stage, wall_seconds=wall, load_average_before=round(load, 1))
+    out.update(stage=stage, wall_seconds=wall, load_average_before=round(load, 1),
+               measured=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return out
 
 
@@ -359,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
                                  args.default_timeout)
             entry["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             entry["load_average"] = round(os.getloadavg()[0], 1)
+            before = results["sizes"].get(name, {}).get("stages", {})
+            if before:  # stages not re-run keep their figures (the generator is seeded)
+                merged = {**before, **entry["stages"]}
+                entry["stages"] = {s: merged[s] for s in (*STAGES, "train-default")
+                                   if s in merged}
             results["sizes"][name] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=2) + "\n")
