@@ -18,6 +18,18 @@ flagship's stages walked backwards, as its receptive field is; LightGCN's layers
 PyG's :class:`~torch_geometric.sampler.HeteroSamplerOutput` and, through :meth:`subgraph`, a
 :class:`~torch_geometric.data.HeteroData` mini-batch (``n_id``, ``e_id``, ``batch_size`` as
 PyG's loaders set them), which pins and moves to the GPU like any PyG batch.
+
+Where a mini-batch step's time goes (``benchmarks/bench_scale.py``'s 5M data set: 3.3M
+training interactions, 100k users, 30k items; the flagship's batch of 8,192, 10 neighbours;
+one CPU thread): about 1 s per step, 402 steps per epoch. Sampling takes 0.07 s. The
+subgraph holds about 34k users, 28k items and 270k edges: the items' two-hop receptive field
+(items read users that read items) reaches most of the catalogue. The dense layers over those
+nodes, forward and backward, take most of the rest, and the sampled softmax over 2,048
+candidates takes about 0.25 s, computed a block of users at a time
+(:func:`~recsys_core.training.masked_softmax_loss` with ``block_rows``). A batch four times
+larger halves the epoch, because its subgraph hardly grows. But at 1M interactions (random text
+features) it reached a lower validation NDCG@20 in the same time (0.204 after 105 s against
+0.224 after 116 s with 8,192), so the batch stays the same in both modes.
 """
 
 from __future__ import annotations
