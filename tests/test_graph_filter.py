@@ -252,3 +252,24 @@ def test_flagship_fixed_smoothing_is_used_and_reported():
     assert model.model_config()["graph_filter_smoothing"] == 4.0
     with pytest.raises(ValueError, match="graph_filter_smoothing"):
         GNNLLMRecommender(graph_filter_smoothing=-1.0, **options)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_smoothing_replaces_the_plain_filter_only_past_the_margin(seed):
+    train, valid = community_split(seed=seed)
+    noise = torch.from_numpy(np.random.default_rng(seed).normal(size=train.shape)
+                             .astype(np.float32))
+    ranking = ValidationRanking(lambda users: noise[torch.from_numpy(users)], frames(train),
+                                frames(valid), *train.shape, k=5)
+    smoothings = (0.0, 2.0, 8.0)
+    choice = select_graph_filter(ranking, relative_weights=(0.5, 1.0, 4.0),
+                                 smoothings=smoothings, attribute_weights=(0.0,))
+    swept = [r for r in choice.grid[:len(smoothings) * 3]]
+    plain = max(r["valid_ndcg"] for r in swept if r["smoothing"] == 0.0)
+    smoothed = max(r["valid_ndcg"] for r in swept if r["smoothing"] > 0.0)
+    if choice.smoothing > 0:
+        assert smoothed > plain * 1.01
+    elif choice.relative_weight > 0 and smoothed > plain * 1.01:
+        # The smoothed neighbourhood winner may be a cell below the best one; never above.
+        best_cell = max((r for r in swept if r["smoothing"] > 0), key=lambda r: r["valid_ndcg"])
+        assert best_cell["valid_ndcg"] > plain

@@ -31,7 +31,9 @@ are heard beside the popular ones. This is the response of a ridge (linear-autoe
 regression of each item on the others over the normalised graph, the family EASE belongs
 to (without EASE's zero-diagonal constraint): the graph filter and the separate item-item
 path are close relatives, and the flagship reports both. :math:`\mu` is chosen on
-validation, 0 (the plain GF-CF linear filter) included.
+validation and replaces the plain GF-CF linear filter (:math:`\mu = 0`) only past the
+selection margin, like every other part: the plain filter keeps each history edge's share of
+a score more concentrated, which explanations read more easily.
 
 Attribute nodes (genre, category, tag ...) join the same graph: with the item-attribute
 incidence :math:`\mathbf{A}` and a weight :math:`\gamma`, the filter runs over the stacked
@@ -268,7 +270,8 @@ def select_graph_filter(
     alone).
 
     The smoothing is chosen first, on the linear part alone (one Cholesky solve each, no
-    SVD); ``(k, alpha)`` then at that smoothing.
+    SVD), and replaces the plain linear filter only when it beats it by the ``margin``;
+    ``(k, alpha)`` are then chosen at that smoothing.
 
     Attribute nodes are side information that must pay: each ``gamma > 0`` is tried at the
     plain filter's chosen ``(k, alpha)`` (every setting where the plain filter stayed off) and
@@ -335,6 +338,12 @@ def select_graph_filter(
         linear = choose_blend(ranking, linear_term, len(smoothings), relative_weights, None,
                               should_stop, linear_report)
         smoothing = smoothings[max(linear.row, 0)]
+        # Like every other part, smoothing must pay: it replaces the plain linear filter only
+        # past the margin (the plain one keeps each history edge's share more concentrated).
+        if smoothing > 0 and smoothings[0] == 0.0 and margin is not None:
+            plain_best = float(np.max(linear.table[0], initial=-np.inf))
+            if not linear.valid_ndcg > plain_best * (1.0 + margin):
+                smoothing = 0.0
         grid += [{"smoothing": m, "attribute_weight": 0.0, "ideal_dim": 0,
                   "ideal_weight": 0.0, "relative_weight": w,
                   "valid_ndcg": float(linear.table[r, c])}
