@@ -425,17 +425,19 @@ def masked_softmax_loss(
     forms the whole matrix at once. (default: :obj:`None`)
     """
     batch_users, row_of = torch.unique(users, return_inverse=True)
-    if block_rows is not None:
-        return _blockwise_softmax_loss(user_emb, item_emb, users, items, candidates, history,
-                                       temperature, user_ids, item_ids, batch_users, row_of,
-                                       block_rows)
-    logits = (user_emb.index_select(0, batch_users)
-              @ item_emb.index_select(0, candidates).T) / temperature
     global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
     global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
     rows, cols = _seen_columns(global_users, global_candidates, history)
-    logits = logits.index_put((rows, cols), torch.tensor(float("-inf"), device=logits.device))
-    lse = torch.logsumexp(logits, dim=1)
+    if block_rows is None:
+        logits = (user_emb.index_select(0, batch_users)
+                  @ item_emb.index_select(0, candidates).T) / temperature
+        logits = logits.index_put((rows, cols),
+                                  torch.tensor(float("-inf"), device=logits.device))
+        lse = torch.logsumexp(logits, dim=1)
+    else:
+        lse = _BlockwiseMaskedLogSumExp.apply(
+            user_emb.index_select(0, batch_users) / temperature,
+            item_emb.index_select(0, candidates), rows, cols, max(1, int(block_rows)))
     pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
     pos = pos / temperature
     return (torch.logaddexp(lse[row_of], pos) - pos).mean()
@@ -500,22 +502,6 @@ def _masked_block(a: Tensor, b: Tensor, mask_rows: Tensor, mask_cols: Tensor, st
     if hi > lo:
         logits[mask_rows[lo:hi] - start, mask_cols[lo:hi]] = float("-inf")
     return logits
-
-
-def _blockwise_softmax_loss(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor,
-                            candidates: Tensor, history: CSRHistory, temperature: float,
-                            user_ids: Tensor | None, item_ids: Tensor | None,
-                            batch_users: Tensor, row_of: Tensor, block_rows: int) -> Tensor:
-    """:func:`masked_softmax_loss` with the log-sum-exp a block of users at a time."""
-    global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
-    global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
-    rows, cols = _seen_columns(global_users, global_candidates, history)
-    scaled = user_emb.index_select(0, batch_users) / temperature
-    lse = _BlockwiseMaskedLogSumExp.apply(scaled, item_emb.index_select(0, candidates), rows,
-                                          cols, max(1, int(block_rows)))
-    pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
-    pos = pos / temperature
-    return (torch.logaddexp(lse[row_of], pos) - pos).mean()
 
 
 # ---------------------------------------------------------------------------------- evaluation
