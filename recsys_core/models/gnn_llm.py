@@ -929,17 +929,17 @@ class GNNLLMRecommender(EmbeddingRecommender):
         module.eval()
         config = self.train_config
 
-        def learned_ranking() -> ValidationRanking:
+        def learned_scores(users: np.ndarray) -> Tensor:
             with torch.no_grad():
                 user_emb, item_emb = (t.float().cpu() for t in module())
-            return ValidationRanking(
-                lambda users: user_emb[torch.from_numpy(users)] @ item_emb.T, train, valid,
-                dataset.num_users, dataset.num_items, k=config.eval_k, seed=config.seed)
+            return user_emb[torch.from_numpy(users)] @ item_emb.T
 
-        ranking = learned_ranking()
+        ranking = ValidationRanking(learned_scores, train, valid, dataset.num_users,
+                                    dataset.num_items, k=config.eval_k, seed=config.seed)
         if select_relations:
             if self._select_relations(ranking, result):
-                ranking = learned_ranking()  # the learned score without the dropped groups
+                # The learned score without the dropped groups (same users and targets).
+                ranking.set_base(learned_scores(ranking.users))
         if not (self.graph_filter or self.item_item):
             return
         learned_ndcg = ranking.base_ndcg

@@ -569,13 +569,14 @@ class ValidationRanking:
         # Computed once: every candidate blend is judged against the same targets and mask.
         self.truth_counts = self.truth.sum(1)
         self.unseen = ~self.seen
-        self._set_base(graph_scores(self.users).float().cpu().masked_fill(self.seen,
-                                                                           float("-inf")))
+        self.set_base(graph_scores(self.users))
 
-    def _set_base(self, base: Tensor) -> None:
-        self.base = base
-        self.base_ndcg = self.ndcg(base)
-        self._base_std = float(base[self.unseen].double().std())
+    def set_base(self, scores: Tensor) -> None:
+        """Make ``scores`` (``[len(users), num_items]``, seen items not yet masked) the base
+        every term is judged against."""
+        self.base = scores.float().cpu().masked_fill(self.seen, float("-inf"))
+        self.base_ndcg = self.ndcg(self.base)
+        self._base_std = float(self.base[self.unseen].double().std())
 
     def ndcg(self, scores: Tensor) -> float:
         return ndcg_at_k(scores, self.truth, self.k, self.truth_counts)
@@ -590,7 +591,7 @@ class ValidationRanking:
 
     def add(self, term: Tensor) -> None:
         """Make ``base + term`` the new base (a chosen term becomes part of the model)."""
-        self._set_base(self.base + term.masked_fill(self.seen, 0.0))
+        self.set_base(self.base + term.masked_fill(self.seen, 0.0))
 
 
 @dataclass
