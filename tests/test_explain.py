@@ -527,6 +527,27 @@ def test_faithfulness_reports_top_and_random_drops(ds, model):
     assert list(result["deletion"]["k"]) == [1, 2] and list(result["insertion"]["k"]) == [1, 2]
 
 
+def test_greedy_deletion_is_the_best_single_removal_first_and_bounds_the_top_drop(ds, model):
+    from recsys_core.explain import greedy_deletion
+    from recsys_core.explain.history import history_scorer
+
+    users = ["u00", "u01", "x2"]
+    greedy = greedy_deletion(model, ds, users, k=2)
+    assert greedy["users"] == 2 and list(greedy["per_user"]["user_id"]) == ["u00", "u01"]
+    scorer = history_scorer(model)
+    row = greedy["per_user"].iloc[0]
+    user, item = int(ds.user_idx("u00")[0]), int(ds.item_idx(row["item_id"])[0])
+    history = scorer.history(user)
+    singles = [float(scorer.scores(user, [item], drop=np.asarray([j]))[0]) for j in history]
+    # the first greedy step is the best single removal, so two steps drop at least that much
+    assert row["drop_greedy"] >= row["score"] - min(singles) - 1e-6
+    top = faithfulness(model, ds, "attention", users, k=2, n_random=2)
+    # the attention ranking removes no more than what the model's own search finds (small slack:
+    # greedy is exact only for additive scores)
+    assert top["mean_drop_top"] <= greedy["mean_drop_greedy"] * 1.05 + 1e-6
+    assert greedy["mean_drop_greedy"] == pytest.approx(greedy["per_user"]["drop_greedy"].mean())
+
+
 def test_faithfulness_with_every_user_skipped_returns_empty_curves(ds, model):
     result = faithfulness(model, ds, "attention", ["x2"], k=2, n_random=2, curves=True)
     assert result["users"] == 0 and result["skipped"] == 1

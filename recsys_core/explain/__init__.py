@@ -13,6 +13,8 @@ details); figures come from :mod:`recsys_core.explain.plots`. Nothing here impor
 * :func:`what_if` - scores and top-K with interactions removed or added, no retraining;
 * :func:`rationale` - a one-sentence reason grounded in an explanation's positive evidence;
 * :func:`faithfulness` - the deletion test (top-k vs random-k history items).
+* :func:`greedy_deletion` - the largest top-k drop the model's own scores find (the test's
+  reference).
 
 Which models: all methods work on the flagship ``gnn-llm``; ``shap``, ``lime``,
 :func:`what_if` and the deletion test also on ``ease``, ``text-knn`` and ``lightgcn`` (history items only); ``mf`` and
@@ -25,7 +27,7 @@ from __future__ import annotations
 from ..dataset import Dataset
 from .attention import ExplainUnsupportedError, attention_explanation
 from .evidence import ATTRIBUTE, HISTORY_ITEM, KINDS, NEIGHBOUR, TEXT, Explanation
-from .faithfulness import faithfulness, ranked_history
+from .faithfulness import faithfulness, greedy_deletion, ranked_history
 from .gnn_explainer import gnn_explainer_explanation
 from .history import HistoryEditError, history_scorer
 from .lime_explain import lime_explanation
@@ -82,6 +84,7 @@ __all__ = [
     "attention_explanation",
     "explain",
     "faithfulness",
+    "greedy_deletion",
     "gnn_explainer_explanation",
     "history_scorer",
     "lime_explanation",
