@@ -126,3 +126,23 @@ def test_run_and_interactions_together_exit_2(runs, split_files, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(runs["pop"])]) == 2
     assert "--test FILE" in capsys.readouterr().err
+
+
+def test_peers_fitted_on_a_split_are_tuned_on_validation_by_default(split_files, capsys):
+    from recsys_core.tuning import DEFAULT_GRIDS
+
+    capsys.readouterr()
+    args = ["evaluate", "--interactions", str(split_files["all"]), "--model", "pop",
+            "--model", "ease", "--k", "4"]
+    assert main(args) == 0
+    pop, ease = json.loads(capsys.readouterr().out)["models"]
+    assert pop["tuning"] is None  # nothing to choose
+    assert ease["tuning"]["settings_tried"] == len(DEFAULT_GRIDS["ease"]["reg_lambda"])
+    assert ease["tuning"]["chosen"]["reg_lambda"] in DEFAULT_GRIDS["ease"]["reg_lambda"]
+    assert main([*args, "--grid", "reg_lambda=2,20"]) == 0
+    chosen = json.loads(capsys.readouterr().out)["models"][1]["tuning"]["chosen"]
+    assert chosen["reg_lambda"] in (2.0, 20.0)
+    assert main([*args, "--no-tune"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"][1]["tuning"] is None
+    assert main([*args, "--grid", "alpha=1"]) == 2
+    assert "no --model given takes that argument" in capsys.readouterr().err

@@ -93,3 +93,54 @@ def test_every_command_reading_files_takes_the_same_input_and_column_options():
             files = parser.parse_args([command, *required, "--items", "b.csv", "--users",
                                        "c.csv", "--user-edges", "d.csv"])
             assert (files.items, files.users, files.user_edges) == ("b.csv", "c.csv", "d.csv")
+
+
+# ---------------------------------------------------------------------------------- --tune
+def test_tune_chooses_on_the_flagships_validation_split_and_saves_the_choice(tiny_files,
+                                                                             tmp_path, capsys):
+    from recsys_core.ingest import load_dataset
+    from recsys_core.tuning import tune_model
+
+    out = tmp_path / "ease"
+    assert train(tiny_files, out, "--model", "ease", "--tune",
+                 "--grid", "reg_lambda=0.5,50,5000") == 0
+    info = json.loads((out / "run.json").read_text())
+    tuning = info["extra"]["tuning"]
+    assert [p["params"]["reg_lambda"] for p in tuning["points"]] == [0.5, 50.0, 5000.0]
+    assert info["config"]["reg_lambda"] == tuning["chosen"]["reg_lambda"]
+    assert "Chosen on validation: reg_lambda" in capsys.readouterr().err
+    # the same choice as the library's tuner on the same data (same carve, same metric)
+    dataset = load_dataset(tiny_files["interactions"])
+    _, record = tune_model("ease", dataset, dataset.interactions,
+                           {"reg_lambda": [0.5, 50.0, 5000.0]})
+    assert record.chosen == tuning["chosen"]
+    assert [p.ndcg for p in record.points] == pytest.approx([p["ndcg"] for p in tuning["points"]])
+
+
+def test_tune_leaves_keys_fixed_by_param_out_of_the_default_grid(tiny_files, tmp_path):
+    out = tmp_path / "rp3"
+    assert train(tiny_files, out, "--model", "rp3beta", "--tune", "--param", "beta=0.25",
+                 "--grid", "neighbours=5,10") == 0
+    info = json.loads((out / "run.json").read_text())
+    tried = [p["params"] for p in info["extra"]["tuning"]["points"]]
+    assert all(set(p) == {"alpha", "neighbours"} for p in tried) and len(tried) == 3 * 2
+    assert info["config"]["beta"] == 0.25
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--grid", "reg_lambda=1,2"], ["--grid sets the values --tune tries"]),
+    (["--tune", "--grid", "reg_lambda=1,lots"], ["--grid reg_lambda='lots'", "expected float"]),
+    (["--tune", "--grid", "reg_lambda"], ["is not KEY=V1,V2"]),
+])
+def test_bad_tuning_options_exit_2_before_reading_data(tiny_files, tmp_path, capsys, extra,
+                                                       words):
+    assert train(tiny_files, tmp_path / "r", "--model", "ease", *extra) == 2
+    err = capsys.readouterr().err
+    assert all(word in err for word in words), err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
+
+
+def test_tune_without_a_grid_fits_as_given(tiny_files, tmp_path, capsys):
+    assert train(tiny_files, tmp_path / "pop", "--model", "pop", "--tune") == 0
+    assert "pop has no settings for --tune to choose" in capsys.readouterr().err
+    assert "tuning" not in json.loads((tmp_path / "pop" / "run.json").read_text())["extra"]

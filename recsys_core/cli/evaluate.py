@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..dataset import ITEM_COL, RATING_COL, TIME_COL, USER_COL
 from ..errors import DataError
-from ..models import MODEL_REGISTRY, create_model
+from ..models import MODEL_REGISTRY
 from ..significance import PAIRED_METHODS
 from ..splits import DEFAULT_TIME_CUT_QUANTILE, SPLIT_METHODS
 from .options import (
@@ -23,6 +23,7 @@ from .options import (
     load_inputs,
     read_test,
 )
+from .train import add_tuning_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fitted.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     fitted.add_argument("--text-model", metavar="NAME_OR_PATH",
                         help="text encoder for item texts (as for train)")
+    add_tuning_options(fitted, default=True)
     parser.add_argument("--k", type=int, default=20, metavar="K",
                         help="list length for the @K metrics (default: 20)")
     parser.add_argument("--ci", action="store_true",
@@ -133,6 +135,8 @@ def _check_args(args: argparse.Namespace) -> None:
                         f"{args.confidence}.")
     if args.resamples < 1:
         raise DataError(f"--resamples must be at least 1, got {args.resamples}.")
+    if args.grid and not args.tune:
+        raise DataError("--grid sets the values --tune tries: drop --no-tune.")
     if args.compare and len(args.run_dir or args.models or []) < 2:
         raise DataError("--compare needs at least two models: repeat --run DIR (or --model "
                         "NAME).")
@@ -159,7 +163,7 @@ def _evaluate_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _evaluate_on_split(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict]:
     """Split one file, fit every ``--model`` on the training part, evaluate on the test part."""
     from ..splits import describe_split, split_interactions
-    from .train import ProgressBar, _model_kwargs
+    from .train import ProgressBar, _model_kwargs, fit_model, tuning_grid
 
     dataset = load_inputs(args)
     try:
@@ -182,21 +186,47 @@ def _evaluate_on_split(args: argparse.Namespace) -> tuple[list[dict[str, Any]], 
     print(f"Split: {description}; {len(train):,} training and {len(test):,} test "
           "interactions.", file=sys.stderr)
     users = pd.unique(test[USER_COL]).tolist()
+    unused = [g for g in args.grid if not any(g in _grid_for(name, [g]) for name in args.models)]
+    if unused:
+        raise DataError(f"--grid {unused[0]}: no --model given takes that argument.")
+    fits = [argparse.Namespace(model=name, epochs=args.epochs, seed=args.seed,
+                               device=args.device, k=args.k, text_model=args.text_model,
+                               param=[], tune=args.tune, grid=_grid_for(name, args.grid))
+            for name in args.models]
+    for options in fits if args.tune else []:  # a bad --grid value fails before any fit
+        tuning_grid(options, {})
     evaluated = []
-    for name in args.models:
-        options = argparse.Namespace(model=name, epochs=args.epochs, seed=args.seed,
-                                     device=args.device, k=args.k, text_model=args.text_model,
-                                     param=[])
-        model = create_model(name, **_model_kwargs(options))
+    for options in fits:
+        name = options.model
         print(f"Fitting {name} on the training part...", file=sys.stderr)
         with ProgressBar() as progress:
-            model.fit(dataset, train, on_progress=progress)
+            model, tuning = fit_model(options, _model_kwargs(options), {}, dataset, train,
+                                      progress)
         per_user, metrics = _per_user_and_metrics(model, dataset, test, users, args.k,
                                                   train=train)
         result = {"model": name, "k": args.k, "num_test_users": len(users),
-                  "num_test_interactions": int(len(test)), "metrics": metrics}
+                  "num_test_interactions": int(len(test)), "metrics": metrics,
+                  "tuning": None if tuning is None else _tuning_summary(tuning)}
         evaluated.append(_with_intervals(name, result, per_user, args))
     return evaluated, split
+
+
+def _tuning_summary(record) -> dict[str, Any]:
+    """What ``--tune`` chose and on what (the JSON output; every point is in the record)."""
+    best = record.best
+    return {"chosen": record.chosen, "settings_tried": len(record.points),
+            f"valid_{record.metric}": None if best is None else best.ndcg,
+            "valid_interactions": record.valid_interactions,
+            "tune_seconds": record.tune_seconds, "describe": record.describe()}
+
+
+def _grid_for(name: str, grid: list[str]) -> list[str]:
+    """The ``--grid`` assignments whose key is a constructor argument of ``name`` (evaluate's
+    grid is shared by every ``--model``)."""
+    from ..models import model_arguments
+
+    accepted = set(model_arguments(name))
+    return [g for g in grid if g.partition("=")[0].strip().replace("-", "_") in accepted]
 
 
 def _per_user_and_metrics(model, dataset, test, users, k, train=None):

@@ -69,13 +69,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="set any constructor argument of the model, parsed by its type "
                              "(bool: true/false; none where optional); repeatable, e.g. "
                              "--param item_item=false --param embedding_dim=128")
+    add_tuning_options(parser, default=False)
     parser.set_defaults(run=run)
+
+
+def add_tuning_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                       default: bool) -> None:
+    """``--tune`` / ``--no-tune`` and ``--grid KEY=V1,V2`` (see :func:`fit_model`)."""
+    parser.add_argument("--tune", action=argparse.BooleanOptionalAction, default=default,
+                        help="choose a peer's settings on a validation split carved from its "
+                             "training data (10%% of each user's interactions, seed 0: the "
+                             "flagship's own), then refit on all of it; the grid is the "
+                             "model's default (recsys_core.tuning.DEFAULT_GRIDS) or --grid. "
+                             "The flagship always chooses its settings on validation itself "
+                             f"(default: {'on' if default else 'off'})")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="with --tune: the values to try for one constructor argument "
+                             "(repeatable; replaces the default grid's values of that key), "
+                             "e.g. --grid reg_lambda=100,300,1000")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; under ``torchrun`` (``WORLD_SIZE`` > 1) every rank trains its shard
     and rank 0 alone prints and writes the run (see :mod:`recsys_core.distributed`)."""
     params = _checked_params(args)  # a bad --param fails before any file is read
+    if args.grid and not args.tune:
+        raise ModelParamError("--grid sets the values --tune tries: add --tune.")
+    if args.tune:
+        tuning_grid(args, params)  # so does a bad --grid
     if args.resume and not args.checkpoint_dir:
         raise RecScopeError("--resume needs --checkpoint-dir DIR: the folder the interrupted "
                             "job wrote its checkpoint to.")
@@ -152,6 +173,9 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
     from ..run import save_run
 
     main = ctx is None or ctx.is_main
+    if ctx is not None and args.tune:
+        raise RecScopeError("--tune runs in one process: tune without torchrun, then train "
+                            "the chosen settings under torchrun with --param.")
     dataset = load_inputs(args)
     if main:
         _print_ingest_report(dataset)
@@ -173,7 +197,7 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
     train = dataset.interactions
     start = time.perf_counter()
     with ProgressBar(enabled=main) as progress:
-        model.fit(dataset, train, on_progress=progress)
+        model, tuning = fit_model(args, kwargs, params, dataset, train, progress, model=model)
     fit_seconds = time.perf_counter() - start
     if not main:  # rank 0 writes the one run of the job
         return 0
@@ -182,6 +206,8 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
              "inputs": {"interactions": str(args.interactions), "items": args.items,
                         "user_edges": args.user_edges, "users": args.users},
              "params": list(args.param)}
+    if tuning is not None:
+        extra["tuning"] = tuning.to_dict()
     metrics = None
     result = getattr(model, "train_result", None)  # iterative models report their training
     if dataclasses.is_dataclass(result):
@@ -209,6 +235,66 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
     print(f"Trained {args.model} in {fit_seconds:.1f} s; run saved to {out}")
     print(f"Next: python -m recsys_core recommend --run {out} --k 10 --out recommendations.csv")
     return 0
+
+
+def fit_model(args: argparse.Namespace, kwargs: dict[str, Any], params: dict[str, Any],
+              dataset, train, progress, model=None):
+    """Fit ``args.model`` on ``train``, choosing its settings on validation with ``--tune``.
+
+    With ``--tune`` a model that has a grid (:data:`recsys_core.tuning.DEFAULT_GRIDS`, each
+    ``--grid`` key replacing that key's values; keys fixed by ``--param`` or an option are left
+    out of it) is tuned by :func:`recsys_core.tuning.tune_model` on the flagship's validation
+    split and refitted on all of ``train``; the choice is printed. Otherwise, or for a model
+    with nothing to choose, ``model`` (or a new one from ``kwargs``) is fitted as given.
+
+    Returns:
+        ``(model, record)``: the fitted model and the
+        :class:`~recsys_core.tuning.TuningResult` (``None`` when nothing was tuned).
+
+    Raises:
+        ModelParamError: ``--grid`` without ``--tune``, or a bad ``--grid`` key or value.
+    """
+    from ..tuning import DEFAULT_BASE_PARAMS, tune_model
+
+    grid = tuning_grid(args, params) if args.tune else None
+    if not grid:
+        if args.tune:
+            print(f"note: {args.model} has no settings for --tune to choose"
+                  + (" (it chooses its own on validation)" if args.model == DEFAULT_MODEL
+                     else "") + "; fitted as given.", file=sys.stderr)
+        model = model if model is not None else create_model(args.model, **kwargs)
+        model.fit(dataset, train, on_progress=progress)
+        return model, None
+    points = math.prod(len(values) for values in grid.values())
+    print(f"Tuning {args.model}: {points} setting(s) of "
+          + ", ".join(f"{key} in {{{', '.join(map(str, values))}}}" for key, values in grid.items())
+          + " on validation (10% of each user's interactions, seed 0), then a refit on all "
+          "of them", file=sys.stderr)
+    base = {**DEFAULT_BASE_PARAMS.get(args.model, {}), **kwargs}
+    model, record = tune_model(args.model, dataset, train, grid, base_params=base,
+                               on_progress=progress)
+    print(f"Chosen on validation: {record.describe()}", file=sys.stderr)
+    return model, record
+
+
+def tuning_grid(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, list[Any]]:
+    """The grid ``--tune`` searches for ``args.model``: the default grid with each ``--grid``
+    key's values replaced, without the keys ``--param`` (or a dedicated option) fixes."""
+    from ..tuning import DEFAULT_GRIDS
+
+    grid = {key: list(values) for key, values in DEFAULT_GRIDS.get(args.model, {}).items()}
+    for assignment in args.grid:
+        key, sep, text = str(assignment).partition("=")
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not sep or not values:
+            raise ModelParamError(f"--grid '{assignment}' is not KEY=V1,V2 (e.g. --grid "
+                                  "reg_lambda=100,300,1000).")
+        key = key.strip().replace("-", "_")
+        try:
+            grid[key] = [parse_model_params(args.model, [f"{key}={v}"])[key] for v in values]
+        except ModelParamError as exc:
+            raise ModelParamError(str(exc).replace("--param", "--grid", 1)) from None
+    return {key: values for key, values in grid.items() if key not in params}
 
 
 def _checked_params(args: argparse.Namespace) -> dict[str, Any]:
