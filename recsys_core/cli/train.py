@@ -222,11 +222,6 @@ def _train(args: argparse.Namespace, params: dict[str, Any],
         best = getattr(result, "best_valid_ndcg", None)
         if isinstance(best, float) and math.isfinite(best):
             metrics = {f"valid_ndcg@{args.k}": best}
-        from ..models.graph_filter import describe_selection
-
-        chosen = describe_selection(getattr(result, "selected", None) or {})
-        if chosen:
-            print(f"Chosen on validation: {chosen}", file=sys.stderr)
     try:
         out = save_run(args.out, model, dataset, train, metrics=metrics, extra=extra)
     except OSError as exc:
@@ -264,6 +259,12 @@ def fit_model(args: argparse.Namespace, kwargs: dict[str, Any], params: dict[str
                      else "") + "; fitted as given.", file=sys.stderr)
         model = model if model is not None else create_model(args.model, **kwargs)
         model.fit(dataset, train, on_progress=progress)
+        from ..models.graph_filter import describe_selection
+
+        result = getattr(model, "train_result", None)  # the flagship's own choices
+        chosen = describe_selection(getattr(result, "selected", None) or {})
+        if chosen and progress.enabled:
+            print(f"Chosen on validation: {chosen}", file=sys.stderr)
         return model, None
     points = math.prod(len(values) for values in grid.values())
     print(f"Tuning {args.model}: {points} setting(s) of "
