@@ -15,6 +15,12 @@ Usage::
 
     python benchmarks/bench_ablations.py                 # both data sets
     python benchmarks/bench_ablations.py --data demo --variants full,no-text
+    python benchmarks/bench_ablations.py --seeds 42,1,2   # averaged over three splits
+
+With several seeds the table gives each variant's mean over the splits and its mean change
+against the full flagship on the same split, with the number of splits where the full
+flagship is ahead on both metrics (a one-split change of about 1% is within the noise of
+ml-100k's test set).
 """
 
 from __future__ import annotations
@@ -102,6 +108,33 @@ def save_rows(rows: list[dict[str, Any]]) -> None:
     RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
 
 
+def mean_table(rows: list[dict[str, Any]], seeds: list[int]) -> str:
+    """Markdown table over ``seeds``: each variant's mean Recall / NDCG, its mean change
+    against the full flagship of the same split, and the splits where the full one is ahead
+    on both metrics."""
+    lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
+             "full ahead on both | splits |", "|---|---|---|---|---|---|---|"]
+    by_key = {(r["data"], r["variant"], r["seed"]): r for r in rows if r["seed"] in seeds}
+    order = list(dict.fromkeys((r["data"], r["variant"]) for r in rows if r["seed"] in seeds))
+    for data, variant in order:
+        runs = [by_key[(data, variant, s)] for s in seeds if (data, variant, s) in by_key]
+        pairs = [(r, by_key[(data, "full", r["seed"])]) for r in runs
+                 if (data, "full", r["seed"]) in by_key]
+        recall = np.mean([r["recall@20"] for r in runs])
+        ndcg = np.mean([r["ndcg@20"] for r in runs])
+        delta = ahead = ""
+        if variant != "full" and pairs:
+            dr = np.mean([r["recall@20"] / f["recall@20"] - 1 for r, f in pairs])
+            dn = np.mean([r["ndcg@20"] / f["ndcg@20"] - 1 for r, f in pairs])
+            delta = f"{dr:+.1%} / {dn:+.1%}"
+            won = sum(f["recall@20"] > r["recall@20"] and f["ndcg@20"] > r["ndcg@20"]
+                      for r, f in pairs)
+            ahead = f"{won} of {len(pairs)}"
+        lines.append(f"| {data} | {runs[0]['label']} | {recall:.4f} | {ndcg:.4f} | {delta} | "
+                     f"{ahead} | {', '.join(str(r['seed']) for r in runs)} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table, with each variant's change against the full flagship."""
     lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | fit s |",
@@ -121,37 +154,42 @@ def main() -> None:
     parser.add_argument("--data", default="ml-100k,demo", help="comma-separated: ml-100k, demo")
     parser.add_argument("--variants", default="", help="comma-separated keys (default: all "
                         f"that apply): {', '.join(a.key for a in ABLATIONS)}")
-    parser.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
+    parser.add_argument("--seeds", default="42",
+                        help="comma-separated split seeds (default: 42; BENCHMARK.md's three: "
+                             "42,1,2)")
+    parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)  # the worker's
     parser.add_argument("--worker", nargs=2, metavar=("DATA", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_variant(*args.worker, args.seed)))
         return
     rows = []
-    for data in args.data.split(","):
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    for data, seed in [(d, s) for d in args.data.split(",") for s in seeds]:
         # The full flagship and the graph network alone (no item-item path) on ml-100k are
         # runs of bench_ml100k.py (gnn-llm, gnn-llm:no-item-item): reuse them when saved.
-        rows += [r for r in saved_ml100k_rows(args.seed) if data == "ml-100k"
+        rows += [r for r in saved_ml100k_rows(seed) if data == "ml-100k"
                  and (not args.variants or r["variant"] in args.variants.split(","))]
         keys = (args.variants.split(",") if args.variants
                 else [a.key for a in applicable_ablations(load_data(data))])
         for variant in keys:
-            if any(r["data"] == data and r["variant"] == variant for r in rows):
+            if any(r["data"] == data and r["variant"] == variant and r["seed"] == seed
+                   for r in rows):
                 continue
             out = subprocess.run([sys.executable, __file__, "--worker", data, variant,
-                                  "--seed", str(args.seed)], capture_output=True, text=True,
+                                  "--seed", str(seed)], capture_output=True, text=True,
                                  check=False)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"{data} / {variant} failed")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             row = rows[-1]
-            print(f"{data:8s} {row['label']:42s} recall {row['recall@20']:.4f} "
+            print(f"{data:8s} seed {seed:<3d} {row['label']:42s} recall {row['recall@20']:.4f} "
                   f"ndcg {row['ndcg@20']:.4f} ({row['fit_s']:.0f} s)", flush=True)
             save_rows(rows)  # after each variant, so a stopped run keeps what it measured
     save_rows(rows)
     print()
-    print(table(rows))
+    print(table(rows) if len(seeds) == 1 else mean_table(rows, seeds))
 
 
 if __name__ == "__main__":
