@@ -241,6 +241,76 @@ def test_explanations_of_a_minibatch_trained_flagship(ds):
     torch.testing.assert_close(sums[has_edges], torch.ones_like(sums[has_edges]))
 
 
+# ---------------------------------------------------------------------------------- trimmed pass
+@pytest.mark.parametrize("conv,layers", [("gat", 1), ("gat", 2), ("gatv2", 2), ("sage", 1)])
+def test_seed_rows_of_a_trimmed_pass_match_the_whole_subgraph_pass(ds, conv, layers):
+    """``propagate(num_seeds=...)`` runs each stage only for the rows read later: on an
+    incomplete sample (3 neighbours) the seeds' rows, the loss and every parameter's gradient
+    are those of the pass over every node of the subgraph."""
+    model = flagship(ds, epochs=1, num_layers=layers, conv=conv, relation_selection=False)
+    model.fit(ds, ds.interactions)
+    module = fitted_module(model, ds)
+    batch = NeighborSampler(module.sampling_plan(), 3,
+                            torch.Generator().manual_seed(2)).subgraph(
+        {"user": torch.tensor([0, 5, 19, 3]), "item": torch.tensor([1, 7, 25, 2, 11])})
+    nodes = {nt: batch[nt].n_id for nt in batch.node_types}
+    edges = {et: batch[et].edge_index for et in batch.edge_types}
+    seeds = {"user": 4, "item": 5}
+    assert nodes["item"].numel() > seeds["item"]  # there are outer nodes to leave out
+    results = []
+    for trimmed in (False, True):
+        module.zero_grad(set_to_none=True)
+        user_emb, item_emb, _ = module.propagate(edges, nodes=nodes,
+                                                 num_seeds=seeds if trimmed else None)
+        user_emb, item_emb = user_emb[:4], item_emb[:5]
+        loss = (user_emb @ item_emb.T).logsumexp(1).sum()
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in module.named_parameters()
+                 if p.grad is not None}
+        results.append((user_emb.detach(), item_emb.detach(), loss.detach(), grads))
+    (u0, i0, l0, g0), (u1, i1, l1, g1) = results
+    torch.testing.assert_close(u1, u0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(i1, i0, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-4)
+    assert g1.keys() <= g0.keys()  # skipped stages (attributes from items) get no gradient
+    for name, grad in g0.items():
+        torch.testing.assert_close(g1.get(name, torch.zeros_like(grad)), grad,
+                                   atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_stage_rows_skip_stages_nobody_reads(ds):
+    """One layer: the attribute nodes' own update (attributes from items) is read by no
+    later stage and not by the readout, and item stages run for the seed items only."""
+    model = flagship(ds, epochs=1, relation_selection=False).fit(ds, ds.interactions)
+    module = fitted_module(model, ds)
+    batch = NeighborSampler(module.sampling_plan(), 3).subgraph(
+        {"user": torch.tensor([0, 1]), "item": torch.tensor([3, 4, 5])})
+    edges = {et: batch[et].edge_index for et in batch.edge_types}
+    sizes = {nt: batch[nt].num_nodes for nt in batch.node_types}
+    program = module.stage_program(list(edges))
+    rows = module.stage_rows(program, edges, {"user": 2, "item": 3}, sizes)
+    by_dst = {stage.dst: n for stage, (n, _, _) in zip(program.stages, rows, strict=True)}
+    attribute_types = [nt for nt in sizes if nt not in ("user", "item")]
+    assert attribute_types and all(by_dst[nt] == 0 for nt in attribute_types)
+    assert by_dst["item"] == 3  # only the seeds' item rows
+    assert by_dst["user"] >= 2  # the seed users and the users the seed items read
+
+
+def test_minibatch_validation_ranks_a_fixed_sample_of_users(ds, monkeypatch):
+    """Mini-batch mode ranks at most MINIBATCH_VALID_USERS validation users per pass, the
+    same sample in every run with the same seed; full-graph mode ranks every one."""
+    import recsys_core.training as training
+
+    monkeypatch.setattr(training, "MINIBATCH_VALID_USERS", 5)
+    runs = [flagship(ds, epochs=2, training_mode="minibatch", num_neighbors=3)
+            .fit(ds, ds.interactions) for _ in range(2)]
+    assert runs[0].train_result.valid_users == 5
+    assert [r["valid_ndcg"] for r in runs[0].train_result.history] == \
+        [r["valid_ndcg"] for r in runs[1].train_result.history]
+    full = flagship(ds, epochs=1, training_mode="full").fit(ds, ds.interactions)
+    assert full.train_result.valid_users > 5
+
+
 # ---------------------------------------------------------------------------------- progress, AMP
 def test_progress_inside_an_epoch_reports_batches_rate_and_time_left():
     events = []

@@ -489,6 +489,7 @@ class GNNLLMModule(nn.Module):
         edge_index_dict: dict[EdgeType, Tensor],
         return_attention: bool = False,
         nodes: dict[str, Tensor] | None = None,
+        num_seeds: dict[str, int] | None = None,
     ) -> tuple[Tensor, Tensor, dict[tuple[int, EdgeType], tuple[Tensor, Tensor]]]:
         """Run the :meth:`stage_program` of ``edge_index_dict``'s relations.
 
@@ -499,6 +500,12 @@ class GNNLLMModule(nn.Module):
             nodes (dict, optional): Node type -> global ids of a sampled subgraph (see
                 :class:`~recsys_core.sampling.NeighborSampler`): the pass runs on those nodes
                 only and returns their rows, in that order. (default: every node)
+            num_seeds (dict, optional): ``{"user": n_u, "item": n_i}``: return only the first
+                ``n_u`` user and ``n_i`` item rows, and run each stage only for the rows
+                that later stages or the readout read (:meth:`stage_rows`), a prefix of its
+                targets, skipping stages nobody reads (a mini-batch's outer nodes). The rows
+                returned are those of the whole pass. Ignored for ``"gcn"``, whose
+                normalisation counts the sources' edges. (default: every row)
 
         Returns:
             ``(user_emb [num_users, d], item_emb [num_items, d], attention)`` where
@@ -517,9 +524,12 @@ class GNNLLMModule(nn.Module):
         attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
         want_attention = return_attention and self.conv in ATTENTION_CONVS
         sizes = {nt: v.size(0) for nt, v in x.items()}
+        program = self.stage_program(list(edge_index_dict))
+        if num_seeds is not None and self.conv != "gcn":
+            return self._propagate_rows(program, x, edge_index_dict, num_seeds, gate, text,
+                                        items, want_attention)
         sorted_edges = ({et: SortedEdges.build(ei, sizes[et[0]], sizes[et[2]])
                          for et, ei in edge_index_dict.items()} if self.conv == "gat" else {})
-        program = self.stage_program(list(edge_index_dict))
         snapshots = [x]  # every node type's state after each stage (shared references)
         for stage in program.stages:
             out = self.run_stage(stage, snapshots[-1], snapshots[stage.target][stage.dst],
@@ -531,12 +541,90 @@ class GNNLLMModule(nn.Module):
             snapshots.append({**snapshots[-1], stage.dst: out})
         user_emb = self.readout([snapshots[p]["user"] for p in program.layer_end])
         item_emb = self.readout([snapshots[p]["item"] for p in program.layer_end])
+        if num_seeds is not None:
+            user_emb, item_emb = user_emb[:num_seeds["user"]], item_emb[:num_seeds["item"]]
+            gate, text = gate[:num_seeds["item"]], text[:num_seeds["item"]]
+            items = items[:num_seeds["item"]] if items is not None else None
+        return self._with_bias(user_emb, item_emb, gate, text, items, attention)
+
+    def _with_bias(self, user_emb: Tensor, item_emb: Tensor, gate: Tensor, text: Tensor,
+                   items: Tensor | None, attention: dict) -> tuple[Tensor, Tensor, dict]:
+        """The readout with the item-bias column appended (users hold 1 there)."""
         if self.bias_text is not None:
             bias = self.bias_text(text) + gate * (self.bias_id.weight if items is None
                                                   else self.bias_id(items))
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
+
+    @staticmethod
+    def stage_rows(program: StageProgram, edge_index_dict: dict[EdgeType, Tensor],
+                   num_seeds: dict[str, int], sizes: dict[str, int]
+                   ) -> list[tuple[int, dict, dict]]:
+        """Which rows each stage must compute so that the first ``num_seeds`` user and item
+        rows of the readout are exact.
+
+        Walks the program backwards (as :meth:`receptive_field` does): a stage's targets
+        need the rows that the readout and the later stages read of their type, a prefix
+        ``[0, n)`` (the sampler numbers nodes in the order they joined, so the nodes read
+        late come first); its edges into rows past ``n`` are dropped, and its sources then
+        need the rows up to its largest source. Each count only grows on the way back, so a
+        stage computes every row any later stage reads. Exact for convolutions whose output
+        at a target depends only on its own incoming edges (GAT, GATv2, SAGE, GIN).
+
+        Returns:
+            Per stage, ``(n, edges, sources)``: its target rows (0: skip the stage), its
+            relations' edges restricted to those targets, and the rows it reads of each
+            source type.
+        """
+        need = {nt: min(int(num_seeds.get(nt, 0)), size) for nt, size in sizes.items()}
+        plan: list[tuple[int, dict, dict]] = [(0, {}, {})] * len(program.stages)
+        for index in range(len(program.stages) - 1, -1, -1):
+            stage = program.stages[index]
+            n = need[stage.dst]
+            if n == 0:
+                continue
+            edges: dict[EdgeType, Tensor] = {}
+            sources: dict[str, int] = {}
+            for et in stage.relations:
+                ei = edge_index_dict[et]
+                if ei.size(1) and int(ei[1].max()) >= n:
+                    ei = ei[:, ei[1] < n]
+                edges[et] = ei
+                top = int(ei[0].max()) + 1 if ei.size(1) else 0
+                sources[et[0]] = max(sources.get(et[0], 0), top)
+                need[et[0]] = max(need[et[0]], top)
+            plan[index] = (n, edges, sources)
+        return plan
+
+    def _propagate_rows(self, program: StageProgram, x: dict[str, Tensor],
+                        edge_index_dict: dict[EdgeType, Tensor], num_seeds: dict[str, int],
+                        gate: Tensor, text: Tensor, items: Tensor | None,
+                        want_attention: bool) -> tuple[Tensor, Tensor, dict]:
+        """:meth:`propagate` computing only the rows of :meth:`stage_rows`."""
+        sizes = {nt: v.size(0) for nt, v in x.items()}
+        plan = self.stage_rows(program, edge_index_dict, num_seeds, sizes)
+        attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
+        snapshots = [x]
+        for stage, (n, edges, rows) in zip(program.stages, plan, strict=True):
+            if n == 0:  # no later stage and no readout row reads these targets
+                snapshots.append({**snapshots[-1], stage.dst: snapshots[-1][stage.dst][:0]})
+                continue
+            sources = {nt: snapshots[-1][nt][:r] for nt, r in rows.items()}
+            target = snapshots[stage.target][stage.dst][:n]
+            sorted_edges = ({et: SortedEdges.build(ei, rows[et[0]], n)
+                             for et, ei in edges.items()} if self.conv == "gat" else {})
+            out = self.run_stage(stage, sources, target, edges, sorted_edges=sorted_edges,
+                                 return_attention=want_attention)
+            if want_attention:
+                out, alphas = out
+                attention.update({(stage.layer - 1, et): a for et, a in alphas.items()})
+            snapshots.append({**snapshots[-1], stage.dst: out})
+        n_user, n_item = num_seeds["user"], num_seeds["item"]
+        user_emb = self.readout([snapshots[p]["user"][:n_user] for p in program.layer_end])
+        item_emb = self.readout([snapshots[p]["item"][:n_item] for p in program.layer_end])
+        return self._with_bias(user_emb, item_emb, gate[:n_item], text[:n_item],
+                               None if items is None else items[:n_item], attention)
 
     def receptive_field(self, edge_index_dict: dict[EdgeType, Tensor], node_type: str,
                         index: int) -> dict[tuple[int, EdgeType], Tensor]:
@@ -591,9 +679,9 @@ class GNNLLMModule(nn.Module):
         if sampled is not None:
             nodes = {nt: sampled[nt].n_id for nt in sampled.node_types}
             edges = {tuple(et): sampled[et].edge_index for et in sampled.edge_types}
-            user_emb, item_emb, _ = self.propagate(edges, nodes=nodes)
-            return (user_emb[:sampled["user"].batch_size],
-                    item_emb[:sampled["item"].batch_size])
+            seeds = {nt: int(sampled[nt].batch_size) for nt in ("user", "item")}
+            user_emb, item_emb, _ = self.propagate(edges, nodes=nodes, num_seeds=seeds)
+            return user_emb[:seeds["user"]], item_emb[:seeds["item"]]
         user_emb, item_emb, _ = self.propagate(self.edge_index_dict(hidden))
         return user_emb, item_emb
 

@@ -155,6 +155,14 @@ class SparseGATConv(nn.Module):
             glorot(weight)
         nn.init.zeros_(self.bias)
 
+    def attention_vectors(self, weight: Tensor, att: Tensor) -> Tensor:
+        r"""``[in, heads]``: column ``h`` is :math:`\mathbf{W}^{h\top}\mathbf{a}^h`, so that
+        ``x @ attention_vectors(W, a)`` is each node's attention term
+        :math:`\mathbf{a}^{h\top}\mathbf{W}^h\mathbf{x}` (one ``[N, in] x [in, heads]``
+        product instead of a ``[N, heads * out]`` projection)."""
+        H, C = self.heads, self.out_channels
+        return (weight.view(H, C, -1) * att.view(H, C, 1)).sum(1).T
+
     def forward(
         self,
         x: tuple[Tensor, Tensor],
@@ -174,8 +182,11 @@ class SparseGATConv(nn.Module):
         if edges is None:
             edges = SortedEdges.build(edge_index, x_src.size(0), x_dst.size(0))
         h_src = self.lin_src(x_src).view(-1, H, C)
-        a_src = (h_src * self.att_src).sum(-1)
-        a_dst = (self.lin_dst(x_dst).view(-1, H, C) * self.att_dst).sum(-1)
+        # The attention terms as one product per node with the [in, heads] vectors W^T a:
+        # the same maths as (x W^T) . a, without the targets' [N_t, heads * out] projection
+        # (only its dot product with a_dst is ever used).
+        a_src = x_src @ self.attention_vectors(self.lin_src.weight, self.att_src)
+        a_dst = x_dst @ self.attention_vectors(self.lin_dst.weight, self.att_dst)
         logits = F.leaky_relu(a_src.index_select(0, edges.col) + a_dst.index_select(0, edges.row),
                               self.negative_slope)
         alpha = segment_softmax(logits, edges)
