@@ -422,32 +422,32 @@ def masked_softmax_loss(
     when those are a mini-batch's tables, ``user_ids`` / ``item_ids`` give each row's global
     id (to look the history up). (default: rows are global ids)
 
-    ``block_rows`` (mini-batch training) computes the log-sum-exp a block of that many users
-    at a time (:class:`_BlockwiseMaskedLogSumExp`): the same values and gradients without the
-    ``[users, candidates]`` logits and their softmax in memory. ``None`` (full-graph training)
-    forms the whole matrix at once. (default: :obj:`None`)
+    ``block_rows`` (mini-batch training) computes the loss a block of that many users at a
+    time (:class:`_BlockwiseMaskedSoftmaxLoss`), its gradients in the same pass: the same
+    values and gradients without the ``[users, candidates]`` logits and their softmax in
+    memory. ``None`` (full-graph training) forms the whole matrix at once. (default:
+    :obj:`None`)
     """
     batch_users, row_of = torch.unique(users, return_inverse=True)
     global_users = batch_users if user_ids is None else user_ids.index_select(0, batch_users)
     global_candidates = candidates if item_ids is None else item_ids.index_select(0, candidates)
     rows, cols = _seen_columns(global_users, global_candidates, history)
-    if block_rows is None:
-        logits = (user_emb.index_select(0, batch_users)
-                  @ item_emb.index_select(0, candidates).T) / temperature
-        logits = logits.index_put((rows, cols),
-                                  torch.tensor(float("-inf"), device=logits.device))
-        lse = torch.logsumexp(logits, dim=1)
-    else:
-        lse = _BlockwiseMaskedLogSumExp.apply(
-            user_emb.index_select(0, batch_users) / temperature,
-            item_emb.index_select(0, candidates), rows, cols, max(1, int(block_rows)))
     pos = (user_emb.index_select(0, users) * item_emb.index_select(0, items)).sum(-1)
     pos = pos / temperature
+    if block_rows is not None:
+        return _BlockwiseMaskedSoftmaxLoss.apply(
+            user_emb.index_select(0, batch_users) / temperature,
+            item_emb.index_select(0, candidates), pos, row_of, rows, cols,
+            max(1, int(block_rows)))
+    logits = (user_emb.index_select(0, batch_users)
+              @ item_emb.index_select(0, candidates).T) / temperature
+    logits = logits.index_put((rows, cols), torch.tensor(float("-inf"), device=logits.device))
+    lse = torch.logsumexp(logits, dim=1)
     return (torch.logaddexp(lse[row_of], pos) - pos).mean()
 
 
-#: Users per block of :class:`_BlockwiseMaskedLogSumExp` (a 256 x 2048 block of logits is 2 MiB:
-#: it stays in cache, where the whole matrix costs a page fault per 4 kB on every step).
+#: Users per block of :class:`_BlockwiseMaskedSoftmaxLoss` (a 256 x 2048 block of logits is
+#: 2 MiB: it stays in cache, where the whole matrix costs a page fault per 4 kB on every step).
 SOFTMAX_BLOCK_ROWS = 256
 
 
@@ -463,38 +463,61 @@ def _seen_columns(global_users: Tensor, global_candidates: Tensor,
     return rows[keep], order[at][keep]
 
 
-class _BlockwiseMaskedLogSumExp(torch.autograd.Function):
-    """``lse[r] = logsumexp_c (a[r] . b[c])`` over the columns ``c`` not masked in row ``r``,
-    a block of rows at a time; the backward recomputes each block's logits (one matrix product
-    more than autograd, none of its ``[rows, columns]`` temporaries). A row with every column
-    masked gets ``-inf`` and zero gradients."""
+class _BlockwiseMaskedSoftmaxLoss(torch.autograd.Function):
+    r"""The sampled-softmax loss :math:`\frac{1}{P}\sum_p \big(\mathrm{logaddexp}(
+    \ell_{r(p)}, s_p) - s_p\big)` with :math:`\ell_r = \log\sum_c e^{a_r \cdot b_c}` over the
+    columns ``c`` not masked in row ``r``, a block of rows at a time, its gradients computed
+    in the same pass.
+
+    A block's logits give its log-sum-exps, and with them the loss's derivative in each
+    :math:`\ell_r`, :math:`g_r = \frac{1}{P}\sum_{p: r(p) = r} \sigma(\ell_r - s_p)`, so
+    the block's softmax times :math:`g_r` yields both gradients at once: three products per
+    block (logits, ``grad_a``, ``grad_b``) where a log-sum-exp with its own backward needs four
+    (the backward recomputes the logits), and only ``[rows, d]`` and ``[columns, d]``
+    gradients are kept. A row with every column masked has :math:`\ell_r = -\infty`: its
+    positives cost 0 and it gets no gradient.
+
+    Args (forward):
+        a (Tensor): ``[U, d]`` rows (users, already divided by the temperature).
+        b (Tensor): ``[C, d]`` columns (candidates).
+        pos (Tensor): ``[P]`` positive scores (divided by the temperature).
+        row_of (Tensor): ``[P]`` each positive's row.
+        mask_rows, mask_cols (Tensor): Masked entries, rows sorted.
+        block (int): Rows per block.
+    """
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, mask_rows: Tensor, mask_cols: Tensor,
-                block: int) -> Tensor:
-        n = a.size(0)
+    def forward(ctx, a: Tensor, b: Tensor, pos: Tensor, row_of: Tensor, mask_rows: Tensor,
+                mask_cols: Tensor, block: int) -> Tensor:
+        n, count = a.size(0), pos.numel()
         edges = torch.arange(0, n + block, block, device=a.device).clamp_(max=n)
         bounds = torch.searchsorted(mask_rows, edges).tolist()  # mask entries of each block
-        out = a.new_empty(n)
+        order = torch.argsort(row_of, stable=True)  # positives grouped by row
+        rows_sorted, pos_sorted = row_of.index_select(0, order), pos.detach().index_select(0, order)
+        pos_bounds = torch.searchsorted(rows_sorted, edges).tolist()
+        grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
+        lse = a.new_empty(n)
         for k, start in enumerate(range(0, n, block)):
             logits = _masked_block(a, b, mask_rows, mask_cols, start, block, bounds[k:k + 2])
-            out[start:start + block] = torch.logsumexp(logits, 1)
-        ctx.save_for_backward(a, b, out, mask_rows, mask_cols)
-        ctx.block, ctx.bounds = block, bounds
-        return out
+            block_lse = torch.logsumexp(logits, 1)
+            lse[start:start + block] = block_lse
+            lo, hi = pos_bounds[k], pos_bounds[k + 1]
+            local = rows_sorted[lo:hi] - start
+            weight = torch.zeros_like(block_lse).index_add_(
+                0, local, torch.sigmoid(block_lse.index_select(0, local) - pos_sorted[lo:hi]))
+            shift = block_lse.masked_fill(torch.isinf(block_lse), 0.0)  # exp(-inf) = 0
+            prob = logits.sub_(shift[:, None]).exp_().mul_(weight[:, None] / count)
+            torch.mm(prob, b, out=grad_a[start:start + block])
+            grad_b.addmm_(prob.T, a[start:start + block])
+        lse_p = lse.index_select(0, row_of)
+        # d/ds_p of logaddexp(l, s_p) - s_p is -sigmoid(l - s_p).
+        ctx.save_for_backward(grad_a, grad_b, -torch.sigmoid(lse_p - pos.detach()) / count)
+        return (torch.logaddexp(lse_p, pos.detach()) - pos.detach()).mean()
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, b, lse, mask_rows, mask_cols = ctx.saved_tensors
-        block, bounds = ctx.block, ctx.bounds
-        lse = lse.masked_fill(torch.isinf(lse), 0.0)  # fully masked rows: exp(-inf) = 0
-        grad_a, grad_b = torch.empty_like(a), torch.zeros_like(b)
-        for k, start in enumerate(range(0, a.size(0), block)):
-            prob = _masked_block(a, b, mask_rows, mask_cols, start, block, bounds[k:k + 2])
-            prob.sub_(lse[start:start + block, None]).exp_().mul_(grad[start:start + block, None])
-            torch.mm(prob, b, out=grad_a[start:start + block])
-            grad_b.addmm_(prob.T, a[start:start + block])
-        return grad_a, grad_b, None, None, None
+        grad_a, grad_b, grad_pos = ctx.saved_tensors
+        return grad_a * grad, grad_b * grad, grad_pos * grad, None, None, None, None
 
 
 def _masked_block(a: Tensor, b: Tensor, mask_rows: Tensor, mask_cols: Tensor, start: int,
