@@ -25,13 +25,16 @@ moves when other jobs share the cores):
   ``--default-timeout`` with the epoch it reached;
 * ``recommend``: ``python -m recsys_core recommend --k 20`` for every user (streamed CSV).
 
-Sizes (rows / users / items): ``100k`` 100k / 5k / 10k, ``1m`` 1M / 20k / 10k, ``5m`` 5M /
-100k / 30k (the issue's target size), ``20m`` 20M / 400k / 60k. Heavy users draw popular
+Sizes (rows / users / items): ``100k`` 100k / 5k / 10k, ``1m`` 1M / 20k / 10k, ``2m`` 2M /
+40k / 16k (between the two, for the curve), ``5m`` 5M / 100k / 30k (the issue's target size),
+``20m`` 20M / 400k / 60k. Heavy users draw popular
 items more than once: the repeated pairs collapse on ingestion (the table shows the
 interactions kept). The table printed
-at the end is also saved to ``benchmarks/results/scale.json`` (merged with the sizes and stages
-measured before) and drawn in ``docs/scale.html`` (plotly; a PNG beside it only when kaleido is
-installed).
+at the end, where the ``train`` row also gives the first epoch's cost per interaction kept
+(microseconds), is also saved to ``benchmarks/results/scale.json`` (each size merged into the
+file as it stands when the size finishes, so sizes and stages measured before, or by another
+run meanwhile, are kept) and drawn in ``docs/scale.html`` (plotly: time and peak RSS per stage,
+and the first epoch per interaction; a PNG beside it only when kaleido is installed).
 
 Usage::
 
@@ -64,6 +67,7 @@ FIGURE = ROOT / "docs" / "scale.html"
 SIZES = {
     "100k": (100_000, 5_000, 10_000),
     "1m": (1_000_000, 20_000, 10_000),
+    "2m": (2_000_000, 40_000, 16_000),
     "5m": (5_000_000, 100_000, 30_000),
     "20m": (20_000_000, 400_000, 60_000),
 }
@@ -185,6 +189,8 @@ def run_stage(stage: str, folder: Path) -> dict:
             if epochs:  # the first epoch with its validation passes (seconds from the start)
                 out["epoch_seconds"] = epochs[0]["seconds"]
             out["best_epoch"] = result.get("best_epoch")
+            if result.get("valid_users"):  # users ranked per validation pass
+                out["valid_users"] = result["valid_users"]
             if "training" in extra:  # full-graph or mini-batch, and why
                 out["training"] = extra["training"]
         return out
@@ -278,7 +284,9 @@ def table(results: dict) -> str:
                       f"{r.get('error', '-')}" + (f", {r['progress']}" if r.get("progress")
                                                   else ""))
             if "epoch_seconds" in r:
-                time_s += f" (first epoch {r['epoch_seconds']:.0f})"
+                time_s += f" (first epoch {r['epoch_seconds']:.0f}"
+                time_s += (f", {per_interaction(r, kept):.0f} µs per interaction)" if kept
+                           else ")")
             rss = f"{r['peak_rss_gb']:.2f}" if "peak_rss_gb" in r else "-"
             cpu = f"{r['cpu_seconds']:.1f}" if "cpu_seconds" in r else "-"
             lines.append(f"| {name} | {rows} | "
@@ -287,12 +295,18 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def per_interaction(stage: dict, interactions: int) -> float:
+    """The first epoch's seconds (with its validation passes) per interaction kept, in µs."""
+    return stage["epoch_seconds"] / interactions * 1e6
+
+
 def figure(results: dict) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Time per stage (s)",
-                                                        "Peak RSS per stage (GB)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+        "Time per stage (s)", "Peak RSS per stage (GB)",
+        "First training epoch per interaction (µs)"))
     names = sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0])
     stages = list(dict.fromkeys(s for n in names for s in results["sizes"][n]["stages"]))
     for stage in stages:
@@ -309,9 +323,24 @@ def figure(results: dict) -> None:
                                  legendgroup=stage), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=rss, mode="lines+markers", name=stage,
                                  legendgroup=stage, showlegend=False), row=1, col=2)
-    for col in (1, 2):
+    xs, costs, labels = [], [], []
+    for name in names:
+        entry = results["sizes"][name]
+        train, kept = entry["stages"].get("train", {}), \
+            entry["stages"].get("ingest", {}).get("interactions")
+        if "epoch_seconds" in train and kept:
+            xs.append(kept)
+            costs.append(per_interaction(train, kept))
+            labels.append(f"{name}: {train['epoch_seconds']:.0f} s, "
+                          f"{train.get('training', {}).get('mode', '?')}")
+    if xs:
+        fig.add_trace(go.Scatter(x=xs, y=costs, mode="lines+markers+text", text=labels,
+                                 textposition="top center", name="first epoch / interaction"),
+                      row=1, col=3)
+    for col in (1, 2, 3):
         fig.update_xaxes(type="log", title_text="interactions", row=1, col=col)
         fig.update_yaxes(type="log", row=1, col=col)
+    fig.update_yaxes(type="linear", rangemode="tozero", row=1, col=3)
     fig.update_layout(title=f"RecScope at scale ({results['machine']})", height=460)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(FIGURE, include_plotlyjs="cdn", full_html=True)
@@ -320,6 +349,24 @@ def figure(results: dict) -> None:
     except ImportError:
         return
     fig.write_image(FIGURE.with_suffix(".png"))
+
+
+def save_size(name: str, entry: dict, machine: str) -> dict:
+    """Merge one size's entry into ``scale.json`` as the file stands now (re-read just before
+    writing, so sizes written meanwhile by another run are kept); stages not re-run keep
+    their figures (the generator is seeded). Returns the merged results."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"sizes": {}}
+    results["machine"] = machine
+    before = results["sizes"].get(name, {}).get("stages", {})
+    if before:
+        merged = {**before, **entry["stages"]}
+        entry["stages"] = {s: merged[s] for s in (*STAGES, "train-default") if s in merged}
+    results["sizes"][name] = entry
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(RESULTS)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,9 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in sizes if s not in SIZES] + [s for s in stages if s not in STAGES]
     if unknown:
         parser.error(f"unknown size or stage: {', '.join(unknown)}")
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"sizes": {}}
-    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                          f"load {os.getloadavg()[0]:.1f} at start")
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+               f"load {os.getloadavg()[0]:.1f} at start")
+    results = {"sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         for name in sizes:
@@ -360,14 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.default_timeout)
             entry["measured"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             entry["load_average"] = round(os.getloadavg()[0], 1)
-            before = results["sizes"].get(name, {}).get("stages", {})
-            if before:  # stages not re-run keep their figures (the generator is seeded)
-                merged = {**before, **entry["stages"]}
-                entry["stages"] = {s: merged[s] for s in (*STAGES, "train-default")
-                                   if s in merged}
-            results["sizes"][name] = entry
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            results = save_size(name, entry, machine)
     print(table(results))
     figure(results)
     print(f"Saved {RESULTS.relative_to(ROOT)} and {FIGURE.relative_to(ROOT)}")
