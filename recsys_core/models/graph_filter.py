@@ -63,7 +63,12 @@ from scipy.sparse.linalg import eigsh, svds
 from torch import Tensor
 
 from .base import ProgressCallback
-from .item_item import DEFAULT_MARGIN, ValidationRanking, choose_blend, covered_items
+from .item_item import (
+    DEFAULT_MARGIN,
+    ValidationRanking,
+    choose_blend,
+    covered_items,
+)
 
 #: Ideal low-pass settings tried on validation, as (singular vectors k, weight alpha); k = 0
 #: is the linear filter alone. Larger k passes more of the graph's signal (and its noise).
@@ -108,29 +113,23 @@ class GraphFilterBasis:
 
     def __init__(self, matrix: sp.spmatrix, max_dim: int = 128, seed: int = 0,
                  item_attributes: sp.spmatrix | None = None,
-                 attribute_weight: float = 0.0, smoothing: float = 0.0) -> None:
+                 attribute_weight: float = 0.0, smoothing: float = 0.0,
+                 linear: np.ndarray | None = None) -> None:
         if smoothing < 0:
             raise ValueError(f"smoothing must be >= 0, got {smoothing}.")
-        x = sp.csr_matrix(matrix, dtype=np.float64)
-        if attribute_weight > 0 and item_attributes is not None and item_attributes.shape[1]:
-            if item_attributes.shape[0] != x.shape[1]:
-                raise ValueError(f"item_attributes has {item_attributes.shape[0]} rows for "
-                                 f"{x.shape[1]} items.")
-            attributes = sp.csr_matrix(item_attributes, dtype=np.float64).T
-            x = sp.vstack([x, float(attribute_weight) * attributes]).tocsr()
-        # Isolated nodes keep degree 1 (their rows/columns are zero anyway); weighted
-        # attribute rows keep their own (possibly fractional) degree.
-        user_degree = np.asarray(x.sum(axis=1)).ravel()
-        user_degree[user_degree <= 0] = 1.0
-        item_degree = np.asarray(x.sum(axis=0)).ravel()
-        item_degree[item_degree <= 0] = 1.0
+        x, user_degree, item_degree = _stacked(matrix, item_attributes, attribute_weight)
         normalised = sp.diags(user_degree ** -0.5) @ x @ sp.diags(item_degree ** -0.5)
-        if smoothing > 0:
-            self.linear = smoothed_linear(sp.diags(user_degree ** -SMOOTHING_EXPONENT) @ x
-                                          @ sp.diags(item_degree ** -SMOOTHING_EXPONENT),
-                                          smoothing)
+        if linear is not None:  # computed by the caller for this graph and smoothing
+            if linear.shape != (x.shape[1], x.shape[1]):
+                raise ValueError(f"linear has shape {linear.shape} for {x.shape[1]} items.")
+            self.linear = np.ascontiguousarray(linear, dtype=np.float32)
+        elif smoothing > 0:
+            self.linear = SmoothingGram(smoothing_normalised(x, user_degree, item_degree)
+                                        ).linear(smoothing)
         else:
-            self.linear = np.asarray((normalised.T @ normalised).todense(), dtype=np.float32)
+            # C order: the products with history rows then read it without a copy.
+            self.linear = np.ascontiguousarray((normalised.T @ normalised).toarray(),
+                                               dtype=np.float32)
         k = min(int(max_dim), min(x.shape) - 2)
         if k > 0 and normalised.nnz:
             v0 = np.random.default_rng(seed).standard_normal(min(x.shape))
@@ -161,36 +160,100 @@ class GraphFilterBasis:
         return torch.from_numpy(out)
 
 
+def _stacked(matrix: sp.spmatrix, item_attributes: sp.spmatrix | None,
+             attribute_weight: float) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The filter's biadjacency (users, then ``attribute_weight`` times the attribute rows
+    when there are any) with its row and column degrees."""
+    x = sp.csr_matrix(matrix, dtype=np.float64)
+    if attribute_weight > 0 and item_attributes is not None and item_attributes.shape[1]:
+        if item_attributes.shape[0] != x.shape[1]:
+            raise ValueError(f"item_attributes has {item_attributes.shape[0]} rows for "
+                             f"{x.shape[1]} items.")
+        attributes = sp.csr_matrix(item_attributes, dtype=np.float64).T
+        x = sp.vstack([x, float(attribute_weight) * attributes]).tocsr()
+    # Isolated nodes keep degree 1 (their rows/columns are zero anyway); weighted
+    # attribute rows keep their own (possibly fractional) degree.
+    user_degree = np.asarray(x.sum(axis=1)).ravel()
+    user_degree[user_degree <= 0] = 1.0
+    item_degree = np.asarray(x.sum(axis=0)).ravel()
+    item_degree[item_degree <= 0] = 1.0
+    return x, user_degree, item_degree
+
+
+def smoothing_normalised(x: sp.spmatrix, user_degree: np.ndarray,
+                         item_degree: np.ndarray) -> sp.spmatrix:
+    r""":math:`\hat{\mathbf{R}} = \mathbf{D}_U^{-1/4} \mathbf{R} \mathbf{D}_I^{-1/4}`, the
+    gentler normalisation of the smoothed linear part (:data:`SMOOTHING_EXPONENT`)."""
+    return (sp.diags(user_degree ** -SMOOTHING_EXPONENT) @ x
+            @ sp.diags(item_degree ** -SMOOTHING_EXPONENT))
+
+
+class SmoothingGram:
+    r"""The item-item matrix :math:`\mathbf{P} = \hat{\mathbf{R}}^\top \hat{\mathbf{R}}` of
+    a degree-normalised biadjacency with its largest eigenvalue, computed once, so the
+    smoothed linear part at every smoothing :math:`\mu` (:meth:`linear`) costs one Cholesky
+    factorisation and no second product or eigenvalue search.
+
+    Args:
+        normalised (scipy.sparse matrix): Degree-normalised ``[rows, n]`` biadjacency
+            :math:`\hat{\mathbf{R}}`.
+    """
+
+    def __init__(self, normalised: sp.spmatrix) -> None:
+        # float32 suffices: the shift bounds the condition number by (top + mu') / mu'.
+        self.gram = torch.from_numpy(np.asarray((normalised.T @ normalised).todense(),
+                                                dtype=np.float32))
+        n = self.gram.shape[0]
+        self.mean_diagonal = float(self.gram.diagonal().mean()) if n else 0.0
+        # Largest eigenvalue from a fixed start vector (deterministic), for the gain-1 rescale.
+        if n > 2:
+            self.top = float(eigsh(self.gram.numpy().astype(np.float64), k=1, which="LA",
+                                   v0=np.ones(n), return_eigenvectors=False)[0])
+        else:
+            self.top = float(torch.linalg.eigvalsh(self.gram)[-1]) if n else 0.0
+
+    def linear(self, smoothing: float) -> np.ndarray:
+        r"""``[n, n]`` float32 (C order) smoothed linear filter
+        :math:`\frac{\lambda_{\max} + \mu'}{\lambda_{\max}}
+        (\mathbf{P} + \mu'\mathbf{I})^{-1} \mathbf{P}` with
+        :math:`\mu' = \mu \cdot \mathrm{mean}(\mathrm{diag}\,\mathbf{P})`.
+
+        Args:
+            smoothing (float): :math:`\mu > 0`.
+        """
+        n = self.gram.shape[0]
+        shift = float(smoothing) * self.mean_diagonal
+        if n == 0 or shift <= 0:
+            return np.zeros((n, n), dtype=np.float32)
+        shifted = self.gram.clone()
+        shifted.diagonal().add_(shift)
+        # (P + mu I)^-1 P = I - mu (P + mu I)^-1; the shifted matrix is positive definite, so
+        # a Cholesky inverse is stable (as in EASE).
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(shifted))
+        del shifted
+        out = inverse.mul_(-shift)
+        out.diagonal().add_(1.0)
+        out.mul_((self.top + shift) / max(self.top, 1e-12))
+        if not out.is_contiguous() and out.mT.is_contiguous():
+            # The symmetric inverse comes in column-major order: its transpose is the same
+            # matrix in the C order the products with history rows read without a copy.
+            out = out.mT
+        return np.ascontiguousarray(out.numpy())
+
+
 def smoothed_linear(normalised: sp.spmatrix, smoothing: float) -> np.ndarray:
     r"""``[n, n]`` float32 smoothed linear filter
     :math:`\frac{\lambda_{\max} + \mu'}{\lambda_{\max}} (\mathbf{P} + \mu'\mathbf{I})^{-1}
     \mathbf{P}` with :math:`\mathbf{P} = \hat{\mathbf{R}}^\top \hat{\mathbf{R}}` and
-    :math:`\mu' = \mu \cdot \mathrm{mean}(\mathrm{diag}\,\mathbf{P})`.
+    :math:`\mu' = \mu \cdot \mathrm{mean}(\mathrm{diag}\,\mathbf{P})` (see
+    :class:`SmoothingGram` for several smoothings of one graph).
 
     Args:
         normalised (scipy.sparse matrix): Degree-normalised ``[rows, n]`` biadjacency
             :math:`\hat{\mathbf{R}}`.
         smoothing (float): :math:`\mu > 0`.
     """
-    # float32 suffices: the shift bounds the condition number by (top + mu') / mu'.
-    gram = torch.from_numpy(np.asarray((normalised.T @ normalised).todense(), dtype=np.float32))
-    n = gram.shape[0]
-    shift = float(smoothing) * float(gram.diagonal().mean())
-    if n == 0 or shift <= 0:
-        return np.zeros((n, n), dtype=np.float32)
-    # Largest eigenvalue from a fixed start vector (deterministic), for the gain-1 rescale.
-    top = float(eigsh(gram.numpy().astype(np.float64), k=1, which="LA", v0=np.ones(n),
-                      return_eigenvectors=False)[0]) if n > 2 else float(
-        torch.linalg.eigvalsh(gram)[-1])
-    gram.diagonal().add_(shift)
-    # (P + mu I)^-1 P = I - mu (P + mu I)^-1; the shifted matrix is positive definite, so a
-    # Cholesky inverse is stable (as in EASE).
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
-    del gram
-    out = inverse.mul_(-shift)
-    out.diagonal().add_(1.0)
-    out.mul_((top + shift) / max(top, 1e-12))
-    return out.numpy()
+    return SmoothingGram(normalised).linear(smoothing)
 
 
 def graph_filter_weights(matrix: sp.spmatrix, ideal_dim: int = 64, ideal_weight: float = 1.0,
@@ -269,9 +332,9 @@ def select_graph_filter(
     neighbourhood of the grid, on only past a relative ``margin`` over the learned score
     alone).
 
-    The smoothing is chosen first, on the linear part alone (one Cholesky solve each, no
-    SVD), and replaces the plain linear filter only when it beats it by the ``margin``;
-    ``(k, alpha)`` are then chosen at that smoothing.
+    The smoothing is chosen first, on the linear part alone (one Cholesky solve each over one
+    shared item-item matrix, no SVD), and replaces the plain linear filter only when it beats
+    it by the ``margin``; ``(k, alpha)`` are then chosen at that smoothing.
 
     Attribute nodes are side information that must pay: each ``gamma > 0`` is tried at the
     plain filter's chosen ``(k, alpha)`` (every setting where the plain filter stayed off) and
@@ -323,10 +386,17 @@ def select_graph_filter(
         return out
 
     smoothing = smoothings[0]
+    swept: SmoothingGram | None = None  # the head's smoothing Gram, shared by every mu
     if len(smoothings) > 1:
         def linear_term(row: int) -> Tensor:
-            basis = GraphFilterBasis(head_matrix, 0, seed, smoothing=smoothings[row])
-            return placed(basis.term(history, 0, 0.0))
+            nonlocal swept
+            if smoothings[row] <= 0:
+                return placed(GraphFilterBasis(head_matrix, 0, seed).term(history, 0, 0.0))
+            if swept is None:
+                swept = SmoothingGram(smoothing_normalised(*_stacked(head_matrix, None, 0.0)))
+            linear_part = swept.linear(smoothings[row])
+            return placed(np.asarray(sp.csr_matrix(history, dtype=np.float32) @ linear_part,
+                                     dtype=np.float32))
 
         def linear_report(row: int, best_ndcg: float) -> None:
             if on_progress is not None:
@@ -336,7 +406,7 @@ def select_graph_filter(
 
         # Only which smoothing is best is wanted here: the filter's margin is judged below.
         linear = choose_blend(ranking, linear_term, len(smoothings), relative_weights, None,
-                              should_stop, linear_report)
+                              should_stop, linear_report, items)
         smoothing = smoothings[max(linear.row, 0)]
         # Like every other part, smoothing must pay: it replaces the plain linear filter only
         # past the margin (the plain one keeps each history edge's share more concentrated).
@@ -364,8 +434,10 @@ def select_graph_filter(
         tried = (settings if gamma == 0 or best is None or best[0].row < 0
                  else [best[2][best[0].row]])
         max_dim = max(k for k, _ in tried) if tried else 0
+        # The plain filter at a swept smoothing reuses the sweep's Gram (one factorisation).
+        reuse = gamma == 0 and smoothing > 0 and swept is not None
         basis = GraphFilterBasis(head_matrix, max_dim, seed, head_attributes, gamma,
-                                 smoothing)
+                                 smoothing, swept.linear(smoothing) if reuse else None)
 
         def term(row: int, basis: GraphFilterBasis = basis,
                  tried: Sequence[tuple[int, float]] = tried) -> Tensor:
@@ -379,7 +451,7 @@ def select_graph_filter(
                              "valid_ndcg": best_ndcg})
 
         blend = choose_blend(ranking, term, len(tried), relative_weights, margin,
-                             should_stop, report)
+                             should_stop, report, items)
         grid += [{"smoothing": smoothing, "attribute_weight": gamma, "ideal_dim": int(tried[r][0]),
                   "ideal_weight": float(tried[r][1]), "relative_weight": w,
                   "valid_ndcg": float(blend.table[r, c])}

@@ -528,6 +528,39 @@ def spread_ratio(graph_rows: Tensor, path_rows: Tensor) -> float:
     return float(graph_rows.double().std()) / spread if spread > 0 else 0.0
 
 
+#: Rows of a ``[users, items]`` matrix converted to float64 at a time by :func:`masked_std`.
+STD_BLOCK_ROWS = 64
+
+
+def masked_std(values: Tensor, excluded: Tensor) -> float:
+    """Sample standard deviation of ``values[~excluded]`` (float64 accumulation), as
+    ``values[~excluded].double().std()`` but without gathering the kept entries into a new
+    tensor: rows go through a block at a time, and the sums are taken around a shift (the
+    first kept block's mean), so they do not cancel. ``-inf`` or ``nan`` at excluded
+    positions are ignored; 0 when fewer than two entries are kept.
+
+    Args:
+        values (Tensor): ``[rows, cols]`` values.
+        excluded (Tensor): ``[rows, cols]`` boolean, ``True`` where a value is left out.
+    """
+    count, shift, total, squares = 0, None, 0.0, 0.0
+    for start in range(0, values.size(0), STD_BLOCK_ROWS):
+        keep = ~excluded[start:start + STD_BLOCK_ROWS]
+        kept = int(keep.sum())
+        if not kept:
+            continue
+        block = values[start:start + STD_BLOCK_ROWS].double()
+        if shift is None:
+            shift = float(block[keep].mean())
+        block = block.sub_(shift).masked_fill_(~keep, 0.0)
+        count += kept
+        total += float(block.sum())
+        squares += float(torch.dot(block.view(-1), block.view(-1)))
+    if count < 2:
+        return 0.0
+    return max((squares - total * total / count) / (count - 1), 0.0) ** 0.5
+
+
 def _users_for_selection(valid: pd.DataFrame, max_users: int, seed: int) -> np.ndarray:
     users = np.unique(valid[USER_IDX].to_numpy(np.int64))
     if len(users) > max_users:
@@ -576,7 +609,7 @@ class ValidationRanking:
         every term is judged against."""
         self.base = scores.float().cpu().masked_fill(self.seen, float("-inf"))
         self.base_ndcg = self.ndcg(self.base)
-        self._base_std = float(self.base[self.unseen].double().std())
+        self._base_std = masked_std(self.base, self.seen)
 
     def ndcg(self, scores: Tensor) -> float:
         return ndcg_at_k(scores, self.truth, self.k, self.truth_counts)
@@ -584,10 +617,24 @@ class ValidationRanking:
     def spread_ratio(self, term: Tensor, base: Tensor | None = None) -> float:
         """:func:`spread_ratio` of ``base`` (default: the base scores) to ``term`` over the
         unseen items."""
-        if base is not None:
-            return spread_ratio(base[self.unseen], term[self.unseen])
-        spread = float(term[self.unseen].double().std())
-        return self._base_std / spread if spread > 0 else 0.0
+        base_std = self._base_std if base is None else masked_std(base, self.seen)
+        spread = masked_std(term, self.seen)
+        return base_std / spread if spread > 0 else 0.0
+
+    def candidates(self, columns: np.ndarray) -> Tensor | None:
+        """``[users, len(columns) + k]`` item indices: ``columns`` (sorted items; the only
+        ones an additive term changes) then each user's ``k`` best other items by the base
+        score (seen items last). Every blend ``base + term`` with ``term`` 0 outside
+        ``columns`` has its top ``k`` among them. ``None`` when that would not be fewer
+        than every item."""
+        columns = np.asarray(columns, dtype=np.int64)
+        num_items = self.base.size(1)
+        if len(columns) + self.k >= num_items:
+            return None
+        others = torch.from_numpy(np.setdiff1d(np.arange(num_items), columns))
+        best = others[self.base[:, others].topk(self.k, dim=1).indices]
+        head = torch.from_numpy(columns).expand(self.base.size(0), -1)
+        return torch.cat([head, best], dim=1)
 
     def add(self, term: Tensor) -> None:
         """Make ``base + term`` the new base (a chosen term becomes part of the model)."""
@@ -616,7 +663,8 @@ class BlendChoice:
 def choose_blend(ranking: ValidationRanking, terms: Callable[[int], Tensor], num_rows: int,
                  relative_weights: Sequence[float], margin: float | None = DEFAULT_MARGIN,
                  should_stop: Callable[[], bool] | None = None,
-                 on_row: Callable[[int, float], None] | None = None) -> BlendChoice:
+                 on_row: Callable[[int, float], None] | None = None,
+                 columns: np.ndarray | None = None) -> BlendChoice:
     """Choose a term's setting (row) and weight on validation.
 
     Each row's term (``terms(row)``, ``[users, items]`` for ``ranking.users``) is added to the
@@ -625,20 +673,46 @@ def choose_blend(ranking: ValidationRanking, terms: Callable[[int], Tensor], num
     neighbourhood (one step either way on both axes) scores best; the term stays off unless
     that cell beats the base by ``margin`` (relative; ``None``: a setting the user fixed,
     kept whatever validation says).
+
+    Where every term is 0 outside ``columns`` (the head items a path covers), an item outside
+    them keeps its base score in every blend, so only each user's ``k`` best such items by the
+    base score can reach a blend's top ``k``: blends are ranked over ``columns`` plus those
+    (:meth:`ValidationRanking.candidates`), the same top ``k`` (up to ties) at a fraction of
+    the cost on a large catalogue. The spread ratio still runs over every unseen item.
+
+    Args:
+        ranking (ValidationRanking): Validation users, targets and the base scores.
+        terms (callable): Row -> ``[users, items]`` term of that setting.
+        num_rows (int): Settings to try.
+        relative_weights (sequence of float): Weights in units of the spread ratio (those
+            above 0).
+        margin (float, optional): Relative gain over the base needed to switch the term on.
+            (default: :data:`DEFAULT_MARGIN`)
+        should_stop (callable, optional): Polled before each row.
+        on_row (callable, optional): Called with ``(row, best NDCG so far)`` after each row.
+        columns (numpy.ndarray, optional): Sorted items outside which every term is 0.
+            (default: :obj:`None`: terms may cover any item)
     """
     weights = [float(w) for w in relative_weights if w > 0]
     base = ranking.base_ndcg
     table = np.full((num_rows, len(weights)), -np.inf)
-    blended = torch.empty_like(ranking.base)  # one buffer for every cell of the grid
+    index = None if columns is None else ranking.candidates(columns)
+    if index is None:
+        base_scores, truth = ranking.base, ranking.truth
+    else:
+        base_scores, truth = ranking.base.gather(1, index), ranking.truth.gather(1, index)
+    blended = torch.empty_like(base_scores)  # one buffer for every cell of the grid
     for row in range(num_rows):
         if should_stop is not None and should_stop():
             break
         term = terms(row)
         ratio = ranking.spread_ratio(term)
+        if index is not None:
+            term = term.gather(1, index)
         for col, weight in enumerate(weights):
             if ratio > 0:
-                torch.add(ranking.base, term, alpha=weight * ratio, out=blended)
-                table[row, col] = ranking.ndcg(blended)
+                torch.add(base_scores, term, alpha=weight * ratio, out=blended)
+                table[row, col] = ndcg_at_k(blended, truth, ranking.k, ranking.truth_counts)
             else:
                 table[row, col] = base
         if on_row is not None:
@@ -719,23 +793,26 @@ def select_item_item(
                ValidationRanking(graph_scores, train, valid, num_users, num_items, k,
                                  max_users, seed))
     train_matrix = ranking.train_matrix
+    lambdas = [float(value) for value in reg_lambdas]
+    head_items = covered_items(train_matrix, max_items)
+    weights = [float(w) for w in relative_weights if w > 0]
 
-    def term(row: int) -> Tensor:
+    def path_term(reg_lambda: float, head_items: int) -> Tensor:
         # The grid scores covered items only (no bridge); the bridge is calibrated after.
-        path = ItemItemPath.fit(train_matrix, reg_lambdas[row], max_items, device=device)
+        path = ItemItemPath.fit(train_matrix, reg_lambda, head_items, device=device)
         return torch.from_numpy(path.scores(ranking.history))
 
     def report(row: int, best_ndcg: float) -> None:
         if on_progress is not None:
-            on_progress({"stage": "item-item", "fraction": (row + 1) / len(reg_lambdas),
+            on_progress({"stage": "item-item", "fraction": (row + 1) / len(lambdas),
                          "valid_ndcg": best_ndcg})
 
-    blend = choose_blend(ranking, term, len(reg_lambdas), relative_weights, margin,
-                         should_stop, report)
-    weights = [float(w) for w in relative_weights if w > 0]
-    best = ItemItemChoice(float(reg_lambdas[max(blend.row, 0)]) if len(reg_lambdas) else 0.0,
+    blend = choose_blend(ranking, lambda row: path_term(lambdas[row], max_items),
+                         len(lambdas), relative_weights, margin, should_stop, report,
+                         head_items)
+    best = ItemItemChoice(lambdas[max(blend.row, 0)] if lambdas else 0.0,
                           blend.relative_weight, blend.valid_ndcg_base, blend.valid_ndcg)
-    best.grid = [{"reg_lambda": float(reg_lambdas[r]), "relative_weight": w,
+    best.grid = [{"reg_lambda": lambdas[r], "relative_weight": w,
                   "valid_ndcg": float(blend.table[r, c])}
                  for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
                  if np.isfinite(blend.table[r, c])]
@@ -798,4 +875,5 @@ __all__ = [
     "ease_weights",
     "select_item_item",
     "spread_ratio",
+    "masked_std",
 ]
