@@ -65,6 +65,7 @@ from torch import Tensor
 from .base import ProgressCallback
 from .item_item import (
     DEFAULT_MARGIN,
+    DEFAULT_SCREEN_ITEMS,
     ValidationRanking,
     choose_blend,
     covered_items,
@@ -304,6 +305,11 @@ class GraphFilterChoice:
     #: weight; ``None`` when off): what the choice was judged on, kept so callers can add it
     #: to the ranking without a second SVD.
     term: Tensor | None = field(default=None, repr=False)
+    #: Where the head was screened (see :func:`select_graph_filter`'s ``screen_items``):
+    #: every cell tried on the smaller head, whose ``head_items`` it names; ``grid`` then
+    #: holds the chosen setting's weights on the full head, and ``valid_ndcg_plain`` is the
+    #: screening head's.
+    screen_grid: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"ideal_dim": self.ideal_dim, "ideal_weight": self.ideal_weight,
@@ -326,6 +332,7 @@ def select_graph_filter(
     item_attributes: sp.spmatrix | None = None,
     attribute_weights: Sequence[float] = DEFAULT_ATTRIBUTE_WEIGHTS,
     smoothings: Sequence[float] = DEFAULT_SMOOTHINGS,
+    screen_items: int | None = DEFAULT_SCREEN_ITEMS,
 ) -> GraphFilterChoice:
     r"""Choose the filter's smoothing ``mu``, ``(k, alpha)``, attribute weight and overall
     weight on validation (see :func:`~recsys_core.models.item_item.choose_blend`: the best
@@ -362,8 +369,20 @@ def select_graph_filter(
             (default: :data:`DEFAULT_ATTRIBUTE_WEIGHTS`)
         smoothings (sequence of float): Smoothings :math:`\mu` of the linear part to try
             (0: the plain linear filter). (default: :data:`DEFAULT_SMOOTHINGS`)
+        screen_items (int, optional): Where the head holds more items than this and there
+            is something to choose (``margin`` given), every setting is chosen as above on
+            the ``screen_items`` most interacted items (each smoothing and attribute weight
+            costs a factorisation cubic in the head), and only the chosen one is built on the
+            full head, where its weight and the margin over the learned score are judged
+            again; a filter off on the screening head stays off. ``None`` or 0: everything
+            on the full head. (default:
+            :data:`~recsys_core.models.item_item.DEFAULT_SCREEN_ITEMS`)
     """
     items = covered_items(ranking.train_matrix, max_items)
+    if screen_items and len(items) > screen_items and margin is not None:
+        return _screened_filter(ranking, items, screen_items, settings, relative_weights,
+                                margin, seed, on_progress, should_stop, item_attributes,
+                                attribute_weights, smoothings)
     history = ranking.history[:, items]
     num_items = ranking.train_matrix.shape[1]
     head_attributes = None
@@ -483,6 +502,63 @@ def select_graph_filter(
     if blend.row >= 0:
         choice.term = term(blend.row)
     return choice
+
+
+def _screened_filter(ranking: ValidationRanking, items: np.ndarray, screen_items: int,
+                     settings: Sequence[tuple[int, float]] | None,
+                     relative_weights: Sequence[float], margin: float, seed: int,
+                     on_progress: ProgressCallback | None,
+                     should_stop: Callable[[], bool] | None,
+                     item_attributes: sp.spmatrix | None, attribute_weights: Sequence[float],
+                     smoothings: Sequence[float]) -> GraphFilterChoice:
+    """:func:`select_graph_filter` on the ``screen_items`` head, then the chosen setting on
+    the full head ``items`` (its weight and the margin judged there)."""
+    def screen_progress(event: dict[str, Any]) -> None:
+        if on_progress is not None:
+            on_progress({**event, "fraction": 0.8 * event["fraction"]})
+
+    screened = select_graph_filter(ranking, settings, relative_weights, screen_items, margin,
+                                   seed, screen_progress, should_stop, item_attributes,
+                                   attribute_weights, smoothings, screen_items=None)
+    screened.screen_grid, screened.grid = screened.grid, []
+    screened.term = None
+    if screened.relative_weight <= 0 or (should_stop is not None and should_stop()):
+        return screened
+    head_attributes = None
+    if screened.attribute_weight > 0 and item_attributes is not None:
+        head_attributes = sp.csr_matrix(item_attributes)[items]
+        head_attributes = head_attributes[:, np.flatnonzero(head_attributes.getnnz(axis=0))]
+    basis = GraphFilterBasis(ranking.train_matrix[:, items], screened.ideal_dim, seed,
+                             head_attributes, screened.attribute_weight, screened.smoothing)
+    history = ranking.history[:, items]
+
+    def term(row: int) -> Tensor:
+        out = torch.zeros(len(ranking.users), ranking.train_matrix.shape[1])
+        out[:, torch.from_numpy(items)] = torch.from_numpy(
+            basis.term(history, screened.ideal_dim, screened.ideal_weight))
+        return out
+
+    def report(row: int, best_ndcg: float) -> None:
+        if on_progress is not None:
+            on_progress({"stage": "graph-filter", "fraction": 1.0, "valid_ndcg": best_ndcg})
+
+    blend = choose_blend(ranking, term, 1, relative_weights, margin, should_stop, report,
+                         items)
+    weights = [float(w) for w in relative_weights if w > 0]
+    screened.grid = [{"smoothing": screened.smoothing,
+                      "attribute_weight": screened.attribute_weight,
+                      "ideal_dim": screened.ideal_dim, "ideal_weight": screened.ideal_weight,
+                      "relative_weight": w, "head_items": len(items),
+                      "valid_ndcg": float(blend.table[0, c])}
+                     for c, w in enumerate(weights) if np.isfinite(blend.table[0, c])]
+    screened.valid_ndcg_base, screened.valid_ndcg = blend.valid_ndcg_base, blend.valid_ndcg
+    screened.relative_weight = blend.relative_weight
+    if blend.row < 0:  # the full head did not clear the margin: off
+        screened.ideal_dim, screened.ideal_weight = 0, 0.0
+        screened.attribute_weight, screened.smoothing = 0.0, 0.0
+        return screened
+    screened.term = term(0)
+    return screened
 
 
 def item_attribute_matrix(data: Any, num_items: int) -> sp.csr_matrix:
