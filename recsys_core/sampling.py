@@ -21,15 +21,24 @@ PyG's loaders set them), which pins and moves to the GPU like any PyG batch.
 
 Where a mini-batch step's time goes (``benchmarks/bench_scale.py``'s 5M data set: 3.3M
 training interactions, 100k users, 30k items; the flagship's batch of 8,192, 10 neighbours;
-one CPU thread): about 1 s per step, 402 steps per epoch. Sampling takes 0.07 s. The
-subgraph holds about 34k users, 28k items and 270k edges: the items' two-hop receptive field
-(items read users that read items) reaches most of the catalogue. The dense layers over those
-nodes, forward and backward, take most of the rest, and the sampled softmax over 2,048
-candidates takes about 0.25 s, computed a block of users at a time
-(:func:`~recsys_core.training.masked_softmax_loss` with ``block_rows``). A batch four times
-larger halves the epoch, because its subgraph hardly grows. But at 1M interactions (random text
-features) it reached a lower validation NDCG@20 in the same time (0.204 after 105 s against
-0.224 after 116 s with 8,192), so the batch stays the same in both modes.
+one CPU thread, CPU time): about 0.8 s per step, 402 steps per epoch. Sampling takes 0.07 s.
+The subgraph holds about 34k users, 28k items and 270k edges: the items' two-hop receptive
+field (items read users that read items) reaches most of the catalogue. The pass over it
+computes each stage only for the rows later stages read
+(:meth:`~recsys_core.models.gnn_llm.GNNLLMModule.stage_rows`: item stages for the batch's
+items only, the attributes' own update not at all), about 0.4 s forward and backward. The
+sampled softmax over 2,048 candidates, its gradients in the same block-wise pass
+(:func:`~recsys_core.training.masked_softmax_loss` with ``block_rows``), takes about 0.3 s;
+it grows with the batch's distinct users, not with the graph. A step's subgraph is bounded
+by the batch (its items x neighbours x neighbours edges), not by the graph, but on graphs
+this small it is the catalogue that bounds it: at 1M interactions (20k users, 10k items) a
+step holds 14k users, 10k items and 120k edges and takes about 0.4 s. So an epoch's cost per
+interaction still grows from 1M to 5M, as the sampled subgraphs grow with the catalogue
+towards the batch's bound.
+A batch four times larger halves the epoch, because its subgraph hardly grows. But at 1M
+interactions (random text features) it reached a lower validation NDCG@20 in the same time
+(0.204 after 105 s against 0.224 after 116 s with 8,192), so the batch stays the same in both
+modes.
 """
 
 from __future__ import annotations

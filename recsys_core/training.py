@@ -210,7 +210,9 @@ class TrainResult:
 
     Attributes:
         history (list[dict]): Per epoch ``epoch``, ``loss``, ``valid_ndcg`` (``None`` when not
-            evaluated), ``seconds`` (cumulative).
+            evaluated), ``seconds`` (cumulative wall time) and ``cpu_seconds`` (cumulative
+            CPU time of the process, every thread: unlike the wall time, hardly moved by
+            other jobs on the cores).
         best_epoch (int): Epoch whose weights were restored (0 = the initial weights).
         best_valid_ndcg (float): Validation NDCG@K of those weights.
         stop_reason (str): ``"epochs"``, ``"patience"``, ``"time_limit"`` or ``"stopped"``.
@@ -899,7 +901,7 @@ def train_model(
         TrainingError: The loss became NaN or infinite, there is nothing to train on, or the
             chosen mode cannot train this model or graph.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if valid is None:
         train, valid = split_validation(train, config.valid_fraction, config.seed)
     if len(train) == 0:
@@ -1003,6 +1005,7 @@ def train_model(
                unit="epoch", disable=show if rank == 0 else True, leave=False,
                initial=start_epoch - 1, total=config.epochs)
     elapsed_before = result.history[-1]["seconds"] if result.history else 0.0
+    cpu_before = result.history[-1].get("cpu_seconds", 0.0) if result.history else 0.0
     # The time limit also ends an epoch part-way (checked between steps), so a slow epoch on a
     # large data set cannot overrun it by a whole pass.
     deadline = None if config.time_limit is None else started + config.time_limit
@@ -1068,6 +1071,7 @@ def train_model(
                 improved, result.best_epoch = True, epoch
                 best_state = snapshot()
             record["seconds"] = elapsed_before + time.perf_counter() - started
+            record["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
             result.history.append(record)
             if improved and config.checkpoint_dir and rank == 0:
                 save_checkpoint(config.checkpoint_dir, module, optimizer, generator, {
