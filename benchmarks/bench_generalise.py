@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     done = subprocess.run(command, capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     seconds = time.perf_counter() - started
+    (workdir / "evaluate.json").write_text(done.stdout)  # kept whatever the parsing below does
+    (workdir / "evaluate.log").write_text(done.stderr)
     if done.returncode != 0:
         print(done.stderr[-4000:], file=sys.stderr)
         return done.returncode
@@ -172,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     for entry in result["models"]:
         metrics = entry["metrics"]
         tuning = entry.get("tuning") or {}
-        rows.append({"model": entry["model"], "recall@20": metrics.get("recall@20"),
-                     "ndcg@20": metrics.get("ndcg@20"),
+        rows.append({"model": entry["model"], "recall@20": metrics["recall"],
+                     "ndcg@20": metrics["ndcg"],
                      "chosen": tuning.get("chosen"), "tune_seconds": tuning.get("tune_seconds")})
     best_peer = max((r for r in rows if r["model"] != "gnn-llm"),
                     key=lambda r: r["ndcg@20"] or 0, default=None)
