@@ -348,6 +348,7 @@ def figure(results: dict) -> None:
     for col in (1, 2, 3):
         fig.update_xaxes(type="log", title_text="interactions", row=1, col=col)
         fig.update_yaxes(type="log", row=1, col=col)
+    fig.update_xaxes(title_text="interactions kept", row=1, col=3)
     fig.update_yaxes(type="linear", rangemode="tozero", row=1, col=3)
     fig.update_layout(title=f"RecScope at scale ({results['machine']})", height=460)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
