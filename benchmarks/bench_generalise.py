@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(done.stderr[-4000:], file=sys.stderr)
         return done.returncode
     result = json.loads(done.stdout)
-    chosen = [line for line in done.stderr.splitlines() if "Chosen on validation" in line]
+    chosen = [line[line.index("Chosen on validation"):] for line in done.stderr.splitlines()
+              if "Chosen on validation" in line]
     rows = []
     for entry in result["models"]:
         metrics = entry["metrics"]

@@ -263,8 +263,8 @@ def fit_model(args: argparse.Namespace, kwargs: dict[str, Any], params: dict[str
 
         result = getattr(model, "train_result", None)  # the flagship's own choices
         chosen = describe_selection(getattr(result, "selected", None) or {})
-        if chosen and progress.enabled:
-            print(f"Chosen on validation: {chosen}", file=sys.stderr)
+        if chosen:
+            progress.note(f"Chosen on validation: {chosen}")
         return model, None
     points = math.prod(len(values) for values in grid.values())
     print(f"Tuning {args.model}: {points} setting(s) of "
@@ -274,7 +274,7 @@ def fit_model(args: argparse.Namespace, kwargs: dict[str, Any], params: dict[str
     base = {**DEFAULT_BASE_PARAMS.get(args.model, {}), **kwargs}
     model, record = tune_model(args.model, dataset, train, grid, base_params=base,
                                on_progress=progress)
-    print(f"Chosen on validation: {record.describe()}", file=sys.stderr)
+    progress.note(f"Chosen on validation: {record.describe()}")
     return model, record
 
 
@@ -380,6 +380,14 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+
+    def note(self, text: str) -> None:
+        """Print ``text`` on its own line on stderr, above the bar (nothing where the bar is
+        disabled)."""
+        from tqdm.auto import tqdm
+
+        if self.enabled:
+            tqdm.write(text, file=sys.stderr)
 
     def __call__(self, event: dict[str, Any]) -> None:
         from tqdm.auto import tqdm
