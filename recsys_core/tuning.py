@@ -35,7 +35,10 @@ VALID_K = 20
 #: The flagship's training objective, given to the iterative peers so that architecture is
 #: compared with architecture (``GNNLLMRecommender``'s defaults).
 FLAGSHIP_TRAINING = {"loss": "softmax", "num_negatives": 2048, "batch_size": 8192, "lr": 1e-2,
-                     "epochs": 300, "patience": 10}
+                     "epochs": 300}
+#: Early-stopping patience of the iterative peers: more than the flagship's 5, so early
+#: stopping never cuts a peer shorter than the flagship.
+PEER_PATIENCE = 10
 
 #: Grids searched by default, per registry name (every combination is tried).
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
@@ -50,8 +53,8 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
 
 #: Fixed settings every grid point of a model gets (the grid's values override them).
 DEFAULT_BASE_PARAMS: dict[str, dict[str, Any]] = {
-    "mf": dict(FLAGSHIP_TRAINING),
-    "lightgcn": dict(FLAGSHIP_TRAINING),
+    "mf": {**FLAGSHIP_TRAINING, "patience": PEER_PATIENCE},
+    "lightgcn": {**FLAGSHIP_TRAINING, "patience": PEER_PATIENCE},
 }
 
 

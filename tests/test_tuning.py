@@ -16,6 +16,7 @@ from recsys_core.tuning import (
     DEFAULT_BASE_PARAMS,
     DEFAULT_GRIDS,
     FLAGSHIP_TRAINING,
+    PEER_PATIENCE,
     grid_points,
     tune_model,
     validation_metrics,
@@ -151,8 +152,9 @@ def test_iterative_peers_get_the_flagships_loss_and_refit_for_the_chosen_epochs(
     flagship = constructor_parameters(get_model_class("gnn-llm"))
     for key, value in FLAGSHIP_TRAINING.items():
         assert flagship[key].default == value, key
+    assert PEER_PATIENCE >= flagship["patience"].default  # never stopped sooner than it
     for name in ("mf", "lightgcn"):
-        assert DEFAULT_BASE_PARAMS[name] == FLAGSHIP_TRAINING
+        assert DEFAULT_BASE_PARAMS[name] == {**FLAGSHIP_TRAINING, "patience": PEER_PATIENCE}
         config = create_model(name, **FLAGSHIP_TRAINING).train_config
         assert (config.loss, config.num_negatives) == ("softmax", 2048)
     base = {**FLAGSHIP_TRAINING, "epochs": 3, "device": "cpu", "show_progress": False}
