@@ -131,6 +131,11 @@ def edge_key(edge_type: EdgeType) -> str:
     return "__".join(edge_type)
 
 
+def _rows(tensor: Tensor, n: int | None) -> Tensor:
+    """The first ``n`` rows of ``tensor``; ``None``: the tensor itself (a full pass)."""
+    return tensor if n is None else tensor[:n]
+
+
 class GNNLLMModule(nn.Module):
     r"""Heterogeneous graph network over users, items and attribute nodes.
 
@@ -526,33 +531,42 @@ class GNNLLMModule(nn.Module):
         sizes = {nt: v.size(0) for nt, v in x.items()}
         program = self.stage_program(list(edge_index_dict))
         if num_seeds is not None and self.conv != "gcn":
-            return self._propagate_rows(program, x, edge_index_dict, num_seeds, gate, text,
-                                        items, want_attention)
-        sorted_edges = ({et: SortedEdges.build(ei, sizes[et[0]], sizes[et[2]])
-                         for et, ei in edge_index_dict.items()} if self.conv == "gat" else {})
+            # Only the rows later stages and the readout read; sorted edges per stage, over
+            # its restricted edges.
+            plan = self.stage_rows(program, edge_index_dict, num_seeds, sizes)
+            sorted_edges = None
+        else:  # every row of every stage (None: no slicing)
+            plan = [(None, edge_index_dict, dict.fromkeys(sizes)) for _ in program.stages]
+            sorted_edges = ({et: SortedEdges.build(ei, sizes[et[0]], sizes[et[2]])
+                             for et, ei in edge_index_dict.items()} if self.conv == "gat"
+                            else {})
         snapshots = [x]  # every node type's state after each stage (shared references)
-        for stage in program.stages:
-            out = self.run_stage(stage, snapshots[-1], snapshots[stage.target][stage.dst],
-                                 edge_index_dict, sorted_edges=sorted_edges,
-                                 return_attention=want_attention)
+        for stage, (n, edges, rows) in zip(program.stages, plan, strict=True):
+            if n == 0:  # no later stage and no readout row reads these targets
+                snapshots.append({**snapshots[-1], stage.dst: snapshots[-1][stage.dst][:0]})
+                continue
+            stage_sorted = sorted_edges if sorted_edges is not None else (
+                {et: SortedEdges.build(ei, rows[et[0]], n) for et, ei in edges.items()}
+                if self.conv == "gat" else {})
+            out = self.run_stage(stage, {nt: _rows(snapshots[-1][nt], r)
+                                         for nt, r in rows.items()},
+                                 _rows(snapshots[stage.target][stage.dst], n), edges,
+                                 sorted_edges=stage_sorted, return_attention=want_attention)
             if want_attention:
                 out, alphas = out
                 attention.update({(stage.layer - 1, et): a for et, a in alphas.items()})
             snapshots.append({**snapshots[-1], stage.dst: out})
-        user_emb = self.readout([snapshots[p]["user"] for p in program.layer_end])
-        item_emb = self.readout([snapshots[p]["item"] for p in program.layer_end])
-        if num_seeds is not None:
-            user_emb, item_emb = user_emb[:num_seeds["user"]], item_emb[:num_seeds["item"]]
-            gate, text = gate[:num_seeds["item"]], text[:num_seeds["item"]]
-            items = items[:num_seeds["item"]] if items is not None else None
-        return self._with_bias(user_emb, item_emb, gate, text, items, attention)
-
-    def _with_bias(self, user_emb: Tensor, item_emb: Tensor, gate: Tensor, text: Tensor,
-                   items: Tensor | None, attention: dict) -> tuple[Tensor, Tensor, dict]:
-        """The readout with the item-bias column appended (users hold 1 there)."""
-        if self.bias_text is not None:
+        # The readout of the seed rows (None: every row).
+        n_user, n_item = (None, None) if num_seeds is None else (num_seeds["user"],
+                                                                 num_seeds["item"])
+        user_emb = self.readout([_rows(snapshots[p]["user"], n_user)
+                                 for p in program.layer_end])
+        item_emb = self.readout([_rows(snapshots[p]["item"], n_item)
+                                 for p in program.layer_end])
+        if self.bias_text is not None:  # the item-bias column (users hold 1 there)
+            gate, text = _rows(gate, n_item), _rows(text, n_item)
             bias = self.bias_text(text) + gate * (self.bias_id.weight if items is None
-                                                  else self.bias_id(items))
+                                                  else self.bias_id(_rows(items, n_item)))
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
@@ -596,35 +610,6 @@ class GNNLLMModule(nn.Module):
                 need[et[0]] = max(need[et[0]], top)
             plan[index] = (n, edges, sources)
         return plan
-
-    def _propagate_rows(self, program: StageProgram, x: dict[str, Tensor],
-                        edge_index_dict: dict[EdgeType, Tensor], num_seeds: dict[str, int],
-                        gate: Tensor, text: Tensor, items: Tensor | None,
-                        want_attention: bool) -> tuple[Tensor, Tensor, dict]:
-        """:meth:`propagate` computing only the rows of :meth:`stage_rows`."""
-        sizes = {nt: v.size(0) for nt, v in x.items()}
-        plan = self.stage_rows(program, edge_index_dict, num_seeds, sizes)
-        attention: dict[tuple[int, EdgeType], tuple[Tensor, Tensor]] = {}
-        snapshots = [x]
-        for stage, (n, edges, rows) in zip(program.stages, plan, strict=True):
-            if n == 0:  # no later stage and no readout row reads these targets
-                snapshots.append({**snapshots[-1], stage.dst: snapshots[-1][stage.dst][:0]})
-                continue
-            sources = {nt: snapshots[-1][nt][:r] for nt, r in rows.items()}
-            target = snapshots[stage.target][stage.dst][:n]
-            sorted_edges = ({et: SortedEdges.build(ei, rows[et[0]], n)
-                             for et, ei in edges.items()} if self.conv == "gat" else {})
-            out = self.run_stage(stage, sources, target, edges, sorted_edges=sorted_edges,
-                                 return_attention=want_attention)
-            if want_attention:
-                out, alphas = out
-                attention.update({(stage.layer - 1, et): a for et, a in alphas.items()})
-            snapshots.append({**snapshots[-1], stage.dst: out})
-        n_user, n_item = num_seeds["user"], num_seeds["item"]
-        user_emb = self.readout([snapshots[p]["user"][:n_user] for p in program.layer_end])
-        item_emb = self.readout([snapshots[p]["item"][:n_item] for p in program.layer_end])
-        return self._with_bias(user_emb, item_emb, gate[:n_item], text[:n_item],
-                               None if items is None else items[:n_item], attention)
 
     def receptive_field(self, edge_index_dict: dict[EdgeType, Tensor], node_type: str,
                         index: int) -> dict[tuple[int, EdgeType], Tensor]:
