@@ -73,17 +73,11 @@ def faithfulness(
     rows, deletion, insertion = [], [], []
     skipped = 0
     for user_id in users:
-        user = int(dataset.user_idx(str(user_id))[0])
-        history = scorer.history(user)
-        if len(history) <= k:
+        picked = _top_pick(model, dataset, scorer, str(user_id), k)
+        if picked is None:
             skipped += 1
             continue
-        recs = model.recommend([str(user_id)], k=1)
-        if not len(recs):
-            skipped += 1
-            continue
-        item_id = str(recs["item_id"].iloc[0])
-        item = int(dataset.item_idx(item_id)[0])
+        user, history, item_id, item = picked
         start = time.perf_counter()
         result = (explain(model, dataset, str(user_id), item_id, method=method, **options)
                   if isinstance(method, str) else method(model, dataset, str(user_id), item_id))
@@ -160,13 +154,10 @@ def greedy_deletion(model, dataset: Dataset, users: Iterable[str], k: int = 5) -
     scorer = history_scorer(model)
     rows = []
     for user_id in users:
-        user = int(dataset.user_idx(str(user_id))[0])
-        history = scorer.history(user)
-        recs = model.recommend([str(user_id)], k=1)
-        if len(history) <= k or not len(recs):
+        picked = _top_pick(model, dataset, scorer, str(user_id), k)
+        if picked is None:
             continue
-        item_id = str(recs["item_id"].iloc[0])
-        item = int(dataset.item_idx(item_id)[0])
+        user, history, item_id, item = picked
         base = float(scorer.scores(user, [item])[0])
         removed: list[int] = []
         for _ in range(k):
@@ -194,6 +185,22 @@ def ranked_history(explanation: Explanation, dataset: Dataset, history: np.ndarr
         return np.zeros(0, dtype=np.int64)
     index = dataset.item_idx(frame["id"].astype(str).tolist())
     return index[np.isin(index, history)]
+
+
+def _top_pick(model, dataset: Dataset, scorer, user_id: str, k: int
+              ) -> tuple[int, np.ndarray, str, int] | None:
+    """``(user, history, item_id, item)``: a user's index, history and top recommendation,
+    or ``None`` when the history has at most ``k`` items or nothing is recommended (the
+    user is skipped)."""
+    user = int(dataset.user_idx(user_id)[0])
+    history = scorer.history(user)
+    if len(history) <= k:
+        return None
+    recs = model.recommend([user_id], k=1)
+    if not len(recs):
+        return None
+    item_id = str(recs["item_id"].iloc[0])
+    return user, history, item_id, int(dataset.item_idx(item_id)[0])
 
 
 def _without(scorer, user: int, item: int, drop: np.ndarray) -> float:

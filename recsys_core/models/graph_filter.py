@@ -384,11 +384,7 @@ def select_graph_filter(
                                 margin, seed, on_progress, should_stop, item_attributes,
                                 attribute_weights, smoothings)
     history = ranking.history[:, items]
-    num_items = ranking.train_matrix.shape[1]
-    head_attributes = None
-    if item_attributes is not None and item_attributes.shape[1]:
-        head_attributes = sp.csr_matrix(item_attributes)[items]
-        head_attributes = head_attributes[:, np.flatnonzero(head_attributes.getnnz(axis=0))]
+    head_attributes = _head_attributes(item_attributes, items)
     gammas = [float(g) for g in attribute_weights] if head_attributes is not None else [0.0]
     if head_attributes is None or not head_attributes.shape[1]:
         gammas = [0.0]
@@ -399,22 +395,19 @@ def select_graph_filter(
     grid: list[dict[str, float]] = []
     head_matrix = ranking.train_matrix[:, items]
 
-    def placed(values: np.ndarray) -> Tensor:
-        out = torch.zeros(len(ranking.users), num_items)
-        out[:, torch.from_numpy(items)] = torch.from_numpy(values)
-        return out
-
     smoothing = smoothings[0]
     swept: SmoothingGram | None = None  # the head's smoothing Gram, shared by every mu
     if len(smoothings) > 1:
         def linear_term(row: int) -> Tensor:
             nonlocal swept
             if smoothings[row] <= 0:
-                return placed(GraphFilterBasis(head_matrix, 0, seed).term(history, 0, 0.0))
+                return _placed(ranking, items,
+                               GraphFilterBasis(head_matrix, 0, seed).term(history, 0, 0.0))
             if swept is None:
                 swept = SmoothingGram(smoothing_normalised(*_stacked(head_matrix, None, 0.0)))
             linear_part = swept.linear(smoothings[row])
-            return placed(np.asarray(sp.csr_matrix(history, dtype=np.float32) @ linear_part,
+            return _placed(ranking, items,
+                           np.asarray(sp.csr_matrix(history, dtype=np.float32) @ linear_part,
                                      dtype=np.float32))
 
         def linear_report(row: int, best_ndcg: float) -> None:
@@ -460,7 +453,7 @@ def select_graph_filter(
 
         def term(row: int, basis: GraphFilterBasis = basis,
                  tried: Sequence[tuple[int, float]] = tried) -> Tensor:
-            return placed(basis.term(history, *tried[row]))
+            return _placed(ranking, items, basis.term(history, *tried[row]))
 
         def report(row: int, best_ndcg: float, index: int = index,
                    rows: int = len(tried)) -> None:
@@ -504,6 +497,23 @@ def select_graph_filter(
     return choice
 
 
+def _head_attributes(item_attributes: sp.spmatrix | None, items: np.ndarray
+                     ) -> sp.csr_matrix | None:
+    """The item-attribute incidence of the head ``items``, without attributes none of them
+    has (``None`` without attributes)."""
+    if item_attributes is None or not item_attributes.shape[1]:
+        return None
+    head = sp.csr_matrix(item_attributes)[items]
+    return head[:, np.flatnonzero(head.getnnz(axis=0))]
+
+
+def _placed(ranking: ValidationRanking, items: np.ndarray, values: np.ndarray) -> Tensor:
+    """``[users, all items]`` term from the head columns' ``values`` (0 elsewhere)."""
+    out = torch.zeros(len(ranking.users), ranking.train_matrix.shape[1])
+    out[:, torch.from_numpy(items)] = torch.from_numpy(values)
+    return out
+
+
 def _screened_filter(ranking: ValidationRanking, items: np.ndarray, screen_items: int,
                      settings: Sequence[tuple[int, float]] | None,
                      relative_weights: Sequence[float], margin: float, seed: int,
@@ -524,19 +534,15 @@ def _screened_filter(ranking: ValidationRanking, items: np.ndarray, screen_items
     screened.term = None
     if screened.relative_weight <= 0 or (should_stop is not None and should_stop()):
         return screened
-    head_attributes = None
-    if screened.attribute_weight > 0 and item_attributes is not None:
-        head_attributes = sp.csr_matrix(item_attributes)[items]
-        head_attributes = head_attributes[:, np.flatnonzero(head_attributes.getnnz(axis=0))]
+    head_attributes = (_head_attributes(item_attributes, items)
+                       if screened.attribute_weight > 0 else None)
     basis = GraphFilterBasis(ranking.train_matrix[:, items], screened.ideal_dim, seed,
                              head_attributes, screened.attribute_weight, screened.smoothing)
     history = ranking.history[:, items]
 
     def term(row: int) -> Tensor:
-        out = torch.zeros(len(ranking.users), ranking.train_matrix.shape[1])
-        out[:, torch.from_numpy(items)] = torch.from_numpy(
-            basis.term(history, screened.ideal_dim, screened.ideal_weight))
-        return out
+        return _placed(ranking, items,
+                       basis.term(history, screened.ideal_dim, screened.ideal_weight))
 
     def report(row: int, best_ndcg: float) -> None:
         if on_progress is not None:

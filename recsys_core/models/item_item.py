@@ -610,7 +610,6 @@ class ValidationRanking:
         self.seen = torch.from_numpy(self.history.toarray() > 0)
         # Computed once: every candidate blend is judged against the same targets and mask.
         self.truth_counts = self.truth.sum(1)
-        self.unseen = ~self.seen
         self.set_base(graph_scores(self.users))
 
     def set_base(self, scores: Tensor) -> None:
