@@ -54,26 +54,40 @@ def load_data(name: str):
     return load_demo(DEMO) if name == "demo" else load_ml100k(ML100K)
 
 
-def run_variant(data: str, variant: str, seed: int) -> dict[str, Any]:
-    """Fit one variant on one split and score it (in this process)."""
+def protocol_frames(ds, protocol: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                          np.ndarray | None]:
+    """(fit frame, test frame, held-out item ids or ``None``): ``"warm"`` is the per-user
+    random 80/10/10 split of split seed ``seed``; ``"cold"`` holds out 10% of the items
+    entirely (:func:`~recsys_core.splits.cold_start_item_split`, BENCHMARK.md's cold-start
+    protocol, with ``seed`` drawing the items) and ranks only those."""
+    from recsys_core.splits import cold_start_item_split, per_user_random_split
+
+    if protocol == "warm":
+        train, valid, test = per_user_random_split(ds.interactions, seed=seed)
+        return pd.concat([train, valid]), test, None
+    train, test = cold_start_item_split(ds.interactions, seed=seed)
+    return train, test, ds.item_ids[np.unique(test["item_idx"].to_numpy())]
+
+
+def run_variant(data: str, variant: str, seed: int, protocol: str = "warm") -> dict[str, Any]:
+    """Fit one variant on one split of ``protocol`` and score it (in this process)."""
     import torch
 
     from recsys_core.models import create_model
-    from recsys_core.splits import per_user_random_split
 
     torch.manual_seed(0)
     ds = load_data(data)
-    train, valid, test = per_user_random_split(ds.interactions, seed=seed)
-    fit = pd.concat([train, valid])
+    fit, test, held = protocol_frames(ds, protocol, seed)
     model = create_model("gnn-llm", show_progress=False, **ABLATIONS_BY_KEY[variant].params)
     start = time.perf_counter()
     model.fit(ds, fit)
     fit_s = time.perf_counter() - start
-    recs = model.recommend(users=ds.user_ids[np.unique(test["user_idx"])], k=K)
+    recs = model.recommend(users=ds.user_ids[np.unique(test["user_idx"])], k=K,
+                           candidates=held)
     recall, ndcg = recall_ndcg_at_k(recs, test)
     selected = model.train_result.selected if model.train_result else {}
     return {"data": data, "variant": variant, "label": ABLATIONS_BY_KEY[variant].label, "seed": seed,
-            "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
+            "protocol": protocol, "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
             "validation": selected.get("validation", {}),
             "relations": selected.get("relations"),
             "graph_filter": selected.get("graph_filter"),
@@ -93,18 +107,25 @@ def saved_ml100k_rows(seed: int) -> list[dict[str, Any]]:
                 and "error" not in r):
             key = names[r["model"]]
             out.append({"data": "ml-100k", "variant": key, "label": ABLATIONS_BY_KEY[key].label,
-                        "seed": seed, "recall@20": r["recall@20"], "ndcg@20": r["ndcg@20"],
+                        "seed": seed, "protocol": "warm", "recall@20": r["recall@20"],
+                        "ndcg@20": r["ndcg@20"],
                         "fit_s": r["fit_s"], "from": "ml100k.json"})
     return out
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, str, int, str]:
+    """(data, variant, seed, protocol) of a result row (rows saved before the cold-start
+    protocol was added are warm)."""
+    return row["data"], row["variant"], row["seed"], row.get("protocol", "warm")
+
+
 def save_rows(rows: list[dict[str, Any]]) -> None:
-    """Merge ``rows`` into :data:`RESULTS` (replacing the same data, variant and seed)."""
+    """Merge ``rows`` into :data:`RESULTS` (replacing the same data, variant, seed and
+    protocol)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
-    done = {(r["data"], r["variant"], r["seed"]) for r in rows}
-    kept = [r for r in previous.get("rows", [])
-            if (r["data"], r["variant"], r["seed"]) not in done]
+    done = {row_key(r) for r in rows}
+    kept = [r for r in previous.get("rows", []) if row_key(r) not in done]
     RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
 
 
@@ -112,14 +133,15 @@ def mean_table(rows: list[dict[str, Any]], seeds: list[int]) -> str:
     """Markdown table over ``seeds``: each variant's mean Recall / NDCG, its mean change
     against the full flagship of the same split, and the splits where the full one is ahead
     on both metrics."""
-    lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
-             "full ahead on both | splits |", "|---|---|---|---|---|---|---|"]
-    by_key = {(r["data"], r["variant"], r["seed"]): r for r in rows if r["seed"] in seeds}
-    order = list(dict.fromkeys((r["data"], r["variant"]) for r in rows if r["seed"] in seeds))
-    for data, variant in order:
-        runs = [by_key[(data, variant, s)] for s in seeds if (data, variant, s) in by_key]
-        pairs = [(r, by_key[(data, "full", r["seed"])]) for r in runs
-                 if (data, "full", r["seed"]) in by_key]
+    lines = ["| data | protocol | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
+             "full ahead on both | splits |", "|---|---|---|---|---|---|---|---|"]
+    by_key = {row_key(r): r for r in rows if r["seed"] in seeds}
+    order = list(dict.fromkeys((d, v, p) for d, v, s, p in by_key))
+    for data, variant, protocol in order:
+        runs = [by_key[(data, variant, s, protocol)] for s in seeds
+                if (data, variant, s, protocol) in by_key]
+        pairs = [(r, by_key[(data, "full", r["seed"], protocol)]) for r in runs
+                 if (data, "full", r["seed"], protocol) in by_key]
         recall = np.mean([r["recall@20"] for r in runs])
         ndcg = np.mean([r["ndcg@20"] for r in runs])
         delta = ahead = ""
@@ -130,22 +152,24 @@ def mean_table(rows: list[dict[str, Any]], seeds: list[int]) -> str:
             won = sum(f["recall@20"] > r["recall@20"] and f["ndcg@20"] > r["ndcg@20"]
                       for r, f in pairs)
             ahead = f"{won} of {len(pairs)}"
-        lines.append(f"| {data} | {runs[0]['label']} | {recall:.4f} | {ndcg:.4f} | {delta} | "
-                     f"{ahead} | {', '.join(str(r['seed']) for r in runs)} |")
+        lines.append(f"| {data} | {protocol} | {runs[0]['label']} | {recall:.4f} | "
+                     f"{ndcg:.4f} | {delta} | {ahead} | "
+                     f"{', '.join(str(r['seed']) for r in runs)} |")
     return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table, with each variant's change against the full flagship."""
-    lines = ["| data | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | fit s |",
-             "|---|---|---|---|---|---|"]
-    full = {r["data"]: r for r in rows if r["variant"] == "full"}
+    lines = ["| data | protocol | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
+             "fit s |", "|---|---|---|---|---|---|---|"]
+    full = {(r["data"], r.get("protocol", "warm")): r for r in rows if r["variant"] == "full"}
     for r in rows:
-        ref = full.get(r["data"])
+        ref = full.get((r["data"], r.get("protocol", "warm")))
         delta = (f"{r['recall@20'] / ref['recall@20'] - 1:+.1%} / "
                  f"{r['ndcg@20'] / ref['ndcg@20'] - 1:+.1%}" if ref and r is not ref else "")
-        lines.append(f"| {r['data']} | {r['label']} | {r['recall@20']:.4f} | "
-                     f"{r['ndcg@20']:.4f} | {delta} | {r['fit_s']:.0f} |")
+        lines.append(f"| {r['data']} | {r.get('protocol', 'warm')} | {r['label']} | "
+                     f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {delta} | "
+                     f"{r['fit_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -157,11 +181,15 @@ def main() -> None:
     parser.add_argument("--seeds", default="42",
                         help="comma-separated split seeds (default: 42; BENCHMARK.md's three: "
                              "42,1,2)")
+    parser.add_argument("--protocol", choices=("warm", "cold"), default="warm",
+                        help="warm: per-user random split (default); cold: 10%% of the items "
+                             "held out entirely, only they are ranked, each seed drawing other "
+                             "items (BENCHMARK.md's cold-start split is seed 7)")
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)  # the worker's
     parser.add_argument("--worker", nargs=2, metavar=("DATA", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_variant(*args.worker, args.seed)))
+        print(json.dumps(run_variant(*args.worker, args.seed, args.protocol)))
         return
     rows = []
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -169,22 +197,23 @@ def main() -> None:
         # The full flagship and the graph network alone (no item-item path) on ml-100k are
         # runs of bench_ml100k.py (gnn-llm, gnn-llm:no-item-item): reuse them when saved.
         rows += [r for r in saved_ml100k_rows(seed) if data == "ml-100k"
+                 and args.protocol == "warm"
                  and (not args.variants or r["variant"] in args.variants.split(","))]
-        keys = (args.variants.split(",") if args.variants
-                else [a.key for a in applicable_ablations(load_data(data))])
+        keys = [a.key for a in applicable_ablations(load_data(data))
+                if not args.variants or a.key in args.variants.split(",")]
         for variant in keys:
-            if any(r["data"] == data and r["variant"] == variant and r["seed"] == seed
-                   for r in rows):
+            if (data, variant, seed, args.protocol) in {row_key(r) for r in rows}:
                 continue
             out = subprocess.run([sys.executable, __file__, "--worker", data, variant,
-                                  "--seed", str(seed)], capture_output=True, text=True,
-                                 check=False)
+                                  "--seed", str(seed), "--protocol", args.protocol],
+                                 capture_output=True, text=True, check=False)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(f"{data} / {variant} failed")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             row = rows[-1]
-            print(f"{data:8s} seed {seed:<3d} {row['label']:42s} recall {row['recall@20']:.4f} "
+            print(f"{data:8s} {args.protocol} seed {seed:<3d} {row['label']:42s} "
+                  f"recall {row['recall@20']:.4f} "
                   f"ndcg {row['ndcg@20']:.4f} ({row['fit_s']:.0f} s)", flush=True)
             save_rows(rows)  # after each variant, so a stopped run keeps what it measured
     save_rows(rows)

@@ -515,12 +515,13 @@ def ablation_table(data: str, seed: int) -> str:
     its last saved results)."""
     script = Path(__file__).resolve().parent / "bench_ablations.py"
     if data != "saved":
-        subprocess.run([sys.executable, str(script), "--data", data, "--seed", str(seed)],
+        subprocess.run([sys.executable, str(script), "--data", data, "--seeds", str(seed)],
                        check=True)
     rows = json.loads((RESULTS / "ablations.json").read_text())["rows"]
-    from bench_ablations import table
+    from bench_ablations import mean_table
 
-    return "Ablations (each part of the flagship switched off)\n\n" + table(rows)
+    return ("Ablations (each part of the flagship switched off)\n\n"
+            + mean_table(rows, [seed]))
 
 
 def _known_model(name: str) -> bool:
