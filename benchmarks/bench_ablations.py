@@ -129,13 +129,15 @@ def save_rows(rows: list[dict[str, Any]]) -> None:
     RESULTS.write_text(json.dumps({"rows": kept + rows}, indent=2, default=float) + "\n")
 
 
-def mean_table(rows: list[dict[str, Any]], seeds: list[int]) -> str:
+def mean_table(rows: list[dict[str, Any]], seeds: list[int], protocol: str | None = None
+               ) -> str:
     """Markdown table over ``seeds``: each variant's mean Recall / NDCG, its mean change
     against the full flagship of the same split, and the splits where the full one is ahead
-    on both metrics."""
+    on both metrics (rows of ``protocol`` only, when given)."""
     lines = ["| data | protocol | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
              "full ahead on both | splits |", "|---|---|---|---|---|---|---|---|"]
-    by_key = {row_key(r): r for r in rows if r["seed"] in seeds}
+    by_key = {row_key(r): r for r in rows if r["seed"] in seeds
+              and protocol in (None, row_key(r)[3])}
     order = list(dict.fromkeys((d, v, p) for d, v, s, p in by_key))
     for data, variant, protocol in order:
         runs = [by_key[(data, variant, s, protocol)] for s in seeds
@@ -218,7 +220,7 @@ def main() -> None:
             save_rows(rows)  # after each variant, so a stopped run keeps what it measured
     save_rows(rows)
     print()
-    print(table(rows) if len(seeds) == 1 else mean_table(rows, seeds))
+    print(table(rows) if len(seeds) == 1 else mean_table(rows, seeds, args.protocol))
 
 
 if __name__ == "__main__":

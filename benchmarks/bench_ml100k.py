@@ -521,7 +521,7 @@ def ablation_table(data: str, seed: int) -> str:
     from bench_ablations import mean_table
 
     return ("Ablations (each part of the flagship switched off)\n\n"
-            + mean_table(rows, [seed]))
+            + mean_table(rows, [seed], "warm"))
 
 
 def _known_model(name: str) -> bool:

@@ -236,6 +236,7 @@ def child(stage: str, folder: Path, threads: int | None, timeout: float) -> dict
                 "progress": _progress(proc.stderr), "wall_seconds": wall}
     out = json.loads(lines[-1])
     out.update(stage=stage, wall_seconds=wall, load_average_before=round(load, 1),
+               threads=threads or os.cpu_count(),
                measured=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     return out
 
@@ -276,8 +277,8 @@ def measure_size(name: str, stages: list[str], work: Path, threads: int | None,
 
 # ------------------------------------------------------------------------------ output
 def table(results: dict) -> str:
-    lines = ["| size | rows (kept after duplicates) | users | items | stage | time (s) | "
-             "CPU time (s) | peak RSS (GB) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| size | rows (kept after duplicates) | users | items | stage | threads | time (s) | "
+             "CPU time (s) | peak RSS (GB) |", "|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0]):
         entry = results["sizes"][name]
         kept = entry["stages"].get("ingest", {}).get("interactions")
@@ -296,7 +297,7 @@ def table(results: dict) -> str:
             cpu = f"{r['cpu_seconds']:.1f}" if "cpu_seconds" in r else "-"
             lines.append(f"| {name} | {rows} | "
                          f"{entry['users_generated']:,} | {entry['items_generated']:,} | "
-                         f"{stage} | {time_s} | {cpu} | {rss} |")
+                         f"{stage} | {r.get('threads', '-')} | {time_s} | {cpu} | {rss} |")
     return "\n".join(lines)
 
 
