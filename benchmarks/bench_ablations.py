@@ -90,7 +90,6 @@ def run_variant(data: str, variant: str, seed: int, protocol: str = "warm") -> d
             "protocol": protocol, "recall@20": recall, "ndcg@20": ndcg, "fit_s": fit_s,
             "validation": selected.get("validation", {}),
             "relations": selected.get("relations"),
-            "cold_relations": selected.get("cold_relations"),
             "graph_filter": selected.get("graph_filter"),
             "item_item": selected.get("item_item")}
 

@@ -145,95 +145,11 @@ def test_a_run_saved_before_relation_selection_loads_with_every_group_on(tmp_pat
         info_path.write_text(json.dumps(info))
 
     drop_tensor("group_active")
-    drop_tensor("cold_group_active")
     loaded, _, _ = load_run(run_dir)
     assert loaded.module.active_groups() == ["genre", "user_edges"]
-    assert loaded.inactive_groups == [] and loaded.cold_inactive_groups == []
+    assert loaded.inactive_groups == []
     users = np.arange(ds.num_users)
     np.testing.assert_allclose(loaded.score(users), model.score(users), rtol=1e-5, atol=1e-5)
     drop_tensor("item_id.weight")
     with pytest.raises(ModelLoadError):
         load_run(run_dir)
-
-
-def cold_items_dataset() -> Dataset:
-    """:func:`friends_dataset` with items i20-i23 left without interactions (cold)."""
-    ds = friends_dataset()
-    inter = ds.interactions[["user_id", "item_id"]]
-    inter = inter[~inter["item_id"].isin([f"i{i}" for i in range(20, 24)])]
-    return Dataset(inter.reset_index(drop=True), ds.items, attribute_columns=["genre"],
-                   user_edges=ds.user_edges)
-
-
-def test_a_group_switched_off_for_cold_items_changes_only_their_scores():
-    from recsys_core.explain import explain
-
-    ds = cold_items_dataset()
-    model = flagship(relation_selection=False).fit(ds, ds.interactions)
-    module = model.module
-    assert module.cold_item_groups == ["genre"]  # user-user edges do not reach items
-    with pytest.raises(KeyError, match="user_edges"):
-        module.set_cold_group_active("user_edges", False)
-    cold = ds.item_idx([f"i{i}" for i in range(20, 24)])
-    warm = np.setdiff1d(np.arange(ds.num_items), cold)
-    users = np.arange(ds.num_users)
-    before = model.score(users)
-    new_text = module.item_text[cold].numpy()
-    new_with_genre = model.score_new_items(new_text, [{"genre": ["drama"]}] * len(cold))
-
-    model.cold_inactive_groups = ["genre"]
-    model.after_training()
-    model._finalize()
-    assert module.cold_inactive_groups() == ["genre"]
-    after = model.score(users)
-    np.testing.assert_allclose(after[:, warm], before[:, warm], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(after[:, cold], before[:, cold])
-    # No genre edge reaches a cold item any more; warm items keep theirs.
-    genre_edges = [ei for et, ei in module.edge_index_dict().items()
-                   if relation_group(et) == "genre" and et[2] == "item"]
-    targets = torch.cat([ei[1] for ei in genre_edges])
-    assert not np.isin(targets.numpy(), cold).any() and np.isin(targets.numpy(), warm).any()
-    graph = model.graph()
-    for et in graph.edge_types:
-        if relation_group(tuple(et)) == "genre" and et[2] == "item":
-            assert not np.isin(graph[et].edge_index[1].numpy(), cold).any()
-    np.testing.assert_allclose(model.score_with_graph(graph, users), after, rtol=1e-5,
-                               atol=1e-5)
-    # A brand-new item is scored as a cold catalogue item: its genre no longer counts.
-    new_off = model.score_new_items(new_text, [{"genre": ["drama"]}] * len(cold))
-    np.testing.assert_allclose(new_off, model.score_new_items(new_text), rtol=1e-5, atol=1e-5)
-    assert not np.allclose(new_off, new_with_genre)
-    # Explanations of a cold item run on the same graph: no attribute evidence left.
-    result = explain(model, ds, user_id="u0", item_id="i21", method="shap")
-    assert "attribute" not in set(result.contributions["kind"])
-
-
-def test_cold_selection_judges_groups_on_pseudo_cold_items_and_the_run_keeps_it(tmp_path):
-    from recsys_core.run import load_run, save_run
-
-    ds = cold_items_dataset()
-    model = flagship(relation_dropout=0.3).fit(ds, ds.interactions)
-    warm_kept = [g for g in model.module.cold_item_groups
-                 if g in model.module.active_groups()]
-    chosen = model.train_result.selected.get("cold_relations")
-    if not warm_kept:  # nothing left to judge for cold items
-        assert chosen is None
-        pytest.skip("warm selection dropped every group into items on this toy")
-    assert sorted(chosen["kept"] + chosen["dropped"]) == warm_kept
-    assert chosen["dropped"] == model.cold_inactive_groups == model.module.cold_inactive_groups()
-    assert chosen["held_out_items"] == round(0.1 * 20) and chosen["users"] > 0
-    best = chosen["valid_ndcg_all"]
-    for group in warm_kept:
-        without = chosen["valid_ndcg_without"][group]
-        assert (group in chosen["dropped"]) == (without >= best)
-        best = max(best, without)
-    assert chosen["valid_ndcg"] == pytest.approx(best)
-    # The pseudo-cold graph is put back: the model scores over every training pair.
-    assert model.module.users.numel() == len(model.train_interactions.drop_duplicates(
-        ["user_idx", "item_idx"]))
-
-    run_dir = save_run(tmp_path / "run", model, ds, ds.interactions)
-    loaded, _, _ = load_run(run_dir)
-    assert loaded.cold_inactive_groups == model.cold_inactive_groups
-    users = np.arange(ds.num_users)
-    np.testing.assert_allclose(loaded.score(users), model.score(users), rtol=1e-5, atol=1e-5)

@@ -46,7 +46,6 @@ from ..graph import (
     text_knn_edges,
 )
 from ..sampling import SamplingPlan
-from ..tensor_metrics import ndcg_at_k
 from ..training import TrainOptions, TrainResult, unique_pairs
 from .base import ProgressCallback, interaction_matrix
 from .convs import ATTENTION_CONVS, CONVS, BipartiteGCNConv, make_conv
@@ -76,9 +75,6 @@ from .sparse_attention import SortedEdges, SparseGATConv, segment_softmax
 from .stages import EdgeType, Stage, StageProgram
 
 ITEM_ITEM_PREFIX = "item_item."
-#: Users ranked by the pseudo-cold validation of the groups kept for cold items (a fixed
-#: sample, as the validation ranking of the closed-form paths).
-COLD_VALID_USERS = 2000
 
 
 def user_feature_matrix(dataset: Dataset, max_categories: int = 32) -> Tensor | None:
@@ -226,11 +222,6 @@ class GNNLLMModule(nn.Module):
         # Which side-information groups take part (1) or were switched off on validation (0);
         # a buffer, so a saved run restores the same graph.
         self.register_buffer("group_active", torch.ones(len(self.groups), dtype=torch.uint8))
-        # The same per group for items without interactions (cold items): a group can help
-        # warm items and mislead cold ones, whose states come from their text and attributes
-        # alone; chosen on a pseudo-cold validation (GNNLLMRecommender).
-        self.register_buffer("cold_group_active",
-                             torch.ones(len(self.groups), dtype=torch.uint8))
         # (target node type, sources of the same type?) in update order; see stage_program().
         self.schedule = [("user", False), ("user", True), ("item", False), ("item", True)]
         self.schedule += [(nt, False) for nt in sorted(node_counts)]
@@ -332,47 +323,6 @@ class GNNLLMModule(nn.Module):
             raise KeyError(f"No relation group {group!r}; the network has {self.groups}.")
         self.group_active[self.groups.index(group)] = int(bool(active))
 
-    @property
-    def cold_item_groups(self) -> list[str]:
-        """Side-information groups with relations into items (attribute node types, text
-        similarity): the ones that can be switched off for cold items alone."""
-        return sorted({relation_group(et) for et in self.all_edge_types
-                       if et[2] == "item" and relation_group(et) is not None})
-
-    def cold_inactive_groups(self) -> list[str]:
-        """Groups switched off for items without interactions, sorted."""
-        return [g for g, on in zip(self.groups, self.cold_group_active.tolist(), strict=True)
-                if not on]
-
-    def set_cold_group_active(self, group: str, active: bool) -> None:
-        """Switch a group's relations into items without interactions on or off (warm
-        items keep them; see :meth:`without_cold_groups`)."""
-        if group not in self.cold_item_groups:
-            raise KeyError(f"No relation group {group!r} into items; the network has "
-                           f"{self.cold_item_groups}.")
-        self.cold_group_active[self.groups.index(group)] = int(bool(active))
-
-    def without_cold_groups(self, edges: dict[EdgeType, Tensor],
-                            warm: Tensor | None = None) -> dict[EdgeType, Tensor]:
-        """``edges`` less the edges to and from cold items (``warm`` 0; default: the items
-        without interactions, :attr:`item_warm`) of the groups switched off for them
-        (:meth:`set_cold_group_active`): a cold item neither reads nor feeds those groups'
-        nodes."""
-        off = set(self.cold_inactive_groups())
-        if not off:
-            return edges
-        warm = self.item_warm if warm is None else warm
-        out = {}
-        for et, ei in edges.items():
-            if relation_group(et) in off:
-                keep = torch.ones(ei.size(1), dtype=torch.bool, device=ei.device)
-                for side in (0, 2):
-                    if et[side] == "item":
-                        keep &= warm.to(ei.device).index_select(0, ei[side // 2]) > 0
-                ei = ei[:, keep]
-            out[et] = ei
-        return out
-
     def _drop_groups(self, edges: dict[EdgeType, Tensor]) -> dict[EdgeType, Tensor]:
         """Training: leave each active group out of this pass with ``relation_dropout``."""
         groups = self.active_groups()
@@ -407,8 +357,7 @@ class GNNLLMModule(nn.Module):
             edges[RATES] = torch.stack([users, items])
         if RATED_BY in self.edge_types:
             edges[RATED_BY] = torch.stack([items, users])
-        return self._drop_groups(self.without_cold_groups(
-            {et: edges[et] for et in self.edge_types if et in edges}))
+        return self._drop_groups({et: edges[et] for et in self.edge_types if et in edges})
 
     # ---------------------------------------------------------------- propagation
     def id_gate(self, items: Tensor | None = None) -> Tensor:
@@ -704,7 +653,7 @@ class GNNLLMModule(nn.Module):
             edges[RATES] = torch.stack([self.users, self.items])
         if RATED_BY in self.edge_types:
             edges[RATED_BY] = torch.stack([self.items, self.users])
-        return self.without_cold_groups({et: edges[et] for et in self.edge_types if et in edges})
+        return {et: edges[et] for et in self.edge_types if et in edges}
 
     def forward(self, hidden: Tensor | None = None,
                 sampled: HeteroData | None = None) -> tuple[Tensor, Tensor]:
@@ -790,10 +739,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             a training pass (see :class:`GNNLLMModule`). (default: :obj:`0.25`)
         relation_selection (bool): After training, switch off each side-information group
             whose removal does not lower validation NDCG@K (side information stays only where
-            it pays), then, for items without interactions, each remaining group into items
-            whose removal does not lower NDCG@K on a pseudo-cold validation (warm items held
-            out of the graph, see :meth:`_select_cold_relations`); the choices are kept in the
-            run. (default: :obj:`True`)
+            it pays); the choice is kept in the run. (default: :obj:`True`)
         item_item (bool): Add the full-rank item-item path
             (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
             weight chosen on the validation split (weight 0 where it does not help).
@@ -920,7 +866,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.relation_dropout = float(relation_dropout)
         self.relation_selection = bool(relation_selection)
         self.inactive_groups: list[str] = []
-        self.cold_inactive_groups: list[str] = []
         self.graph_filter_choice: GraphFilterChoice | None = None
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
@@ -1047,7 +992,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         switch on only past ``selection_margin``; ``result.selected`` records the validation
         NDCG@K of the learned embeddings alone, with the filter, and with everything."""
         self.graph_filter_choice = self.item_item_choice = None
-        self.inactive_groups, self.cold_inactive_groups = [], []
+        self.inactive_groups = []
         module = self.module
         if len(valid) == 0 or (should_stop is not None and should_stop()):
             self._fixed_choices(result)
@@ -1067,9 +1012,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         ranking = ValidationRanking(learned_scores, train, valid, dataset.num_users,
                                     dataset.num_items, k=config.eval_k, seed=config.seed)
         if select_relations:
-            changed = self._select_relations(ranking, result)
-            changed = self._select_cold_relations(train, valid, result) or changed
-            if changed:  # the learned score without the dropped groups (same users, targets)
+            if self._select_relations(ranking, result):
+                # The learned score without the dropped groups (same users and targets).
                 ranking.set_base(learned_scores(ranking.users))
         if not (self.graph_filter or self.item_item):
             return
@@ -1139,77 +1083,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
             "valid_ndcg_all": float(before), "valid_ndcg": float(current),
             "valid_ndcg_without": tried}
         return bool(self.inactive_groups)
-
-    @torch.no_grad()
-    def _select_cold_relations(self, train: pd.DataFrame, valid: pd.DataFrame,
-                               result: TrainResult) -> bool:
-        """For items without interactions: switch off, one at a time (sorted by name), each
-        group into items (attribute node types, text similarity) still on whose removal for
-        cold items does not lower NDCG@K on a pseudo-cold validation; ``True`` when any was.
-
-        Warm relation selection judges a group on warm items, whose states also read their
-        interactions and id embeddings; a cold item's state comes from its text and the
-        groups alone, so a group can pay for warm items and mislead cold ones (the ablation
-        benchmark's cold-start split shows both). The pseudo-cold validation, as
-        :class:`~recsys_core.models.text_pop.TextPopRecommender`'s: ``valid_fraction`` of
-        the warm items (drawn with the training seed) leave the graph, with every interaction
-        they have in ``train`` (so they become cold: no id embedding, no interaction
-        edges), and validation users with interactions on them (``train`` and ``valid``; at
-        most :data:`COLD_VALID_USERS` of them) rank those
-        items only. The network was trained with relation dropout, so it is valid with any
-        group left out; the graph is restored afterwards.
-        """
-        module = self.module
-        groups = [g for g in module.cold_item_groups if g in module.active_groups()]
-        pairs_u, pairs_i = unique_pairs(train)
-        warm = np.unique(pairs_i.numpy())
-        n_held = min(round(self.train_config.valid_fraction * len(warm)), len(warm) - 1)
-        if not groups or n_held < 1:
-            return False
-        rng = np.random.default_rng(self.train_config.seed)
-        held = np.sort(rng.choice(warm, size=n_held, replace=False))
-        is_held = np.zeros(module.num_items, dtype=bool)
-        is_held[held] = True
-        truth_frame = pd.concat([train, valid])
-        truth_frame = truth_frame[is_held[truth_frame[ITEM_IDX].to_numpy()]]
-        users = np.unique(truth_frame[USER_IDX].to_numpy())
-        if len(users) > COLD_VALID_USERS:
-            users = np.sort(rng.choice(users, size=COLD_VALID_USERS, replace=False))
-        if not len(users):
-            return False
-        column = np.full(module.num_items, -1)
-        column[held] = np.arange(len(held))
-        row = np.full(module.num_users, -1)
-        row[users] = np.arange(len(users))
-        r = row[truth_frame[USER_IDX].to_numpy()]
-        c = column[truth_frame[ITEM_IDX].to_numpy()]
-        truth = torch.zeros(len(users), len(held), dtype=torch.bool)
-        truth[torch.from_numpy(r[r >= 0]), torch.from_numpy(c[r >= 0])] = True
-        keep = ~torch.from_numpy(is_held)[pairs_i]
-        module.set_interactions(pairs_u[keep], pairs_i[keep])
-
-        def cold_ndcg() -> float:
-            user_emb, item_emb = (t.float().cpu() for t in module())
-            scores = user_emb[torch.from_numpy(users)] @ item_emb[torch.from_numpy(held)].T
-            return ndcg_at_k(scores, truth, self.train_config.eval_k)
-
-        before = current = cold_ndcg()
-        tried = {}
-        for group in groups:
-            module.set_cold_group_active(group, False)
-            without = tried[group] = cold_ndcg()
-            if without >= current:  # it does not pay for cold items: leave it off for them
-                current = without
-                self.cold_inactive_groups.append(group)
-            else:
-                module.set_cold_group_active(group, True)
-        module.set_interactions(pairs_u, pairs_i)
-        result.selected["cold_relations"] = {
-            "kept": [g for g in groups if g not in self.cold_inactive_groups],
-            "dropped": list(self.cold_inactive_groups), "valid_ndcg_all": float(before),
-            "valid_ndcg": float(current), "valid_ndcg_without": tried,
-            "held_out_items": int(n_held), "users": int(len(users))}
-        return bool(self.cold_inactive_groups)
 
     def _filter_attributes(self, dataset: Dataset) -> sp.csr_matrix | None:
         """``[items, a]`` item-attribute incidence the graph filter may use (``None`` without
@@ -1318,9 +1191,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
         for group in self.inactive_groups:  # as chosen on validation (the refit has them all)
             if group in module.groups:
                 module.set_group_active(group, False)
-        for group in self.cold_inactive_groups:
-            if group in module.cold_item_groups:
-                module.set_cold_group_active(group, False)
         if getattr(module, "text_model", None) is None:
             return
         module.detach_text_encoder()
@@ -1342,18 +1212,14 @@ class GNNLLMRecommender(EmbeddingRecommender):
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         path = {k: v for k, v in tensors.items() if k.startswith(ITEM_ITEM_PREFIX)}
         rest = {k: v for k, v in tensors.items() if k not in path}
-        # A run saved before relation selection (or its cold-item part): every group on.
-        missing = tuple(key for key in ("group_active", "cold_group_active") if key not in rest)
-        if missing:
+        if "group_active" not in rest:  # a run saved before relation selection: all groups on
             if self.module is None:
                 self.module = self._module_for_restore(rest)
-            for key in missing:
-                rest[key] = torch.ones(len(self.module.groups), dtype=torch.uint8)
-            self.defaulted_state_keys = missing
+            rest["group_active"] = torch.ones(len(self.module.groups), dtype=torch.uint8)
+            self.defaulted_state_keys = ("group_active",)
         super().load_state_tensors(rest)
         active = set(self.module.active_groups())
         self.inactive_groups = [g for g in self.module.groups if g not in active]
-        self.cold_inactive_groups = self.module.cold_inactive_groups()
         self.item_item_path = (ItemItemPath.from_state_tensors(path, self.dataset.num_items,
                                                                ITEM_ITEM_PREFIX)
                                if path else None)
@@ -1388,10 +1254,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
         for et in list(data.edge_types):
             if tuple(et) not in self.module.edge_types:
                 del data[et]
-        kept = self.module.without_cold_groups(
-            {tuple(et): data[et].edge_index for et in data.edge_types})
-        for et, ei in kept.items():  # groups switched off for cold items: not drawn for them
-            data[et].edge_index = ei
         return data
 
     @torch.no_grad()
@@ -1482,8 +1344,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if ei.dim() != 2 or ei.size(0) != 2:
                 raise ValueError(f"edge_index of {et} must have shape [2, E].")
             edges[tuple(et)] = ei.long().cpu()
-        # Groups switched off for cold items stay off for them in an edited graph too.
-        return self.module.without_cold_groups(edges)
+        return edges
 
     @torch.no_grad()
     def embeddings_with_graph(self, data: HeteroData) -> tuple[Tensor, Tensor]:

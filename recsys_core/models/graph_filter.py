@@ -601,30 +601,19 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
             f"{summary['valid_ndcg']:.4f} with it)")
 
 
-def describe_relations(selected: dict[str, Any]) -> str:
-    """The side-information groups validation kept (``selected["relations"]``) and, where
-    the pseudo-cold validation switched some off for items without interactions
-    (``selected["cold_relations"]``), those; empty when no group was judged."""
-    relations = selected.get("relations")
-    if not relations:
-        return ""
-    text = "side information kept: " + (", ".join(relations["kept"]) or "none")
-    if relations["dropped"]:
-        text += " (switched off, no validation gain: " + ", ".join(relations["dropped"]) + ")"
-    cold = selected.get("cold_relations") or {}
-    if cold.get("dropped"):
-        text += ("; for items without interactions also off: " + ", ".join(cold["dropped"])
-                 + " (no gain on pseudo-cold items)")
-    return text
-
-
 def describe_selection(selected: dict[str, Any]) -> str:
     """The flagship's validation choices (``train_result.selected``) in words: the
     side-information groups kept, the graph filter, then the item-item path; empty when
     nothing was chosen."""
     from .item_item import describe_choice
 
-    parts = [describe_relations(selected)] if selected.get("relations") else []
+    parts = []
+    relations = selected.get("relations")
+    if relations:
+        kept = ", ".join(relations["kept"]) or "none"
+        dropped = ", ".join(relations["dropped"])
+        parts.append(f"side information kept: {kept}"
+                     + (f" (switched off, no validation gain: {dropped})" if dropped else ""))
     if selected.get("graph_filter"):
         parts.append(describe_filter_choice(selected["graph_filter"]))
     if selected.get("item_item"):
