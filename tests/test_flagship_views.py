@@ -153,8 +153,12 @@ def test_comparison_puts_the_full_run_first_and_states_each_change_in_percent():
     np.testing.assert_allclose(table["Δ warm recall@20 %"], [0.0, -25.0, 0.0], atol=1e-9)
     np.testing.assert_allclose(table["Δ warm ndcg@20 %"], [0.0, 25.0, -50.0], atol=1e-9)
     assert np.isnan(table["cold recall@20"].iloc[1])  # not measured: shown empty
+    np.testing.assert_allclose(table["Δ cold recall@20 %"], [0.0, np.nan, -200.0 / 3],
+                               atol=1e-9)
     fig = ablation_comparison_fig(table)
-    assert [t.name for t in fig.data] == ["warm recall@20", "warm ndcg@20"]
+    assert [t.name for t in fig.data] == ["warm recall@20", "warm ndcg@20", "cold recall@20"]
+    no_cold = ablation_comparison_fig(table.assign(**{"cold recall@20": np.nan}))
+    assert [t.name for t in no_cold.data] == ["warm recall@20", "warm ndcg@20"]
     assert list(fig.data[0].x) == list(table["variant"])
 
 
