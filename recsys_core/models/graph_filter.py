@@ -601,19 +601,22 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
             f"{summary['valid_ndcg']:.4f} with it)")
 
 
+def describe_relations(relations: dict[str, Any]) -> str:
+    """The side-information groups relation selection kept and switched off
+    (``train_result.selected["relations"]``), in words."""
+    text = "side information kept: " + (", ".join(relations["kept"]) or "none")
+    if relations["dropped"]:
+        text += " (switched off, no validation gain: " + ", ".join(relations["dropped"]) + ")"
+    return text
+
+
 def describe_selection(selected: dict[str, Any]) -> str:
     """The flagship's validation choices (``train_result.selected``) in words: the
     side-information groups kept, the graph filter, then the item-item path; empty when
     nothing was chosen."""
     from .item_item import describe_choice
 
-    parts = []
-    relations = selected.get("relations")
-    if relations:
-        kept = ", ".join(relations["kept"]) or "none"
-        dropped = ", ".join(relations["dropped"])
-        parts.append(f"side information kept: {kept}"
-                     + (f" (switched off, no validation gain: {dropped})" if dropped else ""))
+    parts = [describe_relations(selected["relations"])] if selected.get("relations") else []
     if selected.get("graph_filter"):
         parts.append(describe_filter_choice(selected["graph_filter"]))
     if selected.get("item_item"):

@@ -71,7 +71,7 @@ def flagship_parts(model: Any) -> pd.DataFrame:
         above), ``gain %`` (relative, in percent), ``on`` (bool) and ``settings`` (what was
         chosen, in words). Empty when ``model`` is not a fitted flagship.
     """
-    from ..models.graph_filter import describe_filter_choice
+    from ..models.graph_filter import describe_filter_choice, describe_relations
     from ..models.item_item import describe_choice
 
     k = _eval_k(model)
@@ -88,13 +88,8 @@ def flagship_parts(model: Any) -> pd.DataFrame:
     learned_settings = f"{result.best_epoch} epochs (early stopping)"
     if result.refit_epochs:
         learned_settings += f", refit for {result.refit_epochs} on all interactions"
-    relations = selected.get("relations")
-    if relations:
-        learned_settings += "; side information kept: " + (", ".join(relations["kept"])
-                                                            or "none")
-        if relations["dropped"]:
-            learned_settings += (" (switched off, no validation gain: "
-                                 + ", ".join(relations["dropped"]) + ")")
+    if selected.get("relations"):
+        learned_settings += "; " + describe_relations(selected["relations"])
     filter_summary, item_summary = selected.get("graph_filter"), selected.get("item_item")
     rows = [
         (PART_LEARNED, learned, True, learned_settings),
