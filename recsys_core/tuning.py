@@ -240,6 +240,9 @@ def tune_model(
                           metric=f"ndcg@{k}", valid_fraction=valid_fraction, seed=seed,
                           valid_users=int(valid[USER_COL].nunique()),
                           valid_interactions=int(len(valid)))
+    # A model that cannot fit all the interactions fails now, not after the grid.
+    create_model(model_name, **{**base, **(points[0] if points else {})}).check_fit(
+        dataset, fit_interactions)
     started = time.perf_counter()
     for i, params in enumerate(points):
         if should_stop is not None and should_stop() and record.points:

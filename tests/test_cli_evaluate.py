@@ -146,3 +146,33 @@ def test_peers_fitted_on_a_split_are_tuned_on_validation_by_default(split_files,
     assert json.loads(capsys.readouterr().out)["models"][1]["tuning"] is None
     assert main([*args, "--grid", "alpha=1"]) == 2
     assert "no --model given takes that argument" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_fit_is_reported_and_the_others_go_on(split_files, capsys):
+    """EASE refused by its dense-matrix bound: refused before its grid (the bound is checked
+    on every training interaction, not only on the carved part), reported in the JSON and on
+    stderr; the other model's figures are still printed, and the exit status is 1."""
+    import recsys_core.tuning as tuning
+
+    fitted = []
+    real_fit = tuning._fit
+
+    def counting_fit(model, *args, **kwargs):
+        fitted.append(model.name)
+        return real_fit(model, *args, **kwargs)
+
+    capsys.readouterr()
+    tuning._fit = counting_fit
+    try:
+        code = main(["evaluate", "--interactions", str(split_files["all"]), "--model", "pop",
+                     "--model", "ease", "--k", "4", "--compare", "--grid", "max_items=2"])
+    finally:
+        tuning._fit = real_fit
+    out = capsys.readouterr()
+    assert code == 1
+    pop, ease = json.loads(out.out)["models"]
+    assert pop["model"] == "pop" and pop["metrics"]["recall"] >= 0
+    assert ease == {"model": "ease", "error": ease["error"]}
+    assert "above max_items=2" in ease["error"] and "ease" not in fitted
+    assert "error: ease: EASE keeps a dense item-item matrix" in out.err
+    assert "error: ease could not be fitted" in out.err

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..dataset import ITEM_COL, RATING_COL, TIME_COL, USER_COL
-from ..errors import DataError
+from ..errors import DataError, TrainingError
 from ..models import MODEL_REGISTRY
 from ..significance import PAIRED_METHODS
 from ..splits import DEFAULT_TIME_CUT_QUANTILE, SPLIT_METHODS
@@ -91,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
         split = None
     else:
         evaluated, split = _evaluate_on_split(args)
-    comparisons = _comparisons(evaluated, args) if args.compare else []
+    failed = [entry["result"]["model"] for entry in evaluated if "error" in entry["result"]]
+    fitted = [entry for entry in evaluated if "error" not in entry["result"]]
+    comparisons = _comparisons(fitted, args) if args.compare and len(fitted) > 1 else []
     if args.ci:
-        for entry in evaluated:
+        for entry in fitted:
             _print_intervals(entry, args.k)
     for row in comparisons:
         _print_comparison(row, args.k)
@@ -104,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         output = {"k": args.k, "split": split, "models": results,
                   "comparisons": comparisons}
     print(json.dumps(_jsonable(output), indent=2))
+    if failed:  # the figures of the others are printed; the exit status says not all fitted
+        print(f"error: {', '.join(failed)} could not be fitted (see above and \"error\" in "
+              "the JSON).", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -199,9 +205,14 @@ def _evaluate_on_split(args: argparse.Namespace) -> tuple[list[dict[str, Any]], 
     for options in fits:
         name = options.model
         print(f"Fitting {name} on the training part...", file=sys.stderr)
-        with ProgressBar() as progress:
-            model, tuning = fit_model(options, _model_kwargs(options), {}, dataset, train,
-                                      progress)
+        try:
+            with ProgressBar() as progress:
+                model, tuning = fit_model(options, _model_kwargs(options), {}, dataset, train,
+                                          progress)
+        except TrainingError as exc:  # this model only (memory, divergence): the others go on
+            print(f"error: {name}: {exc} The other models go on.", file=sys.stderr)
+            evaluated.append({"label": name, "result": {"model": name, "error": str(exc)}})
+            continue
         per_user, metrics = _per_user_and_metrics(model, dataset, test, users, args.k,
                                                   train=train)
         result = {"model": name, "k": args.k, "num_test_users": len(users),

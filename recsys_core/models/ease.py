@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
-from ..dataset import Dataset
+from ..dataset import ITEM_IDX, Dataset
 from ..errors import TrainingError
 from .base import OnePassRecommender, ProgressCallback, check_state_tensors
 from .item_item import ease_weights
@@ -64,10 +65,11 @@ class EASERecommender(OnePassRecommender):
         self._active_pos: np.ndarray | None = None  # item index -> row in weights, -1 if cold
         self._history = None  # sparse [num_users, n] training rows over active items
 
-    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
-        counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()
-        active = np.flatnonzero(counts > 0).astype(np.int64)
-        n = len(active)
+    def check_fit(self, dataset: Dataset, train: pd.DataFrame) -> None:
+        self._check_items(int(train[ITEM_IDX].nunique()))
+
+    def _check_items(self, n: int) -> None:
+        """Refuse ``n`` interacted items past :attr:`max_items` (the dense matrix's bound)."""
         if n > self.max_items:
             gigabytes = FIT_BYTES_PER_ITEM_PAIR * n * n / 1e9
             raise TrainingError(
@@ -77,6 +79,11 @@ class EASERecommender(OnePassRecommender):
                 f"item-item model ('itemknn', 'rp3beta'; the flagship's item-item path covers "
                 f"items past its dense head with sparse columns), for large catalogues, or raise "
                 f"max_items if this machine has the memory.")
+
+    def fit_bound(self, dataset: Dataset, on_progress: ProgressCallback | None) -> None:
+        counts = np.asarray(self.train_matrix.sum(axis=0)).ravel()
+        active = np.flatnonzero(counts > 0).astype(np.int64)
+        self._check_items(len(active))
         if on_progress is not None:
             on_progress({"stage": "gram", "fraction": 0.1})
         self.weights = ease_weights(self.train_matrix[:, active], self.reg_lambda, self.device)
