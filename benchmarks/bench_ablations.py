@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 # Sibling scripts: ``python benchmarks/bench_ablations.py`` puts benchmarks/ on the path.
-from bench_ml100k import load_ml100k, recall_ndcg_at_k
+from bench_ml100k import load_ml100k, protocol_splits, recall_ndcg_at_k
 from tune_flagship import load_demo
 
 from recsys_core.models.ablations import ABLATIONS, ABLATIONS_BY_KEY, applicable_ablations
@@ -54,21 +54,6 @@ def load_data(name: str):
     return load_demo(DEMO) if name == "demo" else load_ml100k(ML100K)
 
 
-def protocol_frames(ds, protocol: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                          np.ndarray | None]:
-    """(fit frame, test frame, held-out item ids or ``None``): ``"warm"`` is the per-user
-    random 80/10/10 split of split seed ``seed``; ``"cold"`` holds out 10% of the items
-    entirely (:func:`~recsys_core.splits.cold_start_item_split`, BENCHMARK.md's cold-start
-    protocol, with ``seed`` drawing the items) and ranks only those."""
-    from recsys_core.splits import cold_start_item_split, per_user_random_split
-
-    if protocol == "warm":
-        train, valid, test = per_user_random_split(ds.interactions, seed=seed)
-        return pd.concat([train, valid]), test, None
-    train, test = cold_start_item_split(ds.interactions, seed=seed)
-    return train, test, ds.item_ids[np.unique(test["item_idx"].to_numpy())]
-
-
 def run_variant(data: str, variant: str, seed: int, protocol: str = "warm") -> dict[str, Any]:
     """Fit one variant on one split of ``protocol`` and score it (in this process)."""
     import torch
@@ -77,7 +62,11 @@ def run_variant(data: str, variant: str, seed: int, protocol: str = "warm") -> d
 
     torch.manual_seed(0)
     ds = load_data(data)
-    fit, test, held = protocol_frames(ds, protocol, seed)
+    # "warm" is BENCHMARK.md's random split of split seed ``seed``; "cold" its cold-start
+    # split, ``seed`` drawing the held-out items (only they are ranked).
+    fit, test, held = protocol_splits(ds, "random" if protocol == "warm" else "cold", seed,
+                                      cold_seed=seed)
+    held = None if held is None else ds.item_ids[held]
     model = create_model("gnn-llm", show_progress=False, **ABLATIONS_BY_KEY[variant].params)
     start = time.perf_counter()
     model.fit(ds, fit)
@@ -164,12 +153,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table, with each variant's change against the full flagship."""
     lines = ["| data | protocol | variant | Recall@20 | NDCG@20 | vs full (Recall / NDCG) | "
              "fit s |", "|---|---|---|---|---|---|---|"]
-    full = {(r["data"], r.get("protocol", "warm")): r for r in rows if r["variant"] == "full"}
+    full = {row_key(r)[::3]: r for r in rows if r["variant"] == "full"}
     for r in rows:
-        ref = full.get((r["data"], r.get("protocol", "warm")))
+        ref = full.get(row_key(r)[::3])
         delta = (f"{r['recall@20'] / ref['recall@20'] - 1:+.1%} / "
                  f"{r['ndcg@20'] / ref['ndcg@20'] - 1:+.1%}" if ref and r is not ref else "")
-        lines.append(f"| {r['data']} | {r.get('protocol', 'warm')} | {r['label']} | "
+        lines.append(f"| {r['data']} | {row_key(r)[3]} | {r['label']} | "
                      f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {delta} | "
                      f"{r['fit_s']:.0f} |")
     return "\n".join(lines)

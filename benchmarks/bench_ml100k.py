@@ -64,6 +64,7 @@ from recsys_core.models import available_models, create_model, model_arguments  
 from recsys_core.models.ablations import ABLATIONS_BY_KEY  # noqa: E402
 from recsys_core.splits import (  # noqa: E402
     BENCHMARK_SEED,
+    COLD_START_SEED,
     cold_start_item_split,
     per_user_random_split,
 )
@@ -116,17 +117,19 @@ def load_ml100k(root: str | Path, with_users: bool = True) -> Dataset:
     return Dataset(inter, items, attribute_columns=["genre"], users=users, name="ml-100k")
 
 
-def protocol_splits(ds: Dataset, protocol: str, seed: int = BENCHMARK_SEED
+def protocol_splits(ds: Dataset, protocol: str, seed: int = BENCHMARK_SEED,
+                    cold_seed: int = COLD_START_SEED
                     ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
     """(fit frame, test frame, held-out item indices or ``None``) for ``"random"``/``"cold"``.
 
     Both come from :mod:`recsys_core.splits`, whose defaults are the BENCHMARK.md protocols;
-    ``seed`` is the random split's (the cold-start split keeps its protocol seed).
+    ``seed`` is the random split's, ``cold_seed`` the cold-start split's (which items are
+    held out; BENCHMARK.md's is the default).
     """
     if protocol == "random":
         train, valid, test = per_user_random_split(ds.interactions, seed=seed)
         return pd.concat([train, valid]), test, None
-    train, test = cold_start_item_split(ds.interactions)
+    train, test = cold_start_item_split(ds.interactions, seed=cold_seed)
     return train, test, np.unique(test[ITEM_IDX].to_numpy())
 
 
