@@ -30,7 +30,7 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation("full", "full flagship", {}),
     Ablation("no-item-item", "no item-item path (graph network alone)", {"item_item": False}),
     Ablation("learned-only", "learned graph attention alone",
-             {"item_item": False, "graph_filter": False}),
+             {"item_item": False, "graph_filter": False, "popularity_prior": False}),
     Ablation("no-graph-filter", "no graph filter", {"graph_filter": False}),
     Ablation("no-text", "no text", {"use_text": False}),
     Ablation("no-attributes", "no attribute nodes", {"use_attributes": False}, "attributes"),

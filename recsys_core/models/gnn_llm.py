@@ -59,6 +59,13 @@ from .graph_filter import (
     item_attribute_matrix,
     select_graph_filter,
 )
+from .popularity_prior import (
+    PopularityPriorChoice,
+    item_popularity,
+    popularity_values,
+    prior_scale,
+    select_popularity_prior,
+)
 from .item_item import (
     DEFAULT_MARGIN,
     DEFAULT_REG_LAMBDAS,
@@ -147,7 +154,9 @@ class GNNLLMModule(nn.Module):
     Each layer runs one convolution per relation in stages (see :meth:`stage_program`):
     users from their items, users from users, items from users, attributes and similar
     items, attributes from items. Final embeddings are the mean over layers 0..L; with
-    ``item_bias`` a last column carries an item bias (users hold 1 there).
+    ``item_bias`` a last column carries an item bias (users hold 1 there), plus the
+    popularity prior ``item_prior`` when validation chose one (0 otherwise; see
+    :mod:`recsys_core.models.popularity_prior`).
 
     Args:
         num_users (int): Number of users.
@@ -237,6 +246,12 @@ class GNNLLMModule(nn.Module):
         # Item bias (popularity) from text plus an id term, carried as an extra embedding column.
         self.bias_text = nn.Linear(item_text.size(1), 1) if item_bias else None
         self.bias_id = nn.Embedding(num_items, 1) if item_bias else None
+        # A popularity prior added to that bias: set after training when validation chooses
+        # it (recsys_core.models.popularity_prior), 0 otherwise; saved with the run.
+        if item_bias:
+            self.register_buffer("item_prior", torch.zeros(num_items))
+        else:
+            self.item_prior = None
         self.attributes = nn.ModuleDict({nt: nn.Embedding(max(n, 1), embedding_dim)
                                          for nt, n in node_counts.items()})
         self.node_counts = dict(node_counts)
@@ -565,8 +580,11 @@ class GNNLLMModule(nn.Module):
                                  for p in program.layer_end])
         if self.bias_text is not None:  # the item-bias column (users hold 1 there)
             gate, text = _rows(gate, n_item), _rows(text, n_item)
-            bias = self.bias_text(text) + gate * (self.bias_id.weight if items is None
-                                                  else self.bias_id(_rows(items, n_item)))
+            rows = None if items is None else _rows(items, n_item)
+            bias = self.bias_text(text) + gate * (self.bias_id.weight if rows is None
+                                                  else self.bias_id(rows))
+            prior = self.item_prior if rows is None else self.item_prior.index_select(0, rows)
+            bias = bias + prior.unsqueeze(1)
             user_emb = torch.cat([user_emb, user_emb.new_ones(user_emb.size(0), 1)], 1)
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
@@ -694,6 +712,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
         user_id_embedding (bool): Add a per-user learnable vector. (default: :obj:`False`)
         item_bias (bool): Learn an item bias (text + id), carried as the last embedding column.
             (default: :obj:`True`)
+        popularity_prior (bool): Add to that bias a popularity prior (a transform of each
+            item's number of training users, :mod:`recsys_core.models.popularity_prior`),
+            its transform and weight chosen on the validation split before the graph filter
+            (off where it does not clear the margin; needs ``item_bias``).
+            (default: :obj:`True`)
         use_user_features (bool): Use the columns of ``dataset.users`` as user features
             and as user attribute nodes (``user_age`` ...), whose messages reach users in
             the same stage as their items'. (default: :obj:`True`)
@@ -783,6 +806,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         id_dropout: float = 0.1,
         user_id_embedding: bool = False,
         item_bias: bool = True,
+        popularity_prior: bool = True,
         use_user_features: bool = True,
         use_attributes: bool = True,
         use_user_edges: bool = True,
@@ -817,6 +841,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.id_dropout = float(id_dropout)
         self.user_id_embedding = bool(user_id_embedding)
         self.item_bias = bool(item_bias)
+        self.popularity_prior = bool(popularity_prior)
         self.use_user_features = bool(use_user_features)
         self.use_attributes, self.use_user_edges = bool(use_attributes), bool(use_user_edges)
         self.text_knn_k = int(text_knn_k)
@@ -867,6 +892,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         self.relation_selection = bool(relation_selection)
         self.inactive_groups: list[str] = []
         self.graph_filter_choice: GraphFilterChoice | None = None
+        self.popularity_prior_choice: PopularityPriorChoice | None = None
         self.train_interactions: pd.DataFrame | None = None
         self._text_cache: Tensor | None = None
         self.item_item_choice: ItemItemChoice | None = None
@@ -878,7 +904,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "conv": self.conv, "heads": self.heads,
                 "attention_dropout": self.attention_dropout, "edge_dropout": self.edge_dropout,
                 "id_dropout": self.id_dropout, "user_id_embedding": self.user_id_embedding,
-                "item_bias": self.item_bias, "use_user_features": self.use_user_features,
+                "item_bias": self.item_bias, "popularity_prior": self.popularity_prior,
+                "use_user_features": self.use_user_features,
                 "use_attributes": self.use_attributes, "use_user_edges": self.use_user_edges,
                 "text_knn_k": self.text_knn_k, "template": self.template,
                 "finetune_text_layers": self.finetune_text_layers, "item_item": self.item_item,
@@ -978,6 +1005,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             super().fit(dataset, train, valid, on_progress, should_stop)
         finally:
             self._text_cache = None
+        self._fit_popularity_prior()
         self._fit_item_item_path()
         return self
 
@@ -986,19 +1014,23 @@ class GNNLLMRecommender(EmbeddingRecommender):
                              result: TrainResult, on_progress: ProgressCallback | None = None,
                              should_stop: Callable[[], bool] | None = None) -> None:
         """On the validation split: keep only the side-information groups that pay (see
-        :meth:`_select_relations`), then choose the graph filter, then the item-item path on
-        top of it (see :func:`~recsys_core.models.graph_filter.select_graph_filter` and
-        :func:`~recsys_core.models.item_item.select_item_item`). The filter and the path each
-        switch on only past ``selection_margin``; ``result.selected`` records the validation
-        NDCG@K of the learned embeddings alone, with the filter, and with everything."""
+        :meth:`_select_relations`), then choose the popularity prior, the graph filter, then
+        the item-item path, each on top of the parts before it (see
+        :func:`~recsys_core.models.popularity_prior.select_popularity_prior`,
+        :func:`~recsys_core.models.graph_filter.select_graph_filter` and
+        :func:`~recsys_core.models.item_item.select_item_item`). Each switches on only past
+        ``selection_margin``; ``result.selected`` records the validation NDCG@K of the
+        learned embeddings alone, with the prior, with the filter, and with everything."""
         self.graph_filter_choice = self.item_item_choice = None
+        self.popularity_prior_choice = None
         self.inactive_groups = []
         module = self.module
         if len(valid) == 0 or (should_stop is not None and should_stop()):
             self._fixed_choices(result)
             return
         select_relations = self.relation_selection and bool(module.groups)
-        if not (select_relations or self.graph_filter or self.item_item):
+        choose_prior = self.popularity_prior and self.item_bias
+        if not (select_relations or choose_prior or self.graph_filter or self.item_item):
             return  # nothing to choose: no validation pass
         module.set_interactions(*unique_pairs(train))
         module.eval()
@@ -1015,9 +1047,20 @@ class GNNLLMRecommender(EmbeddingRecommender):
             if self._select_relations(ranking, result):
                 # The learned score without the dropped groups (same users and targets).
                 ranking.set_base(learned_scores(ranking.users))
-        if not (self.graph_filter or self.item_item):
+        if not (choose_prior or self.graph_filter or self.item_item):
             return
         learned_ndcg = ranking.base_ndcg
+        if choose_prior:
+            prior = select_popularity_prior(ranking, margin=self.selection_margin,
+                                            on_progress=on_progress, should_stop=should_stop)
+            self.popularity_prior_choice = prior
+            result.selected["popularity_prior"] = prior.summary()
+            if prior.relative_weight > 0:
+                term = torch.from_numpy(popularity_values(
+                    item_popularity(ranking.train_matrix), prior.transform))
+                term = term.expand(len(ranking.users), -1)
+                ranking.add(prior.relative_weight * ranking.spread_ratio(term) * term)
+        prior_ndcg = ranking.base_ndcg
         if self.graph_filter:
             settings = (None if self.graph_filter_dim is None
                         else ((self.graph_filter_dim, self.graph_filter_alpha),))
@@ -1054,7 +1097,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 margin=None if len(lambdas) == len(weights) == 1 else self.selection_margin)
             result.selected["item_item"] = self.item_item_choice.summary()
         result.selected["validation"] = {
-            "valid_ndcg_learned": learned_ndcg, "valid_ndcg_graph": filtered_ndcg,
+            "valid_ndcg_learned": learned_ndcg, "valid_ndcg_prior": prior_ndcg,
+            "valid_ndcg_graph": filtered_ndcg,
             "valid_ndcg": (self.item_item_choice.valid_ndcg if self.item_item_choice
                            else filtered_ndcg)}
 
@@ -1115,6 +1159,41 @@ class GNNLLMRecommender(EmbeddingRecommender):
                                                    bridge_scale=1.0)
             result.selected["item_item"] = self.item_item_choice.summary()
 
+    def _scale_users(self) -> np.ndarray:
+        """Users (with training interactions; at most 2,000, seeded) over which a chosen
+        part's absolute scale is set on the final model, as its spread ratio was on
+        validation."""
+        matrix = self.train_matrix
+        users = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        if len(users) > 2000:
+            users = np.sort(np.random.default_rng(self.train_config.seed).choice(
+                users, 2000, replace=False))
+        return users
+
+    @torch.no_grad()
+    def _fit_popularity_prior(self) -> None:
+        """Set the chosen popularity prior on the final model (popularity from every training
+        interaction): its absolute scale is the chosen relative weight times the spread ratio
+        of the learned score to the prior, as on validation. The prior enters the item-bias
+        column, so scores, explanations and saved runs carry it like any learned bias."""
+        module, choice = self.module, self.popularity_prior_choice
+        if getattr(module, "item_prior", None) is None:
+            return
+        module.item_prior.zero_()
+        if choice is None or choice.relative_weight <= 0:
+            return
+        matrix = self.train_matrix
+        values = popularity_values(item_popularity(matrix), choice.transform)
+        users = self._scale_users()
+        seen = torch.from_numpy(matrix[users].toarray() > 0)
+        scores = torch.from_numpy(super().score(users))
+        scale = prior_scale(scores, seen, values, choice.relative_weight)
+        prior = torch.from_numpy(scale * values)
+        module.item_prior.copy_(prior.to(module.item_prior.device))
+        self._item_emb[:, -1] += prior  # the cached embeddings' bias column, as a forward gives
+        if self.train_result is not None and "popularity_prior" in self.train_result.selected:
+            self.train_result.selected["popularity_prior"]["scale"] = scale
+
     def _fit_item_item_path(self) -> None:
         """Fit the chosen graph filter and item-item path on every training interaction, as
         one additive path over the head items: ``gf_scale * W + ii_scale * B``. Each absolute
@@ -1128,10 +1207,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         matrix = self.train_matrix
         items = covered_items(matrix, self.item_item_max_items)
         head = sp.csr_matrix(matrix)[:, items]
-        users = np.flatnonzero(np.diff(matrix.indptr) > 0)
-        if len(users) > 2000:
-            users = np.sort(np.random.default_rng(self.train_config.seed).choice(
-                users, 2000, replace=False))
+        users = self._scale_users()
         seen = torch.from_numpy(head[users].toarray() > 0)
         score = torch.from_numpy(super().score(users, items))
         combined = torch.zeros(len(items), len(items))
@@ -1212,12 +1288,16 @@ class GNNLLMRecommender(EmbeddingRecommender):
     def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
         path = {k: v for k, v in tensors.items() if k.startswith(ITEM_ITEM_PREFIX)}
         rest = {k: v for k, v in tensors.items() if k not in path}
-        if "group_active" not in rest:  # a run saved before relation selection: all groups on
+        # Tensors runs saved by older versions lack, filled with what those runs meant.
+        defaults: dict[str, Tensor] = {}
+        if "group_active" not in rest:  # saved before relation selection: all groups on
             if self.module is None:
                 self.module = self._module_for_restore(rest)
-            rest["group_active"] = torch.ones(len(self.module.groups), dtype=torch.uint8)
-            self.defaulted_state_keys = ("group_active",)
-        super().load_state_tensors(rest)
+            defaults["group_active"] = torch.ones(len(self.module.groups), dtype=torch.uint8)
+        if "item_prior" not in rest and self.item_bias:  # saved before the prior: none
+            defaults["item_prior"] = torch.zeros(self.dataset.num_items)
+        self.defaulted_state_keys = tuple(defaults)
+        super().load_state_tensors({**rest, **defaults})
         active = set(self.module.active_groups())
         self.inactive_groups = [g for g in self.module.groups if g not in active]
         self.item_item_path = (ItemItemPath.from_state_tensors(path, self.dataset.num_items,
@@ -1314,9 +1394,10 @@ class GNNLLMRecommender(EmbeddingRecommender):
             getattr(module, "user_features", None))
         state = {k: v.cpu() for k, v in module.state_dict().items()}
         state["item_text"] = grown.item_text
-        for key in ("item_id.weight", "bias_id.weight"):  # new items have no id terms
-            if key in state:
-                state[key] = torch.cat([state[key], state[key].new_zeros(count, state[key].size(1))])
+        for key in ("item_id.weight", "bias_id.weight", "item_prior"):  # new items: no id
+            if key in state:  # terms and no interactions (a prior of 0)
+                state[key] = torch.cat([state[key], state[key].new_zeros(count,
+                                                                         *state[key].shape[1:])])
         grown.load_state_dict(state, strict=True)
         grown.set_interactions(*self._inference_pairs())
         user_emb, item_emb = grown.eval()()
