@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,12 +52,44 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "generalise.json"
 
-#: name -> (users, items, interactions drawn, friend pairs)
+
+@dataclass(frozen=True)
+class Shape:
+    """What :func:`generate` writes.
+
+    Attributes:
+        users, items, draws, friends: Users, items, interactions drawn (before duplicates)
+            and friend pairs (0: no ``user_edges.csv``).
+        groups (int): Taste groups.
+        group_share (float): Share of a user's draws from the groups they like (the rest
+            follows global popularity).
+        zipf (float): Exponent of the popularity law.
+        median_activity, min_activity, max_activity (int): Lognormal activity (items per user)
+            before it is scaled to ``draws``, and its clip.
+        category (bool): Also give each item a coarse category (one per 4 groups).
+    """
+
+    users: int
+    items: int
+    draws: int
+    friends: int
+    groups: int = 60
+    group_share: float = 0.8
+    zipf: float = 1.0
+    median_activity: int = 45
+    min_activity: int = 5
+    max_activity: int = 600
+    category: bool = False
+
+
 PRESETS = {
-    "lastfm": (1_900, 17_600, 92_000, 12_700),
-    "books": (5_000, 10_000, 120_000, 0),
+    "lastfm": Shape(1_900, 17_600, 92_000, 12_700),
+    "books": Shape(5_000, 10_000, 120_000, 0),
+    # Sparse and popularity-heavy, like retail / Amazon review sets: 3-60 items per user,
+    # 30k items (a fifth never interacted), half of each user's items from popularity alone.
+    "sparse": Shape(12_000, 30_000, 75_000, 0, groups=40, group_share=0.5, zipf=0.9,
+                    median_activity=6, min_activity=3, max_activity=60, category=True),
 }
-GROUPS = 60
 #: Words the synthetic titles and tags are made of (a group gets a few of them).
 VOCABULARY = (
     "acoustic ambient blues baroque brass celtic choir classical country dance disco dub "
@@ -75,25 +108,28 @@ GENERIC_TAGS = [f"{a} {b}" for a in ("favourite", "seen live", "chill", "party",
 
 def generate(folder: Path, preset: str, seed: int = 0) -> dict:
     """Write ``interactions.csv``, ``items.csv`` and (with friends) ``user_edges.csv``."""
-    users, items, draws, friends = PRESETS[preset]
+    shape = PRESETS[preset]
+    users, items, draws, friends = shape.users, shape.items, shape.draws, shape.friends
+    num_groups = shape.groups
     rng = np.random.default_rng(seed)
-    group_words = [rng.choice(VOCABULARY, size=4, replace=False) for _ in range(GROUPS)]
-    item_group = rng.integers(0, GROUPS, items)
-    popularity = 1.0 / np.arange(1, items + 1) ** 1.0
+    group_words = [rng.choice(VOCABULARY, size=4, replace=False) for _ in range(num_groups)]
+    item_group = rng.integers(0, num_groups, items)
+    popularity = 1.0 / np.arange(1, items + 1) ** shape.zipf
     popularity = popularity[rng.permutation(items)]
-    members = [np.flatnonzero(item_group == g) for g in range(GROUPS)]
+    members = [np.flatnonzero(item_group == g) for g in range(num_groups)]
     group_p = [popularity[m] / popularity[m].sum() for m in members]
     global_p = popularity / popularity.sum()
-    # Each user likes 1-3 groups; activity lognormal with a median of ~45 items.
-    activity = np.clip(np.round(rng.lognormal(np.log(45), 0.8, users)), 5, 600).astype(int)
-    activity = np.round(activity * draws / activity.sum()).astype(int).clip(5)
-    favourite = rng.integers(0, GROUPS, users)
+    # Each user likes 1-3 groups; activity lognormal, scaled to the draws.
+    activity = np.clip(np.round(rng.lognormal(np.log(shape.median_activity), 0.8, users)),
+                       shape.min_activity, shape.max_activity).astype(int)
+    activity = np.round(activity * draws / activity.sum()).astype(int).clip(shape.min_activity)
+    favourite = rng.integers(0, num_groups, users)
     rows = []
     for user in range(users):
-        liked = [favourite[user], *rng.integers(0, GROUPS, rng.integers(0, 3))]
+        liked = [favourite[user], *rng.integers(0, num_groups, rng.integers(0, 3))]
         weights = rng.dirichlet(np.ones(len(liked)) * 2.0)
         n = activity[user]
-        from_group = rng.random(n) < 0.8
+        from_group = rng.random(n) < shape.group_share
         picks = rng.choice(items, size=n, p=global_p)
         groups = rng.choice(liked, size=n, p=weights)
         for j in np.flatnonzero(from_group):
@@ -111,16 +147,21 @@ def generate(folder: Path, preset: str, seed: int = 0) -> dict:
         tags.append("|".join(dict.fromkeys(chosen)))
         title_words = rng.choice(np.concatenate([words, rng.choice(VOCABULARY, 3)]), 3)
         titles.append(" ".join(w.capitalize() for w in title_words) + f" {item}")
-    pd.DataFrame({"item_id": [f"i{i}" for i in range(items)], "title": titles,
-                  "tags": tags}).to_csv(folder / "items.csv", index=False)
+    item_frame = pd.DataFrame({"item_id": [f"i{i}" for i in range(items)], "title": titles,
+                               "tags": tags})
+    if shape.category:
+        item_frame["category"] = [f"category {g // 4}" for g in item_group]
+    item_frame.to_csv(folder / "items.csv", index=False)
     out = {"users": users, "items": items, "interactions": int(len(interactions)),
-           "groups": GROUPS}
+           "groups": num_groups}
+    if shape.category:
+        out["items_with_interactions"] = int(interactions["item_id"].nunique())
     if friends:
         same = int(friends * 0.6)
         by_group = pd.Series(np.arange(users)).groupby(favourite).apply(np.asarray)
         src, dst = [], []
         while len(src) < same:
-            g = rng.integers(0, GROUPS)
+            g = rng.integers(0, num_groups)
             pool = by_group.get(g, np.zeros(0, int))
             if len(pool) >= 2:
                 a, b = rng.choice(pool, 2, replace=False)
@@ -165,36 +206,53 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     (workdir / "evaluate.json").write_text(done.stdout)  # kept whatever the parsing below does
     (workdir / "evaluate.log").write_text(done.stderr)
-    if done.returncode != 0:
+    # Exit 1 with a JSON result: a model could not fit (reported in its entry), others did.
+    if done.returncode not in (0, 1) or not done.stdout.strip():
         print(done.stderr[-4000:], file=sys.stderr)
-        return done.returncode
+        return done.returncode or 1
     result = json.loads(done.stdout)
     chosen = [line[line.index("Chosen on validation"):] for line in done.stderr.splitlines()
               if "Chosen on validation" in line]
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows = []
     for entry in result["models"]:
+        if "error" in entry:
+            rows.append({"model": entry["model"], "error": entry["error"], "created": created})
+            continue
         metrics = entry["metrics"]
         tuning = entry.get("tuning") or {}
         rows.append({"model": entry["model"], "recall@20": metrics["recall"],
-                     "ndcg@20": metrics["ndcg"],
-                     "chosen": tuning.get("chosen"), "tune_seconds": tuning.get("tune_seconds")})
-    best_peer = max((r for r in rows if r["model"] != "gnn-llm"),
+                     "ndcg@20": metrics["ndcg"], "chosen": tuning.get("chosen"),
+                     "tune_seconds": tuning.get("tune_seconds"), "created": created})
+    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    earlier = saved.get(args.preset)
+    if earlier and earlier.get("shape") == shape and earlier.get("split") == result["split"]:
+        # Same data and split: models not run this time keep their earlier rows.
+        run = {r["model"] for r in rows}
+        rows += [{"created": earlier["created"], **r} for r in earlier["models"]
+                 if r["model"] not in run]
+    scored = [r for r in rows if "error" not in r]
+    best_peer = max((r for r in scored if r["model"] != "gnn-llm"),
                     key=lambda r: r["ndcg@20"] or 0, default=None)
     print("\n| model | Recall@20 | NDCG@20 | chosen on validation |\n|---|---|---|---|")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | could not fit: {r['error']} | | |")
+            continue
         print(f"| {r['model']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | "
               f"{r['chosen'] if r['chosen'] is not None else '-'} |")
-    flagship = next((r for r in rows if r["model"] == "gnn-llm"), None)
+    flagship = next((r for r in scored if r["model"] == "gnn-llm"), None)
     if flagship and best_peer:
         print(f"\ngnn-llm / best tuned peer ({best_peer['model']}): Recall "
               f"{flagship['recall@20'] / best_peer['recall@20']:.3f}x, NDCG "
               f"{flagship['ndcg@20'] / best_peer['ndcg@20']:.3f}x; evaluate took {seconds:.0f} s")
-    entry = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    entry = {"created": created,
              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
                         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
              "shape": shape, "command": command[1:], "evaluate_seconds": seconds,
              "split": result["split"], "models": rows, "flagship_choices": chosen}
-    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if earlier and "gnn-llm" not in args.models.split(","):
+        entry["flagship_choices"] = earlier.get("flagship_choices", chosen)
     saved[args.preset] = entry
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(saved, indent=2, default=str))

@@ -754,8 +754,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
         graph_filter_smoothing (float, optional): Fix the smoothing :math:`\mu` of the
             filter's linear part (0: the plain GF-CF linear filter) instead of choosing it on
             validation. (default: :obj:`None`)
-        selection_margin (float): Relative validation NDCG gain the graph filter, the
-            item-item path and the text bridge must each show to switch on.
+        selection_margin (float): Relative validation NDCG gain the popularity prior, the
+            graph filter, the item-item path and the text bridge must each show to switch on.
             (default: :obj:`0.01`)
         relation_dropout (float): Probability that a side-information group of relations
             (one attribute node type, user-user edges, text-similarity edges) is left out of
