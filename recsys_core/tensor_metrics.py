@@ -54,3 +54,44 @@ def ndcg_at_k(scores: Tensor, truth: Tensor, k: int = 20,
     hits = truth.gather(1, top)
     counts = truth.sum(1) if target_counts is None else target_counts
     return float(ndcg_from_hits(hits, counts).mean())
+
+
+def auc_rows(scores: Tensor, positives: Tensor, max_elements: int = 4_000_000
+             ) -> tuple[Tensor, Tensor]:
+    r"""Per-row ROC AUC of full score vectors (the Mann-Whitney statistic of
+    :func:`recsys_core.metrics.auc`, computed on a block of rows instead of a frame).
+
+    The negatives of a row are its items with a finite score that are not positives; a
+    positive with a non-finite score (excluded, e.g. seen in training) counts as scored below
+    every negative. Ties count one half:
+    :math:`\mathrm{AUC}_u = \frac{1}{|P_u|\,|N_u|}\sum_{p,n}([s_p > s_n] + \frac12[s_p = s_n])`.
+    Each scored positive is compared with its row (no sort: test items are few per user),
+    ``max_elements`` comparisons at a time.
+
+    Args:
+        scores (Tensor): ``[rows, items]`` scores (``-inf`` or ``nan`` for excluded items).
+        positives (Tensor): ``[rows, items]`` boolean test items.
+        max_elements (int): Most row entries compared at once. (default: :obj:`4000000`)
+
+    Returns:
+        ``([rows]`` float64 AUC, ``[rows]`` bool: the row has a positive and a negative, so its
+        AUC is defined``)``.
+    """
+    finite = torch.isfinite(scores)
+    negative = finite & ~positives
+    rows, cols = (positives & finite).nonzero(as_tuple=True)
+    won = torch.zeros(scores.size(0), dtype=torch.float64, device=scores.device)
+    step = max(1, int(max_elements) // max(scores.size(1), 1))
+    for start in range(0, rows.numel(), step):
+        r, c = rows[start:start + step], cols[start:start + step]
+        row_scores, row_negative = scores[r], negative[r]
+        score = scores[r, c].unsqueeze(1)
+        below = ((row_scores < score) & row_negative).sum(1).double()
+        equal = ((row_scores == score) & row_negative).sum(1).double()
+        won.index_add_(0, r, below + 0.5 * equal)
+    num_pos = positives.sum(1).double()
+    num_neg = negative.sum(1).double()
+    defined = (num_pos > 0) & (num_neg > 0)
+    auc = torch.where(defined, won / (num_pos * num_neg).clamp(min=1.0),
+                      torch.full_like(won, float("nan")))
+    return auc, defined

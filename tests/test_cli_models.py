@@ -228,9 +228,14 @@ def test_evaluate_on_training_data_only_exits_2(ease_run, split_files, capsys):
     assert "held-out" in capsys.readouterr().err
 
 
-def test_evaluate_in_blocks_equals_one_pass(ease_run, split_files, monkeypatch):
+def test_evaluate_streams_the_full_ranking_metrics_in_blocks(ease_run, split_files,
+                                                               monkeypatch):
+    """AUC and the item slices are streamed (AUC over blocks of users, slices re-ranked
+    among their items by ``recommend``), in any block size, and equal the definitions of
+    :mod:`recsys_core.metrics` on every user's full score vector."""
     from recsys_core.cli import evaluate
     from recsys_core.ingest import load_dataset
+    from recsys_core.metrics import evaluate_recommendations
     from recsys_core.run import load_run
 
     model, dataset, _ = load_run(ease_run)
@@ -238,12 +243,62 @@ def test_evaluate_in_blocks_equals_one_pass(ease_run, split_files, monkeypatch):
                                   "test.csv")
     users = pd.unique(test["user_id"]).tolist()
     whole = evaluate.evaluate_run(model, dataset, test, users, 5)
+    full = model.recommend(users=users, k=dataset.num_items, exclude_seen=True)
+    reference = evaluate_recommendations(test, full, train=dataset.interactions, k=5,
+                                         num_items=dataset.num_items)
     monkeypatch.setattr(evaluate, "FULL_SCORE_ROWS", 3 * dataset.num_items)  # 3 users a block
     blocks = evaluate.evaluate_run(model, dataset, test, users, 5)
-    assert blocks["auc"] == pytest.approx(whole["auc"])
-    for name, values in whole["slices"].items():
+    assert 0 < whole["auc"] < 1
+    assert blocks["auc"] == pytest.approx(whole["auc"]) == pytest.approx(reference["auc"])
+    assert set(whole["slices"]) == set(reference["slices"])
+    for name, values in reference["slices"].items():
         for key, value in values.items():
+            assert whole["slices"][name][key] == pytest.approx(value), (name, key)
             assert blocks["slices"][name][key] == pytest.approx(value), (name, key)
+
+
+def test_streamed_slices_rank_cold_and_long_tail_items_like_the_full_vectors():
+    """A catalogue with items that only the test split holds (cold) and a long tail: the
+    streamed slices and AUC equal the definitions on full score vectors."""
+    from recsys_core.cli import evaluate
+    from recsys_core.dataset import Dataset
+    from recsys_core.metrics import evaluate_recommendations
+    from recsys_core.models.base import OnePassRecommender
+
+    class DistinctScores(OnePassRecommender):  # every (user, item) its own score
+        name = "distinct"
+
+        def fit_bound(self, dataset, on_progress):
+            rng = np.random.default_rng(0)
+            self.table = rng.permutation(dataset.num_users * dataset.num_items).reshape(
+                dataset.num_users, dataset.num_items).astype(np.float64)
+
+        def score(self, users, items=None):
+            rows = self.table[np.asarray(users)]
+            return rows if items is None else rows[:, np.asarray(items)]
+
+    rng = np.random.default_rng(1)
+    weights = 1.0 / np.arange(1, 31)
+    rows = [(f"u{u}", f"i{i}") for u in range(25)
+            for i in rng.choice(30, 8, replace=False, p=weights / weights.sum())]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(30)],
+                          "title": [f"Item {i}" for i in range(30)]})
+    dataset = Dataset(frame, items)
+    test_rows = dataset.interactions.groupby("user_idx").tail(2).index
+    train = dataset.interactions.drop(test_rows)
+    test = dataset.interactions.loc[test_rows]
+    model = DistinctScores().fit(dataset, train)
+    users = pd.unique(test["user_id"]).tolist()
+    result = evaluate.evaluate_run(model, dataset, test, users, 5, train=train)
+    full = model.recommend(users=users, k=dataset.num_items, exclude_seen=True)
+    reference = evaluate_recommendations(test, full, train=train, k=5,
+                                         num_items=dataset.num_items)
+    assert result["slices"]["cold_items"]["n_users"] > 0  # the cold slice is exercised
+    assert result["auc"] == pytest.approx(reference["auc"])
+    for name, values in reference["slices"].items():
+        for key, value in values.items():
+            assert result["slices"][name][key] == pytest.approx(value), (name, key)
 
 
 # ---------------------------------------------------------------------------- csv_safety

@@ -337,3 +337,35 @@ def test_errors_are_named(truth, pred):
         recall_at_k(pd.concat([truth, frame([(None, "i1")])]), pred)
     assert issubclass(MetricInputError, RecScopeError)
     assert issubclass(EmptyInputError, MetricInputError)
+
+
+def test_auc_rows_of_score_blocks_equal_the_frame_auc():
+    """The tensor AUC the CLI streams over blocks of users is the frame definition: ties count
+    one half, excluded (non-finite) items are no negatives, an excluded positive counts as
+    ranked below every negative, rows without a negative are undefined."""
+    import torch
+
+    from recsys_core.tensor_metrics import auc_rows
+
+    rng = np.random.default_rng(0)
+    scores = torch.from_numpy(rng.integers(0, 5, size=(6, 12)).astype(np.float64))  # ties
+    scores[0, 3] = float("-inf")  # a positive seen in training
+    scores[2, :] = float("-inf")
+    scores[2, 0] = 1.0  # only its positive is scored: no negative
+    positives = torch.zeros(6, 12, dtype=torch.bool)
+    positives[0, [1, 3, 5]] = positives[1, 2] = positives[2, 0] = positives[4, [0, 11]] = True
+    positives[3, :] = True  # every item a positive: no negative
+    values, defined = auc_rows(scores, positives)
+    assert defined.tolist() == [True, True, False, False, True, False]
+    assert values[~defined].isnan().all()
+    pred = pd.DataFrame([(u, i, float(scores[u, i])) for u in range(6) for i in range(12)
+                         if np.isfinite(float(scores[u, i]))],
+                        columns=["user_id", "item_id", "score"])
+    truth = pd.DataFrame([(u, i) for u in range(6) for i in range(12) if positives[u, i]],
+                         columns=["user_id", "item_id"])
+    assert float(values[defined].mean()) == pytest.approx(auc(truth, pred))
+    # Row 0 by hand: negatives are the 8 finite non-positives; the excluded positive wins 0.
+    negatives = [float(scores[0, i]) for i in range(12) if i not in (1, 3, 5)]
+    won = sum((p > n) + 0.5 * (p == n) for p in (float(scores[0, 1]), float(scores[0, 5]))
+              for n in negatives)
+    assert float(values[0]) == pytest.approx(won / (3 * len(negatives)))

@@ -297,7 +297,7 @@ def _print_comparison(row: dict[str, Any], k: int) -> None:
           f"{row['n_users']:,} users{note})", file=sys.stderr)
 
 
-#: Most (user, item) score rows held at once for AUC and the slices (full score vectors).
+#: Most (user, item) scores held at once while the full-ranking AUC streams over users.
 FULL_SCORE_ROWS = 4_000_000
 
 
@@ -305,41 +305,74 @@ def evaluate_run(model, dataset, test: pd.DataFrame, users: list[str], k: int,
                  train: pd.DataFrame | None = None) -> dict[str, Any]:
     """:func:`~recsys_core.metrics.evaluate_recommendations` over a full ranking.
 
-    The top-``k`` metrics, coverage, novelty and popularity come from every user's top-``k``
-    list. AUC and the slices (re-ranked among slice items) need each user's whole score vector
-    (every item except training interactions); those are computed on blocks of users small
-    enough to hold at most :data:`FULL_SCORE_ROWS` rows and combined as user-weighted means,
-    which equals the one-pass result. ``train`` (default: every interaction of ``dataset``,
-    as in a saved run) is what the model was fitted on.
+    The top-``k`` metrics, coverage, novelty, popularity and the light-user slice come from
+    every user's top-``k`` list. The item slices re-rank each user's items among the slice
+    only (``recommend`` with the slice as candidates: the cold items, the long tail outside
+    the popular head), and AUC compares each test item with every unseen item
+    (:func:`full_ranking_auc`), so no users x items frame is ever built. ``train`` (default:
+    every interaction of ``dataset``, as in a saved run) is what the model was fitted on.
     """
-    from ..metrics import RANKING_METRICS, evaluate_recommendations
+    from ..metrics import (
+        DEFAULT_HEAD_SHARE,
+        cold_item_metrics,
+        evaluate_recommendations,
+        head_items,
+        long_tail_metrics,
+    )
 
     train = dataset.interactions if train is None else train
     top = model.recommend(users=users, k=k, exclude_seen=True)
     metrics = evaluate_recommendations(test, top, train=train, k=k, num_items=dataset.num_items)
-    block = max(1, FULL_SCORE_ROWS // max(dataset.num_items, 1))
-    parts = []
-    for start in range(0, len(users), block):
-        chunk = users[start:start + block]
-        full = model.recommend(users=chunk, k=dataset.num_items, exclude_seen=True)
-        parts.append(evaluate_recommendations(test[test[USER_COL].isin(chunk)], full,
-                                              train=train, k=k, num_items=dataset.num_items))
-    if len(parts) == 1:
-        metrics["auc"], metrics["slices"] = parts[0]["auc"], parts[0]["slices"]
-        return metrics
-    weights = [p["n_users"] - p["n_users_without_predictions"] for p in parts]
-    metrics["auc"] = _weighted([p["auc"] for p in parts], weights)
-    for name, whole in (metrics.get("slices") or {}).items():
-        blocks = [p["slices"][name] for p in parts]
-        for metric in RANKING_METRICS:
-            whole[metric] = _weighted([b[metric] for b in blocks], [b["n_users"] for b in blocks])
+    metrics["auc"] = full_ranking_auc(model, dataset, test, users, FULL_SCORE_ROWS)
+    trained = pd.Index(pd.unique(train[ITEM_COL]))
+    head = pd.Index(head_items(train, DEFAULT_HEAD_SHARE, col_item=ITEM_COL))
+    catalogue = pd.Index(dataset.item_ids)
+    for name, candidates in (("cold_items", catalogue[~catalogue.isin(trained)]),
+                             ("long_tail", catalogue[~catalogue.isin(head)])):
+        if not len(candidates):  # no such item: no test interaction in the slice either
+            continue
+        ranked = model.recommend(users=users, k=k, exclude_seen=True, candidates=candidates)
+        if ranked.empty:
+            continue
+        slice_of = (cold_item_metrics(test, ranked, train, k=k) if name == "cold_items"
+                    else long_tail_metrics(test, ranked, train, k=k))
+        metrics["slices"][name] = slice_of
     return metrics
 
 
-def _weighted(values: list[float | None], weights: list[int]) -> float | None:
-    pairs = [(v, w) for v, w in zip(values, weights, strict=True) if v is not None and w > 0]
-    total = sum(w for _, w in pairs)
-    return sum(v * w for v, w in pairs) / total if total else None
+def full_ranking_auc(model, dataset, test: pd.DataFrame, users: list[str],
+                     block_rows: int | None = None) -> float | None:
+    """Mean per-user AUC of each test item against every item the user has not interacted
+    with (:func:`~recsys_core.tensor_metrics.auc_rows`, the statistic of
+    :func:`recsys_core.metrics.auc` on full score vectors), streamed over blocks of users of
+    at most ``block_rows`` scores (default: :data:`FULL_SCORE_ROWS`); ``None`` when no user
+    has a negative."""
+    import torch
+
+    from ..models.base import mask_seen
+    from ..tensor_metrics import auc_rows
+
+    user_idx = dataset.user_idx(list(users))
+    truth = test[[USER_COL, ITEM_COL]].drop_duplicates()
+    rows = dataset.user_idx(truth[USER_COL].tolist())
+    cols = dataset.item_idx(truth[ITEM_COL].tolist())
+    position = pd.Series(np.arange(len(user_idx)), index=user_idx)
+    block = max(1, (block_rows or FULL_SCORE_ROWS) // max(dataset.num_items, 1))
+    total, count = 0.0, 0
+    for start in range(0, len(user_idx), block):
+        chunk = user_idx[start:start + block]
+        scores = torch.as_tensor(np.asarray(model.score(chunk), dtype=np.float64))
+        if model.train_matrix is not None:
+            mask_seen(scores, model.train_matrix, chunk)
+        positives = torch.zeros(scores.shape, dtype=torch.bool)
+        at = position.reindex(rows).to_numpy() - start
+        keep = (at >= 0) & (at < len(chunk))
+        positives[torch.from_numpy(at[keep].astype(np.int64)),
+                  torch.from_numpy(cols[keep].astype(np.int64))] = True
+        auc, defined = auc_rows(scores, positives)
+        total += float(auc[defined].sum())
+        count += int(defined.sum())
+    return total / count if count else None
 
 
 def align_test(test: pd.DataFrame, dataset, file: str) -> tuple[pd.DataFrame, dict[str, int]]:
