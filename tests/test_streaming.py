@@ -120,6 +120,8 @@ def test_top_k_rows_matches_a_stable_sort():
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 3, (50, 40), generator=gen).double()
     scores[::7, ::3] = float("-inf")
+    scores[1::2] = torch.randn(25, 40, generator=gen, dtype=torch.float64)  # distinct rows
+    scores[5, 10:] = scores[5, 3]  # a distinct row whose k-th value is tied many times
     for k in (1, 3, 40):
         values, columns = top_k_rows(scores, k)
         ref_values, ref_columns = torch.sort(scores, dim=1, descending=True, stable=True)

@@ -253,7 +253,13 @@ def top_k_rows(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     above = scores > kth
     ties = scores == kth
     room = k - above.sum(1, keepdim=True)
-    keep = above | (ties & (ties.cumsum(1) <= room))
+    keep = above | ties
+    # Only rows with more tied entries than room need the lowest-columns rule (a cumulative
+    # count over the row); with distinct scores that is none of them.
+    crowded = (ties.sum(1, keepdim=True) > room).squeeze(1).nonzero().squeeze(1)
+    if crowded.numel():
+        ties = ties[crowded]
+        keep[crowded] = above[crowded] | (ties & (ties.cumsum(1) <= room[crowded]))
     columns = keep.nonzero()[:, 1].view(rows, k)  # row-major: ascending columns per row
     values = scores.gather(1, columns)
     values, order = torch.sort(values, dim=1, descending=True, stable=True)
