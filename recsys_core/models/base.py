@@ -73,7 +73,7 @@ class Recommender(abc.ABC):
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         """Scores ``[len(users), len(items)]`` (all items when ``items`` is ``None``)."""
 
-    def check_fit(self, dataset: Dataset, train: pd.DataFrame) -> None:
+    def check_fit(self, dataset: Dataset, train: pd.DataFrame) -> None:  # noqa: B027 (a hook)
         """Refuse, before any work, a fit this model cannot do on ``train`` (rows of
         ``dataset.interactions``), with a :class:`~recsys_core.errors.RecScopeError` saying
         what to do; nothing by default. Tuning calls it before its grid, so a setting that

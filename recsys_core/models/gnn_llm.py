@@ -59,13 +59,6 @@ from .graph_filter import (
     item_attribute_matrix,
     select_graph_filter,
 )
-from .popularity_prior import (
-    PopularityPriorChoice,
-    item_popularity,
-    popularity_values,
-    prior_scale,
-    select_popularity_prior,
-)
 from .item_item import (
     DEFAULT_MARGIN,
     DEFAULT_REG_LAMBDAS,
@@ -77,6 +70,13 @@ from .item_item import (
     ease_weights,
     select_item_item,
     spread_ratio,
+)
+from .popularity_prior import (
+    PopularityPriorChoice,
+    item_popularity,
+    popularity_values,
+    prior_scale,
+    select_popularity_prior,
 )
 from .sparse_attention import SortedEdges, SparseGATConv, segment_softmax
 from .stages import EdgeType, Stage, StageProgram
