@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 # Sibling scripts: ``python benchmarks/bench_ablations.py`` puts benchmarks/ on the path.
 from bench_ml100k import load_ml100k, protocol_splits, recall_ndcg_at_k
