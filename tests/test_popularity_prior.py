@@ -15,9 +15,10 @@ import torch
 
 from recsys_core.dataset import Dataset
 from recsys_core.models.gnn_llm import GNNLLMRecommender
-from recsys_core.models.item_item import ValidationRanking
+from recsys_core.models.item_item import ValidationRanking, masked_std
 from recsys_core.models.popularity_prior import (
     PRIOR_TRANSFORMS,
+    PopularityPriorChoice,
     describe_prior_choice,
     item_popularity,
     popularity_values,
@@ -41,10 +42,10 @@ def popular_dataset(seed: int = 0) -> Dataset:
 
 def flagship(**options) -> GNNLLMRecommender:
     text = torch.randn(NUM_ITEMS, 6, generator=torch.Generator().manual_seed(0))
+    options = {"graph_filter": False, "item_item": False, **options}
     return GNNLLMRecommender(embedding_dim=8, heads=2, epochs=2, batch_size=64,
                              num_negatives=8, device="cpu", show_progress=False, seed=0,
-                             item_text_embeddings=text, graph_filter=False, item_item=False,
-                             **options)
+                             item_text_embeddings=text, **options)
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,36 @@ def test_switched_off_in_the_settings_nothing_is_chosen():
     assert model.config()["popularity_prior"] is False
     without_bias = flagship(item_bias=False).fit(ds, ds.interactions)  # no column to carry it
     assert "popularity_prior" not in without_bias.train_result.selected
+
+
+def test_the_prior_is_judged_on_the_score_the_graph_filter_leaves():
+    """With the graph filter on, the prior is chosen on top of it (its base is the filtered
+    score) and set on the final model in that order: the saved scores are the learned score,
+    the path and the prior, as a fresh forward pass gives them."""
+    ds = popular_dataset()
+    model = flagship(graph_filter=True, selection_margin=0.0).fit(ds, ds.interactions)
+    selected = model.train_result.selected
+    validation = selected["validation"]
+    assert selected["popularity_prior"]["valid_ndcg_base"] == pytest.approx(
+        validation["valid_ndcg_graph"])
+    assert validation["valid_ndcg_prior"] == pytest.approx(
+        selected["popularity_prior"]["valid_ndcg"])
+    assert selected["graph_filter"]["relative_weight"] > 0
+
+    # Both on (the prior forced here): its scale is set against the learned score plus the
+    # filter's path, over the unseen items, as on validation.
+    model.popularity_prior_choice = PopularityPriorChoice("log", 1.0, np.nan, np.nan, [])
+    model._fit_closed_form_parts()
+    users = np.arange(ds.num_users)
+    scores = model.score(users)
+    prior = model.module.item_prior.numpy().copy()
+    values = popularity_values(item_popularity(model.train_matrix), "log")
+    seen = torch.from_numpy(model.train_matrix[users].toarray() > 0)
+    before = torch.from_numpy(scores - prior)  # learned + filter
+    expected = masked_std(before, seen) / masked_std(torch.from_numpy(values).expand(
+        len(users), -1), seen)
+    np.testing.assert_allclose(prior, expected * values, rtol=1e-4)
+    model._finalize()  # a fresh forward pass gives what the cached embeddings held
+    np.testing.assert_allclose(model.score(users), scores, rtol=1e-5, atol=1e-5)
+    model._fit_closed_form_parts()  # fitting the parts again replaces the prior, not adds
+    np.testing.assert_allclose(model.score(users), scores, rtol=1e-5, atol=1e-5)

@@ -714,7 +714,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             (default: :obj:`True`)
         popularity_prior (bool): Add to that bias a popularity prior (a transform of each
             item's number of training users, :mod:`recsys_core.models.popularity_prior`),
-            its transform and weight chosen on the validation split before the graph filter
+            its transform and weight chosen on the validation split after the graph filter
             (off where it does not clear the margin; needs ``item_bias``).
             (default: :obj:`True`)
         use_user_features (bool): Use the columns of ``dataset.users`` as user features
@@ -1005,8 +1005,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             super().fit(dataset, train, valid, on_progress, should_stop)
         finally:
             self._text_cache = None
-        self._fit_popularity_prior()
-        self._fit_item_item_path()
+        self._fit_closed_form_parts()
         return self
 
     # ---------------------------------------------------------------- closed-form paths
@@ -1014,13 +1013,15 @@ class GNNLLMRecommender(EmbeddingRecommender):
                              result: TrainResult, on_progress: ProgressCallback | None = None,
                              should_stop: Callable[[], bool] | None = None) -> None:
         """On the validation split: keep only the side-information groups that pay (see
-        :meth:`_select_relations`), then choose the popularity prior, the graph filter, then
+        :meth:`_select_relations`), then choose the graph filter, the popularity prior, then
         the item-item path, each on top of the parts before it (see
-        :func:`~recsys_core.models.popularity_prior.select_popularity_prior`,
-        :func:`~recsys_core.models.graph_filter.select_graph_filter` and
-        :func:`~recsys_core.models.item_item.select_item_item`). Each switches on only past
-        ``selection_margin``; ``result.selected`` records the validation NDCG@K of the
-        learned embeddings alone, with the prior, with the filter, and with everything."""
+        :func:`~recsys_core.models.graph_filter.select_graph_filter`,
+        :func:`~recsys_core.models.popularity_prior.select_popularity_prior` and
+        :func:`~recsys_core.models.item_item.select_item_item`): the prior is judged on the
+        score the filter leaves, whose degree normalisation removes popularity. Each switches
+        on only past ``selection_margin``; ``result.selected`` records the validation NDCG@K
+        of the learned embeddings alone, with the filter, with the prior and with
+        everything."""
         self.graph_filter_choice = self.item_item_choice = None
         self.popularity_prior_choice = None
         self.inactive_groups = []
@@ -1050,17 +1051,6 @@ class GNNLLMRecommender(EmbeddingRecommender):
         if not (choose_prior or self.graph_filter or self.item_item):
             return
         learned_ndcg = ranking.base_ndcg
-        if choose_prior:
-            prior = select_popularity_prior(ranking, margin=self.selection_margin,
-                                            on_progress=on_progress, should_stop=should_stop)
-            self.popularity_prior_choice = prior
-            result.selected["popularity_prior"] = prior.summary()
-            if prior.relative_weight > 0:
-                term = torch.from_numpy(popularity_values(
-                    item_popularity(ranking.train_matrix), prior.transform))
-                term = term.expand(len(ranking.users), -1)
-                ranking.add(prior.relative_weight * ranking.spread_ratio(term) * term)
-        prior_ndcg = ranking.base_ndcg
         if self.graph_filter:
             settings = (None if self.graph_filter_dim is None
                         else ((self.graph_filter_dim, self.graph_filter_alpha),))
@@ -1082,6 +1072,17 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 term = choice.term
                 ranking.add(choice.relative_weight * ranking.spread_ratio(term) * term)
         filtered_ndcg = ranking.base_ndcg
+        if choose_prior:
+            prior = select_popularity_prior(ranking, margin=self.selection_margin,
+                                            on_progress=on_progress, should_stop=should_stop)
+            self.popularity_prior_choice = prior
+            result.selected["popularity_prior"] = prior.summary()
+            if prior.relative_weight > 0:
+                term = torch.from_numpy(popularity_values(
+                    item_popularity(ranking.train_matrix), prior.transform))
+                term = term.expand(len(ranking.users), -1)
+                ranking.add(prior.relative_weight * ranking.spread_ratio(term) * term)
+        prior_ndcg = ranking.base_ndcg
         if self.item_item:
             lambdas = (DEFAULT_REG_LAMBDAS if self.item_item_lambda is None
                        else (self.item_item_lambda,))
@@ -1100,7 +1101,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             "valid_ndcg_learned": learned_ndcg, "valid_ndcg_prior": prior_ndcg,
             "valid_ndcg_graph": filtered_ndcg,
             "valid_ndcg": (self.item_item_choice.valid_ndcg if self.item_item_choice
-                           else filtered_ndcg)}
+                           else prior_ndcg)}
 
     @torch.no_grad()
     def _select_relations(self, ranking: ValidationRanking, result: TrainResult) -> bool:
@@ -1171,65 +1172,64 @@ class GNNLLMRecommender(EmbeddingRecommender):
         return users
 
     @torch.no_grad()
-    def _fit_popularity_prior(self) -> None:
-        """Set the chosen popularity prior on the final model (popularity from every training
-        interaction): its absolute scale is the chosen relative weight times the spread ratio
-        of the learned score to the prior, as on validation. The prior enters the item-bias
-        column, so scores, explanations and saved runs carry it like any learned bias."""
-        module, choice = self.module, self.popularity_prior_choice
-        if getattr(module, "item_prior", None) is None:
-            return
-        module.item_prior.zero_()
-        if choice is None or choice.relative_weight <= 0:
-            return
-        matrix = self.train_matrix
-        values = popularity_values(item_popularity(matrix), choice.transform)
-        users = self._scale_users()
-        seen = torch.from_numpy(matrix[users].toarray() > 0)
-        scores = torch.from_numpy(super().score(users))
-        scale = prior_scale(scores, seen, values, choice.relative_weight)
-        prior = torch.from_numpy(scale * values)
-        module.item_prior.copy_(prior.to(module.item_prior.device))
-        self._item_emb[:, -1] += prior  # the cached embeddings' bias column, as a forward gives
-        if self.train_result is not None and "popularity_prior" in self.train_result.selected:
-            self.train_result.selected["popularity_prior"]["scale"] = scale
-
-    def _fit_item_item_path(self) -> None:
-        """Fit the chosen graph filter and item-item path on every training interaction, as
-        one additive path over the head items: ``gf_scale * W + ii_scale * B``. Each absolute
-        scale is its chosen relative weight times the spread ratio of the score so far and
-        its term on the final model, as on validation."""
-        gf, ii = self.graph_filter_choice, self.item_item_choice
+    def _fit_closed_form_parts(self) -> None:
+        """Fit the chosen graph filter, popularity prior and item-item path on every training
+        interaction, in the order they were chosen. The filter and the path make one additive
+        path over the head items (``gf_scale * W + ii_scale * B``); the prior enters the
+        item-bias column, so scores, explanations and saved runs carry it like any learned
+        bias. Each absolute scale is its chosen relative weight times the spread ratio of the
+        score so far to its term on the final model, as on validation."""
+        gf, ii, prior = (self.graph_filter_choice, self.item_item_choice,
+                         self.popularity_prior_choice)
         use_gf = gf is not None and gf.relative_weight > 0
         use_ii = ii is not None and ii.relative_weight > 0
-        if not (use_gf or use_ii):
+        module = self.module
+        has_prior = getattr(module, "item_prior", None) is not None
+        if has_prior:  # a prior set before (a refit of the parts) leaves the cache too
+            self._item_emb[:, -1] -= module.item_prior.cpu()
+            module.item_prior.zero_()
+        use_prior = has_prior and prior is not None and prior.relative_weight > 0
+        if not (use_gf or use_ii or use_prior):
             return
         matrix = self.train_matrix
         items = covered_items(matrix, self.item_item_max_items)
         head = sp.csr_matrix(matrix)[:, items]
         users = self._scale_users()
         seen = torch.from_numpy(head[users].toarray() > 0)
-        score = torch.from_numpy(super().score(users, items))
+        learned = torch.from_numpy(super().score(users))  # every item: the prior's spread
+        score = learned[:, torch.from_numpy(items)]
         combined = torch.zeros(len(items), len(items))
         scales = {}
-        for name, use in (("graph_filter", use_gf), ("item_item", use_ii)):
-            if not use:
+        for name in ("graph_filter", "popularity_prior", "item_item"):
+            if name == "popularity_prior":
+                if use_prior:
+                    scales[name] = self._fit_popularity_prior(learned, score, items, users)
+                    score = score + scales[name] * torch.from_numpy(
+                        self._prior_values()[items])
                 continue
-            if name == "graph_filter":
+            if name == "graph_filter" and use_gf:
                 attributes = self._filter_attributes(self.dataset)
                 weights = GraphFilterBasis(
                     head, gf.ideal_dim, self.train_config.seed,
                     None if attributes is None else attributes[items],
                     gf.attribute_weight, gf.smoothing).weights(gf.ideal_dim, gf.ideal_weight)
                 relative = gf.relative_weight
-            else:
+            elif name == "item_item" and use_ii:
                 weights = ease_weights(head, ii.reg_lambda, self.train_config.device)
                 relative = ii.relative_weight
+            else:
+                continue
             term = torch.from_numpy(np.asarray(head[users] @ weights.numpy(), np.float32))
             scale = relative * spread_ratio(score[~seen], term[~seen])
             combined += scale * weights
             score = score + scale * term
             scales[name] = scale
+        if self.train_result is not None:
+            for name, scale in scales.items():
+                if name in self.train_result.selected:
+                    self.train_result.selected[name]["scale"] = scale
+        if not (use_gf or use_ii):
+            return
         path = ItemItemPath(matrix.shape[1], torch.from_numpy(items), combined, 1.0,
                             ii.reg_lambda if use_ii else 0.0, bridge_scale=0.0)
         if use_ii and self.use_text and self.item_item_bridge_k > 0 and ii.bridge_scale > 0:
@@ -1244,10 +1244,27 @@ class GNNLLMRecommender(EmbeddingRecommender):
         if use_ii:  # warm items past the dense head get sparse EASE columns (bounded memory)
             path = path.with_tail(matrix, ii.reg_lambda, scales["item_item"])
         self.item_item_path = path
-        if self.train_result is not None:
-            for name, scale in scales.items():
-                if name in self.train_result.selected:
-                    self.train_result.selected[name]["scale"] = scale
+
+    def _prior_values(self) -> np.ndarray:
+        """The chosen transform of every item's number of training users, in ``[0, 1]``."""
+        return popularity_values(item_popularity(self.train_matrix),
+                                 self.popularity_prior_choice.transform)
+
+    def _fit_popularity_prior(self, learned: Tensor, head_score: Tensor, items: np.ndarray,
+                              users: np.ndarray) -> float:
+        """Set the prior in the module and the cached embeddings; returns its scale, set
+        against the score so far over every item (``learned``, with ``head_score`` on the
+        head ``items``), as its spread ratio was on validation."""
+        module = self.module
+        values = self._prior_values()
+        score = learned.clone()
+        score[:, torch.from_numpy(items)] = head_score
+        seen = torch.from_numpy(self.train_matrix[users].toarray() > 0)
+        scale = prior_scale(score, seen, values, self.popularity_prior_choice.relative_weight)
+        prior = torch.from_numpy(scale * values)
+        module.item_prior.copy_(prior.to(module.item_prior.device))
+        self._item_emb[:, -1] += prior  # the cached embeddings' bias column, as a forward gives
+        return scale
 
     def build_module(self, dataset: Dataset, text: Tensor | None = None) -> GNNLLMModule:
         if text is None:

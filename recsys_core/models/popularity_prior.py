@@ -6,7 +6,8 @@ removes popularity by design (degree normalisation). The prior puts it back wher
 shows it pays: ``score(u, i) + s * f(n_i)``, with ``n_i`` the item's number of training users,
 ``f`` one of :data:`PRIOR_TRANSFORMS` (scaled to ``[0, 1]``) and ``s`` a weight, both chosen on
 the validation split like the other closed-form parts (:func:`choose_blend`, with the same
-margin). Items without interactions get 0: their score is the model's own.
+margin), on the score the graph filter leaves. Items without interactions get 0: their score
+is the model's own.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class PopularityPriorChoice:
     Attributes:
         transform (str): Chosen transform (:data:`PRIOR_TRANSFORMS`).
         relative_weight (float): Chosen weight relative to the spread ratio (0: prior off).
-        valid_ndcg_base (float): Validation NDCG@K of the learned score alone.
+        valid_ndcg_base (float): Validation NDCG@K of the score without the prior.
         valid_ndcg (float): With the chosen prior.
         grid (list[dict]): Every (``transform``, ``relative_weight``, ``valid_ndcg``) tried.
     """
@@ -147,8 +148,8 @@ def describe_prior_choice(summary: dict[str, Any]) -> str:
     text = (f"popularity prior: {summary['transform']} of the item's users, "
             f"weight={summary['relative_weight']:g}")
     if np.isfinite(summary.get("valid_ndcg_base", np.nan)):
-        text += (f" (validation NDCG {summary['valid_ndcg_base']:.4f} learned embeddings "
-                 f"alone, {summary['valid_ndcg']:.4f} with it)")
+        text += (f" (validation NDCG {summary['valid_ndcg_base']:.4f} without it, "
+                 f"{summary['valid_ndcg']:.4f} with it)")
     return text
 
 
