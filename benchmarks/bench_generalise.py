@@ -14,8 +14,12 @@ synthetic stand-in of the same shape and runs exactly what a new user runs::
 (median ~45 items per user), Zipf(1.0) popularity; 60 taste groups; every item has a group and
 1-5 free tags (70% from its group's tag words, the rest from a shared pool of 200 generic tags);
 12,700 friend pairs, 60% of them between users of the same favourite group. ``--preset books``:
-10,000 items, 5,000 users, 120k interactions. The item text is a title of words of the item's
-group (weak signal) and its tags. Everything is generated from ``--seed``; the files are
+10,000 items, 5,000 users, 120k interactions. ``--preset sparse``: retail-like, 12,000 users,
+30,000 items (a fifth never interacted), about 75k interactions (3-60 per user), half of each
+user's items from popularity alone, a coarse category per item. ``--preset popular``: the same
+shape where a user's items within a liked group are drawn uniformly, so popularity carries
+most of the signal. The item text is a title of words of the item's group (weak signal) and
+its tags. Everything is generated from ``--seed``; the files are
 written outside the repository (``--workdir``).
 
 What it says and what it does not: the figures show that the defaults run end to end at this
@@ -67,6 +71,8 @@ class Shape:
         median_activity, min_activity, max_activity (int): Lognormal activity (items per user)
             before it is scaled to ``draws``, and its clip.
         category (bool): Also give each item a coarse category (one per 4 groups).
+        group_uniform (bool): Draw a user's items within a liked group uniformly (taste
+            without popularity), not by popularity.
     """
 
     users: int
@@ -80,6 +86,7 @@ class Shape:
     min_activity: int = 5
     max_activity: int = 600
     category: bool = False
+    group_uniform: bool = False
 
 
 PRESETS = {
@@ -89,6 +96,11 @@ PRESETS = {
     # 30k items (a fifth never interacted), half of each user's items from popularity alone.
     "sparse": Shape(12_000, 30_000, 75_000, 0, groups=40, group_share=0.5, zipf=0.9,
                     median_activity=6, min_activity=3, max_activity=60, category=True),
+    # The same shape where popularity carries most of the signal: within a liked group every
+    # item is as likely, so the group part is hard to predict and the popular half dominates.
+    "popular": Shape(12_000, 30_000, 75_000, 0, groups=40, group_share=0.5, zipf=0.9,
+                     median_activity=6, min_activity=3, max_activity=60, category=True,
+                     group_uniform=True),
 }
 #: Words the synthetic titles and tags are made of (a group gets a few of them).
 VOCABULARY = (
@@ -117,7 +129,8 @@ def generate(folder: Path, preset: str, seed: int = 0) -> dict:
     popularity = 1.0 / np.arange(1, items + 1) ** shape.zipf
     popularity = popularity[rng.permutation(items)]
     members = [np.flatnonzero(item_group == g) for g in range(num_groups)]
-    group_p = [popularity[m] / popularity[m].sum() for m in members]
+    group_p = [None if shape.group_uniform else popularity[m] / popularity[m].sum()
+               for m in members]
     global_p = popularity / popularity.sum()
     # Each user likes 1-3 groups; activity lognormal, scaled to the draws.
     activity = np.clip(np.round(rng.lognormal(np.log(shape.median_activity), 0.8, users)),
