@@ -149,21 +149,21 @@ def test_train_page_shows_the_flagships_item_item_choice(workspace):
     table = at.dataframe[0].value
     chosen = table.loc[table["run"] == "gnn-llm #2", "chosen_on_validation"].iloc[0]
     assert chosen.startswith("side information kept:")
-    assert "; graph filter" in chosen and "; popularity prior" in chosen
+    assert "; popularity prior" in chosen and "; graph filter" in chosen
     assert "; item-item path" in chosen
 
 
 def test_train_and_metrics_pages_decompose_the_flagship_on_validation(workspace):
     workspace.runs.active_id = "gnn-llm #2"
     validation = workspace.runs.get("gnn-llm #2").model.train_result.selected["validation"]
-    expected = [validation[k] for k in ("valid_ndcg_learned", "valid_ndcg_graph",
-                                        "valid_ndcg_prior", "valid_ndcg")]
+    expected = [validation[k] for k in ("valid_ndcg_learned", "valid_ndcg_prior",
+                                        "valid_ndcg_graph", "valid_ndcg")]
     at = page_test("train", workspace).run()
     assert_clean(at)
     expanders = [e for e in at.expander if e.label == "What each part adds on validation"]
     assert len(expanders) == 1 and expanders[0].get("plotly_chart")
     parts = expanders[0].dataframe[0].value
-    assert list(parts["part"]) == ["learned embeddings", "+ graph filter", "+ popularity prior",
+    assert list(parts["part"]) == ["learned embeddings", "+ popularity prior", "+ graph filter",
                                    "+ item-item path"]
     np.testing.assert_allclose(parts["valid ndcg@20"], expected)
     assert "by at least 1% (relative)" in expanders[0].caption[0].value

@@ -129,7 +129,7 @@ def test_flagship_through_the_cli_reports_its_item_item_choice_and_ranks_cold_it
                  str(split_files["items"]), "--epochs", "3", "--out", str(run_dir)]) == 0
     err = capsys.readouterr().err
     assert "Chosen on validation: side information kept:" in err
-    assert "; graph filter" in err and "; popularity prior" in err and "item-item path" in err
+    assert "; popularity prior" in err and "; graph filter" in err and "item-item path" in err
     info = json.loads((run_dir / "run.json").read_text())
     selected = info["extra"]["train_result"]["selected"]
     chosen = selected["item_item"]

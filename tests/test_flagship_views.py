@@ -28,8 +28,8 @@ from recsys_core.views.flagship import (
 
 FILTER = {"ideal_dim": 8, "ideal_weight": 0.5, "relative_weight": 0.25,
           "valid_ndcg_base": 0.2, "valid_ndcg": 0.25, "scale": 1.0}
-PRIOR = {"transform": "log", "relative_weight": 2.0, "valid_ndcg_base": 0.25,
-         "valid_ndcg": 0.275}
+PRIOR = {"transform": "log", "relative_weight": 2.0, "valid_ndcg_base": 0.2,
+         "valid_ndcg": 0.25}
 ITEM_ITEM = {"reg_lambda": 200.0, "relative_weight": 0.0, "valid_ndcg_graph": 0.25,
              "valid_ndcg": 0.25, "bridge_scale": 1.0}
 
@@ -56,12 +56,12 @@ def fitted():
 
 # ---------------------------------------------------------------------------------- decomposition
 def test_parts_add_up_step_by_step_with_gains_and_words():
-    validation = {"valid_ndcg_learned": 0.2, "valid_ndcg_graph": 0.25, "valid_ndcg_prior": 0.275,
+    validation = {"valid_ndcg_learned": 0.2, "valid_ndcg_prior": 0.25, "valid_ndcg_graph": 0.275,
                   "valid_ndcg": 0.275}
     parts = flagship_parts(fake_flagship(
         {"popularity_prior": PRIOR, "graph_filter": FILTER, "item_item": ITEM_ITEM,
          "validation": validation}))
-    assert list(parts["part"]) == [PART_LEARNED, PART_FILTER, PART_PRIOR, PART_ITEM_ITEM]
+    assert list(parts["part"]) == [PART_LEARNED, PART_PRIOR, PART_FILTER, PART_ITEM_ITEM]
     assert list(parts.columns) == ["part", "valid ndcg@20", "gain", "gain %", "on", "settings"]
     np.testing.assert_allclose(parts["valid ndcg@20"], [0.2, 0.25, 0.275, 0.275])
     assert np.isnan(parts["gain"].iloc[0]) and np.isnan(parts["gain %"].iloc[0])
@@ -70,9 +70,9 @@ def test_parts_add_up_step_by_step_with_gains_and_words():
     assert list(parts["on"]) == [True, True, True, False]
     settings = list(parts["settings"])
     assert settings[0] == "7 epochs (early stopping)"
-    assert settings[1].startswith("graph filter: k=8, alpha=0.5")
-    assert settings[2] == ("popularity prior: log of the item's users, weight=2 (validation "
-                           "NDCG 0.2500 without it, 0.2750 with it)")
+    assert settings[1] == ("popularity prior: log of the item's users, weight=2 (validation "
+                           "NDCG 0.2000 without it, 0.2500 with it)")
+    assert settings[2].startswith("graph filter: k=8, alpha=0.5")
     assert settings[3] == "item-item path off (it did not help on validation)"
 
 
@@ -88,8 +88,8 @@ def test_parts_switched_off_in_the_settings_keep_their_rows():
     parts = flagship_parts(fake_flagship({}))  # graph_filter=False, item_item=False
     assert list(parts["on"]) == [True, False, False, False]
     np.testing.assert_allclose(parts["valid ndcg@20"], [0.2] * 4)  # best_valid_ndcg
-    assert "graph_filter=False" in parts["settings"].iloc[1]
-    assert "switched off in the settings" in parts["settings"].iloc[2]
+    assert "switched off in the settings" in parts["settings"].iloc[1]
+    assert "graph_filter=False" in parts["settings"].iloc[2]
     assert "item_item=False" in parts["settings"].iloc[3]
 
 
@@ -104,13 +104,13 @@ def test_a_fitted_flagship_reports_its_own_validation_record(fitted):
     parts = flagship_parts(fitted)
     validation = selected["validation"]
     np.testing.assert_allclose(parts["valid ndcg@20"], [
-        validation["valid_ndcg_learned"], validation["valid_ndcg_graph"],
-        validation["valid_ndcg_prior"], validation["valid_ndcg"]])
-    assert parts["on"].iloc[1] == (selected["graph_filter"]["relative_weight"] > 0)
-    assert parts["on"].iloc[2] == (selected["popularity_prior"]["relative_weight"] > 0)
+        validation["valid_ndcg_learned"], validation["valid_ndcg_prior"],
+        validation["valid_ndcg_graph"], validation["valid_ndcg"]])
+    assert parts["on"].iloc[1] == (selected["popularity_prior"]["relative_weight"] > 0)
+    assert parts["on"].iloc[2] == (selected["graph_filter"]["relative_weight"] > 0)
     assert parts["on"].iloc[3] == (selected["item_item"]["relative_weight"] > 0)
-    assert parts["settings"].iloc[1].startswith("graph filter")
-    assert parts["settings"].iloc[2].startswith("popularity prior")
+    assert parts["settings"].iloc[1].startswith("popularity prior")
+    assert parts["settings"].iloc[2].startswith("graph filter")
     assert parts["settings"].iloc[3].startswith("item-item path")
     fig = flagship_parts_fig(parts)
     bars = fig.data[0]

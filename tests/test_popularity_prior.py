@@ -180,32 +180,32 @@ def test_switched_off_in_the_settings_nothing_is_chosen():
     assert "popularity_prior" not in without_bias.train_result.selected
 
 
-def test_the_prior_is_judged_on_the_score_the_graph_filter_leaves():
-    """With the graph filter on, the prior is chosen on top of it (its base is the filtered
-    score) and set on the final model in that order: the saved scores are the learned score,
-    the path and the prior, as a fresh forward pass gives them."""
+def test_the_prior_comes_before_the_graph_filter():
+    """The prior is chosen on the learned score and the graph filter on top of it, and they
+    are set on the final model in that order: the prior's scale against the learned score,
+    the filter's against the learned score plus the prior; the saved scores are what a fresh
+    forward pass and the path give."""
     ds = popular_dataset()
     model = flagship(graph_filter=True, selection_margin=0.0).fit(ds, ds.interactions)
     selected = model.train_result.selected
     validation = selected["validation"]
     assert selected["popularity_prior"]["valid_ndcg_base"] == pytest.approx(
-        validation["valid_ndcg_graph"])
-    assert validation["valid_ndcg_prior"] == pytest.approx(
-        selected["popularity_prior"]["valid_ndcg"])
+        validation["valid_ndcg_learned"])
+    assert selected["graph_filter"]["valid_ndcg_base"] == pytest.approx(
+        validation["valid_ndcg_prior"])
     assert selected["graph_filter"]["relative_weight"] > 0
 
-    # Both on (the prior forced here): its scale is set against the learned score plus the
-    # filter's path, over the unseen items, as on validation.
+    # Both on (the prior forced here, a weight of 1).
     model.popularity_prior_choice = PopularityPriorChoice("log", 1.0, np.nan, np.nan, [])
     model._fit_closed_form_parts()
     users = np.arange(ds.num_users)
     scores = model.score(users)
     prior = model.module.item_prior.numpy().copy()
+    learned = scores - prior - model.item_item_path.scores(model.train_matrix[users])
     values = popularity_values(item_popularity(model.train_matrix), "log")
     seen = torch.from_numpy(model.train_matrix[users].toarray() > 0)
-    before = torch.from_numpy(scores - prior)  # learned + filter
-    expected = masked_std(before, seen) / masked_std(torch.from_numpy(values).expand(
-        len(users), -1), seen)
+    expected = masked_std(torch.from_numpy(learned), seen) / masked_std(
+        torch.from_numpy(values).expand(len(users), -1), seen)
     np.testing.assert_allclose(prior, expected * values, rtol=1e-4)
     model._finalize()  # a fresh forward pass gives what the cached embeddings held
     np.testing.assert_allclose(model.score(users), scores, rtol=1e-5, atol=1e-5)

@@ -612,16 +612,16 @@ def describe_relations(relations: dict[str, Any]) -> str:
 
 def describe_selection(selected: dict[str, Any]) -> str:
     """The flagship's validation choices (``train_result.selected``) in words: the
-    side-information groups kept, the graph filter, the popularity prior, then the item-item
+    side-information groups kept, the popularity prior, the graph filter, then the item-item
     path; empty when nothing was chosen."""
     from .item_item import describe_choice
     from .popularity_prior import describe_prior_choice
 
     parts = [describe_relations(selected["relations"])] if selected.get("relations") else []
-    if selected.get("graph_filter"):
-        parts.append(describe_filter_choice(selected["graph_filter"]))
     if selected.get("popularity_prior"):
         parts.append(describe_prior_choice(selected["popularity_prior"]))
+    if selected.get("graph_filter"):
+        parts.append(describe_filter_choice(selected["graph_filter"]))
     if selected.get("item_item"):
         parts.append(describe_choice(selected["item_item"]))
     return "; ".join(parts)

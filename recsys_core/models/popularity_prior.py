@@ -6,8 +6,8 @@ removes popularity by design (degree normalisation). The prior puts it back wher
 shows it pays: ``score(u, i) + s * f(n_i)``, with ``n_i`` the item's number of training users,
 ``f`` one of :data:`PRIOR_TRANSFORMS` (scaled to ``[0, 1]``) and ``s`` a weight, both chosen on
 the validation split like the other closed-form parts (:func:`choose_blend`, with the same
-margin), on the score the graph filter leaves. Items without interactions get 0: their score
-is the model's own.
+margin), before the graph filter is chosen on top of it. Items without interactions get 0:
+their score is the model's own.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from ..models.ablations import ABLATIONS_BY_KEY
 #: The flagship's registry name.
 FLAGSHIP = "gnn-llm"
 #: Rows of :func:`flagship_parts`, in the order the scores are added up.
-PART_LEARNED, PART_FILTER, PART_PRIOR, PART_ITEM_ITEM = (
-    "learned embeddings", "+ graph filter", "+ popularity prior", "+ item-item path")
+PART_LEARNED, PART_PRIOR, PART_FILTER, PART_ITEM_ITEM = (
+    "learned embeddings", "+ popularity prior", "+ graph filter", "+ item-item path")
 
 
 def is_flagship(model: Any) -> bool:
@@ -57,9 +57,9 @@ def selection_rule(model: Any) -> str:
 def flagship_parts(model: Any) -> pd.DataFrame:
     """The flagship's validation NDCG@K as its score parts are added one by one.
 
-    Rows: ``learned embeddings`` (graph attention alone), ``+ graph filter`` (the graph
-    network: the learned score plus the closed-form graph filter), ``+ popularity prior``
-    and ``+ item-item path`` (everything). Read from ``model.train_result.selected`` (nothing is recomputed); a part
+    Rows: ``learned embeddings`` (graph attention alone), ``+ popularity prior``,
+    ``+ graph filter`` (the graph network: the learned score, the prior and the closed-form
+    graph filter) and ``+ item-item path`` (everything). Read from ``model.train_result.selected`` (nothing is recomputed); a part
     that was disabled in the model's settings keeps its row, marked off, with the score of
     the row above.
 
@@ -84,8 +84,8 @@ def flagship_parts(model: Any) -> pd.DataFrame:
     selected = getattr(result, "selected", None) or {}
     validation = selected.get("validation") or {}
     learned = _number(validation.get("valid_ndcg_learned", result.best_valid_ndcg))
-    graph = _number(validation.get("valid_ndcg_graph", learned))
-    prior = _number(validation.get("valid_ndcg_prior", graph))  # older runs: no prior
+    prior = _number(validation.get("valid_ndcg_prior", learned))  # older runs: no prior
+    graph = _number(validation.get("valid_ndcg_graph", prior))
     full = _number(validation.get("valid_ndcg", graph))
     learned_settings = f"{result.best_epoch} epochs (early stopping)"
     if result.refit_epochs:
@@ -96,13 +96,13 @@ def flagship_parts(model: Any) -> pd.DataFrame:
     prior_summary = selected.get("popularity_prior")
     rows = [
         (PART_LEARNED, learned, True, learned_settings),
-        (PART_FILTER, graph, _is_on(filter_summary),
-         describe_filter_choice(filter_summary) if filter_summary
-         else "graph filter switched off in the settings (graph_filter=False)"),
         (PART_PRIOR, prior, _is_on(prior_summary),
          describe_prior_choice(prior_summary) if prior_summary
          else "popularity prior not chosen (switched off in the settings, or a run saved "
               "before it existed)"),
+        (PART_FILTER, graph, _is_on(filter_summary),
+         describe_filter_choice(filter_summary) if filter_summary
+         else "graph filter switched off in the settings (graph_filter=False)"),
         (PART_ITEM_ITEM, full, _is_on(item_summary),
          describe_choice(item_summary) if item_summary
          else "item-item path switched off in the settings (item_item=False)"),
