@@ -76,6 +76,7 @@ from .popularity_prior import (
     item_popularity,
     popularity_values,
     prior_scale,
+    prior_term,
     select_popularity_prior,
 )
 from .sparse_attention import SortedEdges, SparseGATConv, segment_softmax
@@ -1059,9 +1060,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             self.popularity_prior_choice = prior
             result.selected["popularity_prior"] = prior.summary()
             if prior.relative_weight > 0:
-                term = torch.from_numpy(popularity_values(
+                term = prior_term(ranking, popularity_values(
                     item_popularity(ranking.train_matrix), prior.transform))
-                term = term.expand(len(ranking.users), -1)
                 ranking.add(prior.relative_weight * ranking.spread_ratio(term) * term)
         prior_ndcg = ranking.base_ndcg
         if self.graph_filter:
