@@ -125,7 +125,7 @@ def test_runs_table_describes_the_graph_filter_and_the_item_item_path():
     model = fake_flagship({"graph_filter": FILTER, "item_item": ITEM_ITEM})
     words = chosen_on_validation(model)
     assert words == ("graph filter: k=8, alpha=0.5, weight=0.25 (validation NDCG 0.2000 "
-                     "learned embeddings alone, 0.2500 with it); item-item path off (it did "
+                     "without it, 0.2500 with it); item-item path off (it did "
                      "not help on validation)")
 
 

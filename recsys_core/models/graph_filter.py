@@ -597,7 +597,7 @@ def describe_filter_choice(summary: dict[str, Any]) -> str:
     return (f"graph filter: {smoothed}k={summary['ideal_dim']}, "
             f"alpha={summary['ideal_weight']:g}, "
             f"weight={summary['relative_weight']:.3g}{via} (validation NDCG "
-            f"{summary['valid_ndcg_base']:.4f} learned embeddings alone, "
+            f"{summary['valid_ndcg_base']:.4f} without it, "
             f"{summary['valid_ndcg']:.4f} with it)")
 
 
