@@ -327,16 +327,14 @@ def evaluate_run(model, dataset, test: pd.DataFrame, users: list[str], k: int,
     trained = pd.Index(pd.unique(train[ITEM_COL]))
     head = pd.Index(head_items(train, DEFAULT_HEAD_SHARE, col_item=ITEM_COL))
     catalogue = pd.Index(dataset.item_ids)
-    for name, candidates in (("cold_items", catalogue[~catalogue.isin(trained)]),
-                             ("long_tail", catalogue[~catalogue.isin(head)])):
+    for name, candidates, slice_metrics in (
+            ("cold_items", catalogue[~catalogue.isin(trained)], cold_item_metrics),
+            ("long_tail", catalogue[~catalogue.isin(head)], long_tail_metrics)):
         if not len(candidates):  # no such item: no test interaction in the slice either
             continue
         ranked = model.recommend(users=users, k=k, exclude_seen=True, candidates=candidates)
-        if ranked.empty:
-            continue
-        slice_of = (cold_item_metrics(test, ranked, train, k=k) if name == "cold_items"
-                    else long_tail_metrics(test, ranked, train, k=k))
-        metrics["slices"][name] = slice_of
+        if not ranked.empty:
+            metrics["slices"][name] = slice_metrics(test, ranked, train, k=k)
     return metrics
 
 
@@ -356,7 +354,9 @@ def full_ranking_auc(model, dataset, test: pd.DataFrame, users: list[str],
     truth = test[[USER_COL, ITEM_COL]].drop_duplicates()
     rows = dataset.user_idx(truth[USER_COL].tolist())
     cols = dataset.item_idx(truth[ITEM_COL].tolist())
-    position = pd.Series(np.arange(len(user_idx)), index=user_idx)
+    # Each test pair's row among ``users`` (-1: not one of them), found once for all blocks.
+    at_all = pd.Series(np.arange(len(user_idx)), index=user_idx).reindex(rows).to_numpy()
+    at_all = np.nan_to_num(at_all, nan=-1).astype(np.int64)
     block = max(1, (block_rows or FULL_SCORE_ROWS) // max(dataset.num_items, 1))
     total, count = 0.0, 0
     for start in range(0, len(user_idx), block):
@@ -365,9 +365,8 @@ def full_ranking_auc(model, dataset, test: pd.DataFrame, users: list[str],
         if model.train_matrix is not None:
             mask_seen(scores, model.train_matrix, chunk)
         positives = torch.zeros(scores.shape, dtype=torch.bool)
-        at = position.reindex(rows).to_numpy() - start
-        keep = (at >= 0) & (at < len(chunk))
-        positives[torch.from_numpy(at[keep].astype(np.int64)),
+        keep = (at_all >= start) & (at_all < start + len(chunk))
+        positives[torch.from_numpy(at_all[keep] - start),
                   torch.from_numpy(cols[keep].astype(np.int64))] = True
         auc, defined = auc_rows(scores, positives)
         total += float(auc[defined].sum())

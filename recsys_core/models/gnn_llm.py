@@ -1060,8 +1060,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             self.popularity_prior_choice = prior
             result.selected["popularity_prior"] = prior.summary()
             if prior.relative_weight > 0:
-                term = prior_term(ranking, popularity_values(
-                    item_popularity(ranking.train_matrix), prior.transform))
+                term = prior_term(ranking, prior.values)
                 ranking.add(prior.relative_weight * ranking.spread_ratio(term) * term)
         prior_ndcg = ranking.base_ndcg
         if self.graph_filter:

@@ -69,6 +69,8 @@ class PopularityPriorChoice:
         valid_ndcg_base (float): Validation NDCG@K of the score without the prior.
         valid_ndcg (float): With the chosen prior.
         grid (list[dict]): Every (``transform``, ``relative_weight``, ``valid_ndcg``) tried.
+        values (numpy.ndarray, optional): ``[items]`` the chosen transform on the validation
+            ranking's training popularity (``None`` when off), the term the caller adds.
     """
 
     transform: str
@@ -76,6 +78,7 @@ class PopularityPriorChoice:
     valid_ndcg_base: float
     valid_ndcg: float
     grid: list[dict[str, Any]]
+    values: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         return {"transform": self.transform, "relative_weight": self.relative_weight,
@@ -127,8 +130,9 @@ def select_popularity_prior(
             for r in range(blend.table.shape[0]) for c, w in enumerate(weights)
             if np.isfinite(blend.table[r, c])]
     transform = transforms[blend.row] if blend.row >= 0 else transforms[0]
+    values = popularity_values(counts, transform) if blend.row >= 0 else None
     return PopularityPriorChoice(transform, blend.relative_weight, blend.valid_ndcg_base,
-                                 blend.valid_ndcg, grid)
+                                 blend.valid_ndcg, grid, values)
 
 
 def prior_scale(scores: Tensor, seen: Tensor, values: np.ndarray,

@@ -59,9 +59,9 @@ def flagship_parts(model: Any) -> pd.DataFrame:
 
     Rows: ``learned embeddings`` (graph attention alone), ``+ popularity prior``,
     ``+ graph filter`` (the graph network: the learned score, the prior and the closed-form
-    graph filter) and ``+ item-item path`` (everything). Read from ``model.train_result.selected`` (nothing is recomputed); a part
-    that was disabled in the model's settings keeps its row, marked off, with the score of
-    the row above.
+    graph filter) and ``+ item-item path`` (everything). Read from
+    ``model.train_result.selected`` (nothing is recomputed); a part that was disabled in the
+    model's settings keeps its row, marked off, with the score of the row above.
 
     Args:
         model (GNNLLMRecommender): A fitted flagship.
