@@ -68,7 +68,7 @@ def fuzz_settings(examples: int):
 #: Problem codes that remove rows, per file role (everything else keeps the row).
 DROP_CODES = {
     "interactions": ("ragged_rows", "empty_ids", "duplicate_pairs"),
-    "items": ("ragged_rows", "empty_item_ids", "duplicate_item_rows"),
+    "items": ("ragged_rows", "empty_item_ids", "merged_item_rows"),
     "user_edges": ("ragged_rows", "empty_edge_ids", "self_loop_edges", "duplicate_edges"),
     "users": ("ragged_rows", "empty_user_ids", "duplicate_user_rows"),
 }

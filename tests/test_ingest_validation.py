@@ -242,8 +242,28 @@ def test_duplicate_and_empty_item_rows(write_file):
     ds = load_with_items(write_file, "user_id,item_id\nu1,a\n",
                          "item_id,title\na,First\na,Second\n,Orphan\nb,B\n")
     counts = ds.report.problem_counts()
-    assert counts["duplicate_item_rows"] == 1 and counts["empty_item_ids"] == 1
+    assert counts["merged_item_rows"] == 1 and counts["empty_item_ids"] == 1
     assert ds.items.set_index(ITEM_COL).loc["a", "title"] == "First"
+
+
+def test_long_tag_table_merges_into_one_item_per_id(write_file):
+    """A long table (one (item, tag) row each, LastFM's artist tags joined to their names)
+    becomes one item per id with every tag, the title from the item's first row that has one;
+    the merged rows are counted, nothing is lost."""
+    ds = load_with_items(
+        write_file, "user_id,item_id\nu1,a\nu2,b\nu2,c\n",
+        "item_id,name,tag\na,,rock\na,Alpha,indie\na,Other title,rock\nb,Beta,jazz\n"
+        "c,Gamma,\nb,,rock\n")
+    by_id = ds.items.set_index(ITEM_COL)
+    assert list(by_id.index) == ["a", "b", "c"]
+    assert by_id.loc["a", "title"] == "Alpha" and by_id.loc["b", "title"] == "Beta"
+    assert by_id.loc["a", "tag"] == ["rock", "indie"] and by_id.loc["b", "tag"] == ["jazz", "rock"]
+    assert by_id.loc["c", "tag"] == []
+    assert ds.report.problem_counts()["merged_item_rows"] == 3
+    items_file = ds.report.file("items")
+    assert items_file.rows_read == 6 and items_file.rows_kept == 3
+    assert "an item's rows joined" in items_file.mapping["attributes"]["tag"]
+    assert ds.report.counts["attribute_values"] == {"tag": 3}
 
 
 def test_single_interaction_users_counted(tiny_files, write_file):

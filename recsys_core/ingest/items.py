@@ -175,11 +175,15 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
 
     report.add_problem("empty_item_ids", name, int(empty.sum()),
                        [f"line {i + 1 + sniffed.header}" for i in np.flatnonzero(empty)[:5]])
-    items = items[~empty]
+    items = items[~empty].reset_index(drop=True)
     dup = items[ITEM_COL].duplicated(keep="first").to_numpy()
-    report.add_problem("duplicate_item_rows", name, int(dup.sum()),
-                       items[ITEM_COL][dup].head(5).tolist())
-    items = items[~dup].reset_index(drop=True)
+    report.add_problem("merged_item_rows", name, int(dup.sum()),
+                       items[ITEM_COL][dup].drop_duplicates().head(5).tolist())
+    if dup.any():
+        items = merge_item_rows(items, attribute_columns)
+        for attr in attribute_columns:
+            sources[attr] = (sources[attr].replace("one value per item", "one value per row")
+                             + ", an item's rows joined")
     if items.empty:
         raise DataError(f"no item rows with an id remain (id column '{id_col}' is empty). "
                         "Check the id column (--items-id-col).", file=name, column=id_col)
@@ -191,6 +195,28 @@ def read_items(source: Source, report: IngestionReport, *, interaction_item_col:
     file_report.ignored_columns = ignored
     file_report.rows_kept = len(items)
     return items, attribute_columns
+
+
+def merge_item_rows(items: pd.DataFrame, attribute_columns: Sequence[str]) -> pd.DataFrame:
+    """One row per item id (in order of first occurrence) from rows that repeat ids: a long
+    table such as one ``(item, tag)`` pair per row. Attribute values are joined (distinct, in
+    order of first occurrence); title and description come from the item's first row that
+    has them."""
+    codes, uniques = pd.factorize(items[ITEM_COL])
+    merged = pd.DataFrame({ITEM_COL: np.asarray(uniques, dtype=object)})
+    for col in (TITLE_COL, DESCRIPTION_COL):
+        values = items[col].to_numpy(dtype=object)
+        present = values != ""
+        first = pd.Series(values[present]).groupby(codes[present], sort=False).first()
+        out = np.full(len(uniques), "", dtype=object)
+        out[first.index.to_numpy()] = first.to_numpy()
+        merged[col] = out
+    for col in attribute_columns:
+        joined: list[dict[str, None]] = [{} for _ in range(len(uniques))]
+        for code, values in zip(codes.tolist(), items[col].tolist(), strict=True):
+            joined[code].update(dict.fromkeys(values))
+        merged[col] = [list(values) for values in joined]
+    return merged
 
 
 def classify_column(values: pd.Series) -> tuple[str, str | None]:

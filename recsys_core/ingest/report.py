@@ -30,7 +30,9 @@ POLICIES = {
     "cold_items": "items in the items file without interactions are kept as cold items",
     "single_interaction_users": "users with one interaction are kept; per-user splits can only "
                                 "place them in train",
-    "duplicate_item_rows": "repeated item ids in the items file keep the first row",
+    "merged_item_rows": "rows that repeat an item id in the items file (a long table, e.g. one "
+                        "(item, tag) pair per row) are merged into that item: attribute values "
+                        "joined, title and description from the item's first row that has them",
     "empty_item_ids": "rows of the items file with an empty id are dropped",
     "duplicate_user_rows": "repeated user ids in the users file keep the first row",
     "empty_user_ids": "rows of the users file with an empty id are dropped",
