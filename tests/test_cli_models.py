@@ -75,6 +75,27 @@ def test_train_bad_input_exits_2(tmp_path, write_file, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_train_reads_the_item_file_options_validate_takes(tmp_path, write_file, capsys):
+    """What validate accepts (and the ingestion messages name), train accepts too: a LastFM-
+    style tag table with numeric tag ids, its id and tag columns named, one row per tag."""
+    inter = write_file("plays.tsv", "userID\tartistID\tweight\n" + "".join(
+        f"{u}\t{a}\t{u * a}\n" for u in range(1, 6) for a in range(1, 5) if (u + a) % 3))
+    tags = write_file("tagged.csv", "who,artist,tagID\n1,1,73\n2,1,18\n1,2,73\n3,3,5\n")
+    run_dir = tmp_path / "run"
+    assert main(["train", "--interactions", str(inter), "--items", str(tags), "--model", "pop",
+                 "--items-id-col", "artist", "--categorical-cols", "tagID",
+                 "--max-rows", "1000", "--out", str(run_dir)]) == 0
+    printed = capsys.readouterr()
+    assert "merged item rows" in printed.out + printed.err
+    from recsys_core.run import read_run
+
+    items = read_run(run_dir).dataset.items.set_index("item_id")
+    assert items.loc["1", "tagID"] == ["73", "18"] and items.loc["3", "tagID"] == ["5"]
+    assert main(["train", "--interactions", str(inter), "--model", "pop", "--max-rows", "3",
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "--max-rows" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------- recommend
 def test_recommend_every_user_excluding_training(ease_run, split_files, tmp_path):
     out = tmp_path / "recs.csv"

@@ -18,6 +18,7 @@ from ..significance import PAIRED_METHODS
 from ..splits import DEFAULT_TIME_CUT_QUANTILE, SPLIT_METHODS
 from .options import (
     add_column_options,
+    add_ingest_options,
     add_input_files,
     aligned_test,
     load_inputs,
@@ -45,6 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fitted = parser.add_argument_group("models fitted on a split of one file")
     add_input_files(fitted, "all interactions, split here into train and test",
                     required=False)
+    add_ingest_options(fitted)
     fitted.add_argument("--split", choices=list(SPLIT_METHODS), default="random",
                         help="random: a share of each user's interactions (seed); temporal: "
                              "each user's latest interaction; time-cut: every interaction "

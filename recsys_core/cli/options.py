@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import pandas as pd
 
@@ -57,14 +56,46 @@ def column_options(args: argparse.Namespace) -> dict[str, str | None]:
     return {f"{name}_col": getattr(args, f"{name}_col") for name, _ in _COLUMNS}
 
 
-def load_inputs(args: argparse.Namespace, **options: Any):
+def add_ingest_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The item-file columns (``--items-id-col``, ``--title-col``, ``--text-cols``,
+    ``--categorical-cols``), ``--invalid-ratings`` and the size limits (``--max-rows``,
+    ``--max-ids``): the rest of what :func:`~recsys_core.ingest.load_dataset` takes, so that
+    every command reading :func:`add_input_files`' files reads them alike (the ingestion
+    messages name these options)."""
+    from ..ingest import DEFAULT_MAX_IDS, DEFAULT_MAX_ROWS
+
+    parser.add_argument("--items-id-col", metavar="NAME", help="id column of --items")
+    parser.add_argument("--title-col", metavar="NAME", help="title column of --items")
+    parser.add_argument("--text-cols", metavar="A,B", type=_names,
+                        help="free-text columns of --items, comma-separated ('' for none; "
+                             "default: detected)")
+    parser.add_argument("--categorical-cols", metavar="A,B", type=_names,
+                        help="categorical columns of --items, comma-separated ('' for none; "
+                             "default: detected)")
+    parser.add_argument("--invalid-ratings", choices=["implicit", "drop"], default="implicit",
+                        help="missing/non-numeric ratings: keep as implicit 1.0 or drop "
+                             "(default: implicit)")
+    parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                        help=f"refuse files with more rows (default: {DEFAULT_MAX_ROWS:,})")
+    parser.add_argument("--max-ids", type=int, default=DEFAULT_MAX_IDS, metavar="N",
+                        help=f"refuse more distinct users or items (default: {DEFAULT_MAX_IDS:,})")
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def load_inputs(args: argparse.Namespace):
     """The :class:`~recsys_core.dataset.Dataset` of :func:`add_input_files`' files read with
-    :func:`add_column_options`' columns (``options``: further
-    :func:`~recsys_core.ingest.load_dataset` keywords)."""
+    :func:`add_column_options`' columns and :func:`add_ingest_options`' settings."""
     from ..ingest import load_dataset
 
     return load_dataset(args.interactions, args.items, args.user_edges, args.users,
-                        **column_options(args), **options)
+                        **column_options(args), items_id_col=args.items_id_col,
+                        title_col=args.title_col, text_cols=args.text_cols,
+                        categorical_cols=args.categorical_cols,
+                        invalid_ratings=args.invalid_ratings, max_rows=args.max_rows,
+                        max_ids=args.max_ids)
 
 
 def read_test(args: argparse.Namespace) -> pd.DataFrame:

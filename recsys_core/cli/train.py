@@ -14,7 +14,7 @@ from ..device import describe_device, pick_device
 from ..errors import RecScopeError
 from ..models import DEFAULT_MODEL, MODEL_REGISTRY, create_model, model_arguments
 from ..models.params import ModelParamError, parse_model_params
-from .options import add_column_options, add_input_files, load_inputs
+from .options import add_column_options, add_ingest_options, add_input_files, load_inputs
 
 #: CLI option -> constructor argument names it may go by, in preference order.
 _OPTION_ARGUMENTS = {
@@ -45,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="random seed (default: 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run directory to write")
     add_column_options(parser, of="--interactions")
+    add_ingest_options(parser)
     parser.add_argument("--device", default="auto",
                         help="auto (cuda > mps > cpu), cpu, cuda or mps (default: auto)")
     parser.add_argument("--k", type=int, default=20, metavar="K",
