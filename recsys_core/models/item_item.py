@@ -373,9 +373,15 @@ class ItemItemPath:
         :attr:`bridge_scale`."""
         if neighbours.numel() == 0 or self.bridge_scale == 0:
             return np.zeros((history.shape[0], neighbours.size(0)), dtype=np.float32)
+        count, k = neighbours.shape
         needed, inverse = np.unique(neighbours.numpy(), return_inverse=True)
-        block = self._head_scores(history, needed)[:, inverse.reshape(neighbours.shape)]
-        return (block * weights.numpy()[None]).sum(-1) * np.float32(
+        # The mix as a sparse [needed, count] matrix (k weights per column): memory is the
+        # [rows, needed] head block and the output, not a [rows, count, k] gather.
+        mix = sp.csr_matrix((weights.numpy().astype(np.float32).ravel(),
+                             (np.repeat(np.arange(count), k), inverse.ravel())),
+                            shape=(count, len(needed)))
+        block = self._head_scores(history, needed)
+        return np.ascontiguousarray((mix @ block.T).T, dtype=np.float32) * np.float32(
             self.scale * self.bridge_scale)
 
     def scores(self, history: sp.spmatrix, items: np.ndarray | None = None) -> np.ndarray:
