@@ -171,6 +171,12 @@ def _upload() -> None:
         choice = col.selectbox(label, [AUTO, *columns], key=f"map-{role}")
         if choice != AUTO:
             options[role] = choice
+    if items is not None:
+        try:
+            options.update(_item_column_options(_columns(_source(items))))
+        except DataError as exc:
+            st.error(str(exc))
+            return
     auto_train = st.checkbox("Train the default models right away", value=True, key="up-autotrain")
     if st.button("Load data", type="primary", key="up-load"):
         try:
@@ -194,6 +200,34 @@ def _upload() -> None:
             f"{len(dataset.interactions):,} interactions from {inter.name}."
         )
         st.rerun()
+
+
+def _item_column_options(columns: list[str]) -> dict[str, object]:
+    """The items file's column mapping (what ``validate`` / ``train`` take as
+    ``--items-id-col``, ``--title-col``, ``--text-cols``, ``--categorical-cols``): detected
+    unless set here. Lists are tuples, so the options stay hashable for the file cache."""
+    st.markdown("**Column mapping** (items)")
+    options: dict[str, object] = {}
+    id_col, title_col = st.columns(2)
+    for col, (role, label) in zip((id_col, title_col),
+                                  [("items_id_col", "Item id"), ("title_col", "Title")],
+                                  strict=True):
+        choice = col.selectbox(label, [AUTO, *columns], key=f"item-map-{role}")
+        if choice != AUTO:
+            options[role] = choice
+    text_col, categorical_col = st.columns(2)
+    for col, (role, label) in zip(
+        (text_col, categorical_col),
+        [("text_cols", "Text columns"), ("categorical_cols", "Categorical columns")],
+        strict=True,
+    ):
+        chosen = col.multiselect(label, columns, key=f"item-map-{role}",
+                                 placeholder="detected")
+        if chosen:
+            options[role] = tuple(chosen)
+    st.caption("Rows that repeat an item id (a long table such as one (item, tag) pair per "
+               "row) merge into one item with every attribute value.")
+    return options
 
 
 def _uploader(label: str, role: str, key: str):

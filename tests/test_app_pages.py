@@ -276,6 +276,26 @@ def test_upload_bad_file_shows_error_not_traceback(workspace):
     assert at.error and "one_column.csv" in at.error[0].value
 
 
+def test_upload_maps_the_items_file_columns(workspace):
+    """The items file's columns can be set as on the command line: a LastFM-style tag table
+    (one row per tag, numeric tag ids that detection would ignore) becomes one item per id
+    with every tag."""
+    at = page_test("data", workspace).run()
+    plays = "".join(f"{u},{a},{u * a}\n" for u in range(1, 6) for a in range(1, 5) if (u + a) % 3)
+    at.file_uploader(key="up-interactions").set_value(
+        ("plays.csv", ("userID,artistID,weight\n" + plays).encode(), "text/csv")).run()
+    at.file_uploader(key="up-items").set_value(
+        ("tagged.csv", b"who,artist,tagID\n1,1,73\n2,1,18\n1,2,73\n3,3,5\n", "text/csv")).run()
+    assert not at.exception
+    at.selectbox(key="item-map-items_id_col").set_value("artist")
+    at.multiselect(key="item-map-categorical_cols").set_value(["tagID"])
+    at.checkbox(key="up-autotrain").uncheck()
+    at.button(key="up-load").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    items = at.session_state[ui.STATE_KEY].dataset.items.set_index("item_id")
+    assert items.loc["1", "tagID"] == ["73", "18"] and items.loc["3", "tagID"] == ["5"]
+
+
 def _wait_for_job(at: AppTest, ws_key: str = ui.STATE_KEY, timeout: float = 90.0) -> None:
     ws = at.session_state[ws_key]
     deadline = time.time() + timeout
