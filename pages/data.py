@@ -240,9 +240,9 @@ def _uploader(label: str, role: str, key: str):
         type=UPLOAD_TYPES,
         key=key,
         max_upload_size=limit,
-        help=(f"Larger files: train from the command line (`python -m recsys_core train "
-              f"--interactions FILE ...`) or start the app on a file path "
-              f"(`streamlit run app.py -- --interactions FILE`), both read in chunks."),
+        help=("Larger files: train from the command line (`python -m recsys_core train "
+              "--interactions FILE ...`) or start the app on a file path "
+              "(`streamlit run app.py -- --interactions FILE`), both read in chunks."),
     )
 
 
