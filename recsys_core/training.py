@@ -768,14 +768,19 @@ def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeCh
 
 # ---------------------------------------------------------------------------------- memory
 #: Peak resident bytes per training interaction of the flagship (defaults, float32 on the CPU)
-#: by mode, for :func:`check_training_memory`. Full graph: 2.0 kB measured between 80k and 250k
-#: interactions (``benchmarks/bench_gpu.py --modes full``), 3.7 kB at 0.8 M in issue 13's run;
-#: the larger, rounded up. Mini-batch: 1.8 kB measured between 80k and 250k, 2.2 kB for a
-#: whole 1-epoch ``train`` at 0.66 M (README, Scale): the graph's index, the embedding tables
-#: and the data frames, which every process holds whatever the batch.
-TRAINING_BYTES_PER_INTERACTION = {"full": 4_000, "minibatch": 2_000}
-#: Resident bytes of a training process before its data (Python, torch, PyG): 0.46 GB measured.
-TRAINING_BASE_BYTES = 500_000_000
+#: by mode, for :func:`check_training_memory`, on top of :data:`TRAINING_BASE_BYTES`. Full
+#: graph: 2.0 kB measured between 80k and 250k interactions (``benchmarks/bench_gpu.py
+#: --modes full``), 3.7 kB at 0.8 M in issue 13's run; the larger, rounded up. Mini-batch: the
+#: whole ``train --epochs 1`` of ``benchmarks/bench_scale.py`` (training, selection on
+#: validation, refit, final fit) grew by 0.67 kB per interaction from 1 M to 2 M rows and by
+#: 0.40 kB from 2 M to 5 M (peaks 1.84, 2.28 and 3.10 GB at 0.59, 1.25 and 3.29 M training
+#: interactions); 1 kB leaves room for the allocator and a larger graph's index.
+TRAINING_BYTES_PER_INTERACTION = {"full": 4_000, "minibatch": 1_000}
+#: Resident bytes of a training process before its per-interaction data: Python, torch and
+#: PyG (0.46 GB measured) and about 1 GB for the closed-form parts the flagship chooses and fits
+#: over its dense head of at most 5,000 items (graph filter basis, EASE weights): the 100k
+#: set of ``bench_scale.py`` (10k items, 67k training interactions) peaked at 1.76 GB.
+TRAINING_BASE_BYTES = 1_500_000_000
 
 
 def memory_budget() -> tuple[float, int]:
