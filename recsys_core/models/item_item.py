@@ -375,7 +375,7 @@ class ItemItemPath:
             return np.zeros((history.shape[0], neighbours.size(0)), dtype=np.float32)
         count, k = neighbours.shape
         needed, inverse = np.unique(neighbours.numpy(), return_inverse=True)
-        # The mix as a sparse [needed, count] matrix (k weights per column): memory is the
+        # The mix as a sparse [count, needed] matrix (k weights per row): memory is the
         # [rows, needed] head block and the output, not a [rows, count, k] gather.
         mix = sp.csr_matrix((weights.numpy().astype(np.float32).ravel(),
                              (np.repeat(np.arange(count), k), inverse.ravel())),
