@@ -773,8 +773,9 @@ def training_mode(module: nn.Module, data: _Data, config: TrainConfig) -> ModeCh
 #: --modes full``), 3.7 kB at 0.8 M in issue 13's run; the larger, rounded up. Mini-batch: the
 #: whole ``train --epochs 1`` of ``benchmarks/bench_scale.py`` (training, selection on
 #: validation, refit, final fit) grew by 0.67 kB per interaction from 1 M to 2 M rows and by
-#: 0.40 kB from 2 M to 5 M (peaks 1.84, 2.28 and 3.10 GB at 0.59, 1.25 and 3.29 M training
-#: interactions); 1 kB leaves room for the allocator and a larger graph's index.
+#: 0.40 kB from 2 M to 5 M and from 5 M to 20 M (peaks 1.84, 2.28, 3.10 and 7.38 GB at 0.59,
+#: 1.25, 3.29 and 13.9 M training interactions); 1 kB leaves room for the allocator and a
+#: larger graph's index (the 20 M estimate, 15.4 GB, is twice the measured peak).
 TRAINING_BYTES_PER_INTERACTION = {"full": 4_000, "minibatch": 1_000}
 #: Resident bytes of a training process before its per-interaction data: Python, torch and
 #: PyG (0.46 GB measured) and about 1 GB for the closed-form parts the flagship chooses and fits
