@@ -201,9 +201,9 @@ def test_cli_refuses_full_graph_training_that_outgrows_memory(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     message = err.split("error: ", 1)[1]
-    assert re.match(r"Full-graph training of \d{3} interactions needs about 1\.50 GB of memory, "
-                    r"more than the 1\.50 GB this process can use: this mode fits up to about "
-                    r"\d{3} interactions here\. Use training_mode=minibatch \(about 1\.50 GB, fits",
+    assert re.match(r"Full-graph training of \d{3} interactions needs about 2\.00 GB of memory, "
+                    r"more than the 2\.00 GB this process can use: this mode fits up to about "
+                    r"\d{3} interactions here\. Use training_mode=minibatch \(about 2\.00 GB, fits",
                     message), message
     assert not (tmp_path / "full").exists()
     # The advice works: mini-batch training of the same data fits the same budget.
@@ -244,3 +244,27 @@ def test_memory_check_on_cuda_counts_the_host_side_only(monkeypatch):
         check_training_memory("full", 100_000, torch.device("cpu"))
     with pytest.raises(TrainingError, match="of host memory"):
         check_training_memory("full", 300_000, torch.device("cuda"))
+
+
+def test_memory_estimate_covers_every_measured_training_peak():
+    """The guard's estimate is at least the peak RSS of every training run that
+    ``benchmarks/bench_scale.py`` measured (``scale.json``, committed): a data set the guard
+    lets through has fitted here before, at its size."""
+    import json
+
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                          / "scale.json").read_text(encoding="utf-8"))
+    checked = 0
+    for name, entry in results["sizes"].items():
+        for stage, measured in entry["stages"].items():
+            training = measured.get("training")
+            if not stage.startswith("train") or not training or "peak_rss_gb" not in measured:
+                continue
+            interactions = int(re.match(r"([\d,]+) interactions", training["reason"])
+                               .group(1).replace(",", ""))
+            need = (TRAINING_BASE_BYTES
+                    + TRAINING_BYTES_PER_INTERACTION[training["mode"]] * interactions)
+            peak = measured["peak_rss_gb"] * 2**30  # ru_maxrss, in GiB in scale.json
+            assert need >= peak, (name, stage, need / 1e9, peak / 1e9)
+            checked += 1
+    assert checked >= 5  # 100k (full graph, twice), 1m, 2m, 5m, 20m
