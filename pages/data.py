@@ -157,20 +157,9 @@ def _upload() -> None:
         st.error(str(exc))
         return
     st.markdown("**Column mapping** (interactions)")
-    cols = st.columns(4)
-    for col, (role, label) in zip(
-        cols,
-        [
-            ("user_col", "User id"),
-            ("item_col", "Item id"),
-            ("rating_col", "Rating"),
-            ("time_col", "Timestamp"),
-        ],
-        strict=True,
-    ):
-        choice = col.selectbox(label, [AUTO, *columns], key=f"map-{role}")
-        if choice != AUTO:
-            options[role] = choice
+    options.update(_column_selects(
+        [("user_col", "User id"), ("item_col", "Item id"), ("rating_col", "Rating"),
+         ("time_col", "Timestamp")], columns, "map"))
     if items is not None:
         try:
             options.update(_item_column_options(_columns(_source(items))))
@@ -207,14 +196,8 @@ def _item_column_options(columns: list[str]) -> dict[str, object]:
     ``--items-id-col``, ``--title-col``, ``--text-cols``, ``--categorical-cols``): detected
     unless set here. Lists are tuples, so the options stay hashable for the file cache."""
     st.markdown("**Column mapping** (items)")
-    options: dict[str, object] = {}
-    id_col, title_col = st.columns(2)
-    for col, (role, label) in zip((id_col, title_col),
-                                  [("items_id_col", "Item id"), ("title_col", "Title")],
-                                  strict=True):
-        choice = col.selectbox(label, [AUTO, *columns], key=f"item-map-{role}")
-        if choice != AUTO:
-            options[role] = choice
+    options: dict[str, object] = _column_selects(
+        [("items_id_col", "Item id"), ("title_col", "Title")], columns, "item-map")
     text_col, categorical_col = st.columns(2)
     for col, (role, label) in zip(
         (text_col, categorical_col),
@@ -228,6 +211,17 @@ def _item_column_options(columns: list[str]) -> dict[str, object]:
     st.caption("Rows that repeat an item id (a long table such as one (item, tag) pair per "
                "row) merge into one item with every attribute value.")
     return options
+
+
+def _column_selects(roles: list[tuple[str, str]], columns: list[str],
+                    key_prefix: str) -> dict[str, object]:
+    """One select per ``(role, label)`` in a row, auto-detection first; the roles set."""
+    chosen = {}
+    for col, (role, label) in zip(st.columns(len(roles)), roles, strict=True):
+        choice = col.selectbox(label, [AUTO, *columns], key=f"{key_prefix}-{role}")
+        if choice != AUTO:
+            chosen[role] = choice
+    return chosen
 
 
 def _uploader(label: str, role: str, key: str):

@@ -1197,26 +1197,24 @@ class GNNLLMRecommender(EmbeddingRecommender):
         head = sp.csr_matrix(matrix)[:, items]
         users = self._scale_users()
         seen = torch.from_numpy(head[users].toarray() > 0)
-        if use_prior:  # first, as chosen: its spread against the learned score, every item
-            scales = {"popularity_prior": self._fit_popularity_prior(users)}
-        else:
-            scales = {}
+        # The prior first, as chosen: its spread against the learned score, every item.
+        scales = {"popularity_prior": self._fit_popularity_prior(users)} if use_prior else {}
         # The score so far on the head, as the final model gives it (prior included).
         score = torch.from_numpy(super().score(users, items))
         combined = torch.zeros(len(items), len(items))
-        for name in ("graph_filter", "item_item"):
-            if name == "graph_filter" and use_gf:
+        for name, use in (("graph_filter", use_gf), ("item_item", use_ii)):
+            if not use:
+                continue
+            if name == "graph_filter":
                 attributes = self._filter_attributes(self.dataset)
                 weights = GraphFilterBasis(
                     head, gf.ideal_dim, self.train_config.seed,
                     None if attributes is None else attributes[items],
                     gf.attribute_weight, gf.smoothing).weights(gf.ideal_dim, gf.ideal_weight)
                 relative = gf.relative_weight
-            elif name == "item_item" and use_ii:
+            else:
                 weights = ease_weights(head, ii.reg_lambda, self.train_config.device)
                 relative = ii.relative_weight
-            else:
-                continue
             term = torch.from_numpy(np.asarray(head[users] @ weights.numpy(), np.float32))
             scale = relative * spread_ratio(score[~seen], term[~seen])
             combined += scale * weights
