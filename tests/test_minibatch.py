@@ -58,29 +58,43 @@ def fitted_module(model, ds):
 
 
 # ---------------------------------------------------------------------------------- loss
-@pytest.mark.parametrize("block", [1, 3, 1000])
+def whole_matrix_softmax_loss(user_emb, item_emb, users, items, candidates, seen, temperature):
+    """The sampled softmax written out over the whole ``[users, candidates]`` matrix, the
+    ``seen`` (user, item) pairs masked, with autograd: the block-wise loss's reference."""
+    batch_users, row_of = torch.unique(users, return_inverse=True)
+    mask = torch.tensor([[(int(u), int(c)) in seen for c in candidates] for u in batch_users])
+    logits = user_emb[batch_users] @ item_emb[candidates].T / temperature
+    lse = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=1)
+    pos = (user_emb[users] * item_emb[items]).sum(-1) / temperature
+    return (torch.logaddexp(lse[row_of], pos) - pos).mean()
+
+
+@pytest.mark.parametrize("block", [1, 3, 256, 1000])
 def test_blockwise_softmax_loss_matches_the_whole_matrix(block):
-    """Mini-batch training's block-by-block log-sum-exp: the loss and both gradients of the
-    whole-matrix form, a user who has seen every candidate (a fully masked row) included."""
+    """The block-by-block log-sum-exp and its same-pass gradients: the loss and both
+    gradients of the whole-matrix form with autograd, a user who has seen every candidate (a
+    fully masked row) included."""
     gen = torch.Generator().manual_seed(0)
     num_users, num_items = 7, 9
     users = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 5, 6, 6] + [5] * 4)
     items = torch.tensor([1, 2, 0, 3, 4, 5, 6, 7, 8, 0, 1] + [2, 3, 4, 5])
-    history = CSRHistory(users, items, num_users)
     batch = torch.tensor([0, 2, 3, 5, 6, 7, 8, 9, 11])
     candidates = torch.tensor([2, 3, 4, 5, 7])  # user 5 has seen four of them
-    history_all = CSRHistory(torch.cat([users, torch.full((5,), 1)]),
-                             torch.cat([items, candidates]), num_users)  # user 1: every one
-    for hist in (history, history_all):
+    all_users = torch.cat([users, torch.full((5,), 1)])  # user 1: every candidate
+    all_items = torch.cat([items, candidates])
+    for hist_users, hist_items in ((users, items), (all_users, all_items)):
+        hist = CSRHistory(hist_users, hist_items, num_users)
+        seen = set(zip(hist_users.tolist(), hist_items.tolist(), strict=True))
+        tables = [torch.randn(n, 4, generator=gen) for n in (num_users, num_items)]
         results = []
-        for rows in (None, block):
-            user_emb = torch.randn(num_users, 4, generator=gen).requires_grad_()
-            item_emb = torch.randn(num_items, 4, generator=gen).requires_grad_()
-            if results:  # the same tables for both forms
-                user_emb, item_emb = (t.detach().clone().requires_grad_()
-                                      for t in results[0][1:])
-            loss = masked_softmax_loss(user_emb, item_emb, users[batch], items[batch],
-                                       candidates, hist, 0.5, block_rows=rows)
+        for whole_matrix in (True, False):
+            user_emb, item_emb = (t.clone().requires_grad_() for t in tables)
+            if whole_matrix:
+                loss = whole_matrix_softmax_loss(user_emb, item_emb, users[batch],
+                                                 items[batch], candidates, seen, 0.5)
+            else:
+                loss = masked_softmax_loss(user_emb, item_emb, users[batch], items[batch],
+                                           candidates, hist, 0.5, block_rows=block)
             loss.backward()
             results.append((loss, user_emb, item_emb))
         (whole, wu, wi), (blocked, bu, bi) = results
