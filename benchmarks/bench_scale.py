@@ -192,6 +192,13 @@ def run_stage(stage: str, folder: Path) -> dict:
                 if "cpu_seconds" in epochs[0]:
                     out["epoch_cpu_seconds"] = epochs[0]["cpu_seconds"]
             out["best_epoch"] = result.get("best_epoch")
+            # Where the time went: the early-stopped run and the refit (seconds from each
+            # one's start, validation passes included); the rest is selection and set-up.
+            refit = [r for r in result.get("history", []) if r.get("stage") == "refit"]
+            if epochs:
+                out["train_seconds"] = epochs[-1]["seconds"]
+            if refit:
+                out["refit_epochs"], out["refit_seconds"] = len(refit), refit[-1]["seconds"]
             if result.get("valid_users"):  # users ranked per validation pass
                 out["valid_users"] = result["valid_users"]
             if "training" in extra:  # full-graph or mini-batch, and why
