@@ -29,9 +29,10 @@ computes each stage only for the rows later stages read
 items only, the attributes' own update not at all), about 0.4 s forward and backward. The
 sampled softmax over 2,048 candidates, its gradients in the same block-wise pass
 (:func:`~recsys_core.training.masked_softmax_loss`), takes about 0.3 s; it grows with the
-batch's distinct users, not with the graph. A step's subgraph is bounded by the batch (its items x neighbours x neighbours edges), not by the graph, but on graphs
-this small it is the catalogue that bounds it: at 1M interactions (20k users, 10k items) a
-step holds 14k users, 10k items and 120k edges and takes about 0.4 s. So an epoch's cost per
+batch's distinct users, not with the graph. A step's subgraph is bounded by the batch (its
+items x neighbours x neighbours edges), not by the graph, but on graphs this small it is
+the catalogue that bounds it: at 1M interactions (20k users, 10k items) a step holds 14k
+users, 10k items and 120k edges and takes about 0.4 s. So an epoch's cost per
 interaction still grows from 1M to 5M, as the sampled subgraphs grow with the catalogue
 towards the batch's bound.
 A batch four times larger halves the epoch, because its subgraph hardly grows. But at 1M
