@@ -149,7 +149,7 @@ def _upload() -> None:
     if inter is None:
         st.caption("Choose an interactions file to see the column mapping.")
         return
-    inter_source = _source(inter)
+    inter_source, items_source = _source(inter), _source(items)
     options = {}
     try:
         columns = _columns(inter_source)
@@ -160,9 +160,9 @@ def _upload() -> None:
     options.update(_column_selects(
         [("user_col", "User id"), ("item_col", "Item id"), ("rating_col", "Rating"),
          ("time_col", "Timestamp")], columns, "map"))
-    if items is not None:
+    if items_source is not None:
         try:
-            options.update(_item_column_options(_columns(_source(items))))
+            options.update(_item_column_options(_columns(items_source)))
         except DataError as exc:
             st.error(str(exc))
             return
@@ -171,7 +171,7 @@ def _upload() -> None:
         try:
             dataset = ui.load_files(
                 inter_source,
-                _source(items),
+                items_source,
                 _source(edges),
                 options=tuple(sorted(options.items())),
                 users=_source(users),

@@ -493,7 +493,7 @@ class _BlockwiseMaskedSoftmaxLoss(torch.autograd.Function):
             logits = _masked_block(a, b, mask_rows, mask_cols, start, block, bounds[k:k + 2])
             # One exp serves the log-sum-exp and the softmax: exp(l - max) / its row sum.
             row_max = logits.amax(1)
-            row_max = row_max.masked_fill_(torch.isinf(row_max), 0.0)  # exp(-inf) = 0
+            row_max.masked_fill_(torch.isinf(row_max), 0.0)  # exp(-inf) = 0
             prob = logits.sub_(row_max[:, None]).exp_()
             sums = prob.sum(1)
             block_lse = row_max + sums.log()  # -inf for a row with every column masked

@@ -1201,20 +1201,19 @@ class GNNLLMRecommender(EmbeddingRecommender):
         scales = {"popularity_prior": self._fit_popularity_prior(users)} if use_prior else {}
         # The score so far on the head, as the final model gives it (prior included).
         score = torch.from_numpy(super().score(users, items))
+        parts = []  # (name, head weights, chosen relative weight), the filter first
+        if use_gf:
+            attributes = self._filter_attributes(self.dataset)
+            parts.append(("graph_filter", GraphFilterBasis(
+                head, gf.ideal_dim, self.train_config.seed,
+                None if attributes is None else attributes[items],
+                gf.attribute_weight, gf.smoothing).weights(gf.ideal_dim, gf.ideal_weight),
+                gf.relative_weight))
+        if use_ii:
+            parts.append(("item_item", ease_weights(head, ii.reg_lambda, self.train_config.device),
+                          ii.relative_weight))
         combined = torch.zeros(len(items), len(items))
-        for name, use in (("graph_filter", use_gf), ("item_item", use_ii)):
-            if not use:
-                continue
-            if name == "graph_filter":
-                attributes = self._filter_attributes(self.dataset)
-                weights = GraphFilterBasis(
-                    head, gf.ideal_dim, self.train_config.seed,
-                    None if attributes is None else attributes[items],
-                    gf.attribute_weight, gf.smoothing).weights(gf.ideal_dim, gf.ideal_weight)
-                relative = gf.relative_weight
-            else:
-                weights = ease_weights(head, ii.reg_lambda, self.train_config.device)
-                relative = ii.relative_weight
+        for name, weights, relative in parts:
             term = torch.from_numpy(np.asarray(head[users] @ weights.numpy(), np.float32))
             scale = relative * spread_ratio(score[~seen], term[~seen])
             combined += scale * weights
@@ -1224,7 +1223,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             for name, scale in scales.items():
                 if name in self.train_result.selected:
                     self.train_result.selected[name]["scale"] = scale
-        if not (use_gf or use_ii):
+        if not parts:
             return
         path = ItemItemPath(matrix.shape[1], torch.from_numpy(items), combined, 1.0,
                             ii.reg_lambda if use_ii else 0.0, bridge_scale=0.0)
