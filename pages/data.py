@@ -152,7 +152,7 @@ def _upload() -> None:
     inter_source, items_source = _source(inter), _source(items)
     options = {}
     try:
-        columns = _columns(inter_source)
+        columns = _columns(inter_source, "interactions")
     except DataError as exc:
         st.error(str(exc))
         return
@@ -162,7 +162,7 @@ def _upload() -> None:
          ("time_col", "Timestamp")], columns, "map"))
     if items_source is not None:
         try:
-            options.update(_item_column_options(_columns(items_source)))
+            options.update(_item_column_options(_columns(items_source, "items")))
         except DataError as exc:
             st.error(str(exc))
             return
@@ -246,11 +246,12 @@ def _source(upload) -> tuple[str, bytes] | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _columns(source: tuple[str, bytes]) -> list[str]:
+def _columns(source: tuple[str, bytes], role: str) -> list[str]:
+    """The header of an upload (``role`` names the file in error messages)."""
     from recsys_core.ingest import DEFAULT_MAX_ROWS
     from recsys_core.ingest.readers import sniff_table
 
-    return list(sniff_table(source, role="interactions", max_rows=DEFAULT_MAX_ROWS).columns)
+    return list(sniff_table(source, role=role, max_rows=DEFAULT_MAX_ROWS).columns)
 
 
 ui.run_page(render)

@@ -276,6 +276,17 @@ def test_upload_bad_file_shows_error_not_traceback(workspace):
     assert at.error and "one_column.csv" in at.error[0].value
 
 
+def test_upload_bad_items_file_names_the_items_file(workspace):
+    """A broken items upload is reported as the items file, before any load."""
+    at = page_test("data", workspace).run()
+    at.file_uploader(key="up-interactions").set_value(
+        ("plays.csv", b"user,item\n1,2\n2,3\n", "text/csv")).run()
+    at.file_uploader(key="up-items").set_value(
+        ("catalogue.csv", b"", "text/csv")).run()
+    assert not at.exception
+    assert at.error and "items file" in at.error[0].value, [e.value for e in at.error]
+
+
 def test_upload_maps_the_items_file_columns(workspace):
     """The items file's columns can be set as on the command line: a LastFM-style tag table
     (one row per tag, numeric tag ids that detection would ignore) becomes one item per id
