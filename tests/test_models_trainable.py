@@ -71,7 +71,9 @@ def fitted(ds) -> dict:
 @pytest.mark.parametrize("name", MODELS)
 def test_fit_recommend_and_finite_scores(ds, fitted, name):
     model = fitted[name]
-    assert len(model.train_result.history) == 2
+    result = model.train_result
+    # The two epochs asked for, then the refit's epochs (the flagship refits by default).
+    assert [h["epoch"] for h in result.history] == [1, 2] + list(range(1, result.refit_epochs + 1))
     scores = model.score(np.arange(ds.num_users))
     assert scores.shape == (ds.num_users, ds.num_items)
     assert np.isfinite(scores).all()
