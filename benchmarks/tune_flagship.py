@@ -14,6 +14,12 @@ Usage::
     python benchmarks/tune_flagship.py --models gnn-llm --tune \\
         --params '{"gnn-llm": {"num_layers": 2}}'                  # a validation run
     python benchmarks/tune_flagship.py --data demo --split-seed 1  # other data / split
+    python benchmarks/tune_flagship.py --models gnn-llm --tune --no-cold \
+        --out benchmarks/results/tuning.json --note "why this run"  # keep the rows
+
+With ``--out``, every row is also appended to that JSON file (a list; each row with its data,
+split seed, mode, parameters, note and date), so a default chosen on validation can be
+quoted from a committed output.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import json
 import resource
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +95,20 @@ def run(name: str, ds: Dataset, train: pd.DataFrame, target: pd.DataFrame, param
     return row
 
 
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` (dated) to the JSON list in ``path``, written atomically, under a lock
+    (runs on other splits may append at the same time)."""
+    import fcntl
+
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows.append({**row, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(rows, indent=2) + "\n")
+        tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true",
                         help="fit on train and report on validation (for choosing defaults)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--out", help="append every row to this JSON file (a list)")
+    parser.add_argument("--note", default="", help="a note stored with each row of --out")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
                       "fit_interactions": len(fit_frame), "target": len(target),
                       "mode": "valid" if args.tune else "test", "split_seed": args.split_seed,
                       "threads": torch.get_num_threads()}), flush=True)
+    context = {"data": args.data, "split_seed": args.split_seed,
+               "mode": "valid" if args.tune else "test", "params": params, "note": args.note,
+               "threads": torch.get_num_threads()}
+
+    def emit(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        if args.out:
+            append_row(Path(args.out), {**context, **row})
+
     for name in names:
-        print(json.dumps(run(name, ds, fit_frame, target, params, text)), flush=True)
+        emit(run(name, ds, fit_frame, target, params, text))
     if not args.no_cold:
         cold = cold_start_item_split(ds.interactions)
         held = sorted(set(cold.test["item_id"]))
@@ -135,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue  # no signal for items without interactions
             row = run(name, ds, cold.train, cold.test, params, text, candidates=held)
             row["model"] = f"{name} (cold start, {len(held)} items)"
-            print(json.dumps(row), flush=True)
+            emit(row)
     return 0
 
 
