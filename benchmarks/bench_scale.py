@@ -330,10 +330,11 @@ def figure(results: dict) -> None:
         "Time per stage (s)", "Peak RSS per stage (GB)",
         "First training epoch per interaction (µs of CPU)"))
     names = sorted(results["sizes"], key=lambda n: SIZES.get(n, (0,))[0])
-    stages = list(dict.fromkeys(s for n in names for s in results["sizes"][n]["stages"]))
+    growing = [n for n in names if n not in FIXED_CATALOGUE[1:]]  # one line per stage
+    stages = list(dict.fromkeys(s for n in growing for s in results["sizes"][n]["stages"]))
     for stage in stages:
         xs, times, rss = [], [], []
-        for name in names:
+        for name in growing:
             r = results["sizes"][name]["stages"].get(stage, {})
             if "seconds" in r:
                 xs.append(results["sizes"][name]["interactions_generated"])
@@ -345,8 +346,7 @@ def figure(results: dict) -> None:
                                  legendgroup=stage), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=rss, mode="lines+markers", name=stage,
                                  legendgroup=stage, showlegend=False), row=1, col=2)
-    series = {"first epoch / interaction (catalogue grows)":
-              [n for n in names if n not in FIXED_CATALOGUE[1:]],
+    series = {"first epoch / interaction (catalogue grows)": growing,
               "first epoch / interaction (10k items)":
               [n for n in names if n in FIXED_CATALOGUE]}
     for trace, members in series.items():
