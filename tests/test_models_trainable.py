@@ -212,6 +212,36 @@ def test_editing_the_graph_changes_only_the_affected_scores(ds, fitted):
     torch.testing.assert_close(user_before[other], user_after[other])
 
 
+def twin_dataset() -> Dataset:
+    """The tiny data set plus two users with the same seven items and nothing else."""
+    base = tiny_dataset()
+    inter = base.interactions[["user_id", "item_id", "rating", "timestamp"]]
+    items = [f"i{i}" for i in (0, 3, 5, 8, 11, 14, 17)]
+    twins = pd.DataFrame([(u, i, 4.0, 2e9 + k) for u in ("twin_a", "twin_b")
+                          for k, i in enumerate(items)], columns=inter.columns)
+    return Dataset(pd.concat([inter, twins], ignore_index=True), base.items,
+                   attribute_columns=["genre"])
+
+
+@pytest.mark.parametrize("user_id_embedding", [True, False])
+def test_user_id_embedding_gives_users_their_own_vector(user_id_embedding):
+    """With the id embedding (the default) two users with the same history score items
+    differently (each has a learned vector of its own); without it a user is their history,
+    so the two score every item alike."""
+    twins = twin_dataset()
+    model = make("gnn-llm", user_id_embedding=user_id_embedding).fit(twins, twins.interactions)
+    assert (model.module.user_id is not None) == user_id_embedding
+    a, b = model.score(twins.user_idx(["twin_a", "twin_b"]))
+    if user_id_embedding:
+        assert not np.allclose(a, b, atol=1e-6)
+    else:
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_user_id_embedding_is_on_by_default():
+    assert GNNLLMRecommender().user_id_embedding
+
+
 @pytest.mark.parametrize("conv", ["gcn", "sage", "gin"])
 def test_other_convolutions_train(ds, conv):
     model = make("gnn-llm", conv=conv, epochs=1).fit(ds, ds.interactions)

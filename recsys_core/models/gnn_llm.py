@@ -3,18 +3,19 @@
 Items start from a frozen sentence-encoder embedding of their text (projected to ``d``) plus a
 learnable id embedding for items seen in training; attribute nodes (genre, category, tag ...)
 have learnable embeddings; users start from a shared learnable vector plus a learnable id
-embedding (and user features), and attention over the items in their history adds the rest. One graph-attention convolution per relation and layer
-(:class:`~recsys_core.models.sparse_attention.SparseGATConv`, the maths of PyG's
-``GATConv`` on sparse kernels) runs over the graph
-of :func:`recsys_core.graph.build_hetero_graph`; final embeddings average the layers (as in
-LightGCN) and the graph score is their dot product. A full-rank item-item path over the same
-user-item graph (closed-form EASE weights, :mod:`recsys_core.models.item_item`) is added to it,
-with its regularisation and weight chosen on the validation split (off where it does not help):
-a rank-``d`` dot product alone cannot express every co-occurrence pattern of a dense catalogue.
+embedding (and user features), and attention over the items in their history adds the rest.
+One graph-attention convolution per relation and layer
+(:class:`~recsys_core.models.sparse_attention.SparseGATConv`, the maths of PyG's ``GATConv``
+on sparse kernels) runs over the graph of :func:`recsys_core.graph.build_hetero_graph`;
+final embeddings average the layers (as in LightGCN) and the graph score is their dot
+product. A full-rank item-item path over the same user-item graph (closed-form EASE
+weights, :mod:`recsys_core.models.item_item`) is added to it, with its regularisation and
+weight chosen on the validation split (off where it does not help): a rank-``d`` dot product
+alone cannot express every co-occurrence pattern of a dense catalogue.
 
 Because a user's representation reads their history (and the item-item term sums over the
-user's ``rates`` edges), editing the graph (removing or adding a user's edges) changes that user's scores
-without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescores an
+user's ``rates`` edges), editing the graph (removing or adding a user's edges) changes that
+user's scores without retraining: :meth:`GNNLLMRecommender.score_with_graph` rescores an
 edited :class:`~torch_geometric.data.HeteroData`, and :meth:`GNNLLMRecommender.attention`
 returns the attention weights of every edge, layer, head and relation.
 """
