@@ -346,10 +346,11 @@ def figure(results: dict) -> None:
                                  legendgroup=stage), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=rss, mode="lines+markers", name=stage,
                                  legendgroup=stage, showlegend=False), row=1, col=2)
-    series = {"first epoch / interaction (catalogue grows)": growing,
-              "first epoch / interaction (10k items)":
-              [n for n in names if n in FIXED_CATALOGUE]}
-    for trace, members in series.items():
+    # (trace, sizes, fewest points worth a line): a lone fixed-catalogue point is 1m's again.
+    series = [("first epoch / interaction (catalogue grows)", growing, 1),
+              ("first epoch / interaction (10k items)",
+               [n for n in names if n in FIXED_CATALOGUE], 2)]
+    for trace, members, fewest in series:
         xs, costs, labels = [], [], []
         for name in members:
             entry = results["sizes"][name]
@@ -362,7 +363,7 @@ def figure(results: dict) -> None:
                 labels.append(f"{name}: {seconds:.0f} s"
                               + (" CPU" if "epoch_cpu_seconds" in train else "")
                               + f", {train.get('training', {}).get('mode', '?')}")
-        if len(xs) > 1 or (xs and trace.endswith("grows)")):
+        if len(xs) >= fewest:
             fig.add_trace(go.Scatter(x=xs, y=costs, mode="lines+markers+text", text=labels,
                                      textposition="top center", name=trace),
                           row=1, col=3)
