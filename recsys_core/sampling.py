@@ -149,6 +149,9 @@ class SamplingPlan:
             (hidden and dropped together with it).
         edge_dropout (float): Share of sampled interaction edges dropped in training.
             (default: :obj:`0.0`)
+        seeds_only (tuple): Node types whose incoming relations are expanded for the seeds
+            only: the model reads the other nodes of these types from historical
+            embeddings, so the sample stops at them. (default: none)
     """
 
     edge_index_dict: dict[EdgeType, Tensor]
@@ -156,6 +159,7 @@ class SamplingPlan:
     hops: list[list[EdgeType]]
     interaction_types: tuple[EdgeType, ...] = ()
     edge_dropout: float = 0.0
+    seeds_only: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
 
@@ -253,6 +257,7 @@ class NeighborSampler(BaseSampler):
         k, gen = self.num_neighbors, self.generator
         nodes = {nt: [seeds[nt].long().cpu()] if nt in seeds else [] for nt in self.num_nodes}
         count = {nt: 0 for nt in self.num_nodes}
+        count_seeds = {nt: (seeds[nt].numel() if nt in seeds else 0) for nt in self.num_nodes}
         for nt, ids in seeds.items():
             ids = ids.long().cpu()
             self._slot[nt][ids] = torch.arange(ids.numel())
@@ -273,6 +278,8 @@ class NeighborSampler(BaseSampler):
                     if et not in self.csc:
                         continue
                     targets = frontier[et[2]]
+                    if et[2] in self.plan.seeds_only:  # the rest come from the model's history
+                        targets = targets[:count_seeds[et[2]]]
                     targets = targets[~self._done[et][targets]]
                     if targets.numel() == 0:
                         continue

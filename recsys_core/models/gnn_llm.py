@@ -187,6 +187,14 @@ class GNNLLMModule(nn.Module):
             edges) is left out of a training pass as a whole, so the network also works
             without it and validation can switch it off (:meth:`set_group_active`).
             (default: :obj:`0.0`)
+        historical_embeddings (bool): In mini-batch training, compute the user stages for
+            the batch's own users only; the stages after them read the other users of the
+            subgraph (the raters of the batch's items, the friends of its users) from
+            historical embeddings: each user's state as it was last computed in a batch (its
+            layer-0 features before that), with no gradient (GNNAutoScale, Fey et al., ICML
+            2021). The sample then stops at those users, so a step's cost no longer grows with
+            the graph, at the price of states up to an epoch old. Full-graph passes,
+            validation and scoring never read them. (default: :obj:`False`)
     """
 
     generator: torch.Generator | None = None  # the job's, in training (rng.attach_generator)
@@ -210,6 +218,7 @@ class GNNLLMModule(nn.Module):
         item_bias: bool = True,
         user_features: Tensor | None = None,
         relation_dropout: float = 0.0,
+        historical_embeddings: bool = False,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
@@ -227,6 +236,10 @@ class GNNLLMModule(nn.Module):
         if not 0 <= relation_dropout < 1:
             raise ValueError(f"relation_dropout must be in [0, 1), got {relation_dropout}.")
         self.relation_dropout = float(relation_dropout)
+        self.historical_embeddings = bool(historical_embeddings)
+        # Stage index -> (states [num_users, d], filled [num_users]) of the user stages, kept
+        # between mini-batch steps when historical_embeddings is on (see _historical_rows).
+        self._user_history: dict[int, tuple[Tensor, Tensor]] = {}
         self.groups = sorted({g for et in self.all_edge_types
                               if (g := relation_group(et)) is not None})
         # Which side-information groups take part (1) or were switched off on validation (0);
@@ -302,6 +315,7 @@ class GNNLLMModule(nn.Module):
         return self
 
     def reset_parameters(self) -> None:
+        self._user_history = {}
         self.text_proj.reset_parameters()
         nn.init.normal_(self.item_id.weight, std=0.1)
         nn.init.normal_(self.user_token, std=0.1)
@@ -546,10 +560,13 @@ class GNNLLMModule(nn.Module):
         want_attention = return_attention and self.conv in ATTENTION_CONVS
         sizes = {nt: v.size(0) for nt, v in x.items()}
         program = self.stage_program(list(edge_index_dict))
+        historical = (self.historical_embeddings and self.training and nodes is not None
+                      and num_seeds is not None and self.conv != "gcn")
         if num_seeds is not None and self.conv != "gcn":
             # Only the rows later stages and the readout read; sorted edges per stage, over
             # its restricted edges.
-            plan = self.stage_rows(program, edge_index_dict, num_seeds, sizes)
+            plan = self.stage_rows(program, edge_index_dict, num_seeds, sizes,
+                                   {"user": num_seeds["user"]} if historical else None)
             sorted_edges = None
         else:  # every row of every stage (None: no slicing)
             plan = [(None, edge_index_dict, dict.fromkeys(sizes)) for _ in program.stages]
@@ -571,6 +588,8 @@ class GNNLLMModule(nn.Module):
             if want_attention:
                 out, alphas = out
                 attention.update({(stage.layer - 1, et): a for et, a in alphas.items()})
+            if historical and stage.dst == "user":
+                out = self._historical_rows(len(snapshots) - 1, out, nodes["user"], x["user"])
             snapshots.append({**snapshots[-1], stage.dst: out})
         # The readout of the seed rows (None: every row).
         n_user, n_item = (None, None) if num_seeds is None else (num_seeds["user"],
@@ -590,9 +609,38 @@ class GNNLLMModule(nn.Module):
             item_emb = torch.cat([item_emb, bias], 1)
         return user_emb, item_emb, attention
 
+    @torch.no_grad()
+    def _record_history(self, stage_index: int, ids: Tensor, states: Tensor) -> Tensor:
+        """Store ``states`` as the historical embeddings of users ``ids`` at this stage;
+        returns the stage's ``(table, filled)`` pair."""
+        entry = self._user_history.get(stage_index)
+        if entry is None or entry[0].device != states.device:
+            entry = (states.new_zeros(self.num_users, states.size(1)),
+                     torch.zeros(self.num_users, dtype=torch.bool, device=states.device))
+            self._user_history[stage_index] = entry
+        table, filled = entry
+        table[ids] = states.detach().to(table.dtype)
+        filled[ids] = True
+        return entry
+
+    def _historical_rows(self, stage_index: int, out: Tensor, users: Tensor,
+                         inputs: Tensor) -> Tensor:
+        """A user stage's output in historical mode: the ``n`` rows it computed (the batch's
+        users), recorded, then every other user of the subgraph from its historical
+        embedding, or its layer-0 features where it has none yet (constants: no gradient
+        reaches them)."""
+        n = out.size(0)
+        table, filled = self._record_history(stage_index, users[:n], out)
+        rest = users[n:]
+        if rest.numel() == 0:
+            return out
+        stale = torch.where(filled[rest].unsqueeze(1), table[rest], inputs[n:].detach())
+        return torch.cat([out, stale.to(out.dtype)])
+
     @staticmethod
     def stage_rows(program: StageProgram, edge_index_dict: dict[EdgeType, Tensor],
-                   num_seeds: dict[str, int], sizes: dict[str, int]
+                   num_seeds: dict[str, int], sizes: dict[str, int],
+                   computed: dict[str, int] | None = None,
                    ) -> list[tuple[int, dict, dict]]:
         """Which rows each stage must compute so that the first ``num_seeds`` user and item
         rows of the readout are exact.
@@ -605,6 +653,15 @@ class GNNLLMModule(nn.Module):
         stage computes every row any later stage reads. Exact for convolutions whose output
         at a target depends only on its own incoming edges (GAT, GATv2, SAGE, GIN).
 
+        Args:
+            program (StageProgram): The pass's stages.
+            edge_index_dict (dict): Its edges (local indices of a sampled subgraph).
+            num_seeds (dict): Readout rows wanted per node type.
+            sizes (dict): Rows of each node type in the subgraph.
+            computed (dict, optional): Node type -> rows its stages compute at most, whatever
+                later stages read (historical embeddings stand in for the rest, see
+                :meth:`_historical_rows`). (default: :obj:`None`)
+
         Returns:
             Per stage, ``(n, edges, sources)``: its target rows (0: skip the stage), its
             relations' edges restricted to those targets, and the rows it reads of each
@@ -615,6 +672,8 @@ class GNNLLMModule(nn.Module):
         for index in range(len(program.stages) - 1, -1, -1):
             stage = program.stages[index]
             n = need[stage.dst]
+            if computed is not None and stage.dst in computed:
+                n = min(n, int(computed[stage.dst]))
             if n == 0:
                 continue
             edges: dict[EdgeType, Tensor] = {}
@@ -663,7 +722,8 @@ class GNNLLMModule(nn.Module):
         hops = [list(stage.relations) for stage in reversed(program.stages)]
         return SamplingPlan(edges, counts, hops,
                             tuple(et for et in (RATES, RATED_BY) if et in edges),
-                            self.edge_dropout)
+                            self.edge_dropout,
+                            seeds_only=("user",) if self.historical_embeddings else ())
 
     def edge_index_dict_all(self) -> dict[EdgeType, Tensor]:
         """Every edge of the current graph (no dropout, nothing hidden)."""
@@ -768,6 +828,11 @@ class GNNLLMRecommender(EmbeddingRecommender):
         relation_selection (bool): After training, switch off each side-information group
             whose removal does not lower validation NDCG@K (side information stays only where
             it pays); the choice is kept in the run. (default: :obj:`True`)
+        historical_embeddings (bool): In mini-batch training, read the users outside each
+            batch from historical embeddings instead of recomputing them from their own
+            sampled items (:class:`GNNLLMModule`): a step's cost stops growing with the graph,
+            at some accuracy (see README, Training at scale). Off by default; full-graph
+            training ignores it. (default: :obj:`False`)
         item_item (bool): Add the full-rank item-item path
             (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
             weight chosen on the validation split (weight 0 where it does not help).
@@ -835,6 +900,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         selection_margin: float = DEFAULT_MARGIN,
         relation_dropout: float = 0.25,
         relation_selection: bool = True,
+        historical_embeddings: bool = False,
         **train_options: Unpack[TrainOptions],
     ) -> None:
         super().__init__(**train_options)
@@ -895,6 +961,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
             raise ValueError(f"relation_dropout must be in [0, 1), got {relation_dropout}.")
         self.relation_dropout = float(relation_dropout)
         self.relation_selection = bool(relation_selection)
+        self.historical_embeddings = bool(historical_embeddings)
         self.inactive_groups: list[str] = []
         self.graph_filter_choice: GraphFilterChoice | None = None
         self.popularity_prior_choice: PopularityPriorChoice | None = None
@@ -925,7 +992,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
                 "graph_filter_smoothing": self.graph_filter_smoothing,
                 "selection_margin": self.selection_margin,
                 "relation_dropout": self.relation_dropout,
-                "relation_selection": self.relation_selection}
+                "relation_selection": self.relation_selection,
+                "historical_embeddings": self.historical_embeddings}
 
     def _item_text(self, dataset: Dataset, on_progress=None) -> Tensor:
         if not self.use_text:  # ablation: one constant text input for every item
@@ -990,7 +1058,8 @@ class GNNLLMRecommender(EmbeddingRecommender):
             heads=self.heads, attention_dropout=self.attention_dropout,
             edge_dropout=self.edge_dropout, id_dropout=self.id_dropout,
             user_id_embedding=self.user_id_embedding, item_bias=self.item_bias,
-            user_features=user_features, relation_dropout=self.relation_dropout)
+            user_features=user_features, relation_dropout=self.relation_dropout,
+            historical_embeddings=self.historical_embeddings)
 
     def fit(
         self,
@@ -1278,6 +1347,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
 
     def after_training(self) -> None:
         module = self.module
+        module._user_history = {}  # training's historical embeddings: scoring never reads them
         for group in self.inactive_groups:  # as chosen on validation (the refit has them all)
             if group in module.groups:
                 module.set_group_active(group, False)
