@@ -332,6 +332,12 @@ class GNNLLMModule(nn.Module):
             for conv in layer.values():
                 conv.reset_parameters()
 
+    def sparse_tables(self) -> list[nn.Embedding]:
+        """The per-user and per-item tables a sampled pass reads only by row (see
+        :func:`~recsys_core.training.make_optimizer`: mini-batch training may give them
+        sparse gradients)."""
+        return [t for t in (self.user_id, self.item_id, self.bias_id) if t is not None]
+
     # ---------------------------------------------------------------- graph
     @property
     def edge_types(self) -> list[EdgeType]:
@@ -615,7 +621,7 @@ class GNNLLMModule(nn.Module):
         returns the stage's ``(table, filled)`` pair."""
         entry = self._user_history.get(stage_index)
         if entry is None or entry[0].device != states.device:
-            entry = (states.new_zeros(self.num_users, states.size(1)),
+            entry = (states.new_zeros(self.num_users, states.size(1), dtype=torch.float32),
                      torch.zeros(self.num_users, dtype=torch.bool, device=states.device))
             self._user_history[stage_index] = entry
         table, filled = entry
