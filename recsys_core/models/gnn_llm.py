@@ -192,8 +192,9 @@ class GNNLLMModule(nn.Module):
             subgraph (the raters of the batch's items, the friends of its users) from
             historical embeddings: each user's state as it was last computed in a batch (its
             layer-0 features before that), with no gradient (GNNAutoScale, Fey et al., ICML
-            2021). The sample then stops at those users, so a step's cost no longer grows with
-            the graph, at the price of states up to an epoch old. Full-graph passes,
+            2021). The sample then stops at those users (6-16% less CPU per epoch at 1-10M
+            interactions in ``benchmarks/bench_scale.py``, not linear yet), at the price of
+            states up to an epoch old. Full-graph passes,
             validation and scoring never read them. (default: :obj:`False`)
     """
 
@@ -616,7 +617,8 @@ class GNNLLMModule(nn.Module):
         return user_emb, item_emb, attention
 
     @torch.no_grad()
-    def _record_history(self, stage_index: int, ids: Tensor, states: Tensor) -> Tensor:
+    def _record_history(self, stage_index: int, ids: Tensor,
+                        states: Tensor) -> tuple[Tensor, Tensor]:
         """Store ``states`` as the historical embeddings of users ``ids`` at this stage;
         returns the stage's ``(table, filled)`` pair."""
         entry = self._user_history.get(stage_index)
@@ -837,7 +839,7 @@ class GNNLLMRecommender(EmbeddingRecommender):
         historical_embeddings (bool): In mini-batch training, read the users outside each
             batch from historical embeddings instead of recomputing them from their own
             sampled items (:class:`GNNLLMModule`): a step's cost stops growing with the graph,
-            at some accuracy (see README, Training at scale). Off by default; full-graph
+            at some accuracy (see README, Scale). Off by default; full-graph
             training ignores it. (default: :obj:`False`)
         item_item (bool): Add the full-rank item-item path
             (:mod:`recsys_core.models.item_item`) to the graph score, its regularisation and
