@@ -1158,62 +1158,38 @@ class LazyTableAdam:
     every row: 100k users x 128 dimensions cost about 0.1 s per step on one CPU thread, so an
     epoch's optimiser time grew with users x steps, the square of the data (see
     :func:`make_optimizer`). It exposes what the training loop and checkpoints use of an
-    optimiser: ``param_groups``, ``state``, ``zero_grad`` and ``step``.
+    optimiser: ``param_groups``, ``state`` (one mapping: both optimisers share it),
+    ``zero_grad`` and ``step``.
 
     Args:
         dense (list): Parameters with dense gradients.
         tables (list): :class:`torch.nn.Embedding` modules switched to sparse gradients.
         lr (float): Learning rate of both.
-        weight_decay (float): Adam's L2 penalty on the dense parameters (the caller keeps
-            tables dense when it is not 0: SparseAdam has none).
     """
 
-    def __init__(self, dense: list[nn.Parameter], tables: list[nn.Embedding], lr: float,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(self, dense: list[nn.Parameter], tables: list[nn.Embedding],
+                 lr: float) -> None:
         self.tables = list(tables)
-        self.dense = torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay, foreach=True)
+        self.dense = torch.optim.Adam(dense, lr=lr, foreach=True)
         self.sparse = torch.optim.SparseAdam([t.weight for t in self.tables], lr=lr)
+        self.sparse.state = self.state = self.dense.state
         self.optimizers = (self.dense, self.sparse)
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return [group for optimizer in self.optimizers for group in optimizer.param_groups]
 
-    @property
-    def state(self) -> _MergedState:
-        return _MergedState(self)
-
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> None:
+    def step(self) -> None:
+        for table in self.tables:  # a restored checkpoint holds the step as a tensor
+            state = self.state.get(table.weight)
+            if state and torch.is_tensor(state.get("step")):
+                state["step"] = int(state["step"])  # SparseAdam counts in an int
         for optimizer in self.optimizers:
             optimizer.step()
-
-
-class _MergedState:
-    """The per-parameter state of a :class:`LazyTableAdam`, read and written as one
-    mapping (checkpoints save and restore it as they do a plain optimiser's)."""
-
-    def __init__(self, owner: LazyTableAdam) -> None:
-        self.owner = owner
-        self.sparse_params = {id(t.weight) for t in owner.tables}
-
-    def _of(self, param: Tensor) -> torch.optim.Optimizer:
-        return self.owner.sparse if id(param) in self.sparse_params else self.owner.dense
-
-    def get(self, param: Tensor, default: Any = None) -> Any:
-        state = self._of(param).state
-        return state[param] if param in state else default
-
-    def __setitem__(self, param: Tensor, value: dict[str, Any]) -> None:
-        if id(param) in self.sparse_params and "step" in value:
-            value = {**value, "step": int(value["step"])}  # SparseAdam counts in an int
-        self._of(param).state[param] = value
-
-    def values(self) -> list[dict[str, Any]]:
-        return [s for optimizer in self.owner.optimizers for s in optimizer.state.values()]
 
 
 def make_optimizer(module: nn.Module, config: TrainConfig, mode: str, device: torch.device,
@@ -1241,8 +1217,7 @@ def make_optimizer(module: nn.Module, config: TrainConfig, mode: str, device: to
     for table in tables:
         table.sparse = True
     lazy = {id(t.weight) for t in tables}
-    return LazyTableAdam([p for p in params if id(p) not in lazy], tables, config.lr,
-                         config.weight_decay)
+    return LazyTableAdam([p for p in params if id(p) not in lazy], tables, config.lr)
 
 
 def clip_gradients(parameters: Any, max_norm: float) -> Tensor:

@@ -20,10 +20,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def ds():
-    from test_explain import explain_dataset
-
-    return explain_dataset()
+def ds(explain_ds):
+    return explain_ds
 
 
 @pytest.fixture(scope="module")
